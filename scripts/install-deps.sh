@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building SYN4PSE needs on Debian/Ubuntu. Safe to run again: it does only what is
+# missing. The binding's Go module (github.com/ollama/ollama) ships llama.cpp without its vendor/
+# headers: nlohmann/json and stb come from Debian, miniaudio.h from the Go module
+# github.com/gen2brain/malgo (same 0.11 series).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+need=()
+[ -f /usr/include/nlohmann/json_fwd.hpp ] || need+=(nlohmann-json3-dev)
+[ -f /usr/include/stb/stb_image.h ] || need+=(libstb-dev)
+command -v g++ >/dev/null || need+=(g++)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+fi
+
+malgo_version=v0.11.24
+header=/usr/local/include/miniaudio/miniaudio.h
+if [ ! -f "$header" ]; then
+  dir=$(cd tools && go mod download -json "github.com/gen2brain/malgo@${malgo_version}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  $sudo install -D -m 0644 "$dir/miniaudio.h" "$header"
+  echo "installed $header"
+fi
+go mod download
