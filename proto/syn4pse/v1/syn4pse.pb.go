@@ -300,7 +300,7 @@ func (x HealthResponse_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthResponse_Status.Descriptor instead.
 func (HealthResponse_Status) EnumDescriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21, 0}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22, 0}
 }
 
 // Message is one chat turn.
@@ -1391,7 +1391,9 @@ type ModelInfo struct {
 	UnavailableReason string `protobuf:"bytes,6,opt,name=unavailable_reason,json=unavailableReason,proto3" json:"unavailable_reason,omitempty"`
 	Path              string `protobuf:"bytes,7,opt,name=path,proto3" json:"path,omitempty"`
 	// Details are read from the model file.
-	Details       *ModelDetails `protobuf:"bytes,8,opt,name=details,proto3" json:"details,omitempty"`
+	Details *ModelDetails `protobuf:"bytes,8,opt,name=details,proto3" json:"details,omitempty"`
+	// Stats count the model's work since it was loaded.
+	Stats         *ModelStats `protobuf:"bytes,9,opt,name=stats,proto3" json:"stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1482,6 +1484,99 @@ func (x *ModelInfo) GetDetails() *ModelDetails {
 	return nil
 }
 
+func (x *ModelInfo) GetStats() *ModelStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+type ModelStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ActiveRequests are generating now.
+	ActiveRequests int32 `protobuf:"varint,1,opt,name=active_requests,json=activeRequests,proto3" json:"active_requests,omitempty"`
+	// QueuedRequests wait for a free slot.
+	QueuedRequests       int32 `protobuf:"varint,2,opt,name=queued_requests,json=queuedRequests,proto3" json:"queued_requests,omitempty"`
+	Parallel             int32 `protobuf:"varint,3,opt,name=parallel,proto3" json:"parallel,omitempty"`
+	RequestsTotal        int64 `protobuf:"varint,4,opt,name=requests_total,json=requestsTotal,proto3" json:"requests_total,omitempty"`
+	PromptTokensTotal    int64 `protobuf:"varint,5,opt,name=prompt_tokens_total,json=promptTokensTotal,proto3" json:"prompt_tokens_total,omitempty"`
+	GeneratedTokensTotal int64 `protobuf:"varint,6,opt,name=generated_tokens_total,json=generatedTokensTotal,proto3" json:"generated_tokens_total,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ModelStats) Reset() {
+	*x = ModelStats{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelStats) ProtoMessage() {}
+
+func (x *ModelStats) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelStats.ProtoReflect.Descriptor instead.
+func (*ModelStats) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ModelStats) GetActiveRequests() int32 {
+	if x != nil {
+		return x.ActiveRequests
+	}
+	return 0
+}
+
+func (x *ModelStats) GetQueuedRequests() int32 {
+	if x != nil {
+		return x.QueuedRequests
+	}
+	return 0
+}
+
+func (x *ModelStats) GetParallel() int32 {
+	if x != nil {
+		return x.Parallel
+	}
+	return 0
+}
+
+func (x *ModelStats) GetRequestsTotal() int64 {
+	if x != nil {
+		return x.RequestsTotal
+	}
+	return 0
+}
+
+func (x *ModelStats) GetPromptTokensTotal() int64 {
+	if x != nil {
+		return x.PromptTokensTotal
+	}
+	return 0
+}
+
+func (x *ModelStats) GetGeneratedTokensTotal() int64 {
+	if x != nil {
+		return x.GeneratedTokensTotal
+	}
+	return 0
+}
+
 type ModelDetails struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Architecture   string                 `protobuf:"bytes,1,opt,name=architecture,proto3" json:"architecture,omitempty"`
@@ -1496,7 +1591,7 @@ type ModelDetails struct {
 
 func (x *ModelDetails) Reset() {
 	*x = ModelDetails{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1603,7 @@ func (x *ModelDetails) String() string {
 func (*ModelDetails) ProtoMessage() {}
 
 func (x *ModelDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1616,7 @@ func (x *ModelDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelDetails.ProtoReflect.Descriptor instead.
 func (*ModelDetails) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{16}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ModelDetails) GetArchitecture() string {
@@ -1567,7 +1662,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1674,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1687,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{17}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{18}
 }
 
 type GetInfoResponse struct {
@@ -1613,7 +1708,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1720,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1733,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{18}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetInfoResponse) GetNodeId() string {
@@ -1708,7 +1803,7 @@ type Hardware struct {
 
 func (x *Hardware) Reset() {
 	*x = Hardware{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1815,7 @@ func (x *Hardware) String() string {
 func (*Hardware) ProtoMessage() {}
 
 func (x *Hardware) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1828,7 @@ func (x *Hardware) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hardware.ProtoReflect.Descriptor instead.
 func (*Hardware) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{19}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Hardware) GetCpuCores() int32 {
@@ -1765,7 +1860,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1872,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1885,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{20}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
 }
 
 type HealthResponse struct {
@@ -1804,7 +1899,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1911,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1924,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HealthResponse) GetStatus() HealthResponse_Status {
@@ -1950,7 +2045,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x1cgeneration_tokens_per_second\x18\x05 \x01(\x01R\x19generationTokensPerSecond\"\x13\n" +
 	"\x11ListModelsRequest\"C\n" +
 	"\x12ListModelsResponse\x12-\n" +
-	"\x06models\x18\x01 \x03(\v2\x15.syn4pse.v1.ModelInfoR\x06models\"\xad\x02\n" +
+	"\x06models\x18\x01 \x03(\v2\x15.syn4pse.v1.ModelInfoR\x06models\"\xdb\x02\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\bmodality\x18\x02 \x01(\x0e2\x14.syn4pse.v1.ModalityR\bmodality\x12\x16\n" +
@@ -1960,7 +2055,16 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12-\n" +
 	"\x12unavailable_reason\x18\x06 \x01(\tR\x11unavailableReason\x12\x12\n" +
 	"\x04path\x18\a \x01(\tR\x04path\x122\n" +
-	"\adetails\x18\b \x01(\v2\x18.syn4pse.v1.ModelDetailsR\adetails\"\xd8\x01\n" +
+	"\adetails\x18\b \x01(\v2\x18.syn4pse.v1.ModelDetailsR\adetails\x12,\n" +
+	"\x05stats\x18\t \x01(\v2\x16.syn4pse.v1.ModelStatsR\x05stats\"\x87\x02\n" +
+	"\n" +
+	"ModelStats\x12'\n" +
+	"\x0factive_requests\x18\x01 \x01(\x05R\x0eactiveRequests\x12'\n" +
+	"\x0fqueued_requests\x18\x02 \x01(\x05R\x0equeuedRequests\x12\x1a\n" +
+	"\bparallel\x18\x03 \x01(\x05R\bparallel\x12%\n" +
+	"\x0erequests_total\x18\x04 \x01(\x03R\rrequestsTotal\x12.\n" +
+	"\x13prompt_tokens_total\x18\x05 \x01(\x03R\x11promptTokensTotal\x124\n" +
+	"\x16generated_tokens_total\x18\x06 \x01(\x03R\x14generatedTokensTotal\"\xd8\x01\n" +
 	"\fModelDetails\x12\"\n" +
 	"\farchitecture\x18\x01 \x01(\tR\farchitecture\x12'\n" +
 	"\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12\"\n" +
@@ -2034,7 +2138,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),              // 0: syn4pse.v1.Modality
 	(ModelState)(0),            // 1: syn4pse.v1.ModelState
@@ -2057,13 +2161,14 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*ListModelsRequest)(nil),  // 18: syn4pse.v1.ListModelsRequest
 	(*ListModelsResponse)(nil), // 19: syn4pse.v1.ListModelsResponse
 	(*ModelInfo)(nil),          // 20: syn4pse.v1.ModelInfo
-	(*ModelDetails)(nil),       // 21: syn4pse.v1.ModelDetails
-	(*GetInfoRequest)(nil),     // 22: syn4pse.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),    // 23: syn4pse.v1.GetInfoResponse
-	(*Hardware)(nil),           // 24: syn4pse.v1.Hardware
-	(*HealthRequest)(nil),      // 25: syn4pse.v1.HealthRequest
-	(*HealthResponse)(nil),     // 26: syn4pse.v1.HealthResponse
-	nil,                        // 27: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*ModelStats)(nil),         // 21: syn4pse.v1.ModelStats
+	(*ModelDetails)(nil),       // 22: syn4pse.v1.ModelDetails
+	(*GetInfoRequest)(nil),     // 23: syn4pse.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),    // 24: syn4pse.v1.GetInfoResponse
+	(*Hardware)(nil),           // 25: syn4pse.v1.Hardware
+	(*HealthRequest)(nil),      // 26: syn4pse.v1.HealthRequest
+	(*HealthResponse)(nil),     // 27: syn4pse.v1.HealthResponse
+	nil,                        // 28: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -2085,25 +2190,26 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	20, // 16: syn4pse.v1.ListModelsResponse.models:type_name -> syn4pse.v1.ModelInfo
 	0,  // 17: syn4pse.v1.ModelInfo.modality:type_name -> syn4pse.v1.Modality
 	1,  // 18: syn4pse.v1.ModelInfo.state:type_name -> syn4pse.v1.ModelState
-	21, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
-	24, // 20: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	27, // 21: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
-	4,  // 22: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
-	11, // 23: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 24: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	18, // 25: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	22, // 26: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	25, // 27: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	13, // 28: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 29: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	19, // 30: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	23, // 31: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	26, // 32: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
+	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
+	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
+	28, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	4,  // 23: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
+	11, // 24: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 25: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	18, // 26: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	23, // 27: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	26, // 28: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	13, // 29: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 30: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	19, // 31: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	24, // 32: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	27, // 33: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	29, // [29:34] is the sub-list for method output_type
+	24, // [24:29] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -2127,7 +2233,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

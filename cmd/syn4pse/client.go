@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// dial connects to the node named by --addr, or the configured local node.
+func dial(cmd *cobra.Command) (*grpc.ClientConn, error) {
+	addr, _ := cmd.Flags().GetString("addr")
+	if addr == "" {
+		cfg, err := loadConfig(cmd)
+		if err != nil {
+			return nil, err
+		}
+		addr = cfg.Server.GRPCAddr()
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, usageError{fmt.Errorf("node address %q: %w", addr, err)}
+	}
+	return conn, nil
+}
+
+// rpcError makes a gRPC failure readable, with a hint when no node answers.
+func rpcError(addr string, err error) error {
+	st := status.Convert(err)
+	if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "connection error") {
+		return fmt.Errorf("no node answers at %s (is `syn4pse serve` running? or set --addr): %s", strings.TrimPrefix(addr, "passthrough:///"), st.Message())
+	}
+	return errors.New(st.Message())
+}
+
+func newModelsCmd() *cobra.Command {
+	models := &cobra.Command{Use: "models", Short: "Manage the models of a node"}
+	models.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the node's models, their state and why one is unavailable",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			res, err := pb.NewModelServiceClient(conn).ListModels(ctx, &pb.ListModelsRequest{})
+			if err != nil {
+				return rpcError(conn.Target(), err)
+			}
+			out := cmd.OutOrStdout()
+			if len(res.GetModels()) == 0 {
+				fmt.Fprintln(out, "no models configured: add one to syn4pse.toml (see the README)")
+				return nil
+			}
+			fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", "NAME", "ENGINE", "STATE", "SIZE", "DETAILS")
+			for _, m := range res.GetModels() {
+				details := m.GetUnavailableReason()
+				if d := m.GetDetails(); d != nil {
+					details = fmt.Sprintf("%s %s ctx %d", d.GetArchitecture(), d.GetQuantization(), d.GetContextLength())
+				}
+				fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", m.GetName(), m.GetEngine(), stateName(m.GetState()), humanBytes(m.GetSizeBytes()), details)
+			}
+			return nil
+		},
+	})
+	return models
+}
+
+func stateName(s pb.ModelState) string {
+	switch s {
+	case pb.ModelState_MODEL_STATE_LOADED:
+		return "loaded"
+	case pb.ModelState_MODEL_STATE_AVAILABLE:
+		return "available"
+	case pb.ModelState_MODEL_STATE_LOADING:
+		return "loading"
+	case pb.ModelState_MODEL_STATE_UNAVAILABLE:
+		return "unavailable"
+	}
+	return "unknown"
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func newStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the node's identity, health, engines and models",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			conn, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			node := pb.NewNodeServiceClient(conn)
+			info, err := node.GetInfo(ctx, &pb.GetInfoRequest{})
+			if err != nil {
+				return rpcError(conn.Target(), err)
+			}
+			health, err := node.Health(ctx, &pb.HealthRequest{})
+			if err != nil {
+				return rpcError(conn.Target(), err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "node      %s (%s)\n", info.GetNodeId(), info.GetVersion())
+			fmt.Fprintf(out, "health    %s: %d model(s) ready, %d unavailable\n", healthName(health.GetStatus()), health.GetModelsReady(), health.GetModelsUnavailable())
+			fmt.Fprintf(out, "grpc      %s\nhttp      %s\n", info.GetGrpcAddr(), info.GetHttpAddr())
+			fmt.Fprintf(out, "uptime    %s\n", time.Since(time.Unix(info.GetStartedAtUnix(), 0)).Round(time.Second))
+			hw := info.GetHardware()
+			fmt.Fprintf(out, "hardware  %d cores, %s RAM\n", hw.GetCpuCores(), humanBytes(hw.GetMemoryBytes()))
+			for name, desc := range info.GetEngineInfo() {
+				fmt.Fprintf(out, "engine    %s: %s\n", name, desc)
+			}
+			return nil
+		},
+	}
+}
+
+func healthName(s pb.HealthResponse_Status) string {
+	if s == pb.HealthResponse_STATUS_SERVING {
+		return "serving"
+	}
+	return "not serving"
+}

@@ -1,0 +1,199 @@
+// Package engine defines what SYN4PSE asks of an inference engine, one interface per modality,
+// and the registry that finds an engine by the name used in syn4pse.toml (engine = "llama_cpp").
+//
+// Engines know nothing of the network or the API: they take Go values and stream Go values.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Sentinel errors that callers branch on. The API layer maps them to gRPC codes in one place.
+var (
+	// ErrInvalidRequest means the request itself is wrong (bad schema, bad grammar, bad role).
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrContextExceeded means the prompt does not fit the model's context window.
+	ErrContextExceeded = errors.New("prompt exceeds the context window")
+	// ErrUnsupported means the engine or model cannot do what was asked.
+	ErrUnsupported = errors.New("not supported")
+	// ErrClosed means the model was unloaded.
+	ErrClosed = errors.New("model is closed")
+)
+
+// ContextExceededError says by how much a prompt is too long. It wraps ErrContextExceeded.
+type ContextExceededError struct {
+	PromptTokens int
+	Limit        int
+}
+
+func (e *ContextExceededError) Error() string {
+	return fmt.Sprintf("the prompt is %d tokens but the model's context window holds %d (including at least one token to generate); shorten the prompt or raise context_length", e.PromptTokens, e.Limit)
+}
+
+// Unwrap makes errors.Is(err, ErrContextExceeded) true.
+func (e *ContextExceededError) Unwrap() error { return ErrContextExceeded }
+
+// Message is one chat turn.
+type Message struct {
+	Role    string
+	Content string
+}
+
+// Sampling controls token selection; Defaults gives the values used when a request sets none.
+type Sampling struct {
+	Temperature      float32
+	TopK             int
+	TopP             float32
+	MinP             float32
+	RepeatPenalty    float32
+	RepeatLastN      int
+	PresencePenalty  float32
+	FrequencyPenalty float32
+	Seed             uint32
+}
+
+// DefaultSampling is what llama.cpp's server uses when a request sets nothing.
+func DefaultSampling() Sampling {
+	return Sampling{Temperature: 0.8, TopK: 40, TopP: 0.95, MinP: 0.05, RepeatPenalty: 1, RepeatLastN: 64}
+}
+
+// GenerateRequest is one text generation.
+type GenerateRequest struct {
+	// Messages are rendered with the model's chat template. When nil, Prompt is used as is.
+	Messages []Message
+	Prompt   string
+	Sampling Sampling
+	// MaxTokens caps generated tokens; 0 generates until the model stops or the context is full.
+	MaxTokens int
+	// Stop strings end generation; they are not part of the output.
+	Stop []string
+	// Grammar (GBNF) constrains the output; "" for none.
+	Grammar string
+	// JSONSchema constrains the output to JSON matching this schema (JSON text); it is
+	// converted to a grammar by the engine. Ignored when Grammar is set.
+	JSONSchema string
+}
+
+// FinishReason says why generation ended.
+type FinishReason int
+
+// Finish reasons.
+const (
+	// FinishStop: end-of-generation token or a stop string.
+	FinishStop FinishReason = iota + 1
+	// FinishLength: MaxTokens reached or the context is full.
+	FinishLength
+)
+
+func (r FinishReason) String() string {
+	switch r {
+	case FinishStop:
+		return "stop"
+	case FinishLength:
+		return "length"
+	}
+	return "unknown"
+}
+
+// GenerateResult describes a finished generation.
+type GenerateResult struct {
+	FinishReason       FinishReason
+	PromptTokens       int
+	CachedPromptTokens int
+	CompletionTokens   int
+	QueueDuration      time.Duration
+	PromptDuration     time.Duration
+	GenerateDuration   time.Duration
+}
+
+// LLM is a loaded language model. Generate may be called from many goroutines: requests beyond
+// the model's parallel sequences wait in a queue.
+type LLM interface {
+	// Generate runs one request and calls emit with each new piece of text as it is produced
+	// (never a split UTF-8 character). It stops when ctx is cancelled, returning ctx's error,
+	// or when emit returns an error, returning that error.
+	Generate(ctx context.Context, req GenerateRequest, emit func(text string) error) (GenerateResult, error)
+	// Info describes the model.
+	Info() ModelInfo
+	// Stats counts the model's work so far.
+	Stats() Stats
+	// Close frees the model; it waits for running generations to end.
+	Close() error
+}
+
+// ModelInfo describes a loaded model, read from its file.
+type ModelInfo struct {
+	Architecture       string
+	Description        string
+	ParameterCount     int64
+	SizeBytes          int64
+	Quantization       string
+	ContextLength      int
+	TrainContextLength int
+	Parallel           int
+}
+
+// Stats counts a model's requests and tokens since it was loaded.
+type Stats struct {
+	Active          int
+	Queued          int
+	Requests        int64
+	PromptTokens    int64
+	GeneratedTokens int64
+}
+
+// LoadOptions are the engine options of one declared model.
+type LoadOptions struct {
+	Path          string
+	ContextLength int
+	Threads       int
+	BatchSize     int
+	GPULayers     int
+	Parallel      int
+	// FlashAttention is "auto", "on" or "off".
+	FlashAttention string
+}
+
+// LLMEngine loads language models.
+type LLMEngine interface {
+	// Name is the engine's name in syn4pse.toml.
+	Name() string
+	// LoadLLM loads a model; ctx cancels a load that has not finished.
+	LoadLLM(ctx context.Context, opts LoadOptions) (LLM, error)
+}
+
+// Registry finds engines by name. The zero value is empty and ready to use.
+type Registry struct {
+	mu   sync.RWMutex
+	llms map[string]LLMEngine
+}
+
+// RegisterLLM adds an LLM engine under its name, replacing any with the same name.
+func (r *Registry) RegisterLLM(e LLMEngine) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.llms == nil {
+		r.llms = make(map[string]LLMEngine)
+	}
+	r.llms[e.Name()] = e
+}
+
+// LLM returns the LLM engine called name.
+func (r *Registry) LLM(name string) (LLMEngine, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e, ok := r.llms[name]; ok {
+		return e, nil
+	}
+	names := make([]string, 0, len(r.llms))
+	for n := range r.llms {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return nil, fmt.Errorf("no LLM engine %q (this build has: %v)", name, names)
+}

@@ -1,0 +1,138 @@
+// Package llamacpp is the llama.cpp engine ("llama_cpp" in syn4pse.toml): it loads GGUF models
+// through native/llamacpp and runs chat and completion requests on them, one queue per model,
+// a KV-cache sequence (slot) per parallel request and prompt-prefix reuse within a slot.
+package llamacpp
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/engine/chattemplate"
+	native "github.com/ekisa-team/syn4pse/native/llamacpp"
+)
+
+// Name is the engine's name in syn4pse.toml.
+const Name = "llama_cpp"
+
+// defaultContextLength caps the context when the config leaves it unset: the model's training
+// length can be 128k tokens, whose KV cache would not fit a small machine.
+const defaultContextLength = 4096
+
+// Engine loads GGUF models with llama.cpp.
+type Engine struct{}
+
+// New returns the llama.cpp engine.
+func New() *Engine {
+	native.Init()
+	return &Engine{}
+}
+
+// Name implements engine.LLMEngine.
+func (*Engine) Name() string { return Name }
+
+// LoadLLM implements engine.LLMEngine.
+func (*Engine) LoadLLM(ctx context.Context, opts engine.LoadOptions) (engine.LLM, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, err := native.LoadModel(opts.Path, native.ModelParams{GPULayers: opts.GPULayers})
+	if err != nil {
+		return nil, err
+	}
+	llm, err := newModel(m, opts)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return llm, nil
+}
+
+func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
+	parallel := max(opts.Parallel, 1)
+	seqLen := opts.ContextLength
+	if seqLen <= 0 {
+		seqLen = min(m.TrainContextLength(), defaultContextLength)
+	}
+	batchSize := opts.BatchSize
+	if batchSize <= 0 {
+		batchSize = 512
+	}
+	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	fa := native.FlashAttentionAuto
+	switch opts.FlashAttention {
+	case "on":
+		fa = native.FlashAttentionOn
+	case "off":
+		fa = native.FlashAttentionOff
+	}
+	lctx, err := native.NewContext(m, native.ContextParams{
+		ContextLength:  seqLen * parallel,
+		BatchSize:      batchSize,
+		Sequences:      parallel,
+		Threads:        threads,
+		FlashAttention: fa,
+	})
+	if err != nil {
+		return nil, err
+	}
+	arch, _ := m.Meta("general.architecture")
+	md := &model{
+		native:    m,
+		lctx:      lctx,
+		batch:     native.NewBatch(batchSize),
+		slots:     make(chan *slot, parallel),
+		seqLen:    lctx.SequenceLength(),
+		batchSize: batchSize,
+		bos:       m.TokenText(m.BOS()),
+		eos:       m.TokenText(m.EOS()),
+		info: engine.ModelInfo{
+			Architecture:       arch,
+			Description:        m.Description(),
+			ParameterCount:     m.ParamCount(),
+			SizeBytes:          m.SizeBytes(),
+			Quantization:       fileTypeName(m),
+			ContextLength:      lctx.SequenceLength(),
+			TrainContextLength: m.TrainContextLength(),
+			Parallel:           parallel,
+		},
+	}
+	for i := range parallel {
+		md.slots <- &slot{seq: i}
+	}
+	md.templateSource = m.ChatTemplate()
+	if md.templateSource != "" {
+		// A template gonja cannot parse is rendered by llama.cpp's built-in formats instead.
+		md.template, _ = chattemplate.Parse(md.templateSource)
+	}
+	return md, nil
+}
+
+// fileTypeName names the model's quantization from general.file_type (llama_ftype).
+func fileTypeName(m *native.Model) string {
+	s, ok := m.Meta("general.file_type")
+	if !ok {
+		return ""
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return s
+	}
+	names := map[int]string{
+		0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+		10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+		16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
+		22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+		28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+		38: "MXFP4",
+	}
+	if name, ok := names[n]; ok {
+		return name
+	}
+	return fmt.Sprintf("type %d", n)
+}

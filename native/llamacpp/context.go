@@ -1,0 +1,189 @@
+package llamacpp
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+
+// syn_abort is polled by ggml between graph nodes; setting it makes llama_decode return 2.
+static bool syn_abort(void *data) { return __atomic_load_n((int *)data, __ATOMIC_RELAXED) != 0; }
+static void syn_set_abort(struct llama_context_params *p, int *flag) {
+	p->abort_callback = syn_abort;
+	p->abort_callback_data = flag;
+}
+static int *syn_new_flag(void) { int *f = malloc(sizeof(int)); *f = 0; return f; }
+static void syn_store_flag(int *f, int v) { __atomic_store_n(f, v, __ATOMIC_RELAXED); }
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// FlashAttention selects flash attention.
+type FlashAttention int
+
+// FlashAttention values.
+const (
+	FlashAttentionAuto FlashAttention = iota
+	FlashAttentionOn
+	FlashAttentionOff
+)
+
+// ContextParams says how to create a context.
+type ContextParams struct {
+	// ContextLength is the KV cache size in tokens over all sequences; 0 = the model's.
+	ContextLength int
+	// BatchSize is the largest number of tokens one Decode takes.
+	BatchSize int
+	// Sequences is the number of independent sequences (slots) the context holds.
+	Sequences int
+	// Threads for generation and prompt processing; 0 lets llama.cpp choose.
+	Threads        int
+	FlashAttention FlashAttention
+	// Embeddings makes Decode extract embeddings; generation does not need them.
+	Embeddings bool
+}
+
+// Context is a llama.cpp inference context: KV cache and compute buffers. Close frees it.
+type Context struct {
+	c     *C.struct_llama_context
+	abort *C.int
+	model *Model
+}
+
+// Errors from Decode.
+var (
+	// ErrNoKVSlot means the KV cache has no room for the batch.
+	ErrNoKVSlot = errors.New("llama.cpp: no room in the KV cache for the batch")
+	// ErrAborted means Abort stopped the decode.
+	ErrAborted = errors.New("llama.cpp: decode aborted")
+)
+
+// NewContext creates a context for m.
+func NewContext(m *Model, p ContextParams) (*Context, error) {
+	params := C.llama_context_default_params()
+	params.n_ctx = C.uint32_t(p.ContextLength)
+	params.n_batch = C.uint32_t(max(p.BatchSize, 1))
+	params.n_ubatch = params.n_batch
+	params.n_seq_max = C.uint32_t(max(p.Sequences, 1))
+	if p.Threads > 0 {
+		params.n_threads = C.int32_t(p.Threads)
+		params.n_threads_batch = C.int32_t(p.Threads)
+	}
+	switch p.FlashAttention {
+	case FlashAttentionOn:
+		params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
+	case FlashAttentionOff:
+		params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+	default:
+		params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO
+	}
+	params.embeddings = C.bool(p.Embeddings)
+	params.no_perf = C.bool(true)
+	flag := C.syn_new_flag()
+	C.syn_set_abort(&params, flag)
+	c := C.llama_init_from_model(m.c, params)
+	if c == nil {
+		C.free(unsafe.Pointer(flag))
+		return nil, fmt.Errorf("llama.cpp could not create a context of %d tokens (out of memory?)", p.ContextLength)
+	}
+	return &Context{c: c, abort: flag, model: m}, nil
+}
+
+// Close frees the context.
+func (c *Context) Close() error {
+	if c.c != nil {
+		C.llama_free(c.c)
+		C.free(unsafe.Pointer(c.abort))
+		c.c, c.abort = nil, nil
+	}
+	return nil
+}
+
+// ContextLength is the KV cache size in tokens.
+func (c *Context) ContextLength() int { return int(C.llama_n_ctx(c.c)) }
+
+// SequenceLength is the number of tokens one sequence may hold.
+func (c *Context) SequenceLength() int { return int(C.llama_n_ctx_seq(c.c)) }
+
+// SetAbort makes a running or later Decode stop (true) or run normally (false). Safe to call
+// from any goroutine.
+func (c *Context) SetAbort(abort bool) {
+	v := C.int(0)
+	if abort {
+		v = 1
+	}
+	C.syn_store_flag(c.abort, v)
+}
+
+// Decode runs the model over the batch. Logits of the tokens marked for output are then
+// available to Sampler.Sample.
+func (c *Context) Decode(b *Batch) error {
+	switch code := int(C.llama_decode(c.c, b.c)); {
+	case code == 0:
+		return nil
+	case code == 1:
+		return ErrNoKVSlot
+	case code == 2:
+		return ErrAborted
+	default:
+		return fmt.Errorf("llama_decode failed with code %d", code)
+	}
+}
+
+// RemoveTokens removes positions [from, to) of sequence seq from the KV cache; to < 0 means to
+// the end. It reports false when the cache cannot remove a partial range.
+func (c *Context) RemoveTokens(seq, from, to int) bool {
+	return bool(C.llama_memory_seq_rm(C.llama_get_memory(c.c), C.llama_seq_id(seq), C.llama_pos(from), C.llama_pos(to)))
+}
+
+// ClearMemory empties the KV cache of every sequence.
+func (c *Context) ClearMemory() { C.llama_memory_clear(C.llama_get_memory(c.c), C.bool(true)) }
+
+// Batch is a set of tokens for Decode. Free releases it.
+type Batch struct {
+	c        C.struct_llama_batch
+	capacity int
+}
+
+// NewBatch allocates a batch of up to capacity tokens.
+func NewBatch(capacity int) *Batch {
+	return &Batch{c: C.llama_batch_init(C.int32_t(capacity), 0, 1), capacity: capacity}
+}
+
+// Free releases the batch.
+func (b *Batch) Free() {
+	if b.capacity > 0 {
+		C.llama_batch_free(b.c)
+		b.capacity = 0
+	}
+}
+
+// Len is the number of tokens in the batch.
+func (b *Batch) Len() int { return int(b.c.n_tokens) }
+
+// Cap is the batch's capacity.
+func (b *Batch) Cap() int { return b.capacity }
+
+// Clear empties the batch.
+func (b *Batch) Clear() { b.c.n_tokens = 0 }
+
+// Add appends token at position pos of sequence seq; output asks for its logits.
+func (b *Batch) Add(token int32, pos, seq int, output bool) {
+	i := int(b.c.n_tokens)
+	if i >= b.capacity {
+		panic("llamacpp: batch overflow")
+	}
+	unsafe.Slice(b.c.token, b.capacity)[i] = C.llama_token(token)
+	unsafe.Slice(b.c.pos, b.capacity)[i] = C.llama_pos(pos)
+	unsafe.Slice(b.c.n_seq_id, b.capacity)[i] = 1
+	*unsafe.Slice(b.c.seq_id, b.capacity)[i] = C.llama_seq_id(seq)
+	out := C.int8_t(0)
+	if output {
+		out = 1
+	}
+	unsafe.Slice(b.c.logits, b.capacity)[i] = out
+	b.c.n_tokens++
+}

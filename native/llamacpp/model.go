@@ -1,0 +1,172 @@
+package llamacpp
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+)
+
+// ModelParams says how to load a model.
+type ModelParams struct {
+	// GPULayers is the number of layers offloaded to accelerators; -1 offloads all.
+	GPULayers int
+	// NoMmap reads the file into memory instead of mapping it.
+	NoMmap bool
+}
+
+// Model is a loaded GGUF model. Close frees it.
+type Model struct {
+	c     *C.struct_llama_model
+	vocab *C.struct_llama_vocab
+}
+
+// LoadModel loads the GGUF file at path. It fails with a readable error for a missing file or a
+// file llama.cpp rejects (bad magic, unknown architecture, truncated tensors).
+func LoadModel(path string, p ModelParams) (*Model, error) {
+	Init()
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	params := C.llama_model_default_params()
+	params.n_gpu_layers = C.int32_t(p.GPULayers)
+	if p.GPULayers < 0 {
+		params.n_gpu_layers = 999
+	}
+	params.use_mmap = C.bool(!p.NoMmap)
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	m := C.llama_model_load_from_file(cpath, params)
+	if m == nil {
+		return nil, errors.New("llama.cpp could not load the file (not a GGUF model, an unsupported architecture, or truncated; the debug log has llama.cpp's reason)")
+	}
+	return &Model{c: m, vocab: C.llama_model_get_vocab(m)}, nil
+}
+
+// Close frees the model. Contexts and samplers made from it must be closed first.
+func (m *Model) Close() error {
+	if m.c != nil {
+		C.llama_model_free(m.c)
+		m.c, m.vocab = nil, nil
+	}
+	return nil
+}
+
+// Meta returns the GGUF metadata value of key as a string.
+func (m *Model) Meta(key string) (string, bool) {
+	ckey := C.CString(key)
+	defer C.free(unsafe.Pointer(ckey))
+	buf := make([]byte, 256)
+	for {
+		n := int(C.llama_model_meta_val_str(m.c, ckey, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf))))
+		if n < 0 {
+			return "", false
+		}
+		if n < len(buf) {
+			return string(buf[:n]), true
+		}
+		buf = make([]byte, n+1)
+	}
+}
+
+// ChatTemplate is the model's default chat template (tokenizer.chat_template), or "".
+func (m *Model) ChatTemplate() string {
+	t := C.llama_model_chat_template(m.c, nil)
+	if t == nil {
+		return ""
+	}
+	return C.GoString(t)
+}
+
+// Description is llama.cpp's one-line summary, e.g. "llama 7B Q4_0".
+func (m *Model) Description() string {
+	buf := make([]byte, 256)
+	n := int(C.llama_model_desc(m.c, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf))))
+	if n < 0 {
+		return ""
+	}
+	return string(buf[:min(n, len(buf)-1)])
+}
+
+// SizeBytes is the total size of the model's tensors.
+func (m *Model) SizeBytes() int64 { return int64(C.llama_model_size(m.c)) }
+
+// ParamCount is the number of parameters.
+func (m *Model) ParamCount() int64 { return int64(C.llama_model_n_params(m.c)) }
+
+// TrainContextLength is the context length the model was trained with.
+func (m *Model) TrainContextLength() int { return int(C.llama_model_n_ctx_train(m.c)) }
+
+// EmbeddingLength is the model's hidden size.
+func (m *Model) EmbeddingLength() int { return int(C.llama_model_n_embd(m.c)) }
+
+// VocabSize is the number of tokens in the vocabulary.
+func (m *Model) VocabSize() int { return int(C.llama_vocab_n_tokens(m.vocab)) }
+
+// AddBOS reports whether prompts should start with the BOS token.
+func (m *Model) AddBOS() bool { return bool(C.llama_vocab_get_add_bos(m.vocab)) }
+
+// BOS is the beginning-of-sequence token, or -1.
+func (m *Model) BOS() int32 { return int32(C.llama_vocab_bos(m.vocab)) }
+
+// EOS is the end-of-sequence token, or -1.
+func (m *Model) EOS() int32 { return int32(C.llama_vocab_eos(m.vocab)) }
+
+// IsEOG reports whether token ends generation (EOS, EOT, <|im_end|> and the like).
+func (m *Model) IsEOG(token int32) bool {
+	return bool(C.llama_vocab_is_eog(m.vocab, C.llama_token(token)))
+}
+
+// Tokenize turns text into tokens. addSpecial adds BOS/EOS as the model asks; parseSpecial turns
+// control-token text such as "<|im_start|>" into the control token.
+func (m *Model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error) {
+	if len(text) > 1<<30 {
+		return nil, fmt.Errorf("tokenize: text of %d bytes is too long", len(text))
+	}
+	ctext := C.CString(text)
+	defer C.free(unsafe.Pointer(ctext))
+	tokens := make([]int32, len(text)+2)
+	for {
+		n := int(C.llama_tokenize(m.vocab, ctext, C.int32_t(len(text)),
+			(*C.llama_token)(unsafe.Pointer(unsafe.SliceData(tokens))), C.int32_t(len(tokens)),
+			C.bool(addSpecial), C.bool(parseSpecial)))
+		switch {
+		case n >= 0:
+			return tokens[:n], nil
+		case n == -(1 << 31):
+			return nil, errors.New("tokenize: token count overflows")
+		default:
+			tokens = make([]int32, -n)
+		}
+	}
+}
+
+// AppendPiece appends the bytes of token to buf. special renders control tokens as their text;
+// without it they render as nothing. A piece may hold part of a UTF-8 character.
+func (m *Model) AppendPiece(buf []byte, token int32, special bool) []byte {
+	var local [64]byte
+	n := int(C.llama_token_to_piece(m.vocab, C.llama_token(token), (*C.char)(unsafe.Pointer(&local[0])), C.int32_t(len(local)), 0, C.bool(special)))
+	if n >= 0 {
+		return append(buf, local[:n]...)
+	}
+	big := make([]byte, -n)
+	n = int(C.llama_token_to_piece(m.vocab, C.llama_token(token), (*C.char)(unsafe.Pointer(&big[0])), C.int32_t(len(big)), 0, C.bool(special)))
+	if n < 0 {
+		return buf
+	}
+	return append(buf, big[:n]...)
+}
+
+// TokenText is the text of a token with control tokens rendered, e.g. "<s>".
+func (m *Model) TokenText(token int32) string {
+	if token < 0 {
+		return ""
+	}
+	return string(m.AppendPiece(nil, token, true))
+}

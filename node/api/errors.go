@@ -1,0 +1,43 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/models"
+)
+
+// toStatus maps the node's sentinel errors to gRPC status codes. It is the only place that does:
+// the HTTP API derives its statuses from these codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, models.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, models.ErrUnavailable), errors.Is(err, engine.ErrClosed):
+		code = codes.Unavailable
+	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, engine.ErrContextExceeded):
+		code = codes.InvalidArgument
+	case errors.Is(err, engine.ErrUnsupported):
+		code = codes.Unimplemented
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	}
+	return status.Error(code, err.Error())
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}

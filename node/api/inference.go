@@ -1,0 +1,231 @@
+// Package api implements SYN4PSE's gRPC services (package syn4pse.v1). The same implementation
+// serves gRPC clients on TCP and, through an adapter, the HTTP API.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"math"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/models"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// Inference implements pb.InferenceServiceServer over the node's models.
+type Inference struct {
+	pb.UnimplementedInferenceServiceServer
+	Models *models.Manager
+	// NodeID names this node in Final.served_by.
+	NodeID string
+}
+
+// Sender receives the events of a generation stream, in order.
+type Sender func(*pb.GenerateResponse) error
+
+// Chat implements pb.InferenceServiceServer.
+func (s *Inference) Chat(req *pb.ChatRequest, stream grpc.ServerStreamingServer[pb.GenerateResponse]) error {
+	return s.StreamChat(stream.Context(), req, stream.Send)
+}
+
+// Complete implements pb.InferenceServiceServer.
+func (s *Inference) Complete(req *pb.CompleteRequest, stream grpc.ServerStreamingServer[pb.GenerateResponse]) error {
+	return s.StreamComplete(stream.Context(), req, stream.Send)
+}
+
+// StreamChat runs a chat request and sends its events; errors are gRPC status errors.
+func (s *Inference) StreamChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
+	if len(req.GetMessages()) == 0 {
+		return invalid("messages is empty: send at least one message")
+	}
+	msgs := make([]engine.Message, len(req.GetMessages()))
+	for i, m := range req.GetMessages() {
+		text := m.GetContent()
+		if len(m.GetParts()) > 0 {
+			text = ""
+			for j, p := range m.GetParts() {
+				switch p.GetPart().(type) {
+				case *pb.ContentPart_Text:
+					text += p.GetText()
+				default:
+					return invalid("messages[%d].parts[%d]: only text parts are served by this version", i, j)
+				}
+			}
+		}
+		msgs[i] = engine.Message{Role: m.GetRole(), Content: text}
+	}
+	gen := engine.GenerateRequest{Messages: msgs}
+	return s.generate(ctx, req.GetModel(), gen, req.GetSampling(), req.GetResponseFormat(), send)
+}
+
+// StreamComplete runs a completion request and sends its events; errors are gRPC status errors.
+func (s *Inference) StreamComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
+	if req.GetPrompt() == "" {
+		return invalid("prompt is empty")
+	}
+	gen := engine.GenerateRequest{Prompt: req.GetPrompt()}
+	return s.generate(ctx, req.GetModel(), gen, req.GetSampling(), req.GetResponseFormat(), send)
+}
+
+func (s *Inference) generate(ctx context.Context, model string, gen engine.GenerateRequest, sp *pb.SamplingParams, rf *pb.ResponseFormat, send Sender) error {
+	if model == "" {
+		return invalid("model is empty: name a model (syn4pse models list shows them)")
+	}
+	if err := applySampling(&gen, sp); err != nil {
+		return err
+	}
+	if err := applyFormat(&gen, rf); err != nil {
+		return err
+	}
+	llm, err := s.Models.LLM(ctx, model)
+	if err != nil {
+		return toStatus(err)
+	}
+	id := newID()
+	res, err := llm.Generate(ctx, gen, func(text string) error {
+		return send(&pb.GenerateResponse{Id: id, Model: model, Event: &pb.GenerateResponse_Delta{Delta: &pb.Delta{Text: text}}})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			slog.Debug("generation cancelled", "model", model, "id", id, "tokens", res.CompletionTokens)
+		}
+		return toStatus(err)
+	}
+	return send(&pb.GenerateResponse{Id: id, Model: model, Event: &pb.GenerateResponse_Final{Final: s.final(res)}})
+}
+
+func (s *Inference) final(res engine.GenerateResult) *pb.Final {
+	reason := pb.FinishReason_FINISH_REASON_STOP
+	if res.FinishReason == engine.FinishLength {
+		reason = pb.FinishReason_FINISH_REASON_LENGTH
+	}
+	return &pb.Final{
+		FinishReason: reason,
+		Usage: &pb.Usage{
+			PromptTokens:       int32(res.PromptTokens),
+			CompletionTokens:   int32(res.CompletionTokens),
+			TotalTokens:        int32(res.PromptTokens + res.CompletionTokens),
+			CachedPromptTokens: int32(res.CachedPromptTokens),
+		},
+		Timings: &pb.Timings{
+			QueueMs:                   ms(res.QueueDuration),
+			PromptMs:                  ms(res.PromptDuration),
+			GenerationMs:              ms(res.GenerateDuration),
+			PromptTokensPerSecond:     rate(res.PromptTokens-res.CachedPromptTokens, res.PromptDuration),
+			GenerationTokensPerSecond: rate(res.CompletionTokens, res.GenerateDuration),
+		},
+		ServedBy: s.NodeID,
+	}
+}
+
+func applySampling(gen *engine.GenerateRequest, sp *pb.SamplingParams) error {
+	s := engine.DefaultSampling()
+	s.Seed = math.MaxUint32 // llama.cpp: a random seed
+	if sp == nil {
+		gen.Sampling = s
+		return nil
+	}
+	if sp.Temperature != nil {
+		if v := sp.GetTemperature(); v < 0 || v > 100 || math.IsNaN(float64(v)) {
+			return invalid("sampling.temperature %v: want 0 or more (0 = always the most likely token)", v)
+		}
+		s.Temperature = sp.GetTemperature()
+	}
+	if sp.TopP != nil {
+		if v := sp.GetTopP(); v < 0 || v > 1 || math.IsNaN(float64(v)) {
+			return invalid("sampling.top_p %v: want 0 to 1", v)
+		}
+		s.TopP = sp.GetTopP()
+	}
+	if sp.TopK != nil {
+		if sp.GetTopK() < 0 {
+			return invalid("sampling.top_k %d: want 0 (off) or more", sp.GetTopK())
+		}
+		s.TopK = int(sp.GetTopK())
+	}
+	if sp.MinP != nil {
+		if v := sp.GetMinP(); v < 0 || v > 1 || math.IsNaN(float64(v)) {
+			return invalid("sampling.min_p %v: want 0 to 1", v)
+		}
+		s.MinP = sp.GetMinP()
+	}
+	if sp.RepeatPenalty != nil {
+		if v := sp.GetRepeatPenalty(); v < 0 || math.IsNaN(float64(v)) {
+			return invalid("sampling.repeat_penalty %v: want 0 or more (1 = off)", v)
+		}
+		s.RepeatPenalty = sp.GetRepeatPenalty()
+	}
+	if sp.RepeatLastN != nil {
+		if sp.GetRepeatLastN() < -1 {
+			return invalid("sampling.repeat_last_n %d: want -1 (whole context), 0 (off) or more", sp.GetRepeatLastN())
+		}
+		s.RepeatLastN = int(sp.GetRepeatLastN())
+	}
+	if sp.PresencePenalty != nil {
+		if v := sp.GetPresencePenalty(); v < -2 || v > 2 || math.IsNaN(float64(v)) {
+			return invalid("sampling.presence_penalty %v: want -2 to 2", v)
+		}
+		s.PresencePenalty = sp.GetPresencePenalty()
+	}
+	if sp.FrequencyPenalty != nil {
+		if v := sp.GetFrequencyPenalty(); v < -2 || v > 2 || math.IsNaN(float64(v)) {
+			return invalid("sampling.frequency_penalty %v: want -2 to 2", v)
+		}
+		s.FrequencyPenalty = sp.GetFrequencyPenalty()
+	}
+	if sp.Seed != nil {
+		s.Seed = sp.GetSeed()
+	}
+	if sp.GetMaxTokens() < 0 {
+		return invalid("sampling.max_tokens %d: want 0 (no limit) or more", sp.GetMaxTokens())
+	}
+	if len(sp.GetStop()) > 16 {
+		return invalid("sampling.stop has %d strings: at most 16", len(sp.GetStop()))
+	}
+	gen.Sampling = s
+	gen.MaxTokens = int(sp.GetMaxTokens())
+	gen.Stop = sp.GetStop()
+	return nil
+}
+
+func applyFormat(gen *engine.GenerateRequest, rf *pb.ResponseFormat) error {
+	switch rf.GetType() {
+	case pb.ResponseFormat_TYPE_UNSPECIFIED, pb.ResponseFormat_TYPE_TEXT:
+	case pb.ResponseFormat_TYPE_JSON_OBJECT:
+		gen.JSONSchema = `{"type": "object"}`
+	case pb.ResponseFormat_TYPE_JSON_SCHEMA:
+		if !json.Valid([]byte(rf.GetJsonSchema())) {
+			return invalid("response_format.json_schema is not valid JSON")
+		}
+		gen.JSONSchema = rf.GetJsonSchema()
+	case pb.ResponseFormat_TYPE_GRAMMAR:
+		if rf.GetGrammar() == "" {
+			return invalid("response_format.grammar is empty")
+		}
+		gen.Grammar = rf.GetGrammar()
+	default:
+		return invalid("response_format.type %v is unknown", rf.GetType())
+	}
+	return nil
+}
+
+func newID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func rate(n int, d time.Duration) float64 {
+	if n <= 0 || d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}

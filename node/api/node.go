@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/ekisa-team/syn4pse/node/models"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// Models implements pb.ModelServiceServer.
+type Models struct {
+	pb.UnimplementedModelServiceServer
+	Models *models.Manager
+}
+
+// ListModels implements pb.ModelServiceServer.
+func (s *Models) ListModels(context.Context, *pb.ListModelsRequest) (*pb.ListModelsResponse, error) {
+	var out pb.ListModelsResponse
+	for _, m := range s.Models.List() {
+		out.Models = append(out.Models, modelInfo(m))
+	}
+	return &out, nil
+}
+
+func modelInfo(m models.Status) *pb.ModelInfo {
+	info := &pb.ModelInfo{
+		Name:              m.Name,
+		Modality:          modality(m.Modality),
+		Engine:            m.Engine,
+		State:             state(m.State),
+		SizeBytes:         m.SizeBytes,
+		UnavailableReason: m.Reason,
+		Path:              m.Path,
+	}
+	if m.State == models.StateLoaded {
+		info.Details = &pb.ModelDetails{
+			Architecture:       m.Info.Architecture,
+			ParameterCount:     m.Info.ParameterCount,
+			Quantization:       m.Info.Quantization,
+			ContextLength:      int32(m.Info.ContextLength),
+			TrainContextLength: int32(m.Info.TrainContextLength),
+		}
+		info.Stats = &pb.ModelStats{
+			ActiveRequests:       int32(m.Stats.Active),
+			QueuedRequests:       int32(m.Stats.Queued),
+			Parallel:             int32(m.Info.Parallel),
+			RequestsTotal:        m.Stats.Requests,
+			PromptTokensTotal:    m.Stats.PromptTokens,
+			GeneratedTokensTotal: m.Stats.GeneratedTokens,
+		}
+	}
+	return info
+}
+
+func modality(s string) pb.Modality {
+	switch s {
+	case "llm":
+		return pb.Modality_MODALITY_LLM
+	case "embedding":
+		return pb.Modality_MODALITY_EMBEDDING
+	case "speech_to_text":
+		return pb.Modality_MODALITY_SPEECH_TO_TEXT
+	case "text_to_speech":
+		return pb.Modality_MODALITY_TEXT_TO_SPEECH
+	}
+	return pb.Modality_MODALITY_UNSPECIFIED
+}
+
+func state(s models.State) pb.ModelState {
+	switch s {
+	case models.StateLoaded:
+		return pb.ModelState_MODEL_STATE_LOADED
+	case models.StateAvailable:
+		return pb.ModelState_MODEL_STATE_AVAILABLE
+	case models.StateLoading:
+		return pb.ModelState_MODEL_STATE_LOADING
+	case models.StateUnavailable:
+		return pb.ModelState_MODEL_STATE_UNAVAILABLE
+	}
+	return pb.ModelState_MODEL_STATE_UNSPECIFIED
+}
+
+// Node implements pb.NodeServiceServer.
+type Node struct {
+	pb.UnimplementedNodeServiceServer
+	Models     *models.Manager
+	NodeID     string
+	Version    string
+	GRPCAddr   string
+	HTTPAddr   string
+	Started    time.Time
+	EngineInfo map[string]string
+	Hardware   *pb.Hardware
+}
+
+// GetInfo implements pb.NodeServiceServer.
+func (s *Node) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
+	host, _ := os.Hostname()
+	hw := s.Hardware
+	if hw == nil {
+		hw = &pb.Hardware{CpuCores: int32(runtime.NumCPU())}
+	}
+	return &pb.GetInfoResponse{
+		NodeId:        s.NodeID,
+		Version:       s.Version,
+		Hostname:      host,
+		GrpcAddr:      s.GRPCAddr,
+		HttpAddr:      s.HTTPAddr,
+		StartedAtUnix: s.Started.Unix(),
+		Hardware:      hw,
+		EngineInfo:    s.EngineInfo,
+	}, nil
+}
+
+// Health implements pb.NodeServiceServer. A node serves as long as it runs; models that cannot
+// serve are counted so monitoring can tell.
+func (s *Node) Health(context.Context, *pb.HealthRequest) (*pb.HealthResponse, error) {
+	res := &pb.HealthResponse{Status: pb.HealthResponse_STATUS_SERVING}
+	for _, m := range s.Models.List() {
+		if m.State == models.StateUnavailable {
+			res.ModelsUnavailable++
+		} else {
+			res.ModelsReady++
+		}
+	}
+	return res, nil
+}

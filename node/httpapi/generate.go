@@ -1,0 +1,246 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ekisa-team/syn4pse/node/api"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// choice is one entry of "choices" in both chat and completion responses and chunks.
+type choice struct {
+	Index        int          `json:"index"`
+	Message      *chatContent `json:"message,omitempty"`
+	Delta        *chatContent `json:"delta,omitempty"`
+	Text         *string      `json:"text,omitempty"`
+	Logprobs     *struct{}    `json:"logprobs"`
+	FinishReason *string      `json:"finish_reason"`
+}
+
+type chatContent struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+// completionObject is a chat.completion, chat.completion.chunk, text_completion (also its chunks).
+type completionObject struct {
+	ID                string   `json:"id"`
+	Object            string   `json:"object"`
+	Created           int64    `json:"created"`
+	Model             string   `json:"model"`
+	SystemFingerprint string   `json:"system_fingerprint"`
+	Choices           []choice `json:"choices"`
+	Usage             *usage   `json:"usage,omitempty"`
+}
+
+// flavor says how one API (chat or legacy completions) names and shapes its objects.
+type flavor struct {
+	idPrefix, object, chunkObject string
+	chat                          bool
+}
+
+var (
+	chatFlavor       = flavor{idPrefix: "chatcmpl-", object: "chat.completion", chunkObject: "chat.completion.chunk", chat: true}
+	completionFlavor = flavor{idPrefix: "cmpl-", object: "text_completion", chunkObject: "text_completion"}
+)
+
+// deltaChoice is the choice of a streamed chunk carrying text (or, first for chat, the role).
+func (f flavor) deltaChoice(role, text string) choice {
+	if f.chat {
+		c := &chatContent{Role: role, Content: &text}
+		return choice{Delta: c}
+	}
+	return choice{Text: &text}
+}
+
+func (f flavor) finalChoice(text, reason string, stream bool) choice {
+	switch {
+	case !f.chat:
+		return choice{Text: &text, FinishReason: &reason}
+	case stream:
+		return choice{Delta: &chatContent{}, FinishReason: &reason}
+	default:
+		return choice{Message: &chatContent{Role: "assistant", Content: &text}, FinishReason: &reason}
+	}
+}
+
+const fingerprint = "syn4pse"
+
+func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	var req chatRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	preq, err := req.toProto()
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	run := func(ctx context.Context, send api.Sender) error { return h.inference.StreamChat(ctx, preq, send) }
+	h.serveGeneration(w, r, chatFlavor, req.Stream, req.includeUsage(), run)
+}
+
+func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
+	var req completionRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	preq, err := req.toProto()
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	run := func(ctx context.Context, send api.Sender) error { return h.inference.StreamComplete(ctx, preq, send) }
+	h.serveGeneration(w, r, completionFlavor, req.Stream, req.includeUsage(), run)
+}
+
+func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flavor, stream, includeUsage bool, run func(context.Context, api.Sender) error) {
+	if stream {
+		s := &sseStream{w: w, flavor: f, includeUsage: includeUsage, created: time.Now().Unix(), servedBy: h.inference.NodeID}
+		err := run(r.Context(), s.send)
+		s.finish(err)
+		return
+	}
+	var (
+		text  strings.Builder
+		final *pb.Final
+		id    string
+		model string
+	)
+	err := run(r.Context(), func(ev *pb.GenerateResponse) error {
+		id, model = ev.GetId(), ev.GetModel()
+		if d := ev.GetDelta(); d != nil {
+			text.WriteString(d.GetText())
+		}
+		if ev.GetFinal() != nil {
+			final = ev.GetFinal()
+		}
+		return nil
+	})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	setServedBy(w, final)
+	writeJSON(w, http.StatusOK, completionObject{
+		ID: f.idPrefix + id, Object: f.object, Created: time.Now().Unix(), Model: model,
+		SystemFingerprint: fingerprint,
+		Choices:           []choice{f.finalChoice(text.String(), finishReason(final), false)},
+		Usage:             usageOf(final),
+	})
+}
+
+func setServedBy(w http.ResponseWriter, final *pb.Final) {
+	if id := final.GetServedBy(); id != "" {
+		w.Header().Set("Syn4pse-Served-By", id)
+	}
+}
+
+// sseStream writes a generation as OpenAI's server-sent events. Headers go out with the first
+// event, so an error before it still gets a proper HTTP status.
+type sseStream struct {
+	w            http.ResponseWriter
+	flavor       flavor
+	includeUsage bool
+	servedBy     string
+	created      int64
+	started      bool
+	failed       bool // the client went away
+	buf          []byte
+}
+
+func (s *sseStream) send(ev *pb.GenerateResponse) error {
+	obj := completionObject{
+		ID: s.flavor.idPrefix + ev.GetId(), Object: s.flavor.chunkObject, Created: s.created,
+		Model: ev.GetModel(), SystemFingerprint: fingerprint,
+	}
+	if !s.started {
+		s.start()
+		if s.flavor.chat {
+			// OpenAI's first chunk announces the role with empty content.
+			obj.Choices = []choice{s.flavor.deltaChoice("assistant", "")}
+			if err := s.write(obj); err != nil {
+				return err
+			}
+		}
+	}
+	if d := ev.GetDelta(); d != nil {
+		obj.Choices = []choice{s.flavor.deltaChoice("", d.GetText())}
+		return s.write(obj)
+	}
+	final := ev.GetFinal()
+	// The finishing chunk carries usage too (as llama.cpp's server does); OpenAI's separate
+	// usage chunk with empty choices follows when the client asked for it.
+	obj.Choices = []choice{s.flavor.finalChoice("", finishReason(final), true)}
+	obj.Usage = usageOf(final)
+	if err := s.write(obj); err != nil {
+		return err
+	}
+	if s.includeUsage {
+		obj.Choices = []choice{}
+		return s.write(obj)
+	}
+	return nil
+}
+
+func (s *sseStream) start() {
+	s.started = true
+	h := s.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	if s.servedBy != "" {
+		h.Set("Syn4pse-Served-By", s.servedBy)
+	}
+	s.w.WriteHeader(http.StatusOK)
+}
+
+func (s *sseStream) write(v any) error {
+	var err error
+	s.buf = append(s.buf[:0], "data: "...)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	s.buf = append(s.buf, b...)
+	s.buf = append(s.buf, "\n\n"...)
+	return s.writeRaw(s.buf)
+}
+
+func (s *sseStream) writeRaw(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
+		s.failed = true
+		return err
+	}
+	if err := http.NewResponseController(s.w).Flush(); err != nil {
+		s.failed = true
+		return err
+	}
+	return nil
+}
+
+// finish ends the stream: an error before any event becomes an HTTP error response; after it,
+// an error event in OpenAI's shape; success ends with "data: [DONE]".
+func (s *sseStream) finish(err error) {
+	if s.failed {
+		return
+	}
+	if err != nil && !s.started {
+		writeStatusError(s.w, err)
+		return
+	}
+	if err != nil {
+		_, body := statusError(err)
+		slog.Debug("stream ended with an error", "err", err)
+		if s.write(body) != nil {
+			return
+		}
+	}
+	s.writeRaw([]byte("data: [DONE]\n\n"))
+}

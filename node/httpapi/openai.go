@@ -1,0 +1,214 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// samplingFields are the sampling knobs of OpenAI's chat and completion requests, plus the
+// llama.cpp server's extras (top_k, min_p, repeat_penalty, repeat_last_n).
+type samplingFields struct {
+	Temperature         *float32        `json:"temperature"`
+	TopP                *float32        `json:"top_p"`
+	TopK                *int32          `json:"top_k"`
+	MinP                *float32        `json:"min_p"`
+	RepeatPenalty       *float32        `json:"repeat_penalty"`
+	RepeatLastN         *int32          `json:"repeat_last_n"`
+	PresencePenalty     *float32        `json:"presence_penalty"`
+	FrequencyPenalty    *float32        `json:"frequency_penalty"`
+	Seed                *int64          `json:"seed"`
+	MaxTokens           *int32          `json:"max_tokens"`
+	MaxCompletionTokens *int32          `json:"max_completion_tokens"`
+	Stop                json.RawMessage `json:"stop"`
+	N                   *int            `json:"n"`
+	Stream              bool            `json:"stream"`
+	StreamOptions       *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	ResponseFormat *responseFormat `json:"response_format"`
+}
+
+type responseFormat struct {
+	Type       string `json:"type"`
+	JSONSchema *struct {
+		Name   string          `json:"name"`
+		Schema json.RawMessage `json:"schema"`
+		Strict bool            `json:"strict"`
+	} `json:"json_schema"`
+}
+
+func (f *samplingFields) includeUsage() bool {
+	return f.StreamOptions != nil && f.StreamOptions.IncludeUsage
+}
+
+// toProto converts the fields, failing with InvalidArgument on values the API cannot take.
+func (f *samplingFields) toProto() (*pb.SamplingParams, *pb.ResponseFormat, error) {
+	if f.N != nil && *f.N != 1 {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "n = %d is not supported: this server returns one choice (n = 1)", *f.N)
+	}
+	sp := &pb.SamplingParams{
+		Temperature: f.Temperature, TopP: f.TopP, TopK: f.TopK, MinP: f.MinP,
+		RepeatPenalty: f.RepeatPenalty, RepeatLastN: f.RepeatLastN,
+		PresencePenalty: f.PresencePenalty, FrequencyPenalty: f.FrequencyPenalty,
+	}
+	if f.Seed != nil {
+		seed := uint32(*f.Seed)
+		sp.Seed = &seed
+	}
+	switch {
+	case f.MaxCompletionTokens != nil:
+		sp.MaxTokens = f.MaxCompletionTokens
+	case f.MaxTokens != nil:
+		sp.MaxTokens = f.MaxTokens
+	}
+	stop, err := stringOrList(f.Stop, "stop")
+	if err != nil {
+		return nil, nil, err
+	}
+	sp.Stop = stop
+	rf, err := f.ResponseFormat.toProto()
+	return sp, rf, err
+}
+
+func (rf *responseFormat) toProto() (*pb.ResponseFormat, error) {
+	if rf == nil {
+		return nil, nil
+	}
+	switch rf.Type {
+	case "", "text":
+		return &pb.ResponseFormat{Type: pb.ResponseFormat_TYPE_TEXT}, nil
+	case "json_object":
+		return &pb.ResponseFormat{Type: pb.ResponseFormat_TYPE_JSON_OBJECT}, nil
+	case "json_schema":
+		if rf.JSONSchema == nil || len(rf.JSONSchema.Schema) == 0 {
+			return nil, status.Error(codes.InvalidArgument, `response_format.json_schema.schema is required when type is "json_schema"`)
+		}
+		return &pb.ResponseFormat{Type: pb.ResponseFormat_TYPE_JSON_SCHEMA, JsonSchema: string(rf.JSONSchema.Schema)}, nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, `response_format.type %q: want "text", "json_object" or "json_schema"`, rf.Type)
+}
+
+// stringOrList decodes a field that OpenAI allows as a string or a list of strings.
+func stringOrList(raw json.RawMessage, field string) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: want a string or a list of strings", field)
+	}
+	return list, nil
+}
+
+type chatRequest struct {
+	Model    string        `json:"model"`
+	Messages []chatMessage `json:"messages"`
+	samplingFields
+}
+
+type chatMessage struct {
+	Role    string          `json:"role"`
+	Content json.RawMessage `json:"content"`
+	Name    string          `json:"name"`
+}
+
+type contentPart struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+func (r *chatRequest) toProto() (*pb.ChatRequest, error) {
+	sp, rf, err := r.samplingFields.toProto()
+	if err != nil {
+		return nil, err
+	}
+	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf}
+	for i, m := range r.Messages {
+		msg := &pb.Message{Role: m.Role, Name: m.Name}
+		if err := parseContent(m.Content, msg); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "messages[%d].content: %v", i, err)
+		}
+		req.Messages = append(req.Messages, msg)
+	}
+	return req, nil
+}
+
+// parseContent accepts a string, null (assistant turns with tool calls) or a list of parts.
+func parseContent(raw json.RawMessage, msg *pb.Message) error {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(raw, &msg.Content); err == nil {
+		return nil
+	}
+	var parts []contentPart
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return fmt.Errorf("want a string or a list of content parts")
+	}
+	var text strings.Builder
+	for j, p := range parts {
+		if p.Type != "text" {
+			return fmt.Errorf("part %d has type %q: only \"text\" parts are served by this version", j, p.Type)
+		}
+		text.WriteString(p.Text)
+	}
+	msg.Content = text.String()
+	return nil
+}
+
+type completionRequest struct {
+	Model  string          `json:"model"`
+	Prompt json.RawMessage `json:"prompt"`
+	samplingFields
+}
+
+func (r *completionRequest) toProto() (*pb.CompleteRequest, error) {
+	sp, rf, err := r.samplingFields.toProto()
+	if err != nil {
+		return nil, err
+	}
+	prompts, err := stringOrList(r.Prompt, "prompt")
+	if err != nil {
+		return nil, err
+	}
+	if len(prompts) != 1 {
+		return nil, status.Errorf(codes.InvalidArgument, "prompt: want one string (got %d prompts)", len(prompts))
+	}
+	return &pb.CompleteRequest{Model: r.Model, Prompt: prompts[0], Sampling: sp, ResponseFormat: rf}, nil
+}
+
+type usage struct {
+	PromptTokens        int32 `json:"prompt_tokens"`
+	CompletionTokens    int32 `json:"completion_tokens"`
+	TotalTokens         int32 `json:"total_tokens"`
+	PromptTokensDetails struct {
+		CachedTokens int32 `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+}
+
+func usageOf(f *pb.Final) *usage {
+	u := &usage{
+		PromptTokens:     f.GetUsage().GetPromptTokens(),
+		CompletionTokens: f.GetUsage().GetCompletionTokens(),
+		TotalTokens:      f.GetUsage().GetTotalTokens(),
+	}
+	u.PromptTokensDetails.CachedTokens = f.GetUsage().GetCachedPromptTokens()
+	return u
+}
+
+func finishReason(f *pb.Final) string {
+	if f.GetFinishReason() == pb.FinishReason_FINISH_REASON_LENGTH {
+		return "length"
+	}
+	return "stop"
+}

@@ -1,0 +1,196 @@
+// Package httpapi serves SYN4PSE over HTTP: the OpenAI-compatible API (/v1/chat/completions,
+// /v1/completions, /v1/models, with SSE streaming) and the node's health route. Every handler
+// calls the same service implementation as gRPC; gRPC status codes become HTTP statuses here.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ekisa-team/syn4pse/node/api"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// maxBodyBytes bounds a request body; chat with inline images fits well below it.
+const maxBodyBytes = 32 << 20
+
+// Handler serves the HTTP API.
+type Handler struct {
+	inference *api.Inference
+	models    *api.Models
+	node      *api.Node
+	mux       *http.ServeMux
+}
+
+// New returns the HTTP API over the node's services.
+func New(inference *api.Inference, models *api.Models, node *api.Node) *Handler {
+	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux()}
+	h.mux.HandleFunc("POST /v1/chat/completions", h.chatCompletions)
+	h.mux.HandleFunc("POST /v1/completions", h.completions)
+	h.mux.HandleFunc("GET /v1/models", h.listModels)
+	h.mux.HandleFunc("GET /v1/models/{model...}", h.getModel)
+	h.mux.HandleFunc("GET /healthz", h.health)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
+			fmt.Sprintf("no route %s %s; see /v1/chat/completions, /v1/completions, /v1/models, /healthz", r.Method, r.URL.Path))
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h.mux.ServeHTTP(w, r)
+	slog.Debug("http request", "method", r.Method, "path", r.URL.Path, "took", time.Since(start))
+}
+
+// decodeJSON reads a JSON request body into v, answering 400 itself when it cannot.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "body_too_large",
+				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+		case errors.Is(err, io.EOF):
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "request body is empty: send a JSON object")
+		default:
+			writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "request body is not valid JSON: "+err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+// errorBody is OpenAI's error shape.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+func newErrorBody(typ, code, msg string) errorBody {
+	var c *string
+	if code != "" {
+		c = &code
+	}
+	return errorBody{Error: errorDetail{Message: msg, Type: typ, Code: c}}
+}
+
+func writeError(w http.ResponseWriter, httpStatus int, typ, code, msg string) {
+	writeJSON(w, httpStatus, newErrorBody(typ, code, msg))
+}
+
+// statusError translates a service error (a gRPC status) to OpenAI's error shape and status.
+func statusError(err error) (int, errorBody) {
+	st := status.Convert(err)
+	httpStatus, typ, code := http.StatusInternalServerError, "server_error", ""
+	switch st.Code() {
+	case codes.InvalidArgument, codes.OutOfRange:
+		httpStatus, typ = http.StatusBadRequest, "invalid_request_error"
+	case codes.NotFound:
+		httpStatus, typ, code = http.StatusNotFound, "invalid_request_error", "model_not_found"
+	case codes.FailedPrecondition:
+		httpStatus, typ = http.StatusBadRequest, "invalid_request_error"
+	case codes.Unavailable:
+		httpStatus, typ, code = http.StatusServiceUnavailable, "server_error", "model_unavailable"
+	case codes.ResourceExhausted:
+		httpStatus, typ = http.StatusTooManyRequests, "rate_limit_error"
+	case codes.Unimplemented:
+		httpStatus, typ = http.StatusNotImplemented, "invalid_request_error"
+	case codes.PermissionDenied:
+		httpStatus, typ = http.StatusForbidden, "permission_error"
+	case codes.Unauthenticated:
+		httpStatus, typ = http.StatusUnauthorized, "authentication_error"
+	case codes.DeadlineExceeded:
+		httpStatus, typ = http.StatusGatewayTimeout, "timeout"
+	case codes.Canceled:
+		httpStatus, typ = 499, "cancelled"
+	}
+	return httpStatus, newErrorBody(typ, code, st.Message())
+}
+
+func writeStatusError(w http.ResponseWriter, err error) {
+	httpStatus, body := statusError(err)
+	writeJSON(w, httpStatus, body)
+}
+
+func writeJSON(w http.ResponseWriter, httpStatus int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		slog.Debug("http write failed", "err", err)
+	}
+}
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
+	res, err := h.node.Health(r.Context(), &pb.HealthRequest{})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status":             "ok",
+		"models_ready":       res.GetModelsReady(),
+		"models_unavailable": res.GetModelsUnavailable(),
+	})
+}
+
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// listModels lists the models that can serve (loaded, loading or on disk); unavailable ones
+// are left out, as a client could not use them (the native model list shows them with reasons).
+func (h *Handler) listModels(w http.ResponseWriter, r *http.Request) {
+	res, err := h.models.ListModels(r.Context(), &pb.ListModelsRequest{})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	data := []modelObject{}
+	for _, m := range res.GetModels() {
+		if m.GetState() != pb.ModelState_MODEL_STATE_UNAVAILABLE {
+			data = append(data, h.modelObject(m.GetName()))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
+}
+
+func (h *Handler) getModel(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("model")
+	res, err := h.models.ListModels(r.Context(), &pb.ListModelsRequest{})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	for _, m := range res.GetModels() {
+		if m.GetName() == name && m.GetState() != pb.ModelState_MODEL_STATE_UNAVAILABLE {
+			writeJSON(w, http.StatusOK, h.modelObject(name))
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found", fmt.Sprintf("model %q is not served by this node", name))
+}
+
+func (h *Handler) modelObject(name string) modelObject {
+	return modelObject{ID: name, Object: "model", Created: h.node.Started.Unix(), OwnedBy: "syn4pse"}
+}

@@ -1,0 +1,183 @@
+// Package node is one SYN4PSE node: it wires the configuration, the engines, the model catalog
+// and the API servers (gRPC and HTTP), and shuts them down without cutting running streams.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/httpapi"
+	"github.com/ekisa-team/syn4pse/node/models"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// Version is the node's version, set at build time with -ldflags "-X ...node.Version=...".
+var Version = "dev"
+
+// Node is a running node. Start returns one; Shutdown stops it.
+type Node struct {
+	cfg        *config.Config
+	models     *models.Manager
+	grpcServer *grpc.Server
+	health     *health.Server
+	httpServer *http.Server
+	grpcLn     net.Listener
+	httpLn     net.Listener
+	cancel     context.CancelFunc
+	served     chan error
+}
+
+// Start binds the API ports, starts serving and starts loading the configured models in the
+// background (requests for a model still loading wait for it). It returns once both servers
+// accept connections.
+func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	grpcLn, err := listen("gRPC", cfg.Server.GRPCAddr(), "server.grpc_port", "SYN4PSE_SERVER_GRPC_PORT")
+	if err != nil {
+		return nil, err
+	}
+	httpLn, err := listen("HTTP", cfg.Server.HTTPAddr(), "server.http_port", "SYN4PSE_SERVER_HTTP_PORT")
+	if err != nil {
+		grpcLn.Close()
+		return nil, err
+	}
+
+	var registry engine.Registry
+	registry.RegisterLLM(llamacpp.New())
+	catalog := models.New(&registry, cfg.Models)
+
+	nodeID, _ := os.Hostname()
+	inference := &api.Inference{Models: catalog, NodeID: nodeID}
+	modelSvc := &api.Models{Models: catalog}
+	nodeSvc := &api.Node{
+		Models: catalog, NodeID: nodeID, Version: Version,
+		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
+		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},
+		Hardware:   &pb.Hardware{CpuCores: int32(runtime.NumCPU()), MemoryBytes: totalMemory()},
+	}
+
+	n := &Node{cfg: cfg, models: catalog, grpcLn: grpcLn, httpLn: httpLn, served: make(chan error, 2)}
+	n.grpcServer = grpc.NewServer()
+	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
+	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
+	pb.RegisterNodeServiceServer(n.grpcServer, nodeSvc)
+	n.health = health.NewServer()
+	healthpb.RegisterHealthServer(n.grpcServer, n.health)
+	reflection.Register(n.grpcServer)
+	for _, svc := range []string{"", pb.InferenceService_ServiceDesc.ServiceName, pb.ModelService_ServiceDesc.ServiceName, pb.NodeService_ServiceDesc.ServiceName} {
+		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+	}
+	n.httpServer = &http.Server{
+		Handler:           httpapi.New(inference, modelSvc, nodeSvc),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	loadCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	catalog.Start(loadCtx)
+	go func() { n.served <- n.grpcServer.Serve(grpcLn) }()
+	go func() { n.served <- n.httpServer.Serve(httpLn) }()
+	slog.Info("node serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
+		"models", len(cfg.Models), "data_dir", cfg.DataDir, "config", cfg.File)
+	if len(cfg.Models) == 0 {
+		slog.Warn("no model configured: add one to syn4pse.toml, e.g. [models.NAME] path = \"/path/to/model.gguf\" (see the README)")
+	}
+	return n, nil
+}
+
+func listen(what, addr, key, env string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%s address %s is already in use: stop the other process or choose another port with %s (env %s)", what, addr, key, env)
+		}
+		return nil, fmt.Errorf("%s listen on %s: %w", what, addr, err)
+	}
+	return ln, nil
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
+
+// HTTPAddr is the address the HTTP server listens on.
+func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// Done receives an error if a server stops on its own.
+func (n *Node) Done() <-chan error { return n.served }
+
+// Shutdown stops accepting requests, lets running ones finish until ctx ends (then cancels
+// them), and frees the models.
+func (n *Node) Shutdown(ctx context.Context) error {
+	for _, svc := range []string{"", pb.InferenceService_ServiceDesc.ServiceName} {
+		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	n.cancel()
+	grpcDone := make(chan struct{})
+	go func() { n.grpcServer.GracefulStop(); close(grpcDone) }()
+	httpErr := n.httpServer.Shutdown(ctx)
+	if httpErr != nil {
+		n.httpServer.Close()
+	}
+	select {
+	case <-grpcDone:
+	case <-ctx.Done():
+		n.grpcServer.Stop()
+		<-grpcDone
+	}
+	return errors.Join(httpErr, n.models.Close())
+}
+
+// Run starts a node and serves until ctx is cancelled, then shuts down gracefully within the
+// configured server.shutdown_timeout.
+func Run(ctx context.Context, cfg *config.Config) error {
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		slog.Info("shutting down: waiting for running requests", "timeout", cfg.Server.ShutdownTimeout)
+	case serveErr = <-n.Done():
+		slog.Error("server stopped", "err", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	slog.Info("node stopped")
+	return serveErr
+}
+
+// totalMemory reads MemTotal from /proc/meminfo; 0 where that is not available.
+func totalMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb int64
+	if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err != nil {
+		return 0
+	}
+	return kb * 1024
+}
