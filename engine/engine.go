@@ -77,6 +77,8 @@ type GenerateRequest struct {
 	// JSONSchema constrains the output to JSON matching this schema (JSON text); it is
 	// converted to a grammar by the engine. Ignored when Grammar is set.
 	JSONSchema string
+	// IgnoreEOS keeps generating past the model's end-of-generation tokens (benchmarks).
+	IgnoreEOS bool
 }
 
 // FinishReason says why generation ended.

@@ -189,7 +189,7 @@ func samplerParams(req engine.GenerateRequest) native.SamplerParams {
 		Temperature: s.Temperature, TopK: s.TopK, TopP: s.TopP, MinP: s.MinP,
 		RepeatPenalty: s.RepeatPenalty, RepeatLastN: s.RepeatLastN,
 		PresencePenalty: s.PresencePenalty, FrequencyPenalty: s.FrequencyPenalty,
-		Seed: s.Seed, Grammar: req.Grammar,
+		Seed: s.Seed, Grammar: req.Grammar, IgnoreEOG: req.IgnoreEOS,
 	}
 }
 

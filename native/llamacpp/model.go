@@ -123,6 +123,17 @@ func (m *Model) IsEOG(token int32) bool {
 	return bool(C.llama_vocab_is_eog(m.vocab, C.llama_token(token)))
 }
 
+// eogTokens lists every end-of-generation token of the vocabulary.
+func (m *Model) eogTokens() []int32 {
+	var eog []int32
+	for t := range int32(m.VocabSize()) {
+		if m.IsEOG(t) {
+			eog = append(eog, t)
+		}
+	}
+	return eog
+}
+
 // Tokenize turns text into tokens. addSpecial adds BOS/EOS as the model asks; parseSpecial turns
 // control-token text such as "<|im_start|>" into the control token.
 func (m *Model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error) {

@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"errors"
+	"math"
 	"unsafe"
 
 	binding "github.com/ollama/ollama/llama"
@@ -26,6 +27,8 @@ type SamplerParams struct {
 	Seed             uint32
 	// Grammar is a GBNF grammar (root rule "root") the output must match; "" for none.
 	Grammar string
+	// IgnoreEOG never picks an end-of-generation token (benchmarks, llama.cpp's ignore_eos).
+	IgnoreEOG bool
 }
 
 // Sampler is a llama.cpp sampler chain. Close frees it.
@@ -52,6 +55,16 @@ func NewSampler(m *Model, p SamplerParams) (*Sampler, error) {
 			return nil, ErrBadGrammar
 		}
 		add(g)
+	}
+	if p.IgnoreEOG {
+		eog := m.eogTokens()
+		if len(eog) > 0 {
+			bias := make([]C.llama_logit_bias, len(eog))
+			for i, t := range eog {
+				bias[i] = C.llama_logit_bias{token: C.llama_token(t), bias: C.float(math.Inf(-1))}
+			}
+			add(C.llama_sampler_init_logit_bias(C.int32_t(m.VocabSize()), C.int32_t(len(bias)), &bias[0]))
+		}
 	}
 	if (p.RepeatPenalty != 0 && p.RepeatPenalty != 1) || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 {
 		penalty := p.RepeatPenalty

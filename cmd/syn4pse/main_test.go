@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+)
+
+// binary is the syn4pse command built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "syn4pse-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "syn4pse")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build syn4pse:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// syn4pse runs the binary with args and returns stdout, stderr and the exit code.
+func syn4pse(t *testing.T, dir string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "SYN4PSE_CONFIG=") // only the test's own config
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+}
+
+func TestServeAndRun(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "models"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := tinygguf.Write(filepath.Join(dir, "models", "tiny.gguf"), tinygguf.Options{Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	grpcPort, httpPort := freePort(t), freePort(t)
+	conf := fmt.Sprintf(`data_dir = "data"
+
+[server]
+host = "127.0.0.1"
+grpc_port = %d
+http_port = %d
+
+[backends.llm.llama_cpp]
+enabled = true
+engine = "llama_cpp"
+model = "models/tiny.gguf"
+threads = 1
+context_length = 512
+`, grpcPort, httpPort)
+	if err := os.WriteFile(filepath.Join(dir, "syn4pse.toml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	serve := exec.Command(binary, "serve")
+	serve.Dir = dir
+	serve.Env = append(os.Environ(), "SYN4PSE_CONFIG=")
+	var serveLog bytes.Buffer
+	serve.Stdout, serve.Stderr = &serveLog, &serveLog
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- serve.Wait() }()
+	t.Cleanup(func() {
+		serve.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("serve log:\n%s", serveLog.String())
+		}
+	})
+
+	// The client commands read the same syn4pse.toml from the working directory.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out, _, code := syn4pse(t, dir, "", "status")
+		if code == 0 && strings.Contains(out, "1 model(s) ready") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node not ready: %s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	out, stderr, code := syn4pse(t, dir, "", "models", "list")
+	if code != 0 || !strings.Contains(out, "tiny") || !strings.Contains(out, "loaded") {
+		t.Fatalf("models list: code %d\n%s%s", code, out, stderr)
+	}
+
+	out, stderr, code = syn4pse(t, dir, "", "run", "tiny", "--max-tokens", "8", "--seed", "1", "Hello", "there")
+	if code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatalf("run: code %d, stdout %q, stderr %q", code, out, stderr)
+	}
+
+	// A piped prompt works the same.
+	out, _, code = syn4pse(t, dir, "Tell me a story", "run", "tiny", "--max-tokens", "4")
+	if code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatalf("piped run: code %d, %q", code, out)
+	}
+
+	_, stderr, code = syn4pse(t, dir, "", "run", "nope", "hi")
+	if code != 1 || !strings.Contains(stderr, "available: tiny") {
+		t.Fatalf("unknown model: code %d, %q", code, stderr)
+	}
+
+	_, stderr, code = syn4pse(t, dir, "", "run")
+	if code != 2 || !strings.Contains(stderr, "MODEL") {
+		t.Fatalf("run without a model: code %d, %q", code, stderr)
+	}
+
+	// SIGTERM stops the node cleanly.
+	serve.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Fatalf("serve exited with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
+	}
+}
+
+func TestNoNodeAnswers(t *testing.T) {
+	_, stderr, code := syn4pse(t, t.TempDir(), "", "--addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "models", "list")
+	if code != 1 || !strings.Contains(stderr, "no node answers") {
+		t.Fatalf("code %d, %q", code, stderr)
+	}
+}
+
+func TestBadConfigExitsWithUsageCode(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "syn4pse.toml"), []byte("[server]\nhtp_port = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := syn4pse(t, dir, "", "serve")
+	if code != 2 || !strings.Contains(stderr, "htp_port") {
+		t.Fatalf("code %d, %q", code, stderr)
+	}
+}

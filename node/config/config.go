@@ -1,0 +1,234 @@
+// Package config loads a node's configuration: built-in defaults, then the TOML file, then
+// SYN4PSE_* environment variables, then command-line flags, each layer overriding the one
+// before. Every value is checked where it is read, so an error names the file, variable or
+// flag it came from, and the result is validated once, in Load, before anything starts.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+)
+
+// ErrInvalid is wrapped by every error that Load reports about the configuration itself, so a
+// caller can exit with a usage code rather than a runtime failure.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the node's whole configuration, validated.
+type Config struct {
+	// DataDir is data_dir: where the node keeps its identity, model cache and peers, absolute.
+	DataDir string
+	Server  Server
+	Log     Log
+	// Models holds every model declared, enabled or not, sorted by Name.
+	Models []Model
+	// File is the absolute path of the config file read, "" when none.
+	File string
+}
+
+// Server is the [server] table: where the node listens.
+type Server struct {
+	// Host is server.host, the address both servers listen on; "" means every interface.
+	Host string
+	// HTTPPort is server.http_port; 0 picks a free port.
+	HTTPPort int
+	// GRPCPort is server.grpc_port; 0 picks a free port.
+	GRPCPort int
+	// ShutdownTimeout is server.shutdown_timeout: how long a stopping node waits for
+	// in-flight requests before cutting them.
+	ShutdownTimeout time.Duration
+}
+
+// Log is the [log] table.
+type Log struct {
+	// Level is log.level: debug, info, warn or error.
+	Level string
+	// Format is log.format: text or json.
+	Format string
+}
+
+// Model is one model declared in the config file, with its engine options.
+type Model struct {
+	// Name is how requests name the model.
+	Name string
+	// Modality is llm, embedding, speech_to_text or text_to_speech.
+	Modality string
+	// Engine names the engine in the engine registry, e.g. "llama_cpp".
+	Engine string
+	// Path is the model file, absolute. The file need not exist: the node lists such a model
+	// as unavailable rather than refusing to start.
+	Path string
+	// Enabled says whether the node offers the model.
+	Enabled bool
+	// ContextLength is context_length; 0 uses the engine's default.
+	ContextLength int
+	// Threads is threads; 0 picks a count for the machine.
+	Threads int
+	// BatchSize is batch_size: tokens per decode batch.
+	BatchSize int
+	// GPULayers is gpu_layers: layers offloaded to the GPU; -1 means all that fit, 0 CPU only.
+	GPULayers int
+	// Parallel is parallel: how many sequences the model decodes at once.
+	Parallel int
+	// FlashAttention is flash_attention: auto, on or off.
+	FlashAttention string
+	// Declared says where the model was declared, for messages: `syn4pse.toml [models.tiny]`.
+	Declared string
+}
+
+// LoadOptions says where Load reads from.
+type LoadOptions struct {
+	// Path is the config file (--config). When empty, Load uses a changed --config flag in
+	// Flags, else $SYN4PSE_CONFIG from Env, else ./syn4pse.toml when it exists, else no file.
+	// A file named explicitly must exist.
+	Path string
+	// Env is the environment, os.Environ() in production. Nil means no variables, which keeps
+	// tests independent of the machine's environment.
+	Env []string
+	// Flags holds the flags from RegisterFlags and may be nil; only flags the user set
+	// override other layers.
+	Flags *pflag.FlagSet
+}
+
+// HTTPAddr is the address the HTTP API listens on, host:port.
+func (s Server) HTTPAddr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.HTTPPort)) }
+
+// GRPCAddr is the address the gRPC API listens on, host:port.
+func (s Server) GRPCAddr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.GRPCPort)) }
+
+// SlogLevel is Level as a slog.Level.
+func (l Log) SlogLevel() slog.Level {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return slog.LevelInfo
+	}
+	return level
+}
+
+// Load reads, layers and validates the configuration. Errors about the configuration wrap
+// ErrInvalid; several problems are reported together, one per line.
+func Load(opts LoadOptions) (*Config, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	path := configPath(opts)
+	if path != "" && !filepath.IsAbs(path) {
+		path = filepath.Join(cwd, path)
+	}
+
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(defaultValues(), "."), nil); err != nil {
+		return nil, fmt.Errorf("config: defaults: %w", err)
+	}
+
+	var file *fileLayer
+	var layers []*layerValues
+	if path != "" {
+		if file, err = readFile(path, displayName(path, cwd)); err != nil {
+			return nil, err
+		}
+		layers = append(layers, &file.layerValues)
+	}
+	layers = append(layers, readEnv(opts.Env, file, cwd), readFlags(opts.Flags, cwd))
+	var errs []error
+	for _, layer := range layers {
+		errs = append(errs, layer.errs...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for _, layer := range layers {
+		if err := k.Load(confmap.Provider(layer.values, ""), nil); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	return decode(k, file)
+}
+
+// configPath picks the config file; "" means none.
+func configPath(opts LoadOptions) string {
+	if opts.Path != "" {
+		return opts.Path
+	}
+	if opts.Flags != nil {
+		if f := opts.Flags.Lookup(configFlag); f != nil && f.Changed && f.Value.String() != "" {
+			return f.Value.String()
+		}
+	}
+	if v, ok := lookupEnv(opts.Env, configEnv); ok && v != "" {
+		return v
+	}
+	if info, err := os.Stat(defaultFile); err == nil && !info.IsDir() {
+		return defaultFile
+	}
+	return ""
+}
+
+// displayName is how messages name the config file: as short as is still unambiguous.
+func displayName(abs, cwd string) string {
+	if rel, err := filepath.Rel(cwd, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return rel
+	}
+	return abs
+}
+
+// lookupEnv finds name in an environ-style list; the last one wins, as in os.Getenv.
+func lookupEnv(environ []string, name string) (string, bool) {
+	for _, kv := range slices.Backward(environ) {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// decode turns the merged, already checked values into a Config and runs the checks that
+// span several keys.
+func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
+	dataDir, err := expandHome(k.String("data_dir"))
+	if err != nil {
+		return nil, invalidf("data_dir: %v; set data_dir or SYN4PSE_DATA_DIR", err)
+	}
+	if !filepath.IsAbs(dataDir) {
+		// Only the built-in default can still be relative here; layers resolve their own.
+		if dataDir, err = filepath.Abs(dataDir); err != nil {
+			return nil, invalidf("data_dir: %v", err)
+		}
+	}
+	cfg := &Config{
+		DataDir: dataDir,
+		Server: Server{
+			Host:            k.String("server.host"),
+			HTTPPort:        k.Int("server.http_port"),
+			GRPCPort:        k.Int("server.grpc_port"),
+			ShutdownTimeout: k.Duration("server.shutdown_timeout"),
+		},
+		Log: Log{Level: k.String("log.level"), Format: k.String("log.format")},
+	}
+	var errs []error
+	if p := cfg.Server.HTTPPort; p != 0 && p == cfg.Server.GRPCPort {
+		errs = append(errs, invalidf("server.http_port and server.grpc_port are both %d; the two servers need different ports", p))
+	}
+	if file != nil {
+		cfg.File = file.path
+		models, modelErrs := decodeModels(k.Raw(), file.name)
+		cfg.Models = models
+		errs = append(errs, modelErrs...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,300 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The modalities a model may declare. Only llm has an engine so far; the others are accepted
+// so that configs written for later engines already load.
+var modalities = []string{"llm", "embedding", "speech_to_text", "text_to_speech"}
+
+// defaultValues are the built-in defaults of the static keys, flat. data_dir keeps its "~"
+// until decode, so a node whose data_dir is set elsewhere never needs a home directory.
+func defaultValues() map[string]any {
+	return map[string]any{
+		"data_dir":                "~/.syn4pse",
+		"server.host":             "127.0.0.1",
+		"server.http_port":        8080,
+		"server.grpc_port":        50051,
+		"server.shutdown_timeout": 30 * time.Second,
+		"log.level":               "info",
+		"log.format":              "text",
+	}
+}
+
+// node is one level of the schema: a value (field set) or a table. A table has fixed keys
+// (children), or entries under names the user chooses (each), as in [models.<name>].
+type node struct {
+	field      *field
+	children   map[string]*node
+	each       *node
+	modelNames bool              // the entry names of each are model names and must be valid ones
+	keysAre    string            // what the keys of children are, for messages: "key" unless set
+	aliases    map[string]string // keys people write by mistake, and the key they meant
+}
+
+// child is the schema of key inside table n, nil when the key is unknown.
+func (n *node) child(key string) *node {
+	if c, ok := n.children[key]; ok {
+		return c
+	}
+	return n.each
+}
+
+// schema is the shape of the whole configuration.
+var schema = &node{children: map[string]*node{
+	"data_dir": {field: &field{kind: kindPath}},
+	"server": {children: map[string]*node{
+		"host":             {field: &field{kind: kindHost}},
+		"http_port":        {field: &field{kind: kindInt, min: 0, max: 65535}},
+		"grpc_port":        {field: &field{kind: kindInt, min: 0, max: 65535}},
+		"shutdown_timeout": {field: &field{kind: kindDuration}},
+	}},
+	"log": {children: map[string]*node{
+		"level":  {field: &field{kind: kindChoice, choices: []string{"debug", "info", "warn", "error"}}},
+		"format": {field: &field{kind: kindChoice, choices: []string{"text", "json"}}},
+	}},
+	"models":   {each: modelTable(), modelNames: true},
+	"backends": backendTables(),
+}}
+
+// engineOptions are the keys both model shapes accept to tune the engine.
+func engineOptions() map[string]*node {
+	return map[string]*node{
+		"context_length":  {field: &field{kind: kindInt, min: 0, max: math.MaxInt32}},
+		"threads":         {field: &field{kind: kindInt, min: 0, max: 4096}},
+		"batch_size":      {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
+		"gpu_layers":      {field: &field{kind: kindInt, min: -1, max: math.MaxInt32}},
+		"parallel":        {field: &field{kind: kindInt, min: 1, max: 1024}},
+		"flash_attention": {field: &field{kind: kindChoice, choices: []string{"auto", "on", "off"}, boolOnOff: true}},
+	}
+}
+
+// modelTable is the schema of one [models.<name>] table.
+func modelTable() *node {
+	keys := engineOptions()
+	keys["modality"] = &node{field: &field{kind: kindChoice, choices: modalities}}
+	keys["engine"] = &node{field: &field{kind: kindEngine}}
+	keys["path"] = &node{field: &field{kind: kindPath}}
+	keys["enabled"] = &node{field: &field{kind: kindBool}}
+	return &node{children: keys, aliases: map[string]string{"model": "path"}}
+}
+
+// backendTables is the schema of [backends]: one table per modality, holding one table per
+// backend id, in the shape of the seed's [backends.llm.llama_cpp].
+func backendTables() *node {
+	keys := engineOptions()
+	keys["enabled"] = &node{field: &field{kind: kindBool}}
+	keys["engine"] = &node{field: &field{kind: kindEngine}}
+	keys["model"] = &node{field: &field{kind: kindPath}}
+	keys["name"] = &node{field: &field{kind: kindName}}
+	backend := &node{children: keys, aliases: map[string]string{"path": "model"}}
+	byModality := &node{children: map[string]*node{}, keysAre: "modality"}
+	for _, m := range modalities {
+		byModality.children[m] = &node{each: backend}
+	}
+	return byModality
+}
+
+// kind says how a field's value is read and checked.
+type kind int
+
+const (
+	kindInt      kind = iota // an integer in [min, max]
+	kindBool                 // true or false
+	kindDuration             // a Go duration such as "30s", not negative
+	kindPath                 // a file path: "~" expanded, a relative one resolved
+	kindChoice               // one of choices, any case
+	kindHost                 // a host name or IP address, without a port
+	kindName                 // a model name
+	kindEngine               // an engine name
+)
+
+// field describes one value in the schema.
+type field struct {
+	kind      kind
+	min, max  int
+	choices   []string
+	boolOnOff bool // a kindChoice that also takes true/false for "on"/"off"
+}
+
+var (
+	modelNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	engineNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+)
+
+// parse checks a raw value from any layer (TOML types from the file, strings from the
+// environment, typed flag values) and returns it in the type decode expects. Relative paths
+// are resolved against baseDir.
+func (f *field) parse(raw any, baseDir string) (any, error) {
+	switch f.kind {
+	case kindInt:
+		return f.parseInt(raw)
+	case kindBool:
+		switch v := raw.(type) {
+		case bool:
+			return v, nil
+		case string:
+			if b, err := strconv.ParseBool(strings.TrimSpace(v)); err == nil {
+				return b, nil
+			}
+		}
+		return nil, fmt.Errorf("want true or false, got %s", describe(raw))
+	case kindDuration:
+		return parseDuration(raw)
+	case kindChoice:
+		return f.parseChoice(raw)
+	}
+
+	s, ok := raw.(string)
+	if !ok {
+		return nil, fmt.Errorf("want a string, got %s", describe(raw))
+	}
+	switch f.kind {
+	case kindPath:
+		return parsePath(s, baseDir)
+	case kindHost:
+		return parseHost(s)
+	case kindName:
+		if !modelNameRE.MatchString(s) {
+			return nil, fmt.Errorf("want a model name (letters, digits and . _ : -, up to 128), got %q", s)
+		}
+	case kindEngine:
+		if !engineNameRE.MatchString(s) {
+			return nil, fmt.Errorf("want an engine name such as \"llama_cpp\", got %q", s)
+		}
+	}
+	return s, nil
+}
+
+func (f *field) parseInt(raw any) (any, error) {
+	var n int64
+	var err error
+	switch v := raw.(type) {
+	case int:
+		n = int64(v)
+	case int64:
+		n = v
+	case string:
+		n, err = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	default:
+		err = errors.New("not an integer")
+	}
+	if err != nil || n < int64(f.min) || n > int64(f.max) {
+		return nil, fmt.Errorf("want an integer %s, got %s", f.intRange(), describe(raw))
+	}
+	return int(n), nil
+}
+
+// intRange says which integers f accepts, for messages.
+func (f *field) intRange() string {
+	if f.max == math.MaxInt32 {
+		return fmt.Sprintf(">= %d", f.min)
+	}
+	return fmt.Sprintf("%d-%d", f.min, f.max)
+}
+
+func (f *field) parseChoice(raw any) (any, error) {
+	if b, ok := raw.(bool); ok && f.boolOnOff {
+		if b {
+			return "on", nil
+		}
+		return "off", nil
+	}
+	if s, ok := raw.(string); ok {
+		s = strings.ToLower(strings.TrimSpace(s))
+		for _, c := range f.choices {
+			if s == c {
+				return c, nil
+			}
+		}
+		if b, err := strconv.ParseBool(s); err == nil && f.boolOnOff {
+			return f.parseChoice(b)
+		}
+	}
+	return nil, fmt.Errorf("want one of %s, got %s", strings.Join(f.choices, ", "), describe(raw))
+}
+
+func parseDuration(raw any) (any, error) {
+	switch v := raw.(type) {
+	case time.Duration:
+		if v >= 0 {
+			return v, nil
+		}
+	case string:
+		if d, err := time.ParseDuration(strings.TrimSpace(v)); err == nil && d >= 0 {
+			return d, nil
+		}
+	}
+	return nil, fmt.Errorf("want a duration such as \"30s\" or \"1m30s\", got %s", describe(raw))
+}
+
+// parsePath expands a leading "~" and makes the path absolute against baseDir.
+func parsePath(s, baseDir string) (any, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("want a path, got \"\"")
+	}
+	p, err := expandHome(s)
+	if err != nil {
+		return nil, err
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(baseDir, p)
+	}
+	return filepath.Clean(p), nil
+}
+
+// expandHome replaces a leading "~" or "~/" with the user's home directory.
+func expandHome(p string) (string, error) {
+	if p != "~" && !strings.HasPrefix(p, "~/") && !strings.HasPrefix(p, `~`+string(filepath.Separator)) {
+		return p, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot expand %q: %w", p, err)
+	}
+	return filepath.Join(home, p[1:]), nil
+}
+
+// parseHost accepts a host name or IP address; brackets around an IPv6 address are dropped,
+// since HTTPAddr adds them back.
+func parseHost(s string) (any, error) {
+	h := strings.TrimSpace(s)
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	if strings.ContainsAny(h, " \t/[]") || (strings.Contains(h, ":") && !validIP(h)) {
+		return nil, fmt.Errorf("want a host name or IP address without a port, got %q", s)
+	}
+	return h, nil
+}
+
+func validIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
+// describe shows a raw value in a message.
+func describe(raw any) string {
+	switch v := raw.(type) {
+	case string:
+		return strconv.Quote(v)
+	case map[string]any:
+		return "a table"
+	case []any:
+		return "an array"
+	case nil:
+		return "nothing"
+	default:
+		return fmt.Sprintf("%v", v)
+	}
+}
