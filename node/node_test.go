@@ -52,13 +52,7 @@ func tinyDecl(name string) config.Model {
 // startNode runs an in-process node on free loopback ports until the test ends.
 func startNode(t *testing.T, decls ...config.Model) *node.Node {
 	t.Helper()
-	cfg := &config.Config{
-		DataDir: t.TempDir(),
-		Server:  config.Server{Host: "127.0.0.1", ShutdownTimeout: 10 * time.Second},
-		Log:     config.Log{Level: "info", Format: "text"},
-		Models:  decls,
-	}
-	n, err := node.Start(t.Context(), cfg)
+	n, err := startNodeFor(t.Context(), t.TempDir(), decls)
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
@@ -70,6 +64,15 @@ func startNode(t *testing.T, decls ...config.Model) *node.Node {
 		}
 	})
 	return n
+}
+
+func startNodeFor(ctx context.Context, dataDir string, decls []config.Model) (*node.Node, error) {
+	return node.Start(ctx, &config.Config{
+		DataDir: dataDir,
+		Server:  config.Server{Host: "127.0.0.1", ShutdownTimeout: 10 * time.Second},
+		Log:     config.Log{Level: "info", Format: "text"},
+		Models:  decls,
+	})
 }
 
 func grpcConn(t *testing.T, n *node.Node) *grpc.ClientConn {

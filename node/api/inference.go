@@ -191,6 +191,7 @@ func applySampling(gen *engine.GenerateRequest, sp *pb.SamplingParams) error {
 	gen.Sampling = s
 	gen.MaxTokens = int(sp.GetMaxTokens())
 	gen.Stop = sp.GetStop()
+	gen.IgnoreEOS = sp.GetIgnoreEos()
 	return nil
 }
 

@@ -26,6 +26,7 @@ type samplingFields struct {
 	MaxTokens           *int32          `json:"max_tokens"`
 	MaxCompletionTokens *int32          `json:"max_completion_tokens"`
 	Stop                json.RawMessage `json:"stop"`
+	IgnoreEOS           bool            `json:"ignore_eos"`
 	N                   *int            `json:"n"`
 	Stream              bool            `json:"stream"`
 	StreamOptions       *struct {
@@ -56,6 +57,7 @@ func (f *samplingFields) toProto() (*pb.SamplingParams, *pb.ResponseFormat, erro
 		Temperature: f.Temperature, TopP: f.TopP, TopK: f.TopK, MinP: f.MinP,
 		RepeatPenalty: f.RepeatPenalty, RepeatLastN: f.RepeatLastN,
 		PresencePenalty: f.PresencePenalty, FrequencyPenalty: f.FrequencyPenalty,
+		IgnoreEos: f.IgnoreEOS,
 	}
 	if f.Seed != nil {
 		seed := uint32(*f.Seed)

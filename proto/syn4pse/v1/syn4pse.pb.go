@@ -547,7 +547,9 @@ type SamplingParams struct {
 	// context is full.
 	MaxTokens *int32 `protobuf:"varint,10,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
 	// Stop ends generation when any of these strings appears; the stop string is not returned.
-	Stop          []string `protobuf:"bytes,11,rep,name=stop,proto3" json:"stop,omitempty"`
+	Stop []string `protobuf:"bytes,11,rep,name=stop,proto3" json:"stop,omitempty"`
+	// IgnoreEos keeps generating past the model's end-of-generation tokens (benchmarks).
+	IgnoreEos     bool `protobuf:"varint,12,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -657,6 +659,13 @@ func (x *SamplingParams) GetStop() []string {
 		return x.Stop
 	}
 	return nil
+}
+
+func (x *SamplingParams) GetIgnoreEos() bool {
+	if x != nil {
+		return x.IgnoreEos
+	}
+	return false
 }
 
 // ResponseFormat constrains the output.
@@ -1966,7 +1975,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x04part\"8\n" +
 	"\x05Media\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
-	"\tmime_type\x18\x02 \x01(\tR\bmimeType\"\xa3\x04\n" +
+	"\tmime_type\x18\x02 \x01(\tR\bmimeType\"\xc2\x04\n" +
 	"\x0eSamplingParams\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x02H\x00R\vtemperature\x88\x01\x01\x12\x18\n" +
 	"\x05top_p\x18\x02 \x01(\x02H\x01R\x04topP\x88\x01\x01\x12\x18\n" +
@@ -1980,7 +1989,9 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\n" +
 	"max_tokens\x18\n" +
 	" \x01(\x05H\tR\tmaxTokens\x88\x01\x01\x12\x12\n" +
-	"\x04stop\x18\v \x03(\tR\x04stopB\x0e\n" +
+	"\x04stop\x18\v \x03(\tR\x04stop\x12\x1d\n" +
+	"\n" +
+	"ignore_eos\x18\f \x01(\bR\tignoreEosB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\b\n" +
 	"\x06_top_kB\b\n" +
