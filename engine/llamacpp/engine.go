@@ -136,3 +136,6 @@ func fileTypeName(m *native.Model) string {
 	}
 	return fmt.Sprintf("type %d", n)
 }
+
+// SystemInfo describes the compiled llama.cpp: SIMD features and backends.
+func SystemInfo() string { return native.SystemInfo() }

@@ -59,7 +59,7 @@ func (g *generation) run(tokens []int32, res *engine.GenerateResult) error {
 			res.FinishReason = engine.FinishStop
 			return nil
 		}
-		if g.maxTokens > 0 && res.CompletionTokens >= g.maxTokens || len(s.tokens) >= m.seqLen {
+		if g.maxTokens > 0 && res.CompletionTokens >= g.maxTokens || len(s.tokens)+1 >= m.seqLen {
 			res.FinishReason = engine.FinishLength
 			return g.emitText(g.filter.flush())
 		}

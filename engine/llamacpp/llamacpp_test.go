@@ -195,18 +195,18 @@ func TestEmitErrorStops(t *testing.T) {
 }
 
 func TestPromptLongerThanContext(t *testing.T) {
-	llm := load(t, engine.LoadOptions{ContextLength: 64})
-	_, err := llm.Generate(t.Context(), engine.GenerateRequest{Prompt: strings.Repeat("hello world ", 100), Sampling: greedy()}, func(string) error { return nil })
+	llm := load(t, engine.LoadOptions{ContextLength: 256})
+	_, err := llm.Generate(t.Context(), engine.GenerateRequest{Prompt: strings.Repeat("hello world ", 200), Sampling: greedy()}, func(string) error { return nil })
 	var ce *engine.ContextExceededError
-	if !errors.As(err, &ce) || ce.Limit != 64 || !errors.Is(err, engine.ErrContextExceeded) {
-		t.Fatalf("err = %v, want ContextExceededError with limit 64", err)
+	if !errors.As(err, &ce) || ce.Limit != 256 || !errors.Is(err, engine.ErrContextExceeded) {
+		t.Fatalf("err = %v, want ContextExceededError with limit 256", err)
 	}
-	if !strings.Contains(err.Error(), "64") {
+	if !strings.Contains(err.Error(), "256") {
 		t.Fatalf("message %q does not state the limit", err)
 	}
 	// Generation that fills the context ends with "length".
 	_, _, res := generate(t, llm, engine.GenerateRequest{Prompt: "hello", Sampling: engine.DefaultSampling()})
-	if res.FinishReason != engine.FinishLength || res.PromptTokens+res.CompletionTokens > 64 {
+	if res.FinishReason != engine.FinishLength || res.PromptTokens+res.CompletionTokens > 256 {
 		t.Fatalf("filling the context: %+v", res)
 	}
 }

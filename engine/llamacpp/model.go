@@ -151,7 +151,7 @@ func (m *model) renderPrompt(req engine.GenerateRequest) (string, error) {
 		if err == nil {
 			return prompt, nil
 		}
-		if errors.Is(err, chattemplate.ErrRaised) {
+		if errors.Is(err, chattemplate.ErrRejected) {
 			// The template itself rejected the conversation (e.g. roles that do not alternate).
 			return "", fmt.Errorf("%w: the model's chat template rejected the messages: %v", engine.ErrInvalidRequest, err)
 		}

@@ -139,8 +139,11 @@ func readEnv(environ []string, fromFile *fileLayer, cwd string) *layerValues {
 			l.errs = append(l.errs, unknownEnv(name, known))
 			continue
 		case len(paths) > 1:
-			l.errs = append(l.errs, invalidf("%s is ambiguous: it names %s and %s; rename one of the models",
-				name, keyString(paths[0]), keyString(paths[1])))
+			a, b := keyString(paths[0]), keyString(paths[1])
+			if b < a {
+				a, b = b, a
+			}
+			l.errs = append(l.errs, invalidf("%s is ambiguous: it names %s and %s; rename one of the models", name, a, b))
 			continue
 		}
 		if value, _ := vars[name].(string); value != "" {

@@ -174,18 +174,19 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 		return s.write(obj)
 	}
 	final := ev.GetFinal()
-	// The finishing chunk carries usage too (as llama.cpp's server does); OpenAI's separate
-	// usage chunk with empty choices follows when the client asked for it.
+	// Usage comes once: in OpenAI's separate chunk with empty choices when the client asked
+	// for it (stream_options.include_usage), else in the finishing chunk, as llama.cpp's server
+	// does. Twice would make clients that add up usage across chunks count it twice.
 	obj.Choices = []choice{s.flavor.finalChoice("", finishReason(final), true)}
-	obj.Usage = usageOf(final)
-	if err := s.write(obj); err != nil {
+	if !s.includeUsage {
+		obj.Usage = usageOf(final)
+	}
+	if err := s.write(obj); err != nil || !s.includeUsage {
 		return err
 	}
-	if s.includeUsage {
-		obj.Choices = []choice{}
-		return s.write(obj)
-	}
-	return nil
+	obj.Choices = []choice{}
+	obj.Usage = usageOf(final)
+	return s.write(obj)
 }
 
 func (s *sseStream) start() {
