@@ -3,6 +3,7 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -68,24 +69,35 @@ func streamRate(b *testing.B, addr, prompt string, tokens int) float64 {
 	}
 	defer res.Body.Close()
 	var first, last time.Time
-	events := 0
+	generated := 0
 	scanner := bufio.NewScanner(res.Body)
 	for scanner.Scan() {
 		line := scanner.Text()
-		if !strings.HasPrefix(line, "data: {") || strings.Contains(line, `"finish_reason":"`) {
+		if !strings.HasPrefix(line, "data: {") {
 			continue
 		}
-		if events == 0 {
+		if first.IsZero() {
 			first = time.Now()
 		}
+		if strings.Contains(line, `"finish_reason":"`) {
+			var chunk struct {
+				Usage struct {
+					CompletionTokens int `json:"completion_tokens"`
+				} `json:"usage"`
+			}
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &chunk); err != nil {
+				b.Fatal(err)
+			}
+			generated = chunk.Usage.CompletionTokens
+			break
+		}
 		last = time.Now()
-		events++
 	}
-	if events < 2 {
-		b.Fatalf("stream had %d text events", events)
+	if generated < 2 || !last.After(first) {
+		b.Fatalf("stream generated %d tokens", generated)
 	}
-	// events-1 tokens arrived between the first and the last event.
-	return float64(events-1) / last.Sub(first).Seconds()
+	// The tokens after the first arrived between the first and the last text event.
+	return float64(generated-1) / last.Sub(first).Seconds()
 }
 
 func startNodeB(b *testing.B, decls ...config.Model) interface{ HTTPAddr() string } {

@@ -17,7 +17,9 @@ import (
 )
 
 func openaiClient(baseURL string) openai.Client {
-	return openai.NewClient(option.WithBaseURL(baseURL+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	// ignore_eos (a llama.cpp server extra) keeps the random-weight model from ending at once.
+	return openai.NewClient(option.WithBaseURL(baseURL+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0),
+		option.WithJSONSet("ignore_eos", true))
 }
 
 func TestOpenAIClientChat(t *testing.T) {
@@ -94,7 +96,7 @@ func TestOpenAIClientErrors(t *testing.T) {
 // TestRawSSE checks the wire format as curl sees it.
 func TestRawSSE(t *testing.T) {
 	n := startNode(t, tinyDecl("tiny"))
-	body := `{"model":"tiny","stream":true,"max_tokens":6,"messages":[{"role":"user","content":"hi"}]}`
+	body := `{"model":"tiny","stream":true,"max_tokens":6,"ignore_eos":true,"messages":[{"role":"user","content":"hi"}]}`
 	res, err := http.Post("http://"+n.HTTPAddr()+"/v1/chat/completions", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +203,7 @@ func TestHTTPClientDisconnectStopsGeneration(t *testing.T) {
 	models := pb.NewModelServiceClient(grpcConn(t, n))
 
 	ctx, cancel := context.WithCancel(t.Context())
-	body := `{"model":"tiny","stream":true,"prompt":"Once upon a time"}`
+	body := `{"model":"tiny","stream":true,"ignore_eos":true,"prompt":"Once upon a time"}`
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+n.HTTPAddr()+"/v1/completions", strings.NewReader(body))
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -118,7 +118,7 @@ func TestGRPCChatStreamAndHealth(t *testing.T) {
 	stream, err := pb.NewInferenceServiceClient(conn).Chat(t.Context(), &pb.ChatRequest{
 		Model:    "tiny",
 		Messages: []*pb.Message{{Role: "user", Content: "Hello!"}},
-		Sampling: &pb.SamplingParams{MaxTokens: &maxTokens},
+		Sampling: &pb.SamplingParams{MaxTokens: &maxTokens, IgnoreEos: true},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestShutdownLetsStreamsFinish(t *testing.T) {
 	}
 	conn := grpcConn(t, n)
 	stream, err := pb.NewInferenceServiceClient(conn).Complete(t.Context(), &pb.CompleteRequest{
-		Model: "tiny", Prompt: "Once", Sampling: &pb.SamplingParams{MaxTokens: ptr(int32(100))},
+		Model: "tiny", Prompt: "Once", Sampling: &pb.SamplingParams{MaxTokens: ptr(int32(100)), IgnoreEos: true},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -136,7 +136,7 @@ context_length = 512
 	}
 
 	// A piped prompt works the same.
-	out, _, code = syn4pse(t, dir, "Tell me a story", "run", "tiny", "--max-tokens", "4")
+	out, _, code = syn4pse(t, dir, "Tell me a story", "run", "tiny", "--max-tokens", "4", "--seed", "2")
 	if code != 0 || strings.TrimSpace(out) == "" {
 		t.Fatalf("piped run: code %d, %q", code, out)
 	}

@@ -5,33 +5,80 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+	"github.com/ollama/ollama/fs/ggml"
 )
 
 func main() {
 	var opts tinygguf.Options
-	out := flag.String("o", "", "output path (required)")
-	flag.StringVar(&opts.Arch, "arch", "llama", "architecture: llama")
-	flag.StringVar(&opts.Size, "size", "tiny", "tiny (a few hundred KB) or bench (about 270 MB, F16)")
-	flag.Int64Var(&opts.Seed, "seed", 1, "seed of the random weights")
-	flag.IntVar(&opts.ContextLength, "ctx", 0, "trained context length (0 = the size's default)")
-	flag.Parse()
-	if *out == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: tinygguf -o PATH [-arch llama] [-size tiny|bench] [-seed N] [-ctx N]")
+	var out, templatePath string
+	flags := flag.NewFlagSet("tinygguf", flag.ContinueOnError)
+	flags.StringVar(&out, "o", "", "output `path` (required); an existing file is replaced whole")
+	flags.StringVar(&opts.Arch, "arch", "llama", "architecture: llama (chat LLM) or bert (embeddings)")
+	flags.StringVar(&opts.Size, "size", "tiny", "tiny (a few hundred KB, F32) or bench (a few hundred MB, F16)")
+	flags.Int64Var(&opts.Seed, "seed", 1, "seed of the random weights: the same seed writes the same bytes")
+	flags.IntVar(&opts.ContextLength, "ctx", 0, "trained context length (0 = the size's default)")
+	flags.StringVar(&templatePath, "chat-template", "", "`file` holding a Jinja chat template (default: ChatML)")
+	flags.Usage = func() {
+		fmt.Fprint(flags.Output(), "Usage: tinygguf -o PATH [-arch llama|bert] [-size tiny|bench] [-seed N] [-ctx N]\n\n"+
+			"Writes a random-weight GGUF model that llama.cpp loads and runs. Its output is gibberish;\n"+
+			"its loading, tokenizing and decoding are real.\n\n")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		os.Exit(2)
 	}
-	if err := tinygguf.Write(*out, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "tinygguf:", err)
+	if out == "" || flags.NArg() > 0 {
+		flags.Usage()
+		os.Exit(2)
+	}
+	if err := run(out, templatePath, opts); err != nil {
+		slog.Error("tinygguf failed", "err", err)
 		os.Exit(1)
 	}
-	fi, err := os.Stat(*out)
+}
+
+// run writes the model, reads it back and prints what is in it.
+func run(out, templatePath string, opts tinygguf.Options) error {
+	if templatePath != "" {
+		b, err := os.ReadFile(templatePath)
+		if err != nil {
+			return fmt.Errorf("read chat template: %w", err)
+		}
+		opts.ChatTemplate = string(b)
+	}
+	if err := tinygguf.Write(out, opts); err != nil {
+		return err
+	}
+	f, err := os.Open(out)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "tinygguf:", err)
-		os.Exit(1)
+		return err
 	}
-	fmt.Printf("wrote %s: %s %s model, seed %d, %d bytes\n", *out, opts.Arch, opts.Size, opts.Seed, fi.Size())
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	model, err := ggml.Decode(f, 0)
+	if err != nil {
+		return fmt.Errorf("read back %s: %w", out, err)
+	}
+	kv := model.KV()
+	weights := "F32"
+	if kv.Uint("general.file_type") == 1 {
+		weights = "F16"
+	}
+	fmt.Printf("wrote %s: %s, %d layers, n_embd %d, ctx %d, %d tensors, %d parameters, %s, seed %d, %d bytes\n",
+		out, kv.String("general.name"), kv.BlockCount(), kv.EmbeddingLength(), kv.ContextLength(),
+		len(model.Tensors().Items()), kv.ParameterCount(), weights, opts.Seed, fi.Size())
+	return nil
 }

@@ -77,6 +77,10 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 		Sequences:      parallel,
 		Threads:        threads,
 		FlashAttention: fa,
+		// Workers sleep as soon as a decode ends instead of spinning (ggml's default 50):
+		// measured on 2 cores with two models loaded, spinning idle pools cost 25% of the
+		// busy model's generation speed.
+		Poll: 0,
 	})
 	if err != nil {
 		return nil, err

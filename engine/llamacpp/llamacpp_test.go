@@ -54,6 +54,7 @@ func TestGenerateStreamsTokens(t *testing.T) {
 		Messages:  []engine.Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Hello there"}},
 		Sampling:  engine.DefaultSampling(),
 		MaxTokens: 24,
+		IgnoreEOS: true,
 	}
 	req.Sampling.Seed = 7
 	text, pieces, res := generate(t, llm, req)
@@ -159,7 +160,7 @@ func TestCancelFreesTheSlot(t *testing.T) {
 	n := 0
 	done := make(chan error, 1)
 	go func() {
-		_, err := llm.Generate(ctx, engine.GenerateRequest{Prompt: "Once upon a time", Sampling: engine.DefaultSampling()}, func(string) error {
+		_, err := llm.Generate(ctx, engine.GenerateRequest{Prompt: "Once upon a time", Sampling: engine.DefaultSampling(), IgnoreEOS: true}, func(string) error {
 			n++
 			if n == 3 {
 				cancel()
@@ -179,7 +180,7 @@ func TestCancelFreesTheSlot(t *testing.T) {
 	// The only slot is free again: the next request runs at once.
 	qctx, qcancel := context.WithTimeout(t.Context(), time.Minute)
 	defer qcancel()
-	res, err := llm.Generate(qctx, engine.GenerateRequest{Prompt: "Next", Sampling: greedy(), MaxTokens: 3}, func(string) error { return nil })
+	res, err := llm.Generate(qctx, engine.GenerateRequest{Prompt: "Next", Sampling: greedy(), MaxTokens: 3, IgnoreEOS: true}, func(string) error { return nil })
 	if err != nil || res.CompletionTokens == 0 {
 		t.Fatalf("request after cancel: %v %+v", err, res)
 	}
@@ -188,7 +189,7 @@ func TestCancelFreesTheSlot(t *testing.T) {
 func TestEmitErrorStops(t *testing.T) {
 	llm := load(t, engine.LoadOptions{})
 	errGone := errors.New("client went away")
-	_, err := llm.Generate(t.Context(), engine.GenerateRequest{Prompt: "Hi", Sampling: engine.DefaultSampling()}, func(string) error { return errGone })
+	_, err := llm.Generate(t.Context(), engine.GenerateRequest{Prompt: "Hi", Sampling: engine.DefaultSampling(), IgnoreEOS: true}, func(string) error { return errGone })
 	if !errors.Is(err, errGone) {
 		t.Fatalf("err = %v, want the emit error", err)
 	}
@@ -205,7 +206,7 @@ func TestPromptLongerThanContext(t *testing.T) {
 		t.Fatalf("message %q does not state the limit", err)
 	}
 	// Generation that fills the context ends with "length".
-	_, _, res := generate(t, llm, engine.GenerateRequest{Prompt: "hello", Sampling: engine.DefaultSampling()})
+	_, _, res := generate(t, llm, engine.GenerateRequest{Prompt: "hello", Sampling: engine.DefaultSampling(), IgnoreEOS: true})
 	if res.FinishReason != engine.FinishLength || res.PromptTokens+res.CompletionTokens > 256 {
 		t.Fatalf("filling the context: %+v", res)
 	}

@@ -3,6 +3,13 @@ package llamacpp
 /*
 #include <stdlib.h>
 #include "llama.h"
+#include "ggml-cpu.h"
+
+static struct ggml_threadpool *syn_threadpool(int n_threads, int poll) {
+	struct ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
+	p.poll = poll;
+	return ggml_threadpool_new(&p);
+}
 
 // syn_abort is polled by ggml between graph nodes; setting it makes llama_decode return 2.
 static bool syn_abort(void *data) { return __atomic_load_n((int *)data, __ATOMIC_RELAXED) != 0; }
@@ -44,12 +51,16 @@ type ContextParams struct {
 	FlashAttention FlashAttention
 	// Embeddings makes Decode extract embeddings; generation does not need them.
 	Embeddings bool
+	// Poll is how long ggml's worker threads spin waiting for work before they sleep, 0 to
+	// 100 (ggml's default is 50). Spinning threads compete with the Go side on small machines.
+	Poll int
 }
 
 // Context is a llama.cpp inference context: KV cache and compute buffers. Close frees it.
 type Context struct {
 	c     *C.struct_llama_context
 	abort *C.int
+	pool  *C.struct_ggml_threadpool
 	model *Model
 }
 
@@ -89,15 +100,25 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 		C.free(unsafe.Pointer(flag))
 		return nil, fmt.Errorf("llama.cpp could not create a context of %d tokens (out of memory?)", p.ContextLength)
 	}
-	return &Context{c: c, abort: flag, model: m}, nil
+	// A persistent thread pool: without one, ggml creates and joins its worker threads on
+	// every decode, which is every generated token.
+	pool := C.syn_threadpool(params.n_threads, C.int(p.Poll))
+	if pool == nil {
+		C.llama_free(c)
+		C.free(unsafe.Pointer(flag))
+		return nil, errors.New("ggml could not start its thread pool")
+	}
+	C.llama_attach_threadpool(c, pool, pool)
+	return &Context{c: c, abort: flag, pool: pool, model: m}, nil
 }
 
 // Close frees the context.
 func (c *Context) Close() error {
 	if c.c != nil {
 		C.llama_free(c.c)
+		C.ggml_threadpool_free(c.pool)
 		C.free(unsafe.Pointer(c.abort))
-		c.c, c.abort = nil, nil
+		c.c, c.abort, c.pool = nil, nil, nil
 	}
 	return nil
 }
