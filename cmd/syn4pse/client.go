@@ -33,6 +33,18 @@ func dial(cmd *cobra.Command) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// withNode dials the node and calls fn with a context bounded for a quick RPC.
+func withNode(cmd *cobra.Command, fn func(ctx context.Context, conn *grpc.ClientConn) error) error {
+	conn, err := dial(cmd)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+	defer cancel()
+	return fn(ctx, conn)
+}
+
 // rpcError makes a gRPC failure readable, with a hint when no node answers.
 func rpcError(addr string, err error) error {
 	st := status.Convert(err)
@@ -49,34 +61,31 @@ func newModelsCmd() *cobra.Command {
 		Short: "List the node's models, their state and why one is unavailable",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			res, err := pb.NewModelServiceClient(conn).ListModels(ctx, &pb.ListModelsRequest{})
-			if err != nil {
-				return rpcError(conn.Target(), err)
-			}
-			out := cmd.OutOrStdout()
-			if len(res.GetModels()) == 0 {
-				fmt.Fprintln(out, "no models configured: add one to syn4pse.toml (see the README)")
-				return nil
-			}
-			fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", "NAME", "ENGINE", "STATE", "SIZE", "DETAILS")
-			for _, m := range res.GetModels() {
-				details := m.GetUnavailableReason()
-				if d := m.GetDetails(); d != nil {
-					details = fmt.Sprintf("%s %s ctx %d", d.GetArchitecture(), d.GetQuantization(), d.GetContextLength())
-				}
-				fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", m.GetName(), m.GetEngine(), stateName(m.GetState()), humanBytes(m.GetSizeBytes()), details)
-			}
-			return nil
+			return withNode(cmd, func(ctx context.Context, conn *grpc.ClientConn) error { return listModels(ctx, cmd, conn) })
 		},
 	})
 	return models
+}
+
+func listModels(ctx context.Context, cmd *cobra.Command, conn *grpc.ClientConn) error {
+	res, err := pb.NewModelServiceClient(conn).ListModels(ctx, &pb.ListModelsRequest{})
+	if err != nil {
+		return rpcError(conn.Target(), err)
+	}
+	out := cmd.OutOrStdout()
+	if len(res.GetModels()) == 0 {
+		fmt.Fprintln(out, "no models configured: add one to syn4pse.toml (see the README)")
+		return nil
+	}
+	fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", "NAME", "ENGINE", "STATE", "SIZE", "DETAILS")
+	for _, m := range res.GetModels() {
+		details := m.GetUnavailableReason()
+		if d := m.GetDetails(); d != nil {
+			details = fmt.Sprintf("%s %s ctx %d", d.GetArchitecture(), d.GetQuantization(), d.GetContextLength())
+		}
+		fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", m.GetName(), m.GetEngine(), stateName(m.GetState()), humanBytes(m.GetSizeBytes()), details)
+	}
+	return nil
 }
 
 func stateName(s pb.ModelState) string {
@@ -112,35 +121,32 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the node's identity, health, engines and models",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := dial(cmd)
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			node := pb.NewNodeServiceClient(conn)
-			info, err := node.GetInfo(ctx, &pb.GetInfoRequest{})
-			if err != nil {
-				return rpcError(conn.Target(), err)
-			}
-			health, err := node.Health(ctx, &pb.HealthRequest{})
-			if err != nil {
-				return rpcError(conn.Target(), err)
-			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "node      %s (%s)\n", info.GetNodeId(), info.GetVersion())
-			fmt.Fprintf(out, "health    %s: %d model(s) ready, %d unavailable\n", healthName(health.GetStatus()), health.GetModelsReady(), health.GetModelsUnavailable())
-			fmt.Fprintf(out, "grpc      %s\nhttp      %s\n", info.GetGrpcAddr(), info.GetHttpAddr())
-			fmt.Fprintf(out, "uptime    %s\n", time.Since(time.Unix(info.GetStartedAtUnix(), 0)).Round(time.Second))
-			hw := info.GetHardware()
-			fmt.Fprintf(out, "hardware  %d cores, %s RAM\n", hw.GetCpuCores(), humanBytes(hw.GetMemoryBytes()))
-			for name, desc := range info.GetEngineInfo() {
-				fmt.Fprintf(out, "engine    %s: %s\n", name, desc)
-			}
-			return nil
+			return withNode(cmd, func(ctx context.Context, conn *grpc.ClientConn) error { return showStatus(ctx, cmd, conn) })
 		},
 	}
+}
+
+func showStatus(ctx context.Context, cmd *cobra.Command, conn *grpc.ClientConn) error {
+	node := pb.NewNodeServiceClient(conn)
+	info, err := node.GetInfo(ctx, &pb.GetInfoRequest{})
+	if err != nil {
+		return rpcError(conn.Target(), err)
+	}
+	health, err := node.Health(ctx, &pb.HealthRequest{})
+	if err != nil {
+		return rpcError(conn.Target(), err)
+	}
+	out := cmd.OutOrStdout()
+	fmt.Fprintf(out, "node      %s (%s)\n", info.GetNodeId(), info.GetVersion())
+	fmt.Fprintf(out, "health    %s: %d model(s) ready, %d unavailable\n", healthName(health.GetStatus()), health.GetModelsReady(), health.GetModelsUnavailable())
+	fmt.Fprintf(out, "grpc      %s\nhttp      %s\n", info.GetGrpcAddr(), info.GetHttpAddr())
+	fmt.Fprintf(out, "uptime    %s\n", time.Since(time.Unix(info.GetStartedAtUnix(), 0)).Round(time.Second))
+	hw := info.GetHardware()
+	fmt.Fprintf(out, "hardware  %d cores, %s RAM\n", hw.GetCpuCores(), humanBytes(hw.GetMemoryBytes()))
+	for name, desc := range info.GetEngineInfo() {
+		fmt.Fprintf(out, "engine    %s: %s\n", name, desc)
+	}
+	return nil
 }
 
 func healthName(s pb.HealthResponse_Status) string {

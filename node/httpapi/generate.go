@@ -71,9 +71,18 @@ func (f flavor) finalChoice(text, reason string, stream bool) choice {
 
 const fingerprint = "syn4pse"
 
-func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
-	var req chatRequest
-	if !decodeJSON(w, r, &req) {
+// generationRequest is an OpenAI request body that converts to one of our requests.
+type generationRequest[P any] interface {
+	toProto() (P, error)
+	options() *samplingFields
+}
+
+func (r *chatRequest) options() *samplingFields       { return &r.samplingFields }
+func (r *completionRequest) options() *samplingFields { return &r.samplingFields }
+
+// handleGeneration decodes an OpenAI request body into req and serves it with stream.
+func handleGeneration[P any](h *Handler, w http.ResponseWriter, r *http.Request, f flavor, req generationRequest[P], stream func(context.Context, P, api.Sender) error) {
+	if !decodeJSON(w, r, req) {
 		return
 	}
 	preq, err := req.toProto()
@@ -81,22 +90,17 @@ func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
-	run := func(ctx context.Context, send api.Sender) error { return h.inference.StreamChat(ctx, preq, send) }
-	h.serveGeneration(w, r, chatFlavor, req.Stream, req.includeUsage(), run)
+	opts := req.options()
+	run := func(ctx context.Context, send api.Sender) error { return stream(ctx, preq, send) }
+	h.serveGeneration(w, r, f, opts.Stream, opts.includeUsage(), run)
+}
+
+func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	handleGeneration(h, w, r, chatFlavor, &chatRequest{}, h.inference.StreamChat)
 }
 
 func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
-	var req completionRequest
-	if !decodeJSON(w, r, &req) {
-		return
-	}
-	preq, err := req.toProto()
-	if err != nil {
-		writeStatusError(w, err)
-		return
-	}
-	run := func(ctx context.Context, send api.Sender) error { return h.inference.StreamComplete(ctx, preq, send) }
-	h.serveGeneration(w, r, completionFlavor, req.Stream, req.includeUsage(), run)
+	handleGeneration(h, w, r, completionFlavor, &completionRequest{}, h.inference.StreamComplete)
 }
 
 func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flavor, stream, includeUsage bool, run func(context.Context, api.Sender) error) {
