@@ -31,6 +31,7 @@ type ContextExceededError struct {
 	Limit        int
 }
 
+// Error says the prompt size, the limit and what to do.
 func (e *ContextExceededError) Error() string {
 	return fmt.Sprintf("the prompt is %d tokens but the model's context window holds %d (including at least one token to generate); shorten the prompt or raise context_length", e.PromptTokens, e.Limit)
 }
@@ -92,6 +93,7 @@ const (
 	FinishLength
 )
 
+// String is the reason as OpenAI names it: "stop" or "length".
 func (r FinishReason) String() string {
 	switch r {
 	case FinishStop:

@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
 // binary is the syn4pse command built once for these tests.
@@ -139,6 +143,29 @@ context_length = 512
 	out, _, code = syn4pse(t, dir, "Tell me a story", "run", "tiny", "--max-tokens", "4", "--seed", "2")
 	if code != 0 || strings.TrimSpace(out) == "" {
 		t.Fatalf("piped run: code %d, %q", code, out)
+	}
+
+	// The interactive chat keeps the conversation, and /clear forgets it.
+	conn, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", grpcPort), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	maxTokens, seed := int32(3), uint32(1)
+	var chatOut, chatErr bytes.Buffer
+	session := &chatSession{client: pb.NewInferenceServiceClient(conn), target: conn.Target(), model: "tiny",
+		sampling: &pb.SamplingParams{MaxTokens: &maxTokens, Seed: &seed, IgnoreEos: true}, out: &chatOut, errOut: &chatErr}
+	if err := session.interactive(t.Context(), strings.NewReader("hello\nhow are you\n")); err != nil {
+		t.Fatal(err)
+	}
+	if len(session.history) != 4 || session.history[2].GetContent() != "how are you" || strings.Count(chatErr.String(), ">>> ") != 3 {
+		t.Fatalf("history %v, prompts %q", session.history, chatErr.String())
+	}
+	if err := session.interactive(t.Context(), strings.NewReader("/clear\nagain\n/bye\nnever sent\n")); err != nil {
+		t.Fatal(err)
+	}
+	if len(session.history) != 2 || session.history[0].GetContent() != "again" {
+		t.Fatalf("after /clear: %v", session.history)
 	}
 
 	_, stderr, code = syn4pse(t, dir, "", "run", "nope", "hi")

@@ -74,7 +74,7 @@ Piped stdin and a PROMPT together send the PROMPT, a blank line, then stdin.`,
 				return usageError{fmt.Errorf("--format %q: only \"json\" is supported", format)}
 			}
 			if system != "" {
-				c.history = append(c.history, &pb.Message{Role: "system", Content: system})
+				c.system = &pb.Message{Role: "system", Content: system}
 			}
 
 			prompt := strings.Join(args[1:], " ")
@@ -127,7 +127,8 @@ type chatSession struct {
 	model    string
 	sampling *pb.SamplingParams
 	format   *pb.ResponseFormat
-	history  []*pb.Message
+	system   *pb.Message   // sent first in every request when set
+	history  []*pb.Message // the turns so far, without the system message
 	out      io.Writer
 	errOut   io.Writer
 	verbose  bool
@@ -135,7 +136,11 @@ type chatSession struct {
 
 // turn sends prompt with the history, streams the answer to out and keeps both in the history.
 func (c *chatSession) turn(ctx context.Context, prompt string) error {
-	msgs := append(c.history, &pb.Message{Role: "user", Content: prompt})
+	turns := append(c.history[:len(c.history):len(c.history)], &pb.Message{Role: "user", Content: prompt})
+	msgs := turns
+	if c.system != nil {
+		msgs = append([]*pb.Message{c.system}, turns...)
+	}
 	stream, err := c.client.Chat(ctx, &pb.ChatRequest{Model: c.model, Messages: msgs, Sampling: c.sampling, ResponseFormat: c.format})
 	if err != nil {
 		return rpcError(c.target, err)
@@ -163,7 +168,7 @@ func (c *chatSession) turn(ctx context.Context, prompt string) error {
 		}
 	}
 	fmt.Fprintln(c.out)
-	c.history = append(msgs, &pb.Message{Role: "assistant", Content: answer.String()})
+	c.history = append(turns, &pb.Message{Role: "assistant", Content: answer.String()})
 	return nil
 }
 
@@ -171,7 +176,6 @@ func (c *chatSession) interactive(ctx context.Context, in io.Reader) error {
 	fmt.Fprintf(c.errOut, "Chatting with %s. /clear forgets the conversation, /bye or Ctrl-D exits.\n", c.model)
 	scanner := bufio.NewScanner(in)
 	scanner.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	system := c.history
 	for {
 		fmt.Fprint(c.errOut, ">>> ")
 		if !scanner.Scan() {
@@ -185,7 +189,7 @@ func (c *chatSession) interactive(ctx context.Context, in io.Reader) error {
 		case "/bye", "/exit", "/quit":
 			return nil
 		case "/clear":
-			c.history = system
+			c.history = nil
 			fmt.Fprintln(c.errOut, "conversation cleared")
 			continue
 		}

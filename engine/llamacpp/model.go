@@ -43,8 +43,10 @@ type slot struct {
 	tokens []int32
 }
 
+// Info implements engine.LLM.
 func (m *model) Info() engine.ModelInfo { return m.info }
 
+// Stats implements engine.LLM.
 func (m *model) Stats() engine.Stats {
 	return engine.Stats{
 		Active: int(m.active.Load()), Queued: int(m.queued.Load()), Requests: m.requests.Load(),

@@ -24,8 +24,9 @@ import (
 
 var initOnce sync.Once
 
-// Init initialises llama.cpp's backends once per process and routes its log lines to slog
-// (level debug for llama.cpp's info, so a normal node stays quiet). Safe to call many times.
+// Init initialises llama.cpp's backends once per process and routes its log lines to slog:
+// errors as errors, everything else at debug level, so a normal node stays quiet. Safe to call
+// many times.
 func Init() {
 	initOnce.Do(func() {
 		C.syn_log_set()
@@ -51,7 +52,9 @@ func synLog(level C.int, text *C.char, _ unsafe.Pointer) {
 	case C.GGML_LOG_LEVEL_ERROR:
 		logLine.level = slog.LevelError
 	case C.GGML_LOG_LEVEL_WARN:
-		logLine.level = slog.LevelWarn
+		// llama.cpp's warnings are mostly notes ("n_ctx_seq < n_ctx_train"); what matters to a
+		// user (a model that fails to load) the node reports itself.
+		logLine.level = slog.LevelDebug
 	default:
 		logLine.level = slog.LevelDebug - 4
 		if level == C.GGML_LOG_LEVEL_INFO {
