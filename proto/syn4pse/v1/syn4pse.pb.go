@@ -1957,6 +1957,536 @@ func (x *HealthResponse) GetModelsUnavailable() int32 {
 	return 0
 }
 
+// Capability is what a node announces on the GossipSub topic syn4pse/capabilities/1. The
+// pubsub message is signed by the node's key; peer_id must equal the signer.
+type Capability struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PeerId   string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	NodeName string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	Version  string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Models   []*ModelCapability     `protobuf:"bytes,4,rep,name=models,proto3" json:"models,omitempty"`
+	Hardware *Hardware              `protobuf:"bytes,5,opt,name=hardware,proto3" json:"hardware,omitempty"`
+	// Sequence grows with every announcement of a node run; receivers drop older ones.
+	Sequence        uint64 `protobuf:"varint,6,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	TimestampUnixMs int64  `protobuf:"varint,7,opt,name=timestamp_unix_ms,json=timestampUnixMs,proto3" json:"timestamp_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Capability) Reset() {
+	*x = Capability{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capability) ProtoMessage() {}
+
+func (x *Capability) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capability.ProtoReflect.Descriptor instead.
+func (*Capability) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Capability) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
+}
+
+func (x *Capability) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *Capability) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Capability) GetModels() []*ModelCapability {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *Capability) GetHardware() *Hardware {
+	if x != nil {
+		return x.Hardware
+	}
+	return nil
+}
+
+func (x *Capability) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Capability) GetTimestampUnixMs() int64 {
+	if x != nil {
+		return x.TimestampUnixMs
+	}
+	return 0
+}
+
+// ModelCapability is one model a node announces.
+type ModelCapability struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Digest is "sha256:<hex>" of the model file, when known.
+	Digest   string   `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	Modality Modality `protobuf:"varint,3,opt,name=modality,proto3,enum=syn4pse.v1.Modality" json:"modality,omitempty"`
+	Engine   string   `protobuf:"bytes,4,opt,name=engine,proto3" json:"engine,omitempty"`
+	// Loaded is true when the model is in memory; false when it is on disk only.
+	Loaded     bool  `protobuf:"varint,5,opt,name=loaded,proto3" json:"loaded,omitempty"`
+	FreeSlots  int32 `protobuf:"varint,6,opt,name=free_slots,json=freeSlots,proto3" json:"free_slots,omitempty"`
+	QueueDepth int32 `protobuf:"varint,7,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
+	// TokensPerSecond is the measured generation speed, 0 when unknown.
+	TokensPerSecond float64 `protobuf:"fixed64,8,opt,name=tokens_per_second,json=tokensPerSecond,proto3" json:"tokens_per_second,omitempty"`
+	Parallel        int32   `protobuf:"varint,9,opt,name=parallel,proto3" json:"parallel,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ModelCapability) Reset() {
+	*x = ModelCapability{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelCapability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelCapability) ProtoMessage() {}
+
+func (x *ModelCapability) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelCapability.ProtoReflect.Descriptor instead.
+func (*ModelCapability) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ModelCapability) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelCapability) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *ModelCapability) GetModality() Modality {
+	if x != nil {
+		return x.Modality
+	}
+	return Modality_MODALITY_UNSPECIFIED
+}
+
+func (x *ModelCapability) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+func (x *ModelCapability) GetLoaded() bool {
+	if x != nil {
+		return x.Loaded
+	}
+	return false
+}
+
+func (x *ModelCapability) GetFreeSlots() int32 {
+	if x != nil {
+		return x.FreeSlots
+	}
+	return 0
+}
+
+func (x *ModelCapability) GetQueueDepth() int32 {
+	if x != nil {
+		return x.QueueDepth
+	}
+	return 0
+}
+
+func (x *ModelCapability) GetTokensPerSecond() float64 {
+	if x != nil {
+		return x.TokensPerSecond
+	}
+	return 0
+}
+
+func (x *ModelCapability) GetParallel() int32 {
+	if x != nil {
+		return x.Parallel
+	}
+	return 0
+}
+
+type ListPeersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeersRequest) Reset() {
+	*x = ListPeersRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeersRequest) ProtoMessage() {}
+
+func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
+func (*ListPeersRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{25}
+}
+
+type ListPeersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Peers         []*PeerInfo            `protobuf:"bytes,1,rep,name=peers,proto3" json:"peers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPeersResponse) Reset() {
+	*x = ListPeersResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPeersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPeersResponse) ProtoMessage() {}
+
+func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
+func (*ListPeersResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListPeersResponse) GetPeers() []*PeerInfo {
+	if x != nil {
+		return x.Peers
+	}
+	return nil
+}
+
+// PeerInfo is one peer as this node sees it.
+type PeerInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	PeerId   string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	NodeName string                 `protobuf:"bytes,2,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	Addrs    []string               `protobuf:"bytes,3,rep,name=addrs,proto3" json:"addrs,omitempty"`
+	// Capability is the peer's latest announcement.
+	Capability *Capability `protobuf:"bytes,4,opt,name=capability,proto3" json:"capability,omitempty"`
+	// RttMs is the measured round-trip time, 0 when unknown.
+	RttMs          float64 `protobuf:"fixed64,5,opt,name=rtt_ms,json=rttMs,proto3" json:"rtt_ms,omitempty"`
+	LastSeenUnixMs int64   `protobuf:"varint,6,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
+	Connected      bool    `protobuf:"varint,7,opt,name=connected,proto3" json:"connected,omitempty"`
+	// RecentFailures counts forwarded requests that failed lately.
+	RecentFailures int32 `protobuf:"varint,8,opt,name=recent_failures,json=recentFailures,proto3" json:"recent_failures,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PeerInfo) Reset() {
+	*x = PeerInfo{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerInfo) ProtoMessage() {}
+
+func (x *PeerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerInfo.ProtoReflect.Descriptor instead.
+func (*PeerInfo) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *PeerInfo) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
+}
+
+func (x *PeerInfo) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+func (x *PeerInfo) GetAddrs() []string {
+	if x != nil {
+		return x.Addrs
+	}
+	return nil
+}
+
+func (x *PeerInfo) GetCapability() *Capability {
+	if x != nil {
+		return x.Capability
+	}
+	return nil
+}
+
+func (x *PeerInfo) GetRttMs() float64 {
+	if x != nil {
+		return x.RttMs
+	}
+	return 0
+}
+
+func (x *PeerInfo) GetLastSeenUnixMs() int64 {
+	if x != nil {
+		return x.LastSeenUnixMs
+	}
+	return 0
+}
+
+func (x *PeerInfo) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *PeerInfo) GetRecentFailures() int32 {
+	if x != nil {
+		return x.RecentFailures
+	}
+	return 0
+}
+
+type MeshStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeshStatusRequest) Reset() {
+	*x = MeshStatusRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeshStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeshStatusRequest) ProtoMessage() {}
+
+func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeshStatusRequest.ProtoReflect.Descriptor instead.
+func (*MeshStatusRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{28}
+}
+
+type MeshStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Enabled is false for a standalone node (no swarm key).
+	Enabled        bool     `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	PeerId         string   `protobuf:"bytes,2,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	ListenAddrs    []string `protobuf:"bytes,3,rep,name=listen_addrs,json=listenAddrs,proto3" json:"listen_addrs,omitempty"`
+	ConnectedPeers int32    `protobuf:"varint,4,opt,name=connected_peers,json=connectedPeers,proto3" json:"connected_peers,omitempty"`
+	// KnownPeers counts peers in the capability table.
+	KnownPeers          int32 `protobuf:"varint,5,opt,name=known_peers,json=knownPeers,proto3" json:"known_peers,omitempty"`
+	DhtRoutingTableSize int32 `protobuf:"varint,6,opt,name=dht_routing_table_size,json=dhtRoutingTableSize,proto3" json:"dht_routing_table_size,omitempty"`
+	Mdns                bool  `protobuf:"varint,7,opt,name=mdns,proto3" json:"mdns,omitempty"`
+	// AllowlistSize is the number of allowed peer IDs; 0 admits every holder of the swarm key.
+	AllowlistSize int32 `protobuf:"varint,8,opt,name=allowlist_size,json=allowlistSize,proto3" json:"allowlist_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MeshStatusResponse) Reset() {
+	*x = MeshStatusResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MeshStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MeshStatusResponse) ProtoMessage() {}
+
+func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MeshStatusResponse.ProtoReflect.Descriptor instead.
+func (*MeshStatusResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *MeshStatusResponse) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *MeshStatusResponse) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
+}
+
+func (x *MeshStatusResponse) GetListenAddrs() []string {
+	if x != nil {
+		return x.ListenAddrs
+	}
+	return nil
+}
+
+func (x *MeshStatusResponse) GetConnectedPeers() int32 {
+	if x != nil {
+		return x.ConnectedPeers
+	}
+	return 0
+}
+
+func (x *MeshStatusResponse) GetKnownPeers() int32 {
+	if x != nil {
+		return x.KnownPeers
+	}
+	return 0
+}
+
+func (x *MeshStatusResponse) GetDhtRoutingTableSize() int32 {
+	if x != nil {
+		return x.DhtRoutingTableSize
+	}
+	return 0
+}
+
+func (x *MeshStatusResponse) GetMdns() bool {
+	if x != nil {
+		return x.Mdns
+	}
+	return false
+}
+
+func (x *MeshStatusResponse) GetAllowlistSize() int32 {
+	if x != nil {
+		return x.AllowlistSize
+	}
+	return 0
+}
+
 var File_syn4pse_v1_syn4pse_proto protoreflect.FileDescriptor
 
 const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
@@ -2108,7 +2638,53 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_SERVING\x10\x01\x12\x16\n" +
-	"\x12STATUS_NOT_SERVING\x10\x02*\x88\x01\n" +
+	"\x12STATUS_NOT_SERVING\x10\x02\"\x8b\x02\n" +
+	"\n" +
+	"Capability\x12\x17\n" +
+	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x123\n" +
+	"\x06models\x18\x04 \x03(\v2\x1b.syn4pse.v1.ModelCapabilityR\x06models\x120\n" +
+	"\bhardware\x18\x05 \x01(\v2\x14.syn4pse.v1.HardwareR\bhardware\x12\x1a\n" +
+	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12*\n" +
+	"\x11timestamp_unix_ms\x18\a \x01(\x03R\x0ftimestampUnixMs\"\xa7\x02\n" +
+	"\x0fModelCapability\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x120\n" +
+	"\bmodality\x18\x03 \x01(\x0e2\x14.syn4pse.v1.ModalityR\bmodality\x12\x16\n" +
+	"\x06engine\x18\x04 \x01(\tR\x06engine\x12\x16\n" +
+	"\x06loaded\x18\x05 \x01(\bR\x06loaded\x12\x1d\n" +
+	"\n" +
+	"free_slots\x18\x06 \x01(\x05R\tfreeSlots\x12\x1f\n" +
+	"\vqueue_depth\x18\a \x01(\x05R\n" +
+	"queueDepth\x12*\n" +
+	"\x11tokens_per_second\x18\b \x01(\x01R\x0ftokensPerSecond\x12\x1a\n" +
+	"\bparallel\x18\t \x01(\x05R\bparallel\"\x12\n" +
+	"\x10ListPeersRequest\"?\n" +
+	"\x11ListPeersResponse\x12*\n" +
+	"\x05peers\x18\x01 \x03(\v2\x14.syn4pse.v1.PeerInfoR\x05peers\"\x97\x02\n" +
+	"\bPeerInfo\x12\x17\n" +
+	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1b\n" +
+	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x14\n" +
+	"\x05addrs\x18\x03 \x03(\tR\x05addrs\x126\n" +
+	"\n" +
+	"capability\x18\x04 \x01(\v2\x16.syn4pse.v1.CapabilityR\n" +
+	"capability\x12\x15\n" +
+	"\x06rtt_ms\x18\x05 \x01(\x01R\x05rttMs\x12)\n" +
+	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x12\x1c\n" +
+	"\tconnected\x18\a \x01(\bR\tconnected\x12'\n" +
+	"\x0frecent_failures\x18\b \x01(\x05R\x0erecentFailures\"\x13\n" +
+	"\x11MeshStatusRequest\"\xa4\x02\n" +
+	"\x12MeshStatusResponse\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x17\n" +
+	"\apeer_id\x18\x02 \x01(\tR\x06peerId\x12!\n" +
+	"\flisten_addrs\x18\x03 \x03(\tR\vlistenAddrs\x12'\n" +
+	"\x0fconnected_peers\x18\x04 \x01(\x05R\x0econnectedPeers\x12\x1f\n" +
+	"\vknown_peers\x18\x05 \x01(\x05R\n" +
+	"knownPeers\x123\n" +
+	"\x16dht_routing_table_size\x18\x06 \x01(\x05R\x13dhtRoutingTableSize\x12\x12\n" +
+	"\x04mdns\x18\a \x01(\bR\x04mdns\x12%\n" +
+	"\x0eallowlist_size\x18\b \x01(\x05R\rallowlistSize*\x88\x01\n" +
 	"\bModality\x12\x18\n" +
 	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODALITY_LLM\x10\x01\x12\x16\n" +
@@ -2131,10 +2707,13 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x012[\n" +
 	"\fModelService\x12K\n" +
 	"\n" +
-	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse2\x92\x01\n" +
+	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse2\xa9\x02\n" +
 	"\vNodeService\x12B\n" +
 	"\aGetInfo\x12\x1a.syn4pse.v1.GetInfoRequest\x1a\x1b.syn4pse.v1.GetInfoResponse\x12?\n" +
-	"\x06Health\x12\x19.syn4pse.v1.HealthRequest\x1a\x1a.syn4pse.v1.HealthResponseB:Z8github.com/ekisa-team/syn4pse/proto/syn4pse/v1;syn4psev1b\x06proto3"
+	"\x06Health\x12\x19.syn4pse.v1.HealthRequest\x1a\x1a.syn4pse.v1.HealthResponse\x12H\n" +
+	"\tListPeers\x12\x1c.syn4pse.v1.ListPeersRequest\x1a\x1d.syn4pse.v1.ListPeersResponse\x12K\n" +
+	"\n" +
+	"MeshStatus\x12\x1d.syn4pse.v1.MeshStatusRequest\x1a\x1e.syn4pse.v1.MeshStatusResponseB:Z8github.com/ekisa-team/syn4pse/proto/syn4pse/v1;syn4psev1b\x06proto3"
 
 var (
 	file_syn4pse_v1_syn4pse_proto_rawDescOnce sync.Once
@@ -2149,7 +2728,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),              // 0: syn4pse.v1.Modality
 	(ModelState)(0),            // 1: syn4pse.v1.ModelState
@@ -2179,7 +2758,14 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*Hardware)(nil),           // 25: syn4pse.v1.Hardware
 	(*HealthRequest)(nil),      // 26: syn4pse.v1.HealthRequest
 	(*HealthResponse)(nil),     // 27: syn4pse.v1.HealthResponse
-	nil,                        // 28: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*Capability)(nil),         // 28: syn4pse.v1.Capability
+	(*ModelCapability)(nil),    // 29: syn4pse.v1.ModelCapability
+	(*ListPeersRequest)(nil),   // 30: syn4pse.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),  // 31: syn4pse.v1.ListPeersResponse
+	(*PeerInfo)(nil),           // 32: syn4pse.v1.PeerInfo
+	(*MeshStatusRequest)(nil),  // 33: syn4pse.v1.MeshStatusRequest
+	(*MeshStatusResponse)(nil), // 34: syn4pse.v1.MeshStatusResponse
+	nil,                        // 35: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -2204,23 +2790,32 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	28, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	35, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	4,  // 23: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
-	11, // 24: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 25: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	18, // 26: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	23, // 27: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	26, // 28: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	13, // 29: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 30: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	19, // 31: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	24, // 32: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	27, // 33: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	29, // [29:34] is the sub-list for method output_type
-	24, // [24:29] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	29, // 24: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
+	25, // 25: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
+	0,  // 26: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
+	32, // 27: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
+	28, // 28: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
+	11, // 29: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 30: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	18, // 31: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	23, // 32: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	26, // 33: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	30, // 34: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	33, // 35: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	13, // 36: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 37: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	19, // 38: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	24, // 39: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	27, // 40: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	31, // 41: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	34, // 42: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	36, // [36:43] is the sub-list for method output_type
+	29, // [29:36] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -2244,7 +2839,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   24,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -289,8 +289,10 @@ var ModelService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	NodeService_GetInfo_FullMethodName = "/syn4pse.v1.NodeService/GetInfo"
-	NodeService_Health_FullMethodName  = "/syn4pse.v1.NodeService/Health"
+	NodeService_GetInfo_FullMethodName    = "/syn4pse.v1.NodeService/GetInfo"
+	NodeService_Health_FullMethodName     = "/syn4pse.v1.NodeService/Health"
+	NodeService_ListPeers_FullMethodName  = "/syn4pse.v1.NodeService/ListPeers"
+	NodeService_MeshStatus_FullMethodName = "/syn4pse.v1.NodeService/MeshStatus"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -303,6 +305,10 @@ type NodeServiceClient interface {
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
 	// Health reports whether the node serves, with a count of usable models.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
+	// ListPeers lists the peers of the mesh this node knows, with what they announce.
+	ListPeers(ctx context.Context, in *ListPeersRequest, opts ...grpc.CallOption) (*ListPeersResponse, error)
+	// MeshStatus describes this node's place in the mesh.
+	MeshStatus(ctx context.Context, in *MeshStatusRequest, opts ...grpc.CallOption) (*MeshStatusResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -333,6 +339,26 @@ func (c *nodeServiceClient) Health(ctx context.Context, in *HealthRequest, opts 
 	return out, nil
 }
 
+func (c *nodeServiceClient) ListPeers(ctx context.Context, in *ListPeersRequest, opts ...grpc.CallOption) (*ListPeersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPeersResponse)
+	err := c.cc.Invoke(ctx, NodeService_ListPeers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) MeshStatus(ctx context.Context, in *MeshStatusRequest, opts ...grpc.CallOption) (*MeshStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MeshStatusResponse)
+	err := c.cc.Invoke(ctx, NodeService_MeshStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -343,6 +369,10 @@ type NodeServiceServer interface {
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
 	// Health reports whether the node serves, with a count of usable models.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
+	// ListPeers lists the peers of the mesh this node knows, with what they announce.
+	ListPeers(context.Context, *ListPeersRequest) (*ListPeersResponse, error)
+	// MeshStatus describes this node's place in the mesh.
+	MeshStatus(context.Context, *MeshStatusRequest) (*MeshStatusResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -358,6 +388,12 @@ func (UnimplementedNodeServiceServer) GetInfo(context.Context, *GetInfoRequest) 
 }
 func (UnimplementedNodeServiceServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
+}
+func (UnimplementedNodeServiceServer) ListPeers(context.Context, *ListPeersRequest) (*ListPeersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPeers not implemented")
+}
+func (UnimplementedNodeServiceServer) MeshStatus(context.Context, *MeshStatusRequest) (*MeshStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MeshStatus not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -416,6 +452,42 @@ func _NodeService_Health_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_ListPeers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPeersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).ListPeers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_ListPeers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).ListPeers(ctx, req.(*ListPeersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_MeshStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MeshStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).MeshStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_MeshStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).MeshStatus(ctx, req.(*MeshStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -430,6 +502,14 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Health",
 			Handler:    _NodeService_Health_Handler,
+		},
+		{
+			MethodName: "ListPeers",
+			Handler:    _NodeService_ListPeers_Handler,
+		},
+		{
+			MethodName: "MeshStatus",
+			Handler:    _NodeService_MeshStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
