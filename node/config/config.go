@@ -31,6 +31,8 @@ type Config struct {
 	DataDir string
 	Server  Server
 	Log     Log
+	P2P     P2P
+	Router  Router
 	// Models holds every model declared, enabled or not, sorted by Name.
 	Models []Model
 	// File is the absolute path of the config file read, "" when none.
@@ -48,6 +50,36 @@ type Server struct {
 	// ShutdownTimeout is server.shutdown_timeout: how long a stopping node waits for
 	// in-flight requests before cutting them.
 	ShutdownTimeout time.Duration
+}
+
+// P2P is the [p2p] table: how the node joins its mesh. The mesh itself (the swarm key) is in
+// the data dir, written by `syn4pse mesh init` or `syn4pse mesh join`; without it the node runs
+// standalone.
+type P2P struct {
+	// Listen is p2p.listen: libp2p multiaddrs (TCP: a private mesh cannot use QUIC).
+	Listen []string
+	// Bootstrap is p2p.bootstrap: peers to dial at start, multiaddrs with /p2p/<peer ID>.
+	Bootstrap []string
+	// Allow is p2p.allow: peer IDs admitted; empty admits every holder of the swarm key.
+	Allow []string
+	// MDNS is p2p.mdns: find peers on the LAN by multicast DNS.
+	MDNS bool
+	// NAT is p2p.nat: port mapping and hole punching.
+	NAT bool
+	// Relay is p2p.relay: use and offer circuit relays.
+	Relay bool
+	// Name is p2p.name: the node's name shown to peers; "" is the host name.
+	Name string
+	// AnnounceInterval is p2p.announce_interval: how often capabilities are republished.
+	AnnounceInterval time.Duration
+	// PeerTTL is p2p.peer_ttl: a peer not heard from for this long leaves the peer table.
+	PeerTTL time.Duration
+}
+
+// Router is the [router] table.
+type Router struct {
+	// MaxHops is router.max_hops: how many times a request may be forwarded between nodes.
+	MaxHops int
 }
 
 // Log is the [log] table.
@@ -216,6 +248,18 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			ShutdownTimeout: k.Duration("server.shutdown_timeout"),
 		},
 		Log: Log{Level: k.String("log.level"), Format: k.String("log.format")},
+		P2P: P2P{
+			Listen:           k.Strings("p2p.listen"),
+			Bootstrap:        k.Strings("p2p.bootstrap"),
+			Allow:            k.Strings("p2p.allow"),
+			MDNS:             k.Bool("p2p.mdns"),
+			NAT:              k.Bool("p2p.nat"),
+			Relay:            k.Bool("p2p.relay"),
+			Name:             k.String("p2p.name"),
+			AnnounceInterval: k.Duration("p2p.announce_interval"),
+			PeerTTL:          k.Duration("p2p.peer_ttl"),
+		},
+		Router: Router{MaxHops: k.Int("router.max_hops")},
 	}
 	var errs []error
 	if p := cfg.Server.HTTPPort; p != 0 && p == cfg.Server.GRPCPort {

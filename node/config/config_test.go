@@ -44,6 +44,32 @@ func defaultConfig(t *testing.T) Config {
 		DataDir: filepath.Join(home, ".syn4pse"),
 		Server:  Server{Host: "127.0.0.1", HTTPPort: 8080, GRPCPort: 50051, ShutdownTimeout: 30 * time.Second},
 		Log:     Log{Level: "info", Format: "text"},
+		P2P: P2P{
+			Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}, Bootstrap: []string{}, Allow: []string{},
+			MDNS: true, NAT: true, AnnounceInterval: 5 * time.Second, PeerTTL: 15 * time.Second,
+		},
+		Router: Router{MaxHops: 1},
+	}
+}
+
+func TestListKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "syn4pse.toml")
+	if err := os.WriteFile(path, []byte("[p2p]\nbootstrap = [\"/ip4/127.0.0.1/tcp/4001/p2p/QmA\"]\nallow = []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(LoadOptions{Path: path, Env: []string{"SYN4PSE_P2P_ALLOW=a, b,,c", "SYN4PSE_P2P_LISTEN=/ip4/127.0.0.1/tcp/0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.P2P.Bootstrap) != 1 || strings.Join(cfg.P2P.Allow, "|") != "a|b|c" || strings.Join(cfg.P2P.Listen, "|") != "/ip4/127.0.0.1/tcp/0" {
+		t.Fatalf("p2p = %+v", cfg.P2P)
+	}
+	if err := os.WriteFile(path, []byte("[p2p]\nallow = [1, 2]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(LoadOptions{Path: path}); err == nil || !strings.Contains(err.Error(), "p2p.allow") {
+		t.Fatalf("err = %v, want one naming p2p.allow", err)
 	}
 }
 

@@ -28,6 +28,16 @@ func defaultValues() map[string]any {
 		"server.shutdown_timeout": 30 * time.Second,
 		"log.level":               "info",
 		"log.format":              "text",
+		"p2p.listen":              []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"},
+		"p2p.bootstrap":           []string{},
+		"p2p.allow":               []string{},
+		"p2p.mdns":                true,
+		"p2p.nat":                 true,
+		"p2p.relay":               false,
+		"p2p.name":                "",
+		"p2p.announce_interval":   5 * time.Second,
+		"p2p.peer_ttl":            15 * time.Second,
+		"router.max_hops":         1,
 	}
 }
 
@@ -62,6 +72,20 @@ var schema = &node{children: map[string]*node{
 	"log": {children: map[string]*node{
 		"level":  {field: &field{kind: kindChoice, choices: []string{"debug", "info", "warn", "error"}}},
 		"format": {field: &field{kind: kindChoice, choices: []string{"text", "json"}}},
+	}},
+	"p2p": {children: map[string]*node{
+		"listen":            {field: &field{kind: kindList}},
+		"bootstrap":         {field: &field{kind: kindList}},
+		"allow":             {field: &field{kind: kindList}},
+		"mdns":              {field: &field{kind: kindBool}},
+		"nat":               {field: &field{kind: kindBool}},
+		"relay":             {field: &field{kind: kindBool}},
+		"name":              {field: &field{kind: kindNodeName}},
+		"announce_interval": {field: &field{kind: kindDuration}},
+		"peer_ttl":          {field: &field{kind: kindDuration}},
+	}},
+	"router": {children: map[string]*node{
+		"max_hops": {field: &field{kind: kindInt, min: 0, max: 8}},
 	}},
 	"models":   {each: modelTable(), modelNames: true},
 	"backends": backendTables(),
@@ -117,6 +141,8 @@ const (
 	kindHost                 // a host name or IP address, without a port
 	kindName                 // a model name
 	kindEngine               // an engine name
+	kindList                 // a list of strings; the environment gives it comma-separated
+	kindNodeName             // a node name shown to peers, "" for the host name
 )
 
 // field describes one value in the schema.
@@ -153,6 +179,8 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 		return parseDuration(raw)
 	case kindChoice:
 		return f.parseChoice(raw)
+	case kindList:
+		return parseList(raw)
 	}
 
 	s, ok := raw.(string)
@@ -167,6 +195,10 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 	case kindName:
 		if !modelNameRE.MatchString(s) {
 			return nil, fmt.Errorf("want a model name (letters, digits and . _ : -, up to 128), got %q", s)
+		}
+	case kindNodeName:
+		if s != "" && !modelNameRE.MatchString(s) {
+			return nil, fmt.Errorf("want a node name (letters, digits and . _ : -, up to 128) or \"\" for the host name, got %q", s)
 		}
 	case kindEngine:
 		if !engineNameRE.MatchString(s) {
@@ -222,6 +254,33 @@ func (f *field) parseChoice(raw any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("want one of %s, got %s", strings.Join(f.choices, ", "), describe(raw))
+}
+
+// parseList takes a TOML array of strings, or a comma-separated string (the environment).
+func parseList(raw any) (any, error) {
+	switch v := raw.(type) {
+	case []string:
+		return v, nil
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, item := range v {
+			s, ok := item.(string)
+			if !ok {
+				return nil, fmt.Errorf("want a list of strings, got an item %s", describe(item))
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	case string:
+		out := []string{}
+		for _, item := range strings.Split(v, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("want a list of strings, got %s", describe(raw))
 }
 
 func parseDuration(raw any) (any, error) {
