@@ -9,6 +9,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/router"
 )
 
 // toStatus maps the node's sentinel errors to gRPC status codes. It is the only place that does:
@@ -22,7 +23,7 @@ func toStatus(err error) error {
 	}
 	code := codes.Internal
 	switch {
-	case errors.Is(err, models.ErrNotFound):
+	case errors.Is(err, models.ErrNotFound), errors.Is(err, router.ErrNoNode):
 		code = codes.NotFound
 	case errors.Is(err, models.ErrUnavailable), errors.Is(err, engine.ErrClosed):
 		code = codes.Unavailable

@@ -15,15 +15,19 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/router"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// Inference implements pb.InferenceServiceServer over the node's models.
+// Inference implements pb.InferenceServiceServer over the node's models and, through the
+// router, the mesh's.
 type Inference struct {
 	pb.UnimplementedInferenceServiceServer
 	Models *models.Manager
-	// NodeID names this node in Final.served_by.
+	// NodeID names this node in served_by.
 	NodeID string
+	// Router picks the node that serves a request; nil serves everything here.
+	Router *router.Router
 }
 
 // Sender receives the events of a generation stream, in order.
@@ -39,8 +43,29 @@ func (s *Inference) Complete(req *pb.CompleteRequest, stream grpc.ServerStreamin
 	return s.StreamComplete(stream.Context(), req, stream.Send)
 }
 
-// StreamChat runs a chat request and sends its events; errors are gRPC status errors.
+// StreamChat runs a chat request where the router says and sends its events; errors are gRPC
+// status errors.
 func (s *Inference) StreamChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
+	if s.Router == nil {
+		return s.localChat(ctx, req, send)
+	}
+	return toStatus(s.Router.Chat(ctx, req, router.Sender(send), func(ctx context.Context, req *pb.ChatRequest, send router.Sender) error {
+		return s.localChat(ctx, req, Sender(send))
+	}))
+}
+
+// StreamComplete runs a completion request where the router says and sends its events.
+func (s *Inference) StreamComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
+	if s.Router == nil {
+		return s.localComplete(ctx, req, send)
+	}
+	return toStatus(s.Router.Complete(ctx, req, router.Sender(send), func(ctx context.Context, req *pb.CompleteRequest, send router.Sender) error {
+		return s.localComplete(ctx, req, Sender(send))
+	}))
+}
+
+// localChat runs a chat request on this node.
+func (s *Inference) localChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
 	if len(req.GetMessages()) == 0 {
 		return invalid("messages is empty: send at least one message")
 	}
@@ -64,8 +89,8 @@ func (s *Inference) StreamChat(ctx context.Context, req *pb.ChatRequest, send Se
 	return s.generate(ctx, req.GetModel(), gen, req.GetSampling(), req.GetResponseFormat(), send)
 }
 
-// StreamComplete runs a completion request and sends its events; errors are gRPC status errors.
-func (s *Inference) StreamComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
+// localComplete runs a completion request on this node.
+func (s *Inference) localComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
 	if req.GetPrompt() == "" {
 		return invalid("prompt is empty")
 	}
@@ -89,7 +114,7 @@ func (s *Inference) generate(ctx context.Context, model string, gen engine.Gener
 	}
 	id := newID()
 	res, err := llm.Generate(ctx, gen, func(text string) error {
-		return send(&pb.GenerateResponse{Id: id, Model: model, Event: &pb.GenerateResponse_Delta{Delta: &pb.Delta{Text: text}}})
+		return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Delta{Delta: &pb.Delta{Text: text}}})
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -97,7 +122,7 @@ func (s *Inference) generate(ctx context.Context, model string, gen engine.Gener
 		}
 		return toStatus(err)
 	}
-	return send(&pb.GenerateResponse{Id: id, Model: model, Event: &pb.GenerateResponse_Final{Final: s.final(res)}})
+	return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Final{Final: s.final(res)}})
 }
 
 func (s *Inference) final(res engine.GenerateResult) *pb.Final {

@@ -105,7 +105,7 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flavor, stream, includeUsage bool, run func(context.Context, api.Sender) error) {
 	if stream {
-		s := &sseStream{w: w, flavor: f, includeUsage: includeUsage, created: time.Now().Unix(), servedBy: h.inference.NodeID}
+		s := &sseStream{w: w, flavor: f, includeUsage: includeUsage, created: time.Now().Unix()}
 		err := run(r.Context(), s.send)
 		s.finish(err)
 		return
@@ -151,7 +151,6 @@ type sseStream struct {
 	w            http.ResponseWriter
 	flavor       flavor
 	includeUsage bool
-	servedBy     string
 	created      int64
 	started      bool
 	failed       bool // the client went away
@@ -164,7 +163,7 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 		Model: ev.GetModel(), SystemFingerprint: fingerprint,
 	}
 	if !s.started {
-		s.start()
+		s.start(ev.GetServedBy())
 		if s.flavor.chat {
 			// OpenAI's first chunk announces the role with empty content.
 			obj.Choices = []choice{s.flavor.deltaChoice("assistant", "")}
@@ -193,15 +192,15 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 	return s.write(obj)
 }
 
-func (s *sseStream) start() {
+func (s *sseStream) start(servedBy string) {
 	s.started = true
 	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
-	if s.servedBy != "" {
-		h.Set("Syn4pse-Served-By", s.servedBy)
+	if servedBy != "" {
+		h.Set("Syn4pse-Served-By", servedBy)
 	}
 	s.w.WriteHeader(http.StatusOK)
 }

@@ -957,7 +957,10 @@ type GenerateResponse struct {
 	//
 	//	*GenerateResponse_Delta
 	//	*GenerateResponse_Final
-	Event         isGenerateResponse_Event `protobuf_oneof:"event"`
+	Event isGenerateResponse_Event `protobuf_oneof:"event"`
+	// ServedBy names the node that runs the model, on every event (a forwarding node passes the
+	// serving node's events through unchanged).
+	ServedBy      string `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1029,6 +1032,13 @@ func (x *GenerateResponse) GetFinal() *Final {
 		}
 	}
 	return nil
+}
+
+func (x *GenerateResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
 }
 
 type isGenerateResponse_Event interface {
@@ -2559,12 +2569,13 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x126\n" +
 	"\bsampling\x18\x03 \x01(\v2\x1a.syn4pse.v1.SamplingParamsR\bsampling\x12C\n" +
 	"\x0fresponse_format\x18\x04 \x01(\v2\x1a.syn4pse.v1.ResponseFormatR\x0eresponseFormat\x12-\n" +
-	"\arouting\x18\x05 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\"\x97\x01\n" +
+	"\arouting\x18\x05 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\"\xb4\x01\n" +
 	"\x10GenerateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12)\n" +
 	"\x05delta\x18\x03 \x01(\v2\x11.syn4pse.v1.DeltaH\x00R\x05delta\x12)\n" +
-	"\x05final\x18\x04 \x01(\v2\x11.syn4pse.v1.FinalH\x00R\x05finalB\a\n" +
+	"\x05final\x18\x04 \x01(\v2\x11.syn4pse.v1.FinalH\x00R\x05final\x12\x1b\n" +
+	"\tserved_by\x18\x05 \x01(\tR\bservedByB\a\n" +
 	"\x05event\"\x1b\n" +
 	"\x05Delta\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\"\xbb\x01\n" +

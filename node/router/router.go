@@ -1,0 +1,255 @@
+// Package router decides where a request runs: on this node or on which peer of the mesh, and
+// fails over to the next candidate when a peer fails before its first token.
+//
+// The rule, per request:
+//  1. A pinned node (routing.node) or local_only is obeyed; a request already forwarded
+//     max_hops times runs here.
+//  2. Here, when the model is loaded here with a free slot.
+//  3. Else the peers announcing the model, best score first (see score).
+//  4. Else here, when the model is declared here (it queues for a slot or loads).
+//  5. Else NOT_FOUND naming the model.
+//
+// Candidates are tried in order; a peer that fails before the first event is skipped and
+// the next one tried (this node last, when it has the model). After the first event, an error
+// reaches the client as a stream error.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	gproto "google.golang.org/protobuf/proto"
+
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// LocalModel is what the router needs to know of a model on this node.
+type LocalModel struct {
+	// Declared is true when this node has the model (loaded or not).
+	Declared bool
+	Loaded   bool
+	// FreeSlots counts sequences free for a new request now.
+	FreeSlots int
+}
+
+// Candidate is a peer announcing a model.
+type Candidate struct {
+	// Peer is the peer's ID, as Dial takes it.
+	Peer            string
+	Name            string
+	Loaded          bool
+	FreeSlots       int
+	QueueDepth      int
+	RTT             time.Duration
+	TokensPerSecond float64
+	RecentFailures  int
+}
+
+// Peers is the view of the mesh the router needs; the node backs it with the peer table.
+type Peers interface {
+	// WithModel lists the peers that announce model.
+	WithModel(model string) []Candidate
+	// Lookup finds a peer by peer ID or node name.
+	Lookup(node string) (Candidate, bool)
+	// RecordFailure and RecordSuccess feed the recent-failures part of the score.
+	RecordFailure(peer string)
+	RecordSuccess(peer string)
+}
+
+// Sender receives a generation's events in order.
+type Sender func(*pb.GenerateResponse) error
+
+// Router routes generation requests.
+type Router struct {
+	// Self is this node's peer ID.
+	Self string
+	// MaxHops is how many times a request may be forwarded.
+	MaxHops int
+	// Local reports on a model of this node.
+	Local func(model string) LocalModel
+	// Peers is nil on a standalone node.
+	Peers Peers
+	// Dial returns a gRPC connection to a peer.
+	Dial func(ctx context.Context, peer string) (grpc.ClientConnInterface, error)
+}
+
+// ErrNoNode means no node of the mesh serves the model.
+var ErrNoNode = errors.New("no node serves the model")
+
+// target is one place a request may run: this node or a peer.
+type target struct {
+	local bool
+	peer  Candidate
+}
+
+// plan orders the places a request for model may run.
+func (r *Router) plan(model string, routing *pb.Routing) ([]target, error) {
+	local := r.Local(model)
+	here := target{local: true}
+	if r.Peers == nil || routing.GetLocalOnly() || int(routing.GetHops()) >= r.MaxHops {
+		if !local.Declared {
+			return nil, r.notFound(model, routing)
+		}
+		return []target{here}, nil
+	}
+	if pin := routing.GetNode(); pin != "" {
+		if pin == r.Self {
+			return []target{here}, nil
+		}
+		c, ok := r.Peers.Lookup(pin)
+		if !ok {
+			return nil, status.Errorf(codes.NotFound, "node %q is not in this node's peer table (syn4pse peers lists them)", pin)
+		}
+		return []target{{peer: c}}, nil
+	}
+	if local.Loaded && local.FreeSlots > 0 {
+		return []target{here}, nil
+	}
+	peers := r.Peers.WithModel(model)
+	sort.SliceStable(peers, func(i, j int) bool { return score(peers[i]) > score(peers[j]) })
+	var targets []target
+	for _, c := range peers {
+		if c.Peer != r.Self {
+			targets = append(targets, target{peer: c})
+		}
+	}
+	if local.Declared {
+		// Busy or not loaded yet: still better than a peer that has the model only on disk.
+		if local.Loaded && (len(targets) == 0 || !targets[0].peer.Loaded) {
+			targets = append([]target{here}, targets...)
+		} else {
+			targets = append(targets, here)
+		}
+	}
+	if len(targets) == 0 {
+		return nil, r.notFound(model, routing)
+	}
+	return targets, nil
+}
+
+// score ranks a peer for a request: having the model loaded outweighs everything; then free
+// slots, a short queue, a short round trip and speed; each recent failure costs more than a
+// free slot gains.
+func score(c Candidate) float64 {
+	s := 0.0
+	if c.Loaded {
+		s += 1000
+	}
+	s += 50 * float64(min(c.FreeSlots, 4))
+	s -= 20 * float64(c.QueueDepth)
+	s -= float64(c.RTT.Milliseconds()) / 10
+	s += min(c.TokensPerSecond, 200) / 20
+	s -= 300 * float64(c.RecentFailures)
+	return s
+}
+
+func (r *Router) notFound(model string, routing *pb.Routing) error {
+	if r.Peers == nil || routing.GetLocalOnly() {
+		return fmt.Errorf("%w: %q is not a model of this node", ErrNoNode, model)
+	}
+	return fmt.Errorf("%w: %q: neither this node nor any peer in the mesh serves it", ErrNoNode, model)
+}
+
+// Chat runs req where plan says; runLocal serves it on this node.
+func (r *Router) Chat(ctx context.Context, req *pb.ChatRequest, send Sender, runLocal func(context.Context, *pb.ChatRequest, Sender) error) error {
+	return route(ctx, r, req.GetModel(), req.GetRouting(), send,
+		func(ctx context.Context, s Sender) error { return runLocal(ctx, req, s) },
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.GenerateResponse], error) {
+			fwd := gproto.Clone(req).(*pb.ChatRequest)
+			fwd.Routing = routing
+			return pb.NewInferenceServiceClient(conn).Chat(ctx, fwd)
+		})
+}
+
+// Complete runs req where plan says; runLocal serves it on this node.
+func (r *Router) Complete(ctx context.Context, req *pb.CompleteRequest, send Sender, runLocal func(context.Context, *pb.CompleteRequest, Sender) error) error {
+	return route(ctx, r, req.GetModel(), req.GetRouting(), send,
+		func(ctx context.Context, s Sender) error { return runLocal(ctx, req, s) },
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.GenerateResponse], error) {
+			fwd := gproto.Clone(req).(*pb.CompleteRequest)
+			fwd.Routing = routing
+			return pb.NewInferenceServiceClient(conn).Complete(ctx, fwd)
+		})
+}
+
+type remoteCall func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.GenerateResponse], error)
+
+func route(ctx context.Context, r *Router, model string, routing *pb.Routing, send Sender, local func(context.Context, Sender) error, remote remoteCall) error {
+	targets, err := r.plan(model, routing)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range targets {
+		if t.local {
+			return local(ctx, send)
+		}
+		final, err := r.forward(ctx, t.peer, routing, send, remote)
+		if err == nil || final || ctx.Err() != nil {
+			return err
+		}
+		slog.Warn("peer failed before answering; trying the next", "peer", t.peer.Peer, "model", model, "err", err)
+		errs = append(errs, fmt.Errorf("%s: %w", t.peer.Peer, err))
+	}
+	return status.Errorf(codes.Unavailable, "every node that serves %q failed: %v", model, errors.Join(errs...))
+}
+
+// forward relays the request to a peer. final is false when the peer failed before any event
+// reached the client, so the request may move to another node.
+func (r *Router) forward(ctx context.Context, c Candidate, routing *pb.Routing, send Sender, call remoteCall) (final bool, err error) {
+	started := false
+	conn, err := r.Dial(ctx, c.Peer)
+	if err != nil {
+		r.Peers.RecordFailure(c.Peer)
+		return false, err
+	}
+	fwdRouting := &pb.Routing{Hops: routing.GetHops() + 1}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := call(ctx, conn, fwdRouting)
+	if err != nil {
+		r.Peers.RecordFailure(c.Peer)
+		return false, err
+	}
+	for {
+		ev, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			r.Peers.RecordSuccess(c.Peer)
+			return true, nil
+		}
+		if err != nil {
+			st := status.Convert(err)
+			if !started && isPeerFault(st.Code()) {
+				r.Peers.RecordFailure(c.Peer)
+				return false, err
+			}
+			if started && isPeerFault(st.Code()) && ctx.Err() == nil {
+				r.Peers.RecordFailure(c.Peer)
+				return true, status.Errorf(codes.Unavailable, "node %s failed during generation: %s", c.Peer, st.Message())
+			}
+			// The peer's own answer (bad request, context too long...): the client's to see.
+			return true, err
+		}
+		started = true
+		if err := send(ev); err != nil {
+			return true, err
+		}
+	}
+}
+
+// isPeerFault tells a failing or unreachable peer from an answer about the request itself.
+func isPeerFault(c codes.Code) bool {
+	switch c {
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
