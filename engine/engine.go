@@ -149,6 +149,8 @@ type Stats struct {
 	Requests        int64
 	PromptTokens    int64
 	GeneratedTokens int64
+	// GenerateTime is the time spent generating GeneratedTokens.
+	GenerateTime time.Duration
 }
 
 // LoadOptions are the engine options of one declared model.

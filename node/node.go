@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -25,6 +26,8 @@ import (
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/router"
+	"github.com/ekisa-team/syn4pse/p2p"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -40,6 +43,7 @@ type Node struct {
 	httpServer *http.Server
 	grpcLn     net.Listener
 	httpLn     net.Listener
+	mesh       *mesh // nil when standalone
 	cancel     context.CancelFunc
 	served     chan error
 }
@@ -65,7 +69,19 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	registry.RegisterLLM(llamacpp.New())
 	catalog := models.New(&registry, cfg.Models)
 
-	nodeID, _ := os.Hostname()
+	identity, err := p2p.LoadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return nil, err
+	}
+	self, err := peer.IDFromPrivateKey(identity)
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return nil, err
+	}
+	nodeID := self.String()
 	inference := &api.Inference{Models: catalog, NodeID: nodeID}
 	modelSvc := &api.Models{Models: catalog}
 	nodeSvc := &api.Node{
@@ -74,6 +90,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},
 		Hardware:   &pb.Hardware{CpuCores: int32(runtime.NumCPU()), MemoryBytes: totalMemory()},
 	}
+	name := nodeName(cfg)
 
 	n := &Node{cfg: cfg, models: catalog, grpcLn: grpcLn, httpLn: httpLn, served: make(chan error, 2)}
 	n.grpcServer = grpc.NewServer()
@@ -89,6 +106,19 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	n.httpServer = &http.Server{
 		Handler:           httpapi.New(inference, modelSvc, nodeSvc),
 		ReadHeaderTimeout: 10 * time.Second,
+	}
+
+	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return capability(catalog, name, nodeSvc.Hardware) })
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return nil, err
+	}
+	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
+	if n.mesh != nil {
+		inference.Router.Peers = peerView{n.mesh}
+		inference.Router.Dial = n.mesh.dial
+		nodeSvc.Mesh = n.mesh
 	}
 
 	loadCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -143,7 +173,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.grpcServer.Stop()
 		<-grpcDone
 	}
-	return errors.Join(httpErr, n.models.Close())
+	return errors.Join(httpErr, n.mesh.close(), n.models.Close())
 }
 
 // Run starts a node and serves until ctx is cancelled, then shuts down gracefully within the

@@ -75,9 +75,15 @@ func startNodeFor(ctx context.Context, dataDir string, decls []config.Model) (*n
 	})
 }
 
+type grpcClientConn = grpc.ClientConn
+
+func newConn(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
 func grpcConn(t *testing.T, n *node.Node) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient("passthrough:///"+n.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := newConn(n.GRPCAddr())
 	if err != nil {
 		t.Fatal(err)
 	}

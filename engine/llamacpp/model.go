@@ -29,8 +29,8 @@ type model struct {
 	batchSize int
 	info      engine.ModelInfo
 
-	queued, active                    atomic.Int32
-	requests, promptTokens, genTokens atomic.Int64
+	queued, active                              atomic.Int32
+	requests, promptTokens, genTokens, genNanos atomic.Int64
 
 	template       *chattemplate.Template // nil when the GGUF has none or gonja cannot parse it
 	templateSource string
@@ -51,6 +51,7 @@ func (m *model) Stats() engine.Stats {
 	return engine.Stats{
 		Active: int(m.active.Load()), Queued: int(m.queued.Load()), Requests: m.requests.Load(),
 		PromptTokens: m.promptTokens.Load(), GeneratedTokens: m.genTokens.Load(),
+		GenerateTime: time.Duration(m.genNanos.Load()),
 	}
 }
 
@@ -111,6 +112,7 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	defer func() {
 		m.promptTokens.Add(int64(res.PromptTokens - res.CachedPromptTokens))
 		m.genTokens.Add(int64(res.CompletionTokens))
+		m.genNanos.Add(int64(res.GenerateDuration))
 		m.active.Add(-1)
 		m.slots <- s
 	}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/node/models"
@@ -28,7 +29,7 @@ func (s *Models) ListModels(context.Context, *pb.ListModelsRequest) (*pb.ListMod
 func modelInfo(m models.Status) *pb.ModelInfo {
 	info := &pb.ModelInfo{
 		Name:              m.Name,
-		Modality:          modality(m.Modality),
+		Modality:          Modality(m.Modality),
 		Engine:            m.Engine,
 		State:             state(m.State),
 		SizeBytes:         m.SizeBytes,
@@ -55,16 +56,10 @@ func modelInfo(m models.Status) *pb.ModelInfo {
 	return info
 }
 
-func modality(s string) pb.Modality {
-	switch s {
-	case "llm":
-		return pb.Modality_MODALITY_LLM
-	case "embedding":
-		return pb.Modality_MODALITY_EMBEDDING
-	case "speech_to_text":
-		return pb.Modality_MODALITY_SPEECH_TO_TEXT
-	case "text_to_speech":
-		return pb.Modality_MODALITY_TEXT_TO_SPEECH
+// Modality maps a config modality ("llm", "speech_to_text"...) to its protobuf value.
+func Modality(s string) pb.Modality {
+	if v, ok := pb.Modality_value["MODALITY_"+strings.ToUpper(s)]; ok {
+		return pb.Modality(v)
 	}
 	return pb.Modality_MODALITY_UNSPECIFIED
 }
@@ -83,10 +78,18 @@ func state(s models.State) pb.ModelState {
 	return pb.ModelState_MODEL_STATE_UNSPECIFIED
 }
 
+// MeshView is what the node service shows of the mesh.
+type MeshView interface {
+	Peers() []*pb.PeerInfo
+	Status() *pb.MeshStatusResponse
+}
+
 // Node implements pb.NodeServiceServer.
 type Node struct {
 	pb.UnimplementedNodeServiceServer
-	Models     *models.Manager
+	Models *models.Manager
+	// Mesh is nil on a standalone node.
+	Mesh       MeshView
 	NodeID     string
 	Version    string
 	GRPCAddr   string
@@ -127,4 +130,20 @@ func (s *Node) Health(context.Context, *pb.HealthRequest) (*pb.HealthResponse, e
 		}
 	}
 	return res, nil
+}
+
+// ListPeers implements pb.NodeServiceServer.
+func (s *Node) ListPeers(context.Context, *pb.ListPeersRequest) (*pb.ListPeersResponse, error) {
+	if s.Mesh == nil {
+		return &pb.ListPeersResponse{}, nil
+	}
+	return &pb.ListPeersResponse{Peers: s.Mesh.Peers()}, nil
+}
+
+// MeshStatus implements pb.NodeServiceServer.
+func (s *Node) MeshStatus(context.Context, *pb.MeshStatusRequest) (*pb.MeshStatusResponse, error) {
+	if s.Mesh == nil {
+		return &pb.MeshStatusResponse{Enabled: false, PeerId: s.NodeID}, nil
+	}
+	return s.Mesh.Status(), nil
 }

@@ -195,16 +195,32 @@ func (m *Manager) List() []Status {
 	defer m.mu.Unlock()
 	out := make([]Status, 0, len(m.entries))
 	for name, e := range m.entries {
-		s := Status{Name: name, Modality: e.decl.Modality, Engine: e.decl.Engine, Path: e.decl.Path,
-			State: e.state, Reason: e.reason, SizeBytes: e.size}
-		if e.llm != nil {
-			s.Info = e.llm.Info()
-			s.Stats = e.llm.Stats()
-		}
-		out = append(out, s)
+		out = append(out, e.status(name))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// Status describes the model called name.
+func (m *Manager) Status(name string) (Status, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[name]
+	if !ok {
+		return Status{}, false
+	}
+	return e.status(name), true
+}
+
+// status describes e; the caller holds the manager's lock.
+func (e *entry) status(name string) Status {
+	s := Status{Name: name, Modality: e.decl.Modality, Engine: e.decl.Engine, Path: e.decl.Path,
+		State: e.state, Reason: e.reason, SizeBytes: e.size}
+	if e.llm != nil {
+		s.Info = e.llm.Info()
+		s.Stats = e.llm.Stats()
+	}
+	return s
 }
 
 // Close stops loading and frees every loaded model, waiting for running requests to end.

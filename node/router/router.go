@@ -20,7 +20,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,7 +37,10 @@ import (
 type LocalModel struct {
 	// Declared is true when this node has the model (loaded or not).
 	Declared bool
-	Loaded   bool
+	// Unavailable is true when the model is declared here but cannot serve (a missing or
+	// corrupt file); a request goes here only when no peer serves it, to get the reason.
+	Unavailable bool
+	Loaded      bool
 	// FreeSlots counts sequences free for a new request now.
 	FreeSlots int
 }
@@ -59,6 +64,8 @@ type Peers interface {
 	WithModel(model string) []Candidate
 	// Lookup finds a peer by peer ID or node name.
 	Lookup(node string) (Candidate, bool)
+	// Models lists the names of the models peers announce.
+	Models() []string
 	// RecordFailure and RecordSuccess feed the recent-failures part of the score.
 	RecordFailure(peer string)
 	RecordSuccess(peer string)
@@ -75,6 +82,8 @@ type Router struct {
 	MaxHops int
 	// Local reports on a model of this node.
 	Local func(model string) LocalModel
+	// LocalModels lists the models of this node that can serve, for error messages.
+	LocalModels func() []string
 	// Peers is nil on a standalone node.
 	Peers Peers
 	// Dial returns a gRPC connection to a peer.
@@ -121,13 +130,16 @@ func (r *Router) plan(model string, routing *pb.Routing) ([]target, error) {
 			targets = append(targets, target{peer: c})
 		}
 	}
-	if local.Declared {
-		// Busy or not loaded yet: still better than a peer that has the model only on disk.
-		if local.Loaded && (len(targets) == 0 || !targets[0].peer.Loaded) {
-			targets = append([]target{here}, targets...)
-		} else {
-			targets = append(targets, here)
+	switch {
+	case local.Declared && local.Unavailable:
+		if len(targets) == 0 {
+			targets = append(targets, here) // its error says why the model cannot serve
 		}
+	case local.Declared && local.Loaded && (len(targets) == 0 || !targets[0].peer.Loaded):
+		// Busy here: still better than a peer that has the model only on disk.
+		targets = append([]target{here}, targets...)
+	case local.Declared:
+		targets = append(targets, here)
 	}
 	if len(targets) == 0 {
 		return nil, r.notFound(model, routing)
@@ -152,10 +164,22 @@ func score(c Candidate) float64 {
 }
 
 func (r *Router) notFound(model string, routing *pb.Routing) error {
-	if r.Peers == nil || routing.GetLocalOnly() {
-		return fmt.Errorf("%w: %q is not a model of this node", ErrNoNode, model)
+	var names []string
+	if r.LocalModels != nil {
+		names = r.LocalModels()
 	}
-	return fmt.Errorf("%w: %q: neither this node nor any peer in the mesh serves it", ErrNoNode, model)
+	where := "this node"
+	if r.Peers != nil && !routing.GetLocalOnly() {
+		where = "any node of the mesh"
+		names = append(names, r.Peers.Models()...)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	available := "none (add a model to syn4pse.toml)"
+	if len(names) > 0 {
+		available = strings.Join(names, ", ")
+	}
+	return fmt.Errorf("%w: %q is not a model of %s; available: %s", ErrNoNode, model, where, available)
 }
 
 // Chat runs req where plan says; runLocal serves it on this node.

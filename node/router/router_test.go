@@ -20,6 +20,13 @@ func (t table) Lookup(node string) (Candidate, bool) {
 	}
 	return Candidate{}, false
 }
+func (t table) Models() []string {
+	var names []string
+	for range t {
+		names = append(names, "m")
+	}
+	return names
+}
 func (table) RecordFailure(string) {}
 func (table) RecordSuccess(string) {}
 
@@ -46,6 +53,8 @@ func TestPlan(t *testing.T) {
 		{"round trip breaks ties", LocalModel{}, table{far, loadedIdle}, nil, []string{"A", "E"}, false},
 		{"not here, on disk here comes after loaded peers", LocalModel{Declared: true}, table{loadedIdle}, nil, []string{"A", ""}, false},
 		{"nowhere", LocalModel{}, table{}, nil, nil, true},
+		{"broken here, served by a peer", LocalModel{Declared: true, Unavailable: true}, table{onDisk}, nil, []string{"C"}, false},
+		{"broken here and nowhere else: here, for the reason", LocalModel{Declared: true, Unavailable: true}, table{}, nil, []string{""}, false},
 		{"local only", LocalModel{Declared: true}, table{loadedIdle}, &pb.Routing{LocalOnly: true}, []string{""}, false},
 		{"local only, not here", LocalModel{}, table{loadedIdle}, &pb.Routing{LocalOnly: true}, nil, true},
 		{"forwarded once already", LocalModel{Declared: true}, table{loadedIdle}, &pb.Routing{Hops: 1}, []string{""}, false},
@@ -77,9 +86,10 @@ func TestPlan(t *testing.T) {
 }
 
 func TestNotFoundSaysNoNodeServesIt(t *testing.T) {
-	r := &Router{Self: "self", MaxHops: 1, Local: func(string) LocalModel { return LocalModel{} }, Peers: table{}}
+	r := &Router{Self: "self", MaxHops: 1, Local: func(string) LocalModel { return LocalModel{} }, Peers: table{},
+		LocalModels: func() []string { return []string{"tiny"} }}
 	_, err := r.plan("llama-70b", nil)
-	if !errors.Is(err, ErrNoNode) || err.Error() != `no node serves the model: "llama-70b": neither this node nor any peer in the mesh serves it` {
+	if !errors.Is(err, ErrNoNode) || err.Error() != `no node serves the model: "llama-70b" is not a model of any node of the mesh; available: tiny` {
 		t.Fatalf("err = %v", err)
 	}
 }

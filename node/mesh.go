@@ -1,0 +1,321 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/grpc"
+	gproto "google.golang.org/protobuf/proto"
+
+	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/router"
+	"github.com/ekisa-team/syn4pse/p2p"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// Files of the mesh in the data dir, written by `syn4pse mesh init|join`.
+const (
+	SwarmKeyFile  = "swarm.key"
+	BootstrapFile = "bootstrap.txt"
+)
+
+// mesh is the node's part in the mesh: the libp2p host, the gRPC services on it, capability
+// announcements and the clients that forward requests to peers.
+type mesh struct {
+	host      *p2p.Host
+	announcer *p2p.Announcer
+	clients   *p2p.PeerClients
+	rpc       io.Closer
+	mdns      bool
+	allow     int
+
+	stop    context.CancelFunc
+	watcher sync.WaitGroup
+}
+
+// startMesh joins the mesh when the data dir holds a swarm key; it returns nil, nil for a
+// standalone node.
+func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self func() *pb.Capability) (*mesh, error) {
+	key, err := p2p.LoadSwarmKey(filepath.Join(cfg.DataDir, SwarmKeyFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		slog.Info("no mesh configured: running standalone (syn4pse mesh init, or mesh join TOKEN, to join one)")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("swarm key: %w", err)
+	}
+	bootstrap, err := readBootstrap(filepath.Join(cfg.DataDir, BootstrapFile))
+	if err != nil {
+		return nil, err
+	}
+	allow := make([]peer.ID, 0, len(cfg.P2P.Allow))
+	for _, s := range cfg.P2P.Allow {
+		id, err := peer.Decode(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: p2p.allow: %q is not a peer ID", config.ErrInvalid, s)
+		}
+		allow = append(allow, id)
+	}
+	host, err := p2p.New(ctx, p2p.Config{
+		DataDir:     cfg.DataDir,
+		Name:        nodeName(cfg),
+		ListenAddrs: cfg.P2P.Listen,
+		SwarmKey:    &key,
+		Bootstrap:   append(append([]string{}, cfg.P2P.Bootstrap...), bootstrap...),
+		Allow:       allow,
+		MDNS:        cfg.P2P.MDNS,
+		NAT:         cfg.P2P.NAT,
+		Relay:       cfg.P2P.Relay,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	m := &mesh{host: host, clients: p2p.NewPeerClients(host.Libp2p()), mdns: cfg.P2P.MDNS, allow: len(allow)}
+	if m.rpc, err = p2p.ServeRPC(host.Libp2p(), srv); err != nil {
+		m.close()
+		return nil, err
+	}
+	m.announcer, err = p2p.NewAnnouncer(host.Libp2p(), host.PubSub(), self, p2p.AnnouncerOptions{
+		Interval: cfg.P2P.AnnounceInterval, TTL: cfg.P2P.PeerTTL,
+	})
+	if err != nil {
+		m.close()
+		return nil, err
+	}
+	watchCtx, stop := context.WithCancel(context.Background())
+	m.stop = stop
+	m.watcher.Add(1)
+	go func() {
+		defer m.watcher.Done()
+		m.watchCapability(watchCtx, self)
+	}()
+	slog.Info("joined the mesh", "peer_id", host.ID().String(), "swarm", key.Fingerprint(), "addrs", host.Addrs())
+	return m, nil
+}
+
+// watchCapability republishes as soon as what this node serves changes (a model loads, slots
+// fill or free), checking twice a second; the announcer coalesces bursts.
+func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) {
+	var last []byte
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		b, _ := gproto.MarshalOptions{Deterministic: true}.Marshal(self())
+		if string(b) != string(last) {
+			last = b
+			m.announcer.Changed()
+		}
+	}
+}
+
+func (m *mesh) close() error {
+	if m == nil {
+		return nil
+	}
+	if m.stop != nil {
+		m.stop()
+		m.watcher.Wait()
+	}
+	var errs []error
+	if m.announcer != nil {
+		errs = append(errs, m.announcer.Close())
+	}
+	if m.rpc != nil {
+		errs = append(errs, m.rpc.Close())
+	}
+	errs = append(errs, m.clients.Close(), m.host.Close())
+	return errors.Join(errs...)
+}
+
+// readBootstrap reads the peers an invite brought, one multiaddr a line.
+func readBootstrap(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var addrs []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
+			addrs = append(addrs, line)
+		}
+	}
+	return addrs, sc.Err()
+}
+
+func nodeName(cfg *config.Config) string {
+	if cfg.P2P.Name != "" {
+		return cfg.P2P.Name
+	}
+	host, _ := os.Hostname()
+	return host
+}
+
+// capability describes what this node serves, for the announcer.
+func capability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.Capability {
+	c := &pb.Capability{NodeName: name, Version: Version, Hardware: hw}
+	for _, m := range catalog.List() {
+		if m.State == models.StateUnavailable {
+			continue
+		}
+		mc := &pb.ModelCapability{Name: m.Name, Modality: api.Modality(m.Modality), Engine: m.Engine,
+			Loaded: m.State == models.StateLoaded, Parallel: int32(m.Info.Parallel)}
+		if mc.Loaded {
+			mc.FreeSlots = int32(max(m.Info.Parallel-m.Stats.Active, 0))
+			mc.QueueDepth = int32(m.Stats.Queued)
+			if m.Stats.GenerateTime > 0 {
+				mc.TokensPerSecond = float64(m.Stats.GeneratedTokens) / m.Stats.GenerateTime.Seconds()
+			}
+		}
+		c.Models = append(c.Models, mc)
+	}
+	return c
+}
+
+// localModels lists the models of this node that can serve.
+func localModels(catalog *models.Manager) func() []string {
+	return func() []string {
+		var names []string
+		for _, s := range catalog.List() {
+			if s.State != models.StateUnavailable {
+				names = append(names, s.Name)
+			}
+		}
+		return names
+	}
+}
+
+// localModel tells the router about a model of this node.
+func localModel(catalog *models.Manager) func(string) router.LocalModel {
+	return func(name string) router.LocalModel {
+		s, ok := catalog.Status(name)
+		if !ok {
+			return router.LocalModel{}
+		}
+		return router.LocalModel{Declared: true, Unavailable: s.State == models.StateUnavailable, Loaded: s.State == models.StateLoaded,
+			FreeSlots: max(s.Info.Parallel-s.Stats.Active, 0)}
+	}
+}
+
+// peerView is the router's view of the peer table.
+type peerView struct {
+	m *mesh
+}
+
+func (v peerView) candidate(e p2p.PeerEntry, model string) (router.Candidate, bool) {
+	c := router.Candidate{Peer: e.ID.String(), Name: e.Capability.GetNodeName(), RecentFailures: e.RecentFailures,
+		RTT: v.m.host.Libp2p().Peerstore().LatencyEWMA(e.ID)}
+	if model == "" {
+		return c, true
+	}
+	for _, mc := range e.Capability.GetModels() {
+		if mc.GetName() == model {
+			c.Loaded, c.FreeSlots, c.QueueDepth, c.TokensPerSecond = mc.GetLoaded(), int(mc.GetFreeSlots()), int(mc.GetQueueDepth()), mc.GetTokensPerSecond()
+			return c, true
+		}
+	}
+	return c, false
+}
+
+func (v peerView) WithModel(model string) []router.Candidate {
+	var out []router.Candidate
+	for _, e := range v.m.announcer.Table().WithModel(model) {
+		if c, ok := v.candidate(e, model); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (v peerView) Lookup(node string) (router.Candidate, bool) {
+	for _, e := range v.m.announcer.Table().Peers() {
+		if e.ID.String() == node || e.Capability.GetNodeName() == node {
+			return v.candidate(e, "")
+		}
+	}
+	return router.Candidate{}, false
+}
+
+func (v peerView) Models() []string {
+	var names []string
+	for _, e := range v.m.announcer.Table().Peers() {
+		for _, mc := range e.Capability.GetModels() {
+			names = append(names, mc.GetName())
+		}
+	}
+	return names
+}
+
+func (v peerView) RecordFailure(id string) {
+	if pid, err := peer.Decode(id); err == nil {
+		v.m.announcer.Table().RecordFailure(pid)
+	}
+}
+
+func (v peerView) RecordSuccess(id string) {
+	if pid, err := peer.Decode(id); err == nil {
+		v.m.announcer.Table().RecordSuccess(pid)
+	}
+}
+
+// dial returns the pooled gRPC connection to a peer.
+func (m *mesh) dial(ctx context.Context, id string) (grpc.ClientConnInterface, error) {
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return nil, err
+	}
+	return m.clients.Conn(ctx, pid)
+}
+
+// Peers implements api.MeshView.
+func (m *mesh) Peers() []*pb.PeerInfo {
+	h := m.host.Libp2p()
+	var out []*pb.PeerInfo
+	for _, e := range m.announcer.Table().Peers() {
+		info := &pb.PeerInfo{PeerId: e.ID.String(), NodeName: e.Capability.GetNodeName(), Capability: e.Capability,
+			LastSeenUnixMs: e.LastSeen.UnixMilli(), Connected: len(h.Network().ConnsToPeer(e.ID)) > 0,
+			RecentFailures: int32(e.RecentFailures)}
+		if rtt := h.Peerstore().LatencyEWMA(e.ID); rtt > 0 {
+			info.RttMs = float64(rtt.Microseconds()) / 1000
+		}
+		for _, a := range h.Peerstore().Addrs(e.ID) {
+			info.Addrs = append(info.Addrs, a.String())
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// Status implements api.MeshView.
+func (m *mesh) Status() *pb.MeshStatusResponse {
+	h := m.host.Libp2p()
+	res := &pb.MeshStatusResponse{Enabled: true, PeerId: h.ID().String(), ConnectedPeers: int32(len(h.Network().Peers())),
+		KnownPeers: int32(len(m.announcer.Table().Peers())), DhtRoutingTableSize: int32(m.host.DHT().RoutingTable().Size()),
+		Mdns: m.mdns, AllowlistSize: int32(m.allow)}
+	for _, a := range m.host.Addrs() {
+		res.ListenAddrs = append(res.ListenAddrs, a.String())
+	}
+	return res
+}

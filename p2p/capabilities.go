@@ -1,0 +1,425 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// CapabilityTopic is the GossipSub topic of capability announcements.
+const CapabilityTopic = "syn4pse/capabilities/1"
+
+const (
+	defaultAnnounceInterval = 5 * time.Second
+	defaultAnnounceTTL      = 15 * time.Second
+	defaultAnnounceMaxSize  = 64 << 10
+
+	// maxClockSkew is how far ahead of this node's clock an announcement may be dated.
+	maxClockSkew = 5 * time.Minute
+	// maxAnnounceAge is how old an announcement may be; older ones are replays or come from a
+	// badly wrong clock, and are not propagated.
+	maxAnnounceAge = time.Hour
+	// highWaterRetention is how long the validator remembers a silent peer's last sequence. It
+	// exceeds maxAnnounceAge plus maxClockSkew, so a replay never outlives its peer's mark.
+	highWaterRetention = 2 * time.Hour
+	// minPublishGap spaces republishes triggered by Changed, so a burst of changes (a queue
+	// that moves with every request) becomes one announcement.
+	minPublishGap = 100 * time.Millisecond
+	// subscriptionBuffer holds announcements waiting for the table. GossipSub drops what does
+	// not fit; the default (32) lost announcements when 50 hosts started at once.
+	subscriptionBuffer = 512
+	// welcomeGap spaces republishes triggered by peers new to the table. Answering a newcomer
+	// lets it learn of this node within about a second rather than an Interval, and lets
+	// announcements lost while the mesh was forming be repaired; the gap bounds the cost while
+	// many nodes start at once.
+	welcomeGap = time.Second
+)
+
+// AnnouncerOptions tune announcing; zero values take defaults.
+type AnnouncerOptions struct {
+	// Interval is the republish period, default 5s.
+	Interval time.Duration
+	// TTL is how long a silent peer stays in the table, default 15s (three missed intervals).
+	TTL time.Duration
+	// MaxSize is the largest accepted announcement in bytes, default 64 KiB.
+	MaxSize int
+	// Logger receives the announcer's logs, default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o AnnouncerOptions) withDefaults() AnnouncerOptions {
+	if o.Interval <= 0 {
+		o.Interval = defaultAnnounceInterval
+	}
+	if o.TTL <= 0 {
+		o.TTL = defaultAnnounceTTL
+	}
+	if o.MaxSize <= 0 {
+		o.MaxSize = defaultAnnounceMaxSize
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Announcer publishes this node's Capability and keeps the PeerTable from others' announcements.
+//
+// It owns the CapabilityTopic of its PubSub: one Announcer per PubSub. The PubSub must sign
+// messages (the default StrictSign policy), since the validator checks each announcement's
+// peer_id against the signed author.
+type Announcer struct {
+	host  host.Host
+	ps    *pubsub.PubSub
+	self  func() *pb.Capability
+	opts  AnnouncerOptions
+	log   *slog.Logger
+	table *PeerTable
+
+	topic      *pubsub.Topic
+	sub        *pubsub.Subscription
+	peerEvents *pubsub.TopicEventHandler
+	connEvents event.Subscription
+
+	// seq is the last sequence used. It starts at the process start time in nanoseconds, so a
+	// restarted node announces higher sequences than its previous run did.
+	seq     atomic.Uint64
+	changed chan struct{} // Changed was called
+	welcome chan struct{} // a peer new to the table announced itself
+
+	hwMu      sync.Mutex
+	highWater map[peer.ID]sequenceMark
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// sequenceMark is the highest sequence accepted from a peer and when it was accepted.
+type sequenceMark struct {
+	seq uint64
+	at  time.Time
+}
+
+// NewAnnouncer registers the capability validator on ps, joins and subscribes to
+// CapabilityTopic, and starts announcing self() and collecting peers' announcements until
+// Close. self returns this node's capability; the Announcer fills peer_id, sequence and
+// timestamp itself.
+func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, opts AnnouncerOptions) (*Announcer, error) {
+	opts = opts.withDefaults()
+	a := &Announcer{
+		host:      h,
+		ps:        ps,
+		self:      self,
+		opts:      opts,
+		log:       opts.Logger.With("component", "announcer", "topic", CapabilityTopic),
+		table:     NewPeerTable(),
+		changed:   make(chan struct{}, 1),
+		welcome:   make(chan struct{}, 1),
+		highWater: make(map[peer.ID]sequenceMark),
+	}
+	a.seq.Store(uint64(time.Now().UnixNano()))
+	if err := a.open(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Add(4)
+	go func() { defer a.wg.Done(); a.publishLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.receiveLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.topicPeerLoop(ctx) }()
+	go func() { defer a.wg.Done(); a.connectednessLoop(ctx) }()
+	return a, nil
+}
+
+// open sets up the validator, topic, subscription and event feeds, undoing what it did when a
+// step fails. The validator comes first so that no message reaches the table unchecked.
+func (a *Announcer) open() (err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if err := a.ps.RegisterTopicValidator(CapabilityTopic, a.validate, pubsub.WithValidatorInline(true)); err != nil {
+		return fmt.Errorf("register capability validator: %w", err)
+	}
+	undo = append(undo, func() { _ = a.ps.UnregisterTopicValidator(CapabilityTopic) })
+	if a.topic, err = a.ps.Join(CapabilityTopic); err != nil {
+		return fmt.Errorf("join %s: %w", CapabilityTopic, err)
+	}
+	undo = append(undo, func() { _ = a.topic.Close() })
+	if a.peerEvents, err = a.topic.EventHandler(); err != nil {
+		return fmt.Errorf("watch %s peers: %w", CapabilityTopic, err)
+	}
+	undo = append(undo, a.peerEvents.Cancel)
+	if a.sub, err = a.topic.Subscribe(pubsub.WithBufferSize(subscriptionBuffer)); err != nil {
+		return fmt.Errorf("subscribe %s: %w", CapabilityTopic, err)
+	}
+	undo = append(undo, a.sub.Cancel)
+	if a.connEvents, err = a.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged)); err != nil {
+		return fmt.Errorf("watch connections: %w", err)
+	}
+	return nil
+}
+
+// Changed asks for a republish now: call it when self() would return something new. Calls in
+// a burst are coalesced into one announcement.
+func (a *Announcer) Changed() {
+	a.nudge(a.changed)
+}
+
+// nudge sends on a channel of one slot without blocking: a pending signal already says it.
+func (a *Announcer) nudge(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Table returns the table of peers heard from.
+func (a *Announcer) Table() *PeerTable {
+	return a.table
+}
+
+// Close stops announcing, leaves the topic and unregisters the validator. The table keeps its
+// last contents but is no longer updated.
+func (a *Announcer) Close() error {
+	a.closeOnce.Do(func() {
+		a.cancel()
+		a.sub.Cancel()
+		a.peerEvents.Cancel()
+		a.wg.Wait()
+		a.closeErr = errors.Join(
+			a.connEvents.Close(),
+			a.topic.Close(),
+			a.ps.UnregisterTopicValidator(CapabilityTopic),
+		)
+	})
+	return a.closeErr
+}
+
+// publishLoop announces at start, every Interval, soon after Changed and a little later after a
+// new peer appears in the table, and it sweeps the table. The first announcements may reach
+// nobody (the mesh forms on heartbeats); the later ones cover that.
+func (a *Announcer) publishLoop(ctx context.Context) {
+	republish := time.NewTicker(a.opts.Interval)
+	defer republish.Stop()
+	sweep := time.NewTicker(max(a.opts.TTL/4, 10*time.Millisecond))
+	defer sweep.Stop()
+	soon := time.NewTimer(time.Hour)
+	defer soon.Stop()
+	var pending <-chan time.Time // soon.C while a publish is requested, else nil
+	var pendingAt time.Time
+	request := func(at time.Time) {
+		if pending == nil || at.Before(pendingAt) {
+			pendingAt = at
+			soon.Reset(time.Until(at))
+			pending = soon.C
+		}
+	}
+
+	a.publish(ctx)
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sweep.C:
+			a.sweep(time.Now())
+			continue
+		case <-a.changed:
+			request(last.Add(minPublishGap))
+			continue
+		case <-a.welcome:
+			request(last.Add(welcomeGap))
+			continue
+		case <-republish.C:
+		case <-pending:
+		}
+		a.publish(ctx)
+		last = time.Now()
+		soon.Stop()
+		pending = nil
+		republish.Reset(a.opts.Interval)
+	}
+}
+
+// publish stamps and publishes one announcement; failures are logged, the next tick retries.
+func (a *Announcer) publish(ctx context.Context) {
+	c := &pb.Capability{}
+	if s := a.self(); s != nil {
+		c = proto.Clone(s).(*pb.Capability)
+	}
+	c.PeerId = a.host.ID().String()
+	c.Sequence = a.seq.Add(1)
+	c.TimestampUnixMs = time.Now().UnixMilli()
+	data, err := proto.Marshal(c)
+	if err != nil {
+		a.log.Error("marshal capability", "err", err)
+		return
+	}
+	if len(data) > a.opts.MaxSize {
+		a.log.Error("capability too large to announce", "size", len(data), "max", a.opts.MaxSize)
+		return
+	}
+	if err := a.topic.Publish(ctx, data); err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("publish capability", "err", err)
+		}
+		return
+	}
+	a.log.Debug("capability published", "sequence", c.Sequence, "size", len(data))
+}
+
+// sweep drops peers not heard from within TTL and forgets long-silent peers' sequences.
+func (a *Announcer) sweep(now time.Time) {
+	for _, id := range a.table.Expire(now.Add(-a.opts.TTL)) {
+		a.log.Info("peer expired", "peer", id, "ttl", a.opts.TTL)
+	}
+	a.hwMu.Lock()
+	defer a.hwMu.Unlock()
+	for id, mark := range a.highWater {
+		if now.Sub(mark.at) > highWaterRetention {
+			delete(a.highWater, id)
+		}
+	}
+}
+
+// receiveLoop moves validated announcements into the table.
+func (a *Announcer) receiveLoop(ctx context.Context) {
+	for {
+		msg, err := a.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if msg.ReceivedFrom == a.host.ID() {
+			continue // our own announcement
+		}
+		c, ok := msg.ValidatorData.(*pb.Capability)
+		if !ok {
+			continue
+		}
+		id := msg.GetFrom()
+		_, known := a.table.Get(id)
+		connected := a.host.Network().Connectedness(id) == network.Connected
+		if a.table.Update(id, c, time.Now(), connected) && !known {
+			a.log.Info("peer announced", "peer", id, "node", c.GetNodeName(), "models", len(c.GetModels()))
+			a.nudge(a.welcome)
+		}
+	}
+}
+
+// topicPeerLoop republishes when a peer subscribes to the topic, so that a newcomer learns of
+// this node without waiting for the next Interval.
+func (a *Announcer) topicPeerLoop(ctx context.Context) {
+	for {
+		ev, err := a.peerEvents.NextPeerEvent(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type == pubsub.PeerJoin {
+			a.Changed()
+		}
+	}
+}
+
+// connectednessLoop drops a peer from the table as soon as the host loses its last connection
+// to it; an announcement after a reconnection brings it back.
+func (a *Announcer) connectednessLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-a.connEvents.Out():
+			if !ok {
+				return
+			}
+			change, ok := ev.(event.EvtPeerConnectednessChanged)
+			if !ok {
+				continue
+			}
+			switch change.Connectedness {
+			case network.Connected:
+				a.table.SetConnected(change.Peer, true)
+			case network.Limited:
+				a.table.SetConnected(change.Peer, false)
+			default:
+				if _, known := a.table.Get(change.Peer); known {
+					a.table.Remove(change.Peer)
+					a.log.Info("peer disconnected", "peer", change.Peer)
+				}
+			}
+		}
+	}
+}
+
+// validate is the topic validator. Malformed, oversize, spoofed or future-dated announcements
+// are rejected (and their sender penalised by peer scoring); stale or replayed ones are ignored
+// (dropped without penalty, since an honest peer may relay them). Accepted announcements carry
+// the decoded Capability in ValidatorData.
+func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	self := a.host.ID()
+	if from == self {
+		return pubsub.ValidationAccept // our own publish, validated locally
+	}
+	author := msg.GetFrom()
+	if author == self {
+		return pubsub.ValidationIgnore // one of our earlier announcements, maybe of a past run
+	}
+	reject := func(reason string) pubsub.ValidationResult {
+		a.log.Debug("announcement rejected", "reason", reason, "author", author, "from", from)
+		return pubsub.ValidationReject
+	}
+	if len(msg.GetData()) > a.opts.MaxSize {
+		return reject("oversize")
+	}
+	c := &pb.Capability{}
+	if err := proto.Unmarshal(msg.GetData(), c); err != nil {
+		return reject("malformed")
+	}
+	if claimed, err := peer.Decode(c.GetPeerId()); err != nil || claimed != author {
+		return reject("peer_id is not the signer")
+	}
+	if c.GetSequence() == 0 {
+		return reject("no sequence")
+	}
+	now := time.Now()
+	stamped := time.UnixMilli(c.GetTimestampUnixMs())
+	if stamped.After(now.Add(maxClockSkew)) {
+		return reject("dated in the future")
+	}
+	if stamped.Before(now.Add(-maxAnnounceAge)) || !a.advance(author, c.GetSequence(), now) {
+		a.log.Debug("announcement ignored: stale", "author", author, "sequence", c.GetSequence())
+		return pubsub.ValidationIgnore
+	}
+	msg.ValidatorData = c
+	return pubsub.ValidationAccept
+}
+
+// advance records seq as id's highest sequence if it is higher than any seen before.
+func (a *Announcer) advance(id peer.ID, seq uint64, now time.Time) bool {
+	a.hwMu.Lock()
+	defer a.hwMu.Unlock()
+	if mark, ok := a.highWater[id]; ok && seq <= mark.seq {
+		return false
+	}
+	a.highWater[id] = sequenceMark{seq: seq, at: now}
+	return true
+}

@@ -1,0 +1,459 @@
+package p2p
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// gossipTestNode is one in-process mesh member: a real libp2p host on loopback, its GossipSub
+// and, once started, its Announcer announcing the models set with setModels.
+type gossipTestNode struct {
+	host host.Host
+	ps   *pubsub.PubSub
+	ann  *Announcer
+	log  *gossipTestLog
+
+	mu     sync.Mutex
+	models []string
+}
+
+func (n *gossipTestNode) setModels(names ...string) {
+	n.mu.Lock()
+	n.models = names
+	n.mu.Unlock()
+}
+
+func (n *gossipTestNode) capability() *pb.Capability {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := &pb.Capability{NodeName: "node-" + n.host.ID().ShortString(), Version: "test"}
+	for _, m := range n.models {
+		c.Models = append(c.Models, &pb.ModelCapability{Name: m, Loaded: true, FreeSlots: 1})
+	}
+	return c
+}
+
+// newGossipTestHosts starts n hosts with GossipSub, not connected and not announcing. Queues are
+// raised as FIELD-NOTES says is needed beyond a few dozen hosts in one process.
+func newGossipTestHosts(tb testing.TB, n int) []*gossipTestNode {
+	tb.Helper()
+	// Registered first so it runs last: announcers and hosts close while pubsub still runs.
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	nodes := make([]*gossipTestNode, n)
+	for i := range nodes {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = h.Close() })
+		ps, err := pubsub.NewGossipSub(ctx, h,
+			pubsub.WithPeerOutboundQueueSize(1024),
+			pubsub.WithValidateQueueSize(1024),
+		)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		nodes[i] = &gossipTestNode{host: h, ps: ps, log: &gossipTestLog{counts: map[string]int{}}}
+		nodes[i].setModels("model-" + h.ID().ShortString())
+	}
+	return nodes
+}
+
+// startGossipTestAnnouncers starts an Announcer on every node, closed at cleanup.
+func startGossipTestAnnouncers(tb testing.TB, nodes []*gossipTestNode, opts AnnouncerOptions) {
+	tb.Helper()
+	for _, n := range nodes {
+		o := opts
+		o.Logger = slog.New(n.log)
+		a, err := NewAnnouncer(n.host, n.ps, n.capability, o)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n.ann = a
+		tb.Cleanup(func() {
+			if err := a.Close(); err != nil {
+				tb.Errorf("close announcer: %v", err)
+			}
+		})
+	}
+}
+
+// connectGossipTestHosts dials b from a on loopback, with a timeout as FIELD-NOTES advises.
+func connectGossipTestHosts(tb testing.TB, a, b host.Host) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
+		tb.Fatalf("connect %s -> %s: %v", a.ID(), b.ID(), err)
+	}
+}
+
+// waitGossipTest polls cond until it holds or timeout passes, and reports whether it held.
+func waitGossipTest(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// gossipTestModels returns the model names an entry announces.
+func gossipTestModels(e PeerEntry) []string {
+	var names []string
+	for _, m := range e.Capability.GetModels() {
+		names = append(names, m.GetName())
+	}
+	return names
+}
+
+// gossipTestSees reports whether observer's table holds subject announcing exactly models.
+func gossipTestSees(observer, subject *gossipTestNode, models ...string) bool {
+	e, ok := observer.ann.Table().Get(subject.host.ID())
+	return ok && slices.Equal(gossipTestModels(e), models)
+}
+
+// gossipTestLog is a slog.Handler that counts records by message and reason, so tests can tell
+// that the validator saw a message rather than that the message got lost.
+type gossipTestLog struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (l *gossipTestLog) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *gossipTestLog) Handle(_ context.Context, r slog.Record) error {
+	key := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "reason" {
+			key += ": " + a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	l.counts[key]++
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *gossipTestLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+
+func (l *gossipTestLog) WithGroup(string) slog.Handler { return l }
+
+func (l *gossipTestLog) count(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts[key]
+}
+
+func TestCapabilityThreeHosts(t *testing.T) {
+	nodes := newGossipTestHosts(t, 3)
+	// A long interval: what arrives quickly arrives through Changed and topic joins.
+	startGossipTestAnnouncers(t, nodes, AnnouncerOptions{Interval: 20 * time.Second})
+	connectGossipTestHosts(t, nodes[0].host, nodes[1].host)
+	connectGossipTestHosts(t, nodes[1].host, nodes[2].host)
+	connectGossipTestHosts(t, nodes[0].host, nodes[2].host)
+
+	start := time.Now()
+	allSeen := func() bool {
+		for _, o := range nodes {
+			for _, s := range nodes {
+				if o != s && !gossipTestSees(o, s, s.capability().Models[0].Name) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if !waitGossipTest(60*time.Second, allSeen) {
+		t.Fatal("tables did not converge within 60s")
+	}
+	t.Logf("three hosts converged in %v", time.Since(start))
+	for _, o := range nodes {
+		peers := o.ann.Table().Peers()
+		if len(peers) != 2 {
+			t.Errorf("%s sees %d peers, want 2", o.host.ID(), len(peers))
+		}
+		for _, e := range peers {
+			c := e.Capability
+			if c.GetPeerId() != e.ID.String() || c.GetSequence() < uint64(start.Add(-time.Minute).UnixNano()) ||
+				c.GetTimestampUnixMs() == 0 || !e.Connected || e.LastSeen.IsZero() {
+				t.Errorf("%s's entry of %s: %+v", o.host.ID(), e.ID, e)
+			}
+		}
+	}
+
+	before, _ := nodes[1].ann.Table().Get(nodes[0].host.ID())
+	nodes[0].setModels("llama-3b", "bert-small")
+	for range 10 { // a burst coalesces
+		nodes[0].ann.Changed()
+	}
+	start = time.Now()
+	changed := func() bool {
+		return gossipTestSees(nodes[1], nodes[0], "llama-3b", "bert-small") &&
+			gossipTestSees(nodes[2], nodes[0], "llama-3b", "bert-small")
+	}
+	if !waitGossipTest(10*time.Second, changed) {
+		t.Fatal("Changed() did not propagate within 10s")
+	}
+	t.Logf("Changed() propagated in %v", time.Since(start))
+	after, _ := nodes[1].ann.Table().Get(nodes[0].host.ID())
+	if after.Capability.GetSequence() <= before.Capability.GetSequence() {
+		t.Errorf("sequence went from %d to %d", before.Capability.GetSequence(), after.Capability.GetSequence())
+	}
+	if got := nodes[1].ann.Table().WithModel("bert-small"); len(got) != 1 || got[0].ID != nodes[0].host.ID() {
+		t.Errorf("WithModel(bert-small) = %v", got)
+	}
+}
+
+func TestCapabilityTTLExpiry(t *testing.T) {
+	nodes := newGossipTestHosts(t, 3)
+	startGossipTestAnnouncers(t, nodes, AnnouncerOptions{Interval: 200 * time.Millisecond, TTL: time.Second})
+	connectGossipTestHosts(t, nodes[0].host, nodes[1].host)
+	connectGossipTestHosts(t, nodes[1].host, nodes[2].host)
+	connectGossipTestHosts(t, nodes[0].host, nodes[2].host)
+	full := func() bool { return nodes[0].ann.Table().Len() == 2 && nodes[1].ann.Table().Len() == 2 }
+	if !waitGossipTest(60*time.Second, full) {
+		t.Fatal("tables did not converge")
+	}
+
+	silent := nodes[2]
+	if err := silent.ann.Close(); err != nil { // host stays up and connected
+		t.Fatal(err)
+	}
+	start := time.Now()
+	gone := func() bool {
+		_, in0 := nodes[0].ann.Table().Get(silent.host.ID())
+		_, in1 := nodes[1].ann.Table().Get(silent.host.ID())
+		return !in0 && !in1
+	}
+	if !waitGossipTest(10*time.Second, gone) {
+		t.Fatal("silent peer still in the tables 10s after it stopped (TTL 1s)")
+	}
+	t.Logf("silent peer left the tables %v after its last chance to announce (TTL 1s)", time.Since(start))
+	if !gossipTestSees(nodes[0], nodes[1], nodes[1].capability().Models[0].Name) {
+		t.Errorf("an announcing peer left the table too")
+	}
+}
+
+func TestCapabilityDisconnect(t *testing.T) {
+	nodes := newGossipTestHosts(t, 3)
+	// TTL far above what the test waits: removals seen here come from connection events.
+	startGossipTestAnnouncers(t, nodes, AnnouncerOptions{Interval: 200 * time.Millisecond, TTL: time.Minute})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	connectGossipTestHosts(t, a.host, b.host)
+	connectGossipTestHosts(t, a.host, c.host)
+	// B and C hear of each other through A.
+	full := func() bool { return a.ann.Table().Len() == 2 && b.ann.Table().Len() == 2 && c.ann.Table().Len() == 2 }
+	if !waitGossipTest(60*time.Second, full) {
+		t.Fatal("tables did not converge")
+	}
+	if e, _ := b.ann.Table().Get(c.host.ID()); e.Connected {
+		t.Errorf("B's entry of C says connected; they only share A")
+	}
+
+	// A dropped connection removes the peer; reconnecting and announcing brings it back.
+	if err := a.host.Network().ClosePeer(b.host.ID()); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if !waitGossipTest(5*time.Second, func() bool { _, ok := a.ann.Table().Get(b.host.ID()); return !ok }) {
+		t.Fatal("disconnected peer still in the table")
+	}
+	t.Logf("disconnected peer removed in %v", time.Since(start))
+	connectGossipTestHosts(t, a.host, b.host)
+	if !waitGossipTest(30*time.Second, func() bool {
+		e, ok := a.ann.Table().Get(b.host.ID())
+		return ok && e.Connected
+	}) {
+		t.Fatal("reconnected peer did not come back")
+	}
+
+	// A closed host leaves at once, long before the TTL.
+	if err := c.host.Close(); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if !waitGossipTest(5*time.Second, func() bool { _, ok := a.ann.Table().Get(c.host.ID()); return !ok }) {
+		t.Fatal("closed host still in the table")
+	}
+	t.Logf("closed host removed in %v", time.Since(start))
+	if _, ok := a.ann.Table().Get(b.host.ID()); !ok {
+		t.Errorf("live peer removed with the closed one")
+	}
+}
+
+func TestCapabilityValidator(t *testing.T) {
+	nodes := newGossipTestHosts(t, 1)
+	startGossipTestAnnouncers(t, nodes, AnnouncerOptions{MaxSize: 1024})
+	a := nodes[0].ann
+	self, author, relay := nodes[0].host.ID(), newPeerTableTestID(t), newPeerTableTestID(t)
+	now := time.Now()
+	capability := func(id peer.ID, seq uint64, stamped time.Time) []byte {
+		c := peerTableTestCapability(id, seq, "m")
+		c.TimestampUnixMs = stamped.UnixMilli()
+		data, err := proto.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	big := &pb.Capability{PeerId: author.String(), Sequence: 1, NodeName: strings.Repeat("x", 2048)}
+	oversize, _ := proto.Marshal(big)
+
+	tests := []struct { // in order: the replay cases depend on the sequences accepted before
+		name      string
+		from      peer.ID // the peer that passed the message on
+		author    peer.ID // the signed From field
+		data      []byte
+		want      pubsub.ValidationResult
+		wantCache bool
+	}{
+		{"own publish", self, self, []byte("anything"), pubsub.ValidationAccept, false},
+		{"own announcement echoed", relay, self, capability(self, 5, now), pubsub.ValidationIgnore, false},
+		{"garbage", relay, author, []byte{0x07, 0xff, 0x00}, pubsub.ValidationReject, false},
+		{"oversize", relay, author, oversize, pubsub.ValidationReject, false},
+		{"spoofed peer_id", relay, author, capability(relay, 5, now), pubsub.ValidationReject, false},
+		{"no peer_id", relay, author, capability("", 5, now), pubsub.ValidationReject, false},
+		{"no sequence", relay, author, capability(author, 0, now), pubsub.ValidationReject, false},
+		{"dated in the future", relay, author, capability(author, 5, now.Add(time.Hour)), pubsub.ValidationReject, false},
+		{"dated long ago", relay, author, capability(author, 5, now.Add(-2*time.Hour)), pubsub.ValidationIgnore, false},
+		{"valid", relay, author, capability(author, 100, now), pubsub.ValidationAccept, true},
+		{"valid from its author", author, author, capability(author, 101, now), pubsub.ValidationAccept, true},
+		{"replayed sequence", relay, author, capability(author, 101, now), pubsub.ValidationIgnore, false},
+		{"older sequence", relay, author, capability(author, 50, now), pubsub.ValidationIgnore, false},
+		{"newer sequence", relay, author, capability(author, 102, now.Add(time.Minute)), pubsub.ValidationAccept, true},
+	}
+	for _, tt := range tests {
+		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: tt.data, From: []byte(tt.author)}, ReceivedFrom: tt.from}
+		if got := a.validate(t.Context(), tt.from, msg); got != tt.want {
+			t.Errorf("%s: validate = %v, want %v", tt.name, got, tt.want)
+		}
+		if _, cached := msg.ValidatorData.(*pb.Capability); cached != tt.wantCache {
+			t.Errorf("%s: capability in ValidatorData = %v, want %v", tt.name, cached, tt.wantCache)
+		}
+	}
+}
+
+// TestCapabilityHostile runs a hostile member (H, no validator of its own) beside two honest
+// nodes: what it publishes must not change their tables, and must be seen and refused.
+func TestCapabilityHostile(t *testing.T) {
+	nodes := newGossipTestHosts(t, 3)
+	a, b, h := nodes[0], nodes[1], nodes[2]
+	startGossipTestAnnouncers(t, nodes[:2], AnnouncerOptions{Interval: 200 * time.Millisecond})
+	raw, err := h.ps.Join(CapabilityTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopRelay, err := raw.Relay()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopRelay(); _ = raw.Close() })
+	connectGossipTestHosts(t, a.host, b.host)
+	connectGossipTestHosts(t, h.host, a.host)
+	connectGossipTestHosts(t, h.host, b.host)
+	honest := func() bool {
+		return gossipTestSees(a, b, b.capability().Models[0].Name) && gossipTestSees(b, a, a.capability().Models[0].Name) &&
+			a.ann.Table().Len() == 1 && b.ann.Table().Len() == 1
+	}
+	ready := func() bool { return honest() && len(raw.ListPeers()) == 2 }
+	if !waitGossipTest(60*time.Second, ready) {
+		t.Fatal("mesh did not form")
+	}
+
+	bKey := b.host.Peerstore().PrivKey(b.host.ID())
+	hostileCapability := func(id peer.ID, seq uint64, stamped time.Time, name string) []byte {
+		c := peerTableTestCapability(id, seq, "evil")
+		c.TimestampUnixMs, c.NodeName = stamped.UnixMilli(), name
+		data, _ := proto.Marshal(c)
+		return data
+	}
+	tests := []struct {
+		name    string
+		data    func() []byte
+		opts    []pubsub.PubOpt
+		wantLog string
+		seenBy  []*gossipTestNode
+	}{
+		{"garbage", func() []byte { return []byte{0x07, 0xff, 0xff} }, nil,
+			"announcement rejected: malformed", []*gossipTestNode{a, b}},
+		{"spoofed peer_id", func() []byte { return hostileCapability(b.host.ID(), uint64(time.Now().UnixNano()), time.Now(), "") }, nil,
+			"announcement rejected: peer_id is not the signer", []*gossipTestNode{a, b}},
+		{"future", func() []byte { return hostileCapability(h.host.ID(), 1, time.Now().Add(time.Hour), "") }, nil,
+			"announcement rejected: dated in the future", []*gossipTestNode{a, b}},
+		{"oversize", func() []byte { return hostileCapability(h.host.ID(), 1, time.Now(), strings.Repeat("x", 100<<10)) }, nil,
+			"announcement rejected: oversize", []*gossipTestNode{a, b}},
+		// B's own key signing an old sequence: a replay that outlived pubsub's seen-cache.
+		{"replayed sequence", func() []byte { return hostileCapability(b.host.ID(), 1, time.Now(), "") },
+			[]pubsub.PubOpt{pubsub.WithSecretKeyAndPeerId(bKey, b.host.ID())},
+			"announcement ignored: stale", []*gossipTestNode{a}},
+	}
+	for _, tt := range tests {
+		before := make([]int, len(tt.seenBy))
+		for i, n := range tt.seenBy {
+			before[i] = n.log.count(tt.wantLog)
+		}
+		seen := func() bool {
+			for i, n := range tt.seenBy {
+				if n.log.count(tt.wantLog) == before[i] {
+					return false
+				}
+			}
+			return true
+		}
+		// Republish until seen: a message may be lost, the refusal must be observed.
+		for deadline := time.Now().Add(20 * time.Second); !seen(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not refused by the honest nodes within 20s", tt.name)
+			}
+			if err := raw.Publish(t.Context(), tt.data(), tt.opts...); err != nil {
+				t.Fatalf("%s: publish: %v", tt.name, err)
+			}
+			waitGossipTest(200*time.Millisecond, seen)
+		}
+		if !honest() {
+			t.Fatalf("%s: honest tables changed: A %v, B %v", tt.name, a.ann.Table().Peers(), b.ann.Table().Peers())
+		}
+	}
+
+	malformed, spoofed := a.log.count("announcement rejected: malformed"), a.log.count("announcement rejected: peer_id is not the signer")
+	floodStart := time.Now()
+	for i := range 500 {
+		data := []byte{0x07, byte(i)}
+		if i%2 == 0 {
+			data = hostileCapability(a.host.ID(), uint64(time.Now().UnixNano()), time.Now(), "")
+		}
+		if err := raw.Publish(t.Context(), data); err != nil {
+			t.Fatalf("flood publish %d: %v", i, err)
+		}
+	}
+	t.Logf("flood of 500 published in %v; A refused %d malformed, %d spoofed", time.Since(floodStart),
+		a.log.count("announcement rejected: malformed")-malformed, a.log.count("announcement rejected: peer_id is not the signer")-spoofed)
+	// The honest nodes keep hearing each other after the flood.
+	fresh := func() bool {
+		ea, _ := a.ann.Table().Get(b.host.ID())
+		eb, _ := b.ann.Table().Get(a.host.ID())
+		return honest() && ea.LastSeen.After(floodStart) && eb.LastSeen.After(floodStart)
+	}
+	if !waitGossipTest(10*time.Second, fresh) {
+		t.Fatalf("honest peers stopped hearing each other after the flood: A %v, B %v", a.ann.Table().Peers(), b.ann.Table().Peers())
+	}
+}

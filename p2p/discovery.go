@@ -1,0 +1,365 @@
+package p2p
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/multiformats/go-multiaddr"
+)
+
+// PeersFile is the name, in the data directory, of the peers remembered from earlier runs.
+const PeersFile = "peers.json"
+
+// MDNSServiceName is the mDNS service syn4pse nodes announce and browse on the LAN.
+const MDNSServiceName = "syn4pse"
+
+const (
+	// peersSaveInterval is how often peers.json is written, and how often the host redials
+	// known peers while it has fewer than connLowWater connections.
+	peersSaveInterval = time.Minute
+	// rememberFor is how long a peer not seen stays in peers.json.
+	rememberFor = 30 * 24 * time.Hour
+	// maxRememberedPeers and maxRememberedAddrs bound peers.json.
+	maxRememberedPeers = 64
+	maxRememberedAddrs = 16
+	// bootstrapTag protects connections to bootstrap peers from the connection manager.
+	bootstrapTag = "syn4pse-bootstrap"
+)
+
+// Connect dials a peer, bounded by the configured DialTimeout: a peer without the swarm key
+// would otherwise hang until ctx ends.
+func (h *Host) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.DialTimeout)
+	defer cancel()
+	if err := h.host.Connect(ctx, ai); err != nil {
+		return fmt.Errorf("connect %s: %w", ai.ID, err)
+	}
+	return nil
+}
+
+// startDiscovery starts the goroutines that keep the host in the mesh, all stopped by ctx and
+// waited for by Close: a recorder of connected peers, the dial loop (initial dials, DHT
+// bootstrap, periodic redials and saves of peers.json) and, if enabled, mDNS. h.ready closes
+// when the initial dials have one success or have all ended.
+func (h *Host) startDiscovery(ctx context.Context) error {
+	sub, err := h.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return fmt.Errorf("subscribe to connection events: %w", err)
+	}
+	for _, ai := range h.bootstrap {
+		h.host.ConnManager().Protect(ai.ID, bootstrapTag)
+	}
+	h.ready = make(chan struct{})
+	h.wg.Go(func() {
+		defer sub.Close()
+		h.recordPeers(ctx, sub)
+	})
+	h.wg.Go(func() { h.dialLoop(ctx) })
+	if h.cfg.MDNS {
+		found := make(chan peer.AddrInfo, 64)
+		svc := mdns.NewMdnsService(h.host, MDNSServiceName, mdnsNotifee{ctx: ctx, found: found})
+		if err := svc.Start(); err != nil {
+			h.log.Warn("mDNS unavailable: LAN peers will not be found automatically", "err", err)
+			_ = svc.Close()
+		} else {
+			h.mdns = svc
+			h.wg.Go(func() { h.connectFound(ctx, found) })
+		}
+	}
+	return nil
+}
+
+// recordPeers remembers every peer this host connects to, for peers.json.
+func (h *Host) recordPeers(ctx context.Context, sub event.Subscription) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-sub.Out():
+			if !ok {
+				return
+			}
+			ev := e.(event.EvtPeerConnectednessChanged)
+			if ev.Connectedness == network.Connected && h.admits(ev.Peer) {
+				h.book.seen(ev.Peer, time.Now())
+			}
+		}
+	}
+}
+
+// dialLoop dials the bootstrap and remembered peers, bootstraps the DHT, then every
+// peersSaveInterval saves peers.json and, while below connLowWater connections, redials the
+// known peers it is not connected to.
+func (h *Host) dialLoop(ctx context.Context) {
+	var readyOnce sync.Once
+	markReady := func() { readyOnce.Do(func() { close(h.ready) }) }
+	h.dialAll(ctx, h.knownPeers(), markReady)
+	markReady()
+	if err := h.dht.Bootstrap(ctx); err != nil && ctx.Err() == nil {
+		h.log.Warn("DHT bootstrap", "err", err)
+	}
+	tick := time.NewTicker(peersSaveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := h.savePeers(); err != nil {
+			h.log.Warn("save remembered peers", "err", err)
+		}
+		if len(h.host.Network().Peers()) < connLowWater {
+			h.dialAll(ctx, h.knownPeers(), nil)
+		}
+	}
+}
+
+// knownPeers returns the bootstrap and remembered peers this host is not connected to.
+func (h *Host) knownPeers() []peer.AddrInfo {
+	byID := make(map[peer.ID]int)
+	var out []peer.AddrInfo
+	for _, ai := range append(slices.Clone(h.bootstrap), h.book.infos()...) {
+		if ai.ID == h.ID() || !h.admits(ai.ID) || h.host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		if i, ok := byID[ai.ID]; ok {
+			out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
+			continue
+		}
+		byID[ai.ID] = len(out)
+		out = append(out, peer.AddrInfo{ID: ai.ID, Addrs: slices.Clone(ai.Addrs)})
+	}
+	return out
+}
+
+// dialAll dials every peer in parallel, each bounded by DialTimeout, and waits for them all;
+// onConnected (if not nil) runs after each success.
+func (h *Host) dialAll(ctx context.Context, infos []peer.AddrInfo, onConnected func()) {
+	var wg sync.WaitGroup
+	for _, ai := range infos {
+		wg.Go(func() {
+			if err := h.Connect(ctx, ai); err != nil {
+				if ctx.Err() == nil {
+					h.log.Debug("known peer unreachable", "peer", ai.ID, "err", err)
+				}
+				return
+			}
+			h.log.Debug("connected to known peer", "peer", ai.ID)
+			if onConnected != nil {
+				onConnected()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// admits reports whether the allowlist (if any) lets id in.
+func (h *Host) admits(id peer.ID) bool {
+	return len(h.cfg.Allow) == 0 || slices.Contains(h.cfg.Allow, id)
+}
+
+// savePeers refreshes the remembered peers from the peerstore and writes peers.json.
+func (h *Host) savePeers() error {
+	now := time.Now()
+	h.book.refresh(h.host.Peerstore(), h.host.Network().Peers(), now)
+	return h.book.save(now)
+}
+
+// mdnsNotifee hands peers found by mDNS to connectFound. libp2p calls it from goroutines of
+// its own, so it never blocks: a peer dropped now is announced again shortly.
+type mdnsNotifee struct {
+	ctx   context.Context
+	found chan<- peer.AddrInfo
+}
+
+// HandlePeerFound queues a found peer for connectFound.
+func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
+	select {
+	case n.found <- ai:
+	case <-n.ctx.Done():
+	default:
+	}
+}
+
+// connectFound dials the peers mDNS finds, each in a goroutine of its own bounded by
+// DialTimeout, until ctx ends.
+func (h *Host) connectFound(ctx context.Context, found <-chan peer.AddrInfo) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		var ai peer.AddrInfo
+		select {
+		case <-ctx.Done():
+			return
+		case ai = <-found:
+		}
+		if ai.ID == h.ID() || !h.admits(ai.ID) || h.host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		wg.Go(func() {
+			if err := h.Connect(ctx, ai); err != nil {
+				if ctx.Err() == nil {
+					h.log.Debug("peer found by mDNS unreachable (another mesh?)", "peer", ai.ID, "err", err)
+				}
+				return
+			}
+			h.log.Info("connected to LAN peer found by mDNS", "peer", ai.ID)
+		})
+	}
+}
+
+// peerBook is the set of peers remembered across runs, saved as peers.json.
+type peerBook struct {
+	path string
+	log  *slog.Logger
+
+	mu    sync.Mutex
+	peers map[peer.ID]*bookEntry
+}
+
+type bookEntry struct {
+	addrs    []multiaddr.Multiaddr
+	lastSeen time.Time
+	thisRun  bool // connected during this run: its addresses are refreshed from the peerstore
+}
+
+// peersFile is the JSON form of peers.json.
+type peersFile struct {
+	Version int          `json:"version"`
+	Peers   []peersEntry `json:"peers"`
+}
+
+type peersEntry struct {
+	ID       string    `json:"id"`
+	Addrs    []string  `json:"addrs"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+func peersFilePath(dataDir string) string { return filepath.Join(dataDir, PeersFile) }
+
+// loadPeerBook reads peers.json. It is a cache: a missing file is an empty book, and a broken
+// one is logged and replaced at the next save.
+func loadPeerBook(path string, log *slog.Logger) *peerBook {
+	b := &peerBook{path: path, log: log, peers: map[peer.ID]*bookEntry{}}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return b
+	}
+	var file peersFile
+	if err == nil {
+		err = json.Unmarshal(data, &file)
+	}
+	if err != nil {
+		log.Warn("ignoring unreadable remembered peers", "path", path, "err", err)
+		return b
+	}
+	for _, p := range file.Peers {
+		id, err := peer.Decode(p.ID)
+		if err != nil {
+			continue
+		}
+		e := &bookEntry{lastSeen: p.LastSeen}
+		for _, s := range p.Addrs {
+			if a, err := multiaddr.NewMultiaddr(s); err == nil {
+				e.addrs = append(e.addrs, a)
+			}
+		}
+		b.peers[id] = e
+	}
+	return b
+}
+
+// seen marks id connected at now.
+func (b *peerBook) seen(id peer.ID, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.peers[id]
+	if e == nil {
+		e = &bookEntry{}
+		b.peers[id] = e
+	}
+	e.lastSeen, e.thisRun = now, true
+}
+
+// infos returns the remembered peers that have addresses.
+func (b *peerBook) infos() []peer.AddrInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]peer.AddrInfo, 0, len(b.peers))
+	for id, e := range b.peers {
+		if len(e.addrs) > 0 {
+			out = append(out, peer.AddrInfo{ID: id, Addrs: slices.Clone(e.addrs)})
+		}
+	}
+	return out
+}
+
+// refresh takes the current addresses of peers seen this run from the peerstore (it forgets
+// them some time after a disconnect, so earlier ones are kept then) and marks the connected
+// peers seen now.
+func (b *peerBook) refresh(ps peerstore.Peerstore, connected []peer.ID, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, id := range connected {
+		if e := b.peers[id]; e != nil {
+			e.lastSeen = now
+		}
+	}
+	for id, e := range b.peers {
+		if !e.thisRun {
+			continue
+		}
+		if addrs := ps.Addrs(id); len(addrs) > 0 {
+			e.addrs = addrs[:min(len(addrs), maxRememberedAddrs)]
+		}
+	}
+}
+
+// save writes the most recently seen peers (up to maxRememberedPeers, none older than
+// rememberFor) to peers.json atomically.
+func (b *peerBook) save(now time.Time) error {
+	b.mu.Lock()
+	file := peersFile{Version: 1}
+	for id, e := range b.peers {
+		if len(e.addrs) == 0 || now.Sub(e.lastSeen) > rememberFor {
+			continue
+		}
+		entry := peersEntry{ID: id.String(), LastSeen: e.lastSeen.UTC().Truncate(time.Second)}
+		for _, a := range e.addrs {
+			entry.Addrs = append(entry.Addrs, a.String())
+		}
+		file.Peers = append(file.Peers, entry)
+	}
+	b.mu.Unlock()
+	slices.SortFunc(file.Peers, func(x, y peersEntry) int {
+		if c := y.LastSeen.Compare(x.LastSeen); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	file.Peers = file.Peers[:min(len(file.Peers), maxRememberedPeers)]
+	data, err := json.MarshalIndent(file, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := saveFileAtomic(b.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save %s: %w", b.path, err)
+	}
+	return nil
+}
