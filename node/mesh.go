@@ -107,9 +107,11 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 }
 
 // watchCapability republishes as soon as what this node serves changes (a model loads, slots
-// fill or free), checking twice a second; the announcer coalesces bursts.
+// fill or free), checking twice a second; the announcer coalesces bursts. It also drops the
+// pooled connections of peers that left the table.
 func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) {
 	var last []byte
+	known := map[peer.ID]bool{}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -123,6 +125,16 @@ func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) 
 			last = b
 			m.announcer.Changed()
 		}
+		now := map[peer.ID]bool{}
+		for _, e := range m.announcer.Table().Peers() {
+			now[e.ID] = true
+		}
+		for id := range known {
+			if !now[id] {
+				m.clients.Forget(id)
+			}
+		}
+		known = now
 	}
 }
 

@@ -106,9 +106,11 @@ func BenchmarkForwarding(b *testing.B) {
 	var tpsLocal, tpsFwd float64
 	b.ResetTimer()
 	for i := range b.N {
-		// Each prompt is new to the model, so no prefix cache favours either path.
-		t1, r1 := run(local, string(rune('a'+i%26))+" local the history of the world chapter one")
-		t2, r2 := run(forwarded, string(rune('a'+i%26))+" forwarded the history of the world chapter two")
+		// Both prompts have the same tokens but the first, so neither reuses the other's
+		// cached prefix and both cost the same to evaluate.
+		const rest = " the history of the world, chapter one: the cat sat on the mat"
+		t1, r1 := run(local, string(rune('a'+(2*i)%26))+rest)
+		t2, r2 := run(forwarded, string(rune('a'+(2*i+1)%26))+rest)
 		ttftLocal, ttftFwd = append(ttftLocal, t1), append(ttftFwd, t2)
 		tpsLocal += r1
 		tpsFwd += r2

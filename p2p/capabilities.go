@@ -46,6 +46,10 @@ const (
 	// announcements lost while the mesh was forming be repaired; the gap bounds the cost while
 	// many nodes start at once.
 	welcomeGap = time.Second
+	// joinSettle is how long after a peer subscribes this node announces again: GossipSub
+	// grafts peers into the mesh on its heartbeat (1 s by default), and a message published
+	// before then reaches only the peers already in the mesh.
+	joinSettle = 1500 * time.Millisecond
 )
 
 // AnnouncerOptions tune announcing; zero values take defaults.
@@ -99,6 +103,7 @@ type Announcer struct {
 	seq     atomic.Uint64
 	changed chan struct{} // Changed was called
 	welcome chan struct{} // a peer new to the table announced itself
+	joined  chan struct{} // a peer subscribed to the topic
 
 	hwMu      sync.Mutex
 	highWater map[peer.ID]sequenceMark
@@ -130,6 +135,7 @@ func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, op
 		table:     NewPeerTable(),
 		changed:   make(chan struct{}, 1),
 		welcome:   make(chan struct{}, 1),
+		joined:    make(chan struct{}, 1),
 		highWater: make(map[peer.ID]sequenceMark),
 	}
 	a.seq.Store(uint64(time.Now().UnixNano()))
@@ -215,23 +221,22 @@ func (a *Announcer) Close() error {
 	return a.closeErr
 }
 
-// publishLoop announces at start, every Interval, soon after Changed and a little later after a
-// new peer appears in the table, and it sweeps the table. The first announcements may reach
-// nobody (the mesh forms on heartbeats); the later ones cover that.
+// publishLoop announces at start, every Interval and when asked (Changed, a new topic peer, a
+// new peer in the table), and it sweeps the table.
 func (a *Announcer) publishLoop(ctx context.Context) {
 	republish := time.NewTicker(a.opts.Interval)
 	defer republish.Stop()
 	sweep := time.NewTicker(max(a.opts.TTL/4, 10*time.Millisecond))
 	defer sweep.Stop()
-	soon := time.NewTimer(time.Hour)
-	defer soon.Stop()
-	var pending <-chan time.Time // soon.C while a publish is requested, else nil
-	var pendingAt time.Time
-	request := func(at time.Time) {
-		if pending == nil || at.Before(pendingAt) {
-			pendingAt = at
-			soon.Reset(time.Until(at))
-			pending = soon.C
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
+	var plan announceSchedule
+	var pending <-chan time.Time // due.C while plan holds a request, else nil
+	arm := func() {
+		pending = nil
+		if at, ok := plan.next(); ok {
+			due.Reset(time.Until(at))
+			pending = due.C
 		}
 	}
 
@@ -245,20 +250,71 @@ func (a *Announcer) publishLoop(ctx context.Context) {
 			a.sweep(time.Now())
 			continue
 		case <-a.changed:
-			request(last.Add(minPublishGap))
+			plan.requestSoon(last.Add(minPublishGap))
+			arm()
 			continue
 		case <-a.welcome:
-			request(last.Add(welcomeGap))
+			plan.requestSoon(last.Add(welcomeGap))
+			arm()
+			continue
+		case <-a.joined:
+			// Now for a router that floods its own messages to every topic peer; again once
+			// the newcomer is in the mesh, for one that does not (GossipSub's default).
+			plan.requestSoon(last.Add(minPublishGap))
+			plan.requestSettled(time.Now().Add(joinSettle))
+			arm()
 			continue
 		case <-republish.C:
 		case <-pending:
 		}
 		a.publish(ctx)
 		last = time.Now()
-		soon.Stop()
-		pending = nil
+		plan.published(last)
+		arm()
 		republish.Reset(a.opts.Interval)
 	}
+}
+
+// announceSchedule holds the publishes requested before the next periodic one: the earliest
+// "soon" request, and one for after the mesh has taken in a new topic peer, which an earlier
+// publish does not satisfy.
+type announceSchedule struct {
+	soon, settled time.Time // zero when not requested
+}
+
+func (s *announceSchedule) requestSoon(at time.Time) {
+	if s.soon.IsZero() || at.Before(s.soon) {
+		s.soon = at
+	}
+}
+
+func (s *announceSchedule) requestSettled(at time.Time) {
+	if at.After(s.settled) {
+		s.settled = at
+	}
+}
+
+// published records a publish at now, which satisfies every request due by then.
+func (s *announceSchedule) published(now time.Time) {
+	if !s.soon.After(now) {
+		s.soon = time.Time{}
+	}
+	if !s.settled.After(now) {
+		s.settled = time.Time{}
+	}
+}
+
+// next returns the earliest requested time.
+func (s *announceSchedule) next() (time.Time, bool) {
+	switch {
+	case s.soon.IsZero() && s.settled.IsZero():
+		return time.Time{}, false
+	case s.soon.IsZero():
+		return s.settled, true
+	case s.settled.IsZero() || s.soon.Before(s.settled):
+		return s.soon, true
+	}
+	return s.settled, true
 }
 
 // publish stamps and publishes one announcement; failures are logged, the next tick retries.
@@ -326,8 +382,8 @@ func (a *Announcer) receiveLoop(ctx context.Context) {
 	}
 }
 
-// topicPeerLoop republishes when a peer subscribes to the topic, so that a newcomer learns of
-// this node without waiting for the next Interval.
+// topicPeerLoop asks for republishes when a peer subscribes to the topic, so that a newcomer
+// learns of this node without waiting for the next Interval.
 func (a *Announcer) topicPeerLoop(ctx context.Context) {
 	for {
 		ev, err := a.peerEvents.NextPeerEvent(ctx)
@@ -335,7 +391,7 @@ func (a *Announcer) topicPeerLoop(ctx context.Context) {
 			return
 		}
 		if ev.Type == pubsub.PeerJoin {
-			a.Changed()
+			a.nudge(a.joined)
 		}
 	}
 }

@@ -175,10 +175,15 @@ func runMDNSHosts(t *testing.T) {
 	start := time.Now()
 	a := startTestHost(t, Config{SwarmKey: key, MDNS: true})
 	b := startTestHost(t, Config{SwarmKey: key, MDNS: true})
-	other := startTestHost(t, Config{SwarmKey: newTestKey(t), MDNS: true}) // another mesh on the LAN
 	waitUntil(t, 15*time.Second, "a and b find each other by mDNS", func() bool { return connected(a, b) && connected(b, a) })
 	t.Logf("found each other by mDNS in %v (both hosts started at 0)", time.Since(start))
-	if connected(a, other) || connected(b, other) {
+
+	// NAT traversal and relays probe the network (UPnP, NAT-PMP), so they run here too.
+	traversal := startTestHost(t, Config{SwarmKey: key, MDNS: true, NAT: true, Relay: true})
+	other := startTestHost(t, Config{SwarmKey: newTestKey(t), MDNS: true}) // another mesh on the LAN
+	waitUntil(t, 15*time.Second, "a host with NAT and relays on joins by mDNS", func() bool { return connected(traversal, a) && connected(traversal, b) })
+	time.Sleep(200 * time.Millisecond) // mDNS has announced other by now too
+	if connected(a, other) || connected(b, other) || connected(traversal, other) {
 		t.Fatal("joined a host of another mesh found by mDNS")
 	}
 }

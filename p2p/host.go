@@ -18,6 +18,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -119,6 +120,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.SwarmKey == nil {
 		return nil, ErrStandalone
 	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("p2p: Config.DataDir is empty")
+	}
 	if len(cfg.ListenAddrs) == 0 {
 		cfg.ListenAddrs = DefaultListenAddrs
 	}
@@ -138,38 +142,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, err
 	}
 	log := slog.Default().With("component", "p2p")
-	rm, err := newResourceManager()
-	if err != nil {
-		return nil, fmt.Errorf("resource manager: %w", err)
-	}
-	cm, err := connmgr.NewConnManager(connLowWater, connHighWater, connmgr.WithGracePeriod(connGracePeriod))
-	if err != nil {
-		_ = rm.Close()
-		return nil, fmt.Errorf("connection manager: %w", err)
-	}
 	relays := &relayCandidates{}
-	opts := []libp2p.Option{
-		libp2p.Identity(key),
-		libp2p.PrivateNetwork(cfg.SwarmKey[:]),
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ListenAddrs(listen...),
-		libp2p.ResourceManager(rm),
-		libp2p.ConnectionManager(cm),
-		libp2p.WithDialTimeout(cfg.DialTimeout),
-		libp2p.UserAgent(userAgentPrefix + cfg.Name),
-		libp2p.DisableMetrics(),
-	}
-	if len(cfg.Allow) > 0 {
-		opts = append(opts, libp2p.ConnectionGater(newAllowGater(cfg.Allow, log)))
-	}
-	if cfg.NAT {
-		opts = append(opts, libp2p.NATPortMap(), libp2p.EnableHolePunching(), libp2p.EnableNATService())
-	}
-	if cfg.Relay {
-		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableRelayService(),
-			libp2p.EnableAutoRelayWithPeerSource(relays.find))
-	} else {
-		opts = append(opts, libp2p.DisableRelay())
+	opts, err := libp2pOptions(cfg, key, listen, log, relays)
+	if err != nil {
+		return nil, err
 	}
 	lh, err := libp2p.New(opts...)
 	if err != nil {
@@ -290,6 +266,44 @@ func (h *Host) Close() error {
 		h.closeErr = errors.Join(errs...)
 	})
 	return h.closeErr
+}
+
+// libp2pOptions configures the libp2p host: TCP only with the swarm key, the resource and
+// connection managers, the allowlist gater, and NAT traversal and relays when enabled.
+func libp2pOptions(cfg Config, key crypto.PrivKey, listen []multiaddr.Multiaddr, log *slog.Logger, relays *relayCandidates) ([]libp2p.Option, error) {
+	rm, err := newResourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(connLowWater, connHighWater, connmgr.WithGracePeriod(connGracePeriod))
+	if err != nil {
+		_ = rm.Close()
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.PrivateNetwork(cfg.SwarmKey[:]),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ListenAddrs(listen...),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.WithDialTimeout(cfg.DialTimeout),
+		libp2p.UserAgent(userAgentPrefix + cfg.Name),
+		libp2p.DisableMetrics(),
+	}
+	if len(cfg.Allow) > 0 {
+		opts = append(opts, libp2p.ConnectionGater(newAllowGater(cfg.Allow, log)))
+	}
+	if cfg.NAT {
+		opts = append(opts, libp2p.NATPortMap(), libp2p.EnableHolePunching(), libp2p.EnableNATService())
+	}
+	if cfg.Relay {
+		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableRelayService(),
+			libp2p.EnableAutoRelayWithPeerSource(relays.find))
+	} else {
+		opts = append(opts, libp2p.DisableRelay())
+	}
+	return opts, nil
 }
 
 // parseListenAddrs checks that every listen address is TCP, the only transport here that

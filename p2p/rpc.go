@@ -173,8 +173,8 @@ func NewPeerClients(h host.Host, opts ...grpc.DialOption) *PeerClients {
 // Conn returns the pooled connection to id, creating it on first use, and waits until it is
 // ready or ctx ends. A connection that has failed is closed and replaced by a fresh one, so a
 // peer that comes back is reachable at once rather than after gRPC's reconnection backoff. When
-// Conn gives up because ctx ended, the connection stays pooled and keeps trying in the
-// background for up to the connect timeout; Forget stops it.
+// Conn gives up because ctx ended, the connection stays pooled and gRPC goes on connecting in the
+// background, so a later Conn may find it ready; Forget stops it.
 func (c *PeerClients) Conn(ctx context.Context, id peer.ID) (*grpc.ClientConn, error) {
 	pc, stale, err := c.pooled(id)
 	if stale != nil {

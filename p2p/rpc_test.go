@@ -18,7 +18,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	p2ptest "github.com/libp2p/go-libp2p/core/test"
-	"github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	msmux "github.com/multiformats/go-multistream"
 	"google.golang.org/grpc"
@@ -64,26 +63,21 @@ type rpcTestServer struct {
 	rpc     io.Closer
 	tcpAddr string
 
-	mu      sync.Mutex
-	callers []rpcTestCaller
+	mu   sync.Mutex
+	last rpcTestCaller // the caller of the latest call
 }
 
 func (s *rpcTestServer) record(ctx context.Context) {
 	id, ok := PeerFromContext(ctx)
 	s.mu.Lock()
-	s.callers = append(s.callers, rpcTestCaller{id, ok})
+	s.last = rpcTestCaller{id, ok}
 	s.mu.Unlock()
 }
 
-// lastCaller returns the caller of the latest call.
-func (s *rpcTestServer) lastCaller(t *testing.T) rpcTestCaller {
-	t.Helper()
+func (s *rpcTestServer) lastCaller() rpcTestCaller {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.callers) == 0 {
-		t.Fatal("no call reached the server")
-	}
-	return s.callers[len(s.callers)-1]
+	return s.last
 }
 
 func newRPCTestHost(tb testing.TB, opts ...libp2p.Option) host.Host {
@@ -135,13 +129,25 @@ func startRPCTestServer(tb testing.TB, h host.Host) *rpcTestServer {
 	return s
 }
 
-// newRPCTestClients returns a PeerClients on client that knows server's addresses.
-func newRPCTestClients(tb testing.TB, client, server host.Host) *PeerClients {
+// newRPCTestClients returns a PeerClients on client that knows servers' addresses, as discovery
+// would have told it.
+func newRPCTestClients(tb testing.TB, client host.Host, servers ...host.Host) *PeerClients {
 	tb.Helper()
-	client.Peerstore().AddAddrs(server.ID(), server.Addrs(), peerstore.PermanentAddrTTL)
+	for _, server := range servers {
+		client.Peerstore().AddAddrs(server.ID(), server.Addrs(), peerstore.PermanentAddrTTL)
+	}
 	pcs := NewPeerClients(client)
 	tb.Cleanup(func() { pcs.Close() })
 	return pcs
+}
+
+func connRPCTest(tb testing.TB, pcs *PeerClients, id peer.ID) *grpc.ClientConn {
+	tb.Helper()
+	cc, err := pcs.Conn(tb.Context(), id)
+	if err != nil {
+		tb.Fatalf("Conn: %v", err)
+	}
+	return cc
 }
 
 func dialRPCTestTCP(tb testing.TB, addr string) *grpc.ClientConn {
@@ -191,10 +197,7 @@ func TestRPCCalls(t *testing.T) {
 	server := startRPCTestServer(t, newRPCTestHost(t))
 	client := newRPCTestHost(t)
 	pcs := newRPCTestClients(t, client, server.host)
-	p2pConn, err := pcs.Conn(t.Context(), server.host.ID())
-	if err != nil {
-		t.Fatalf("Conn: %v", err)
-	}
+	p2pConn := connRPCTest(t, pcs, server.host.ID())
 
 	tests := []struct {
 		name   string
@@ -206,10 +209,11 @@ func TestRPCCalls(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			server.record(context.Background()) // forget the previous caller
 			if err := checkRPCTestHealth(t.Context(), tt.cc); err != nil {
 				t.Fatalf("unary health check: %v", err)
 			}
-			if got := server.lastCaller(t); got != tt.caller {
+			if got := server.lastCaller(); got != tt.caller {
 				t.Errorf("unary handler saw caller %+v, want %+v", got, tt.caller)
 			}
 
@@ -221,7 +225,7 @@ func TestRPCCalls(t *testing.T) {
 			if want := strings.Fields(prompt); !slices.Equal(deltas, want) {
 				t.Errorf("streamed %q, want %q", deltas, want)
 			}
-			if got := server.lastCaller(t); got != tt.caller {
+			if got := server.lastCaller(); got != tt.caller {
 				t.Errorf("stream handler saw caller %+v, want %+v", got, tt.caller)
 			}
 		})
@@ -239,10 +243,7 @@ func TestRPCConnPool(t *testing.T) {
 		callers.Go(func() { conns[i+1], _ = pcs.Conn(t.Context(), id) })
 	}
 	callers.Wait()
-	first, err := pcs.Conn(t.Context(), id)
-	if err != nil {
-		t.Fatalf("Conn: %v", err)
-	}
+	first := connRPCTest(t, pcs, id)
 	for i, cc := range conns[1:] {
 		if cc != first {
 			t.Fatalf("Conn %d returned %p, want the pooled %p", i, cc, first)
@@ -253,10 +254,7 @@ func TestRPCConnPool(t *testing.T) {
 	if state := first.GetState(); state != connectivity.Shutdown {
 		t.Errorf("forgotten conn is %s, want %s", state, connectivity.Shutdown)
 	}
-	fresh, err := pcs.Conn(t.Context(), id)
-	if err != nil {
-		t.Fatalf("Conn after Forget: %v", err)
-	}
+	fresh := connRPCTest(t, pcs, id)
 	if fresh == first {
 		t.Error("Conn after Forget returned the forgotten conn")
 	}
@@ -282,11 +280,7 @@ func TestRPCServerRestart(t *testing.T) {
 	client := newRPCTestHost(t)
 	pcs := newRPCTestClients(t, client, first)
 	id := first.ID()
-
-	cc, err := pcs.Conn(t.Context(), id)
-	if err != nil {
-		t.Fatalf("Conn: %v", err)
-	}
+	cc := connRPCTest(t, pcs, id)
 	if err := checkRPCTestHealth(t.Context(), cc); err != nil {
 		t.Fatalf("call before restart: %v", err)
 	}
@@ -304,20 +298,16 @@ func TestRPCServerRestart(t *testing.T) {
 	if state := cc.GetState(); state != connectivity.Shutdown {
 		t.Errorf("broken conn is %s after a failed Conn, want it closed (%s)", state, connectivity.Shutdown)
 	}
-	broken := cc
 
 	// The same node comes back on another port, and discovery tells the client where.
 	second := newRPCTestHost(t, libp2p.Identity(key))
 	startRPCTestServer(t, second)
 	client.Peerstore().AddAddrs(id, second.Addrs(), peerstore.PermanentAddrTTL)
-	cc, err = pcs.Conn(t.Context(), id)
-	if err != nil {
-		t.Fatalf("Conn after the server returned: %v", err)
-	}
-	if cc == broken {
+	fresh := connRPCTest(t, pcs, id)
+	if fresh == cc {
 		t.Error("Conn after the server returned gave back the broken conn")
 	}
-	if err := checkRPCTestHealth(t.Context(), cc); err != nil {
+	if err := checkRPCTestHealth(t.Context(), fresh); err != nil {
 		t.Errorf("call after the server returned: %v", err)
 	}
 }
@@ -326,25 +316,17 @@ func TestRPCGarbageRefused(t *testing.T) {
 	server := startRPCTestServer(t, newRPCTestHost(t))
 	client := newRPCTestHost(t)
 	pcs := newRPCTestClients(t, client, server.host)
-	cc, err := pcs.Conn(t.Context(), server.host.ID())
-	if err != nil {
-		t.Fatalf("Conn: %v", err)
-	}
-
+	cc := connRPCTest(t, pcs, server.host.ID())
 	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-	junk := make([]byte, 4096)
-	for i := range junk {
-		junk[i] = byte(i*7 + 13)
-	}
+	junk := strings.Repeat("\xde\xad\xbe\xef\x13", 1000)
 	garbage := []struct {
-		name    string
-		payload []byte
+		name, payload string
 	}{
-		{"nothing", nil},
+		{"nothing", ""},
 		{"binary", junk},
-		{"http1", []byte("GET / HTTP/1.1\r\nHost: syn4pse\r\n\r\n")},
-		{"preface then junk frames", append([]byte(preface), junk...)},
-		{"truncated preface", []byte(preface[:10])},
+		{"http1", "GET / HTTP/1.1\r\nHost: syn4pse\r\n\r\n"},
+		{"preface then junk frames", preface + junk},
+		{"truncated preface", preface[:10]},
 	}
 	for _, g := range garbage {
 		t.Run(g.name, func(t *testing.T) {
@@ -353,7 +335,7 @@ func TestRPCGarbageRefused(t *testing.T) {
 				t.Fatalf("open raw stream: %v", err)
 			}
 			defer s.Reset()
-			if _, err := s.Write(g.payload); err != nil {
+			if _, err := io.WriteString(s, g.payload); err != nil {
 				t.Fatalf("write garbage: %v", err)
 			}
 			if err := s.CloseWrite(); err != nil {
@@ -373,43 +355,34 @@ func TestRPCGarbageRefused(t *testing.T) {
 		})
 	}
 
-	// A new connection works too.
-	pcs.Forget(server.host.ID())
-	fresh, err := pcs.Conn(t.Context(), server.host.ID())
-	if err != nil {
-		t.Fatalf("Conn after garbage: %v", err)
-	}
-	if _, err := completeRPCTest(t.Context(), fresh, "still serving", 0); err != nil {
+	pcs.Forget(server.host.ID()) // a new connection works too
+	if _, err := completeRPCTest(t.Context(), connRPCTest(t, pcs, server.host.ID()), "still serving", 0); err != nil {
 		t.Errorf("stream after garbage: %v", err)
 	}
 }
 
-// listenRPCTestSilent returns the address of a "peer" that never answers the libp2p
-// handshake: a TCP listener that nobody accepts on (the kernel still completes the connect).
-func listenRPCTestSilent(t *testing.T) multiaddr.Multiaddr {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { lis.Close() })
-	addr, err := manet.FromNetAddr(lis.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 func TestRPCDialFailures(t *testing.T) {
+	noRPC := newRPCTestHost(t)                          // a real peer that does not serve RPCProtocol
+	stopped := startRPCTestServer(t, newRPCTestHost(t)) // one that stopped serving it
+	if err := stopped.rpc.Close(); err != nil {
+		t.Fatalf("close rpc listener: %v", err)
+	}
 	client := newRPCTestHost(t)
-	pcs := NewPeerClients(client)
-	t.Cleanup(func() { pcs.Close() })
+	pcs := newRPCTestClients(t, client, noRPC, stopped.host)
 
-	noRPC := newRPCTestHost(t) // a real peer that does not serve RPCProtocol
-	client.Peerstore().AddAddrs(noRPC.ID(), noRPC.Addrs(), peerstore.PermanentAddrTTL)
-
+	// A "peer" that never answers the libp2p handshake: a TCP listener nobody accepts on (the
+	// kernel still completes the connect).
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	silentAddr, err := manet.FromNetAddr(silent.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
 	silentID := p2ptest.RandPeerIDFatal(t)
-	client.Peerstore().AddAddr(silentID, listenRPCTestSilent(t), peerstore.PermanentAddrTTL)
+	client.Peerstore().AddAddr(silentID, silentAddr, peerstore.PermanentAddrTTL)
 
 	tests := []struct {
 		name    string
@@ -419,6 +392,7 @@ func TestRPCDialFailures(t *testing.T) {
 	}{
 		// Refused at protocol negotiation, long before the deadline.
 		{"protocol not served", noRPC.ID(), time.Minute, msmux.ErrNotSupported[protocol.ID]{}},
+		{"rpc listener closed", stopped.host.ID(), time.Minute, msmux.ErrNotSupported[protocol.ID]{}},
 		// Never answers: only the caller's deadline ends the wait.
 		{"peer does not answer", silentID, 300 * time.Millisecond, context.DeadlineExceeded},
 	}
@@ -437,29 +411,12 @@ func TestRPCDialFailures(t *testing.T) {
 	}
 }
 
-func TestRPCServeClose(t *testing.T) {
-	server := startRPCTestServer(t, newRPCTestHost(t))
-	if err := server.rpc.Close(); err != nil {
-		t.Fatalf("close rpc listener: %v", err)
-	}
-	pcs := newRPCTestClients(t, newRPCTestHost(t), server.host)
-	if cc, err := pcs.Conn(t.Context(), server.host.ID()); err == nil {
-		t.Fatalf("Conn = %p after the server stopped serving RPCProtocol, want an error", cc)
-	}
-	if err := checkRPCTestHealth(t.Context(), dialRPCTestTCP(t, server.tcpAddr)); err != nil {
-		t.Errorf("tcp call after closing the libp2p listener: %v", err)
-	}
-}
-
 // BenchmarkRPC compares the same gRPC server reached over libp2p (ServeRPC + PeerClients) and
 // over plain loopback TCP, alternating the two in every iteration so both see the same machine.
 func BenchmarkRPC(b *testing.B) {
 	server := startRPCTestServer(b, newRPCTestHost(b))
 	pcs := newRPCTestClients(b, newRPCTestHost(b), server.host)
-	p2pConn, err := pcs.Conn(b.Context(), server.host.ID())
-	if err != nil {
-		b.Fatal(err)
-	}
+	p2pConn := connRPCTest(b, pcs, server.host.ID())
 	tcpConn := dialRPCTestTCP(b, server.tcpAddr)
 	if err := checkRPCTestHealth(b.Context(), tcpConn); err != nil {
 		b.Fatal(err)
@@ -472,11 +429,10 @@ func BenchmarkRPC(b *testing.B) {
 			p2pTimes, tcpTimes = append(p2pTimes, p2p), append(tcpTimes, tcp)
 		}
 		p2p50, tcp50 := percentileRPCBench(p2pTimes, 50), percentileRPCBench(tcpTimes, 50)
-		p2p99, tcp99 := percentileRPCBench(p2pTimes, 99), percentileRPCBench(tcpTimes, 99)
-		b.ReportMetric(microsRPCBench(p2p50), "libp2p-p50-µs")
-		b.ReportMetric(microsRPCBench(tcp50), "tcp-p50-µs")
-		b.ReportMetric(microsRPCBench(p2p50)/microsRPCBench(tcp50), "p50-libp2p/tcp")
-		b.ReportMetric(microsRPCBench(p2p99)/microsRPCBench(tcp99), "p99-libp2p/tcp")
+		b.ReportMetric(p2p50, "libp2p-p50-µs")
+		b.ReportMetric(tcp50, "tcp-p50-µs")
+		b.ReportMetric(p2p50/tcp50, "p50-libp2p/tcp")
+		b.ReportMetric(percentileRPCBench(p2pTimes, 99)/percentileRPCBench(tcpTimes, 99), "p99-libp2p/tcp")
 	})
 
 	streams := []struct {
@@ -535,10 +491,9 @@ func timeRPCBenchPair(b *testing.B, iteration int, p2pConn, tcpConn *grpc.Client
 	return p2p, tcp
 }
 
-func percentileRPCBench(times []time.Duration, p int) time.Duration {
+// percentileRPCBench returns the p-th percentile of times, in microseconds.
+func percentileRPCBench(times []time.Duration, p int) float64 {
 	sorted := slices.Clone(times)
 	slices.Sort(sorted)
-	return sorted[(len(sorted)-1)*p/100]
+	return float64(sorted[(len(sorted)-1)*p/100]) / float64(time.Microsecond)
 }
-
-func microsRPCBench(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
