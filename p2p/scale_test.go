@@ -13,6 +13,8 @@ type gossipScaleResult struct {
 	neighboursDrop time.Duration // killed host to gone from its direct neighbours' tables
 	allDrop        time.Duration // killed host to gone from every table
 	edges          int
+	publishes      int // announcements published until convergence, all hosts together
+	expiries       int // table entries that expired before convergence (churn)
 }
 
 // gossipScaleEdges connects n hosts in a ring plus n/5 random chords: sparse, so announcements
@@ -60,10 +62,18 @@ func runGossipScale(tb testing.TB, n int, seed uint64, opts AnnouncerOptions) go
 		}
 		return true
 	}
-	if !waitGossipTest(deadline, full) {
-		tb.Fatalf("%d hosts: tables not full within %v", n, deadline)
-	}
+	converged := waitGossipTest(deadline, full)
 	res := gossipScaleResult{converge: time.Since(start), edges: len(edges)}
+	entries := 0
+	for _, node := range nodes {
+		res.publishes += node.log.count("capability published")
+		res.expiries += node.log.count("peer expired")
+		entries += node.ann.Table().Len()
+	}
+	if !converged {
+		tb.Fatalf("%d hosts: tables not full within %v: %d of %d entries, %d announcements, %d expiries",
+			n, deadline, entries, n*(n-1), res.publishes, res.expiries)
+	}
 
 	victim := nodes[0]
 	var neighbours, others []*gossipTestNode
@@ -101,7 +111,7 @@ func runGossipScale(tb testing.TB, n int, seed uint64, opts AnnouncerOptions) go
 
 // gossipScaleOptions announce faster than the defaults, so the test's dead-host wait (about a
 // TTL) stays short; BenchmarkConvergence measures with the defaults.
-var gossipScaleOptions = AnnouncerOptions{Interval: time.Second, TTL: 10 * time.Second}
+var gossipScaleOptions = AnnouncerOptions{Interval: time.Second, TTL: 3 * time.Second}
 
 func TestScaleConvergence(t *testing.T) {
 	if testing.Short() {
@@ -110,8 +120,10 @@ func TestScaleConvergence(t *testing.T) {
 	for _, n := range []int{10, 25, 50} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			r := runGossipScale(t, n, 1, gossipScaleOptions)
-			t.Logf("%d hosts, %d links, interval %v, TTL %v: converged in %v; killed host left its neighbours' tables in %v, all tables in %v",
-				n, r.edges, gossipScaleOptions.Interval, gossipScaleOptions.TTL, r.converge, r.neighboursDrop, r.allDrop)
+			t.Logf("%d hosts, %d links, interval %v, TTL %v: converged in %v (%d announcements, %d expiries); "+
+				"killed host left its neighbours' tables in %v, all tables in %v",
+				n, r.edges, gossipScaleOptions.Interval, gossipScaleOptions.TTL, r.converge, r.publishes, r.expiries,
+				r.neighboursDrop, r.allDrop)
 		})
 	}
 }

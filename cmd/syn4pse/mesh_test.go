@@ -238,6 +238,41 @@ func TestMeshForwardsToThePeerWithTheModel(t *testing.T) {
 		t.Fatalf("forwarded stream: %+v vs %q, err %v, served by %q", acc.Choices, res.Choices[0].Message.Content, err, httpRes.Header.Get("Syn4pse-Served-By"))
 	}
 
+	// Routing headers: local only finds nothing on beta; pinning alpha by name works.
+	post := func(header, value string) *http.Response {
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", fmt.Sprintf("http://127.0.0.1:%d/v1/completions", b.httpPort),
+			strings.NewReader(`{"model":"x","prompt":"hi","max_tokens":2,"ignore_eos":true}`))
+		req.Header.Set(header, value)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	if res := post("Syn4pse-Local-Only", "true"); res.StatusCode != 404 {
+		t.Fatalf("local only on beta: %d", res.StatusCode)
+	}
+	if res := post("Syn4pse-Node", "alpha"); res.StatusCode != 200 || res.Header.Get("Syn4pse-Served-By") != aID {
+		t.Fatalf("pinned to alpha: %d %v", res.StatusCode, res.Header)
+	}
+	res2, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/peers", b.httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res2.Body)
+	res2.Body.Close()
+	if !strings.Contains(string(body), aID) || !strings.Contains(string(body), `"node_name":"alpha"`) {
+		t.Fatalf("/api/peers: %s", body)
+	}
+	if out, _, code := b.run("peers"); code != 0 || !strings.Contains(out, "alpha") || !strings.Contains(out, "x* 1/0") {
+		t.Fatalf("syn4pse peers: %d\n%s", code, out)
+	}
+	if out, _, code := b.run("mesh", "status"); code != 0 || !strings.Contains(out, "connected   1 peer(s)") {
+		t.Fatalf("syn4pse mesh status: %d\n%s", code, out)
+	}
+
 	// A node with another mesh's key, told alpha's address, never joins.
 	stranger.join(token)                                                    // alpha's addresses...
 	if out, _, code := stranger.run("mesh", "init", "--force"); code != 0 { // ...but a key of its own

@@ -73,7 +73,7 @@ const fingerprint = "syn4pse"
 
 // generationRequest is an OpenAI request body that converts to one of our requests.
 type generationRequest[P any] interface {
-	toProto() (P, error)
+	toProto(*pb.Routing) (P, error)
 	options() *samplingFields
 }
 
@@ -85,7 +85,7 @@ func handleGeneration[P any](h *Handler, w http.ResponseWriter, r *http.Request,
 	if !decodeJSON(w, r, req) {
 		return
 	}
-	preq, err := req.toProto()
+	preq, err := req.toProto(routing(r))
 	if err != nil {
 		writeStatusError(w, err)
 		return

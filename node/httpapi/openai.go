@@ -129,12 +129,12 @@ type contentPart struct {
 	Text string `json:"text"`
 }
 
-func (r *chatRequest) toProto() (*pb.ChatRequest, error) {
+func (r *chatRequest) toProto(routing *pb.Routing) (*pb.ChatRequest, error) {
 	sp, rf, err := r.samplingFields.toProto()
 	if err != nil {
 		return nil, err
 	}
-	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf}
+	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing}
 	for i, m := range r.Messages {
 		msg := &pb.Message{Role: m.Role, Name: m.Name}
 		if err := parseContent(m.Content, msg); err != nil {
@@ -174,7 +174,7 @@ type completionRequest struct {
 	samplingFields
 }
 
-func (r *completionRequest) toProto() (*pb.CompleteRequest, error) {
+func (r *completionRequest) toProto(routing *pb.Routing) (*pb.CompleteRequest, error) {
 	sp, rf, err := r.samplingFields.toProto()
 	if err != nil {
 		return nil, err
@@ -186,7 +186,7 @@ func (r *completionRequest) toProto() (*pb.CompleteRequest, error) {
 	if len(prompts) != 1 {
 		return nil, status.Errorf(codes.InvalidArgument, "prompt: want one string (got %d prompts)", len(prompts))
 	}
-	return &pb.CompleteRequest{Model: r.Model, Prompt: prompts[0], Sampling: sp, ResponseFormat: rf}, nil
+	return &pb.CompleteRequest{Model: r.Model, Prompt: prompts[0], Sampling: sp, ResponseFormat: rf, Routing: routing}, nil
 }
 
 type usage struct {
