@@ -112,6 +112,7 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) {
 	var last []byte
 	known := map[peer.ID]bool{}
+	provided := map[string]time.Time{}
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -125,6 +126,7 @@ func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) 
 			last = b
 			m.announcer.Changed()
 		}
+		m.provideDigests(ctx, self(), provided)
 		now := map[peer.ID]bool{}
 		for _, e := range m.announcer.Table().Peers() {
 			now[e.ID] = true
@@ -135,6 +137,29 @@ func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) 
 			}
 		}
 		known = now
+	}
+}
+
+// reprovideInterval renews DHT provider records well before they expire (48 h in kad-dht).
+const reprovideInterval = 12 * time.Hour
+
+// provideDigests announces in the DHT, under its content ID, each model file this node holds.
+func (m *mesh) provideDigests(ctx context.Context, c *pb.Capability, provided map[string]time.Time) {
+	for _, mc := range c.GetModels() {
+		d := mc.GetDigest()
+		if d == "" || time.Since(provided[d]) < reprovideInterval {
+			continue
+		}
+		provided[d] = time.Now()
+		m.watcher.Add(1)
+		go func() {
+			defer m.watcher.Done()
+			pctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if err := m.host.Provide(pctx, d); err != nil && ctx.Err() == nil {
+				slog.Debug("provide model digest", "digest", d, "err", err)
+			}
+		}()
 	}
 }
 
@@ -192,7 +217,7 @@ func capability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.Capab
 		if m.State == models.StateUnavailable {
 			continue
 		}
-		mc := &pb.ModelCapability{Name: m.Name, Modality: api.Modality(m.Modality), Engine: m.Engine,
+		mc := &pb.ModelCapability{Name: m.Name, Digest: m.Digest, Modality: api.Modality(m.Modality), Engine: m.Engine,
 			Loaded: m.State == models.StateLoaded, Parallel: int32(m.Info.Parallel)}
 		if mc.Loaded {
 			mc.FreeSlots = int32(max(m.Info.Parallel-m.Stats.Active, 0))

@@ -67,7 +67,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 
 	var registry engine.Registry
 	registry.RegisterLLM(llamacpp.New())
-	catalog := models.New(&registry, cfg.Models)
+	catalog := models.New(&registry, cfg.Models, cfg.DataDir)
 
 	identity, err := p2p.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {

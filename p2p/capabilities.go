@@ -41,10 +41,10 @@ const (
 	// subscriptionBuffer holds announcements waiting for the table. GossipSub drops what does
 	// not fit; the default (32) lost announcements when 50 hosts started at once.
 	subscriptionBuffer = 512
-	// welcomeGap spaces republishes triggered by peers new to the table. Answering a newcomer
-	// lets it learn of this node within about a second rather than an Interval, and lets
-	// announcements lost while the mesh was forming be repaired; the gap bounds the cost while
-	// many nodes start at once.
+	// welcomeGap spaces republishes triggered by newcomers (peers heard from for the first
+	// time). Answering a newcomer lets it learn of this node within about a second rather than
+	// an Interval; the gap bounds the cost while many nodes start at once. A peer that expired
+	// and returns is no newcomer: under overload, churn must not breed more traffic.
 	welcomeGap = time.Second
 	// joinSettle is how long after a peer subscribes this node announces again: GossipSub
 	// grafts peers into the mesh on its heartbeat (1 s by default), and a message published
@@ -102,7 +102,7 @@ type Announcer struct {
 	// restarted node announces higher sequences than its previous run did.
 	seq     atomic.Uint64
 	changed chan struct{} // Changed was called
-	welcome chan struct{} // a peer new to the table announced itself
+	welcome chan struct{} // a newcomer announced itself
 	joined  chan struct{} // a peer subscribed to the topic
 
 	hwMu      sync.Mutex
@@ -282,12 +282,14 @@ type announceSchedule struct {
 	soon, settled time.Time // zero when not requested
 }
 
+// requestSoon asks for a publish at at, or earlier if already asked.
 func (s *announceSchedule) requestSoon(at time.Time) {
 	if s.soon.IsZero() || at.Before(s.soon) {
 		s.soon = at
 	}
 }
 
+// requestSettled asks for a publish no earlier than at: a later join postpones it.
 func (s *announceSchedule) requestSettled(at time.Time) {
 	if at.After(s.settled) {
 		s.settled = at
@@ -368,15 +370,17 @@ func (a *Announcer) receiveLoop(ctx context.Context) {
 		if msg.ReceivedFrom == a.host.ID() {
 			continue // our own announcement
 		}
-		c, ok := msg.ValidatorData.(*pb.Capability)
+		ann, ok := msg.ValidatorData.(validatedCapability)
 		if !ok {
 			continue
 		}
-		id := msg.GetFrom()
+		id, c := msg.GetFrom(), ann.capability
 		_, known := a.table.Get(id)
 		connected := a.host.Network().Connectedness(id) == network.Connected
 		if a.table.Update(id, c, time.Now(), connected) && !known {
 			a.log.Info("peer announced", "peer", id, "node", c.GetNodeName(), "models", len(c.GetModels()))
+		}
+		if ann.first {
 			a.nudge(a.welcome)
 		}
 	}
@@ -429,7 +433,7 @@ func (a *Announcer) connectednessLoop(ctx context.Context) {
 // validate is the topic validator. Malformed, oversize, spoofed or future-dated announcements
 // are rejected (and their sender penalised by peer scoring); stale or replayed ones are ignored
 // (dropped without penalty, since an honest peer may relay them). Accepted announcements carry
-// the decoded Capability in ValidatorData.
+// the decoded Capability in ValidatorData, as a validatedCapability.
 func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	self := a.host.ID()
 	if from == self {
@@ -442,6 +446,10 @@ func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Messag
 	reject := func(reason string) pubsub.ValidationResult {
 		a.log.Debug("announcement rejected", "reason", reason, "author", author, "from", from)
 		return pubsub.ValidationReject
+	}
+	ignore := func(reason string, seq uint64) pubsub.ValidationResult {
+		a.log.Debug("announcement ignored", "reason", reason, "author", author, "sequence", seq)
+		return pubsub.ValidationIgnore
 	}
 	if len(msg.GetData()) > a.opts.MaxSize {
 		return reject("oversize")
@@ -461,21 +469,32 @@ func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if stamped.After(now.Add(maxClockSkew)) {
 		return reject("dated in the future")
 	}
-	if stamped.Before(now.Add(-maxAnnounceAge)) || !a.advance(author, c.GetSequence(), now) {
-		a.log.Debug("announcement ignored: stale", "author", author, "sequence", c.GetSequence())
-		return pubsub.ValidationIgnore
+	if stamped.Before(now.Add(-maxAnnounceAge)) {
+		return ignore("too old", c.GetSequence())
 	}
-	msg.ValidatorData = c
+	newer, first := a.advance(author, c.GetSequence(), now)
+	if !newer {
+		return ignore("sequence not newer", c.GetSequence())
+	}
+	msg.ValidatorData = validatedCapability{capability: c, first: first}
 	return pubsub.ValidationAccept
 }
 
-// advance records seq as id's highest sequence if it is higher than any seen before.
-func (a *Announcer) advance(id peer.ID, seq uint64, now time.Time) bool {
+// validatedCapability is what the validator hands the receive loop in ValidatorData.
+type validatedCapability struct {
+	capability *pb.Capability
+	first      bool // no earlier announcement of the peer is remembered: a newcomer
+}
+
+// advance records seq as id's highest sequence if it is higher than any seen before, and says
+// whether it was and whether id had no sequence on record.
+func (a *Announcer) advance(id peer.ID, seq uint64, now time.Time) (newer, first bool) {
 	a.hwMu.Lock()
 	defer a.hwMu.Unlock()
-	if mark, ok := a.highWater[id]; ok && seq <= mark.seq {
-		return false
+	mark, known := a.highWater[id]
+	if known && seq <= mark.seq {
+		return false, false
 	}
 	a.highWater[id] = sequenceMark{seq: seq, at: now}
-	return true
+	return true, !known
 }

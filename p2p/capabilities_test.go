@@ -304,6 +304,10 @@ func TestCapabilityValidator(t *testing.T) {
 	nodes := newGossipTestHosts(t, 1)
 	startGossipTestAnnouncers(t, nodes, AnnouncerOptions{MaxSize: 1024})
 	a := nodes[0].ann
+	if second, err := NewAnnouncer(nodes[0].host, nodes[0].ps, nodes[0].capability, AnnouncerOptions{}); err == nil {
+		_ = second.Close()
+		t.Fatal("a second Announcer on one PubSub started")
+	}
 	self, author, relay := nodes[0].host.ID(), newPeerTableTestID(t), newPeerTableTestID(t)
 	now := time.Now()
 	capability := func(id peer.ID, seq uint64, stamped time.Time) []byte {
@@ -346,7 +350,7 @@ func TestCapabilityValidator(t *testing.T) {
 		if got := a.validate(t.Context(), tt.from, msg); got != tt.want {
 			t.Errorf("%s: validate = %v, want %v", tt.name, got, tt.want)
 		}
-		if _, cached := msg.ValidatorData.(*pb.Capability); cached != tt.wantCache {
+		if _, cached := msg.ValidatorData.(validatedCapability); cached != tt.wantCache {
 			t.Errorf("%s: capability in ValidatorData = %v, want %v", tt.name, cached, tt.wantCache)
 		}
 	}
@@ -404,7 +408,7 @@ func TestCapabilityHostile(t *testing.T) {
 		// B's own key signing an old sequence: a replay that outlived pubsub's seen-cache.
 		{"replayed sequence", func() []byte { return hostileCapability(b.host.ID(), 1, time.Now(), "") },
 			[]pubsub.PubOpt{pubsub.WithSecretKeyAndPeerId(bKey, b.host.ID())},
-			"announcement ignored: stale", []*gossipTestNode{a}},
+			"announcement ignored: sequence not newer", []*gossipTestNode{a}},
 	}
 	for _, tt := range tests {
 		before := make([]int, len(tt.seenBy))

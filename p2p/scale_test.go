@@ -111,7 +111,7 @@ func runGossipScale(tb testing.TB, n int, seed uint64, opts AnnouncerOptions) go
 
 // gossipScaleOptions announce faster than the defaults, so the test's dead-host wait (about a
 // TTL) stays short; BenchmarkConvergence measures with the defaults.
-var gossipScaleOptions = AnnouncerOptions{Interval: time.Second, TTL: 3 * time.Second}
+var gossipScaleOptions = AnnouncerOptions{Interval: time.Second, TTL: 5 * time.Second}
 
 func TestScaleConvergence(t *testing.T) {
 	if testing.Short() {

@@ -35,6 +35,7 @@ func modelInfo(m models.Status) *pb.ModelInfo {
 		SizeBytes:         m.SizeBytes,
 		UnavailableReason: m.Reason,
 		Path:              m.Path,
+		Digest:            m.Digest,
 	}
 	if m.State == models.StateLoaded {
 		info.Details = &pb.ModelDetails{

@@ -46,13 +46,16 @@ type Status struct {
 	State     State
 	Reason    string // why the model is unavailable
 	SizeBytes int64
-	Info      engine.ModelInfo // set once loaded
-	Stats     engine.Stats     // set once loaded
+	// Digest is "sha256:<hex>" of the model file, once computed ("" before).
+	Digest string
+	Info   engine.ModelInfo // set once loaded
+	Stats  engine.Stats     // set once loaded
 }
 
 // Manager owns the catalog. It is safe for concurrent use.
 type Manager struct {
 	registry *engine.Registry
+	digests  *digestCache
 	mu       sync.Mutex
 	entries  map[string]*entry
 	wg       sync.WaitGroup
@@ -63,13 +66,15 @@ type entry struct {
 	state  State
 	reason string
 	size   int64
+	digest string
 	llm    engine.LLM
 	loaded chan struct{} // closed when loading ends, in success or failure
 }
 
-// New makes a catalog of the declared models. Nothing is loaded until Start.
-func New(registry *engine.Registry, decls []config.Model) *Manager {
-	m := &Manager{registry: registry, entries: make(map[string]*entry, len(decls))}
+// New makes a catalog of the declared models. Nothing is loaded until Start. dataDir keeps the
+// cache of file digests ("" keeps none).
+func New(registry *engine.Registry, decls []config.Model, dataDir string) *Manager {
+	m := &Manager{registry: registry, digests: openDigestCache(dataDir), entries: make(map[string]*entry, len(decls))}
 	for _, d := range decls {
 		e := &entry{decl: d, state: StateAvailable, loaded: make(chan struct{})}
 		if fi, err := os.Stat(d.Path); err == nil {
@@ -89,7 +94,33 @@ func (m *Manager) Start(ctx context.Context) {
 		for _, name := range m.names() {
 			m.load(ctx, name)
 		}
+		// Digests last: hashing a large file takes seconds and no request waits for it.
+		for _, name := range m.names() {
+			if ctx.Err() != nil {
+				return
+			}
+			m.computeDigest(name)
+		}
 	}()
+}
+
+func (m *Manager) computeDigest(name string) {
+	m.mu.Lock()
+	e := m.entries[name]
+	path, usable := e.decl.Path, e.state != StateUnavailable
+	m.mu.Unlock()
+	if !usable {
+		return
+	}
+	d, err := m.digests.digest(path)
+	if err != nil {
+		slog.Warn("model digest", "model", name, "err", err)
+	}
+	if d != "" {
+		m.mu.Lock()
+		e.digest = d
+		m.mu.Unlock()
+	}
 }
 
 func (m *Manager) names() []string {
@@ -215,7 +246,7 @@ func (m *Manager) Status(name string) (Status, bool) {
 // status describes e; the caller holds the manager's lock.
 func (e *entry) status(name string) Status {
 	s := Status{Name: name, Modality: e.decl.Modality, Engine: e.decl.Engine, Path: e.decl.Path,
-		State: e.state, Reason: e.reason, SizeBytes: e.size}
+		State: e.state, Reason: e.reason, SizeBytes: e.size, Digest: e.digest}
 	if e.llm != nil {
 		s.Info = e.llm.Info()
 		s.Stats = e.llm.Stats()

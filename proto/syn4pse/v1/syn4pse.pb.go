@@ -1412,7 +1412,9 @@ type ModelInfo struct {
 	// Details are read from the model file.
 	Details *ModelDetails `protobuf:"bytes,8,opt,name=details,proto3" json:"details,omitempty"`
 	// Stats count the model's work since it was loaded.
-	Stats         *ModelStats `protobuf:"bytes,9,opt,name=stats,proto3" json:"stats,omitempty"`
+	Stats *ModelStats `protobuf:"bytes,9,opt,name=stats,proto3" json:"stats,omitempty"`
+	// Digest is "sha256:<hex>" of the model file, once computed.
+	Digest        string `protobuf:"bytes,10,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1508,6 +1510,13 @@ func (x *ModelInfo) GetStats() *ModelStats {
 		return x.Stats
 	}
 	return nil
+}
+
+func (x *ModelInfo) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
 }
 
 type ModelStats struct {
@@ -2597,7 +2606,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x1cgeneration_tokens_per_second\x18\x05 \x01(\x01R\x19generationTokensPerSecond\"\x13\n" +
 	"\x11ListModelsRequest\"C\n" +
 	"\x12ListModelsResponse\x12-\n" +
-	"\x06models\x18\x01 \x03(\v2\x15.syn4pse.v1.ModelInfoR\x06models\"\xdb\x02\n" +
+	"\x06models\x18\x01 \x03(\v2\x15.syn4pse.v1.ModelInfoR\x06models\"\xf3\x02\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\bmodality\x18\x02 \x01(\x0e2\x14.syn4pse.v1.ModalityR\bmodality\x12\x16\n" +
@@ -2608,7 +2617,9 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x12unavailable_reason\x18\x06 \x01(\tR\x11unavailableReason\x12\x12\n" +
 	"\x04path\x18\a \x01(\tR\x04path\x122\n" +
 	"\adetails\x18\b \x01(\v2\x18.syn4pse.v1.ModelDetailsR\adetails\x12,\n" +
-	"\x05stats\x18\t \x01(\v2\x16.syn4pse.v1.ModelStatsR\x05stats\"\x87\x02\n" +
+	"\x05stats\x18\t \x01(\v2\x16.syn4pse.v1.ModelStatsR\x05stats\x12\x16\n" +
+	"\x06digest\x18\n" +
+	" \x01(\tR\x06digest\"\x87\x02\n" +
 	"\n" +
 	"ModelStats\x12'\n" +
 	"\x0factive_requests\x18\x01 \x01(\x05R\x0eactiveRequests\x12'\n" +

@@ -1,0 +1,76 @@
+package node_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ekisa-team/syn4pse/node"
+	"github.com/ekisa-team/syn4pse/p2p"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// TestModelDigestProvidedInDHT: a node hashes its model file, announces the digest and provides
+// it in the DHT, where a peer outside any gossip finds it.
+func TestModelDigestProvidedInDHT(t *testing.T) {
+	key, err := p2p.GenerateSwarmKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := node.Start(t.Context(), meshConfig(t, key, "a", nil, tinyDecl("tiny")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(t.Context()) })
+	conn := grpcConn(t, a)
+
+	b, err := os.ReadFile(modelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	want := "sha256:" + hex.EncodeToString(sum[:])
+	deadline := time.Now().Add(time.Minute)
+	for {
+		list, err := pb.NewModelServiceClient(conn).ListModels(t.Context(), &pb.ListModelsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := list.GetModels()[0].GetDigest(); d != "" {
+			if d != want {
+				t.Fatalf("digest %s, want %s", d, want)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no digest after a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	st, err := pb.NewNodeServiceClient(conn).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeker, err := p2p.New(t.Context(), p2p.Config{DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		SwarmKey: &key, Bootstrap: st.GetListenAddrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { seeker.Close() })
+	for {
+		providers, err := seeker.Providers(t.Context(), want, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(providers) == 1 && providers[0].ID.String() == st.GetPeerId() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("providers of %s: %v", want, providers)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
