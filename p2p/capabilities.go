@@ -308,15 +308,11 @@ func (s *announceSchedule) published(now time.Time) {
 
 // next returns the earliest requested time.
 func (s *announceSchedule) next() (time.Time, bool) {
-	switch {
-	case s.soon.IsZero() && s.settled.IsZero():
-		return time.Time{}, false
-	case s.soon.IsZero():
-		return s.settled, true
-	case s.settled.IsZero() || s.soon.Before(s.settled):
-		return s.soon, true
+	at := s.soon
+	if at.IsZero() || (!s.settled.IsZero() && s.settled.Before(at)) {
+		at = s.settled
 	}
-	return s.settled, true
+	return at, !at.IsZero()
 }
 
 // publish stamps and publishes one announcement; failures are logged, the next tick retries.

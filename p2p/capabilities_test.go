@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -459,5 +460,29 @@ func TestCapabilityHostile(t *testing.T) {
 	}
 	if !waitGossipTest(10*time.Second, fresh) {
 		t.Fatalf("honest peers stopped hearing each other after the flood: A %v, B %v", a.ann.Table().Peers(), b.ann.Table().Peers())
+	}
+}
+
+// TestCapabilityCloseStopsGoroutines checks that Close waits for everything NewAnnouncer started.
+func TestCapabilityCloseStopsGoroutines(t *testing.T) {
+	nodes := newGossipTestHosts(t, 1)
+	time.Sleep(200 * time.Millisecond) // let the host's own goroutines settle
+	before := runtime.NumGoroutine()
+	for range 5 {
+		a, err := NewAnnouncer(nodes[0].host, nodes[0].ps, nodes[0].capability, AnnouncerOptions{Interval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Changed()
+		time.Sleep(30 * time.Millisecond)
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil { // idempotent
+			t.Fatal(err)
+		}
+	}
+	if !waitGossipTest(5*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+		t.Errorf("goroutines: %d before, %d after five announcers came and went", before, runtime.NumGoroutine())
 	}
 }

@@ -37,6 +37,8 @@ const (
 	// maxRememberedPeers and maxRememberedAddrs bound peers.json.
 	maxRememberedPeers = 64
 	maxRememberedAddrs = 16
+	// mdnsDialDelay is how long the peer with the larger ID leaves the other to dial first.
+	mdnsDialDelay = 2 * time.Second
 	// bootstrapTag protects connections to bootstrap peers from the connection manager.
 	bootstrapTag = "syn4pse-bootstrap"
 )
@@ -197,8 +199,7 @@ func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	}
 }
 
-// connectFound dials the peers mDNS finds, each in a goroutine of its own bounded by
-// DialTimeout, until ctx ends.
+// connectFound dials the peers mDNS finds, each in a goroutine of its own, until ctx ends.
 func (h *Host) connectFound(ctx context.Context, found <-chan peer.AddrInfo) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -212,16 +213,35 @@ func (h *Host) connectFound(ctx context.Context, found <-chan peer.AddrInfo) {
 		if ai.ID == h.ID() || !h.admits(ai.ID) || h.host.Network().Connectedness(ai.ID) == network.Connected {
 			continue
 		}
-		wg.Go(func() {
-			if err := h.Connect(ctx, ai); err != nil {
-				if ctx.Err() == nil {
-					h.log.Debug("peer found by mDNS unreachable (another mesh?)", "peer", ai.ID, "err", err)
-				}
-				return
-			}
-			h.log.Info("connected to LAN peer found by mDNS", "peer", ai.ID)
-		})
+		wg.Go(func() { h.connectLANPeer(ctx, ai) })
 	}
+}
+
+// connectLANPeer dials a peer mDNS found. Both peers find each other at the same moment, and
+// two TCP dials between the same listen ports (libp2p dials from its listen port, for hole
+// punching) merge into one connection where both sides act as initiator and the handshake fails;
+// mDNS reports a peer only once, so neither would retry. The peer with the smaller ID dials at
+// once; the other dials only if no connection has come after mdnsDialDelay.
+func (h *Host) connectLANPeer(ctx context.Context, ai peer.AddrInfo) {
+	if h.ID() > ai.ID {
+		wait := time.NewTimer(mdnsDialDelay)
+		defer wait.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-wait.C:
+		}
+		if h.host.Network().Connectedness(ai.ID) == network.Connected {
+			return
+		}
+	}
+	if err := h.Connect(ctx, ai); err != nil {
+		if ctx.Err() == nil {
+			h.log.Debug("peer found by mDNS unreachable (another mesh?)", "peer", ai.ID, "err", err)
+		}
+		return
+	}
+	h.log.Info("connected to LAN peer found by mDNS", "peer", ai.ID)
 }
 
 // peerBook is the set of peers remembered across runs, saved as peers.json.

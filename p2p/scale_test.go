@@ -141,7 +141,7 @@ func BenchmarkConvergence(b *testing.B) {
 				total.neighboursDrop += r.neighboursDrop
 				total.allDrop += r.allDrop
 			}
-			ms := func(d time.Duration) float64 { return float64(d.Milliseconds()) / float64(b.N) }
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(b.N) }
 			b.ReportMetric(ms(total.converge), "ms/converge")
 			b.ReportMetric(ms(total.neighboursDrop), "ms/neighbours-drop")
 			b.ReportMetric(ms(total.allDrop), "ms/all-drop")
