@@ -23,8 +23,8 @@ import (
 const CapabilityTopic = "syn4pse/capabilities/1"
 
 const (
-	defaultAnnounceInterval = 5 * time.Second
-	defaultAnnounceTTL      = 15 * time.Second
+	defaultAnnounceInterval = 3 * time.Second
+	defaultAnnounceTTL      = 8 * time.Second
 	defaultAnnounceMaxSize  = 64 << 10
 
 	// maxClockSkew is how far ahead of this node's clock an announcement may be dated.
@@ -54,9 +54,10 @@ const (
 
 // AnnouncerOptions tune announcing; zero values take defaults.
 type AnnouncerOptions struct {
-	// Interval is the republish period, default 5s.
+	// Interval is the republish period, default 3s.
 	Interval time.Duration
-	// TTL is how long a silent peer stays in the table, default 15s (three missed intervals).
+	// TTL is how long a silent peer stays in the table, default 8s (two missed intervals and
+	// some slack): with the sweep every second a dead peer is gone within 9s.
 	TTL time.Duration
 	// MaxSize is the largest accepted announcement in bytes, default 64 KiB.
 	MaxSize int
@@ -226,7 +227,8 @@ func (a *Announcer) Close() error {
 func (a *Announcer) publishLoop(ctx context.Context) {
 	republish := time.NewTicker(a.opts.Interval)
 	defer republish.Stop()
-	sweep := time.NewTicker(max(a.opts.TTL/4, 10*time.Millisecond))
+	// Swept often enough that a silent peer is gone at most a second after its TTL.
+	sweep := time.NewTicker(min(max(a.opts.TTL/4, 10*time.Millisecond), time.Second))
 	defer sweep.Stop()
 	due := time.NewTimer(time.Hour)
 	defer due.Stop()

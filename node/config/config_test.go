@@ -46,7 +46,7 @@ func defaultConfig(t *testing.T) Config {
 		Log:     Log{Level: "info", Format: "text"},
 		P2P: P2P{
 			Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}, Bootstrap: []string{}, Allow: []string{},
-			MDNS: true, NAT: true, AnnounceInterval: 5 * time.Second, PeerTTL: 15 * time.Second,
+			MDNS: true, NAT: true, AnnounceInterval: 3 * time.Second, PeerTTL: 8 * time.Second,
 		},
 		Router: Router{MaxHops: 1},
 	}

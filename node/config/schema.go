@@ -35,8 +35,8 @@ func defaultValues() map[string]any {
 		"p2p.nat":                 true,
 		"p2p.relay":               false,
 		"p2p.name":                "",
-		"p2p.announce_interval":   5 * time.Second,
-		"p2p.peer_ttl":            15 * time.Second,
+		"p2p.announce_interval":   3 * time.Second,
+		"p2p.peer_ttl":            8 * time.Second,
 		"router.max_hops":         1,
 	}
 }
