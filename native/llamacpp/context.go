@@ -25,6 +25,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"unsafe"
 )
 
@@ -58,8 +59,11 @@ type ContextParams struct {
 
 // Context is a llama.cpp inference context: KV cache and compute buffers. Close frees it.
 type Context struct {
-	c     *C.struct_llama_context
-	abort *C.int
+	c *C.struct_llama_context
+	// abortMu keeps SetAbort, which may come from any goroutine at any time (a cancelled
+	// request's callback can run after the request ended), off a freed flag.
+	abortMu sync.Mutex
+	abort   *C.int
 	pool  *C.struct_ggml_threadpool
 	model *Model
 }
@@ -114,6 +118,8 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 
 // Close frees the context.
 func (c *Context) Close() error {
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
 	if c.c != nil {
 		C.llama_free(c.c)
 		C.ggml_threadpool_free(c.pool)
@@ -130,13 +136,17 @@ func (c *Context) ContextLength() int { return int(C.llama_n_ctx(c.c)) }
 func (c *Context) SequenceLength() int { return int(C.llama_n_ctx_seq(c.c)) }
 
 // SetAbort makes a running or later Decode stop (true) or run normally (false). Safe to call
-// from any goroutine.
+// from any goroutine, also after Close (it then does nothing).
 func (c *Context) SetAbort(abort bool) {
 	v := C.int(0)
 	if abort {
 		v = 1
 	}
-	C.syn_store_flag(c.abort, v)
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	if c.abort != nil {
+		C.syn_store_flag(c.abort, v)
+	}
 }
 
 // Decode runs the model over the batch. Logits of the tokens marked for output are then
