@@ -179,7 +179,14 @@ func (h *Host) admits(id peer.ID) bool {
 // savePeers refreshes the remembered peers from the peerstore and writes peers.json.
 func (h *Host) savePeers() error {
 	now := time.Now()
-	h.book.refresh(h.host.Peerstore(), h.host.Network().Peers(), now)
+	connected := h.host.Network().Peers()
+	for _, id := range connected {
+		// The connection event may not have reached recordPeers yet.
+		if h.admits(id) {
+			h.book.seen(id, now)
+		}
+	}
+	h.book.refresh(h.host.Peerstore(), connected, now)
 	return h.book.save(now)
 }
 
