@@ -802,8 +802,11 @@ type ChatRequest struct {
 	Sampling       *SamplingParams        `protobuf:"bytes,3,opt,name=sampling,proto3" json:"sampling,omitempty"`
 	ResponseFormat *ResponseFormat        `protobuf:"bytes,4,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
 	Routing        *Routing               `protobuf:"bytes,5,opt,name=routing,proto3" json:"routing,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// KeepAlive overrides how long the model stays loaded after this request: a duration
+	// ("10m"), "0" to unload at once, "-1" to keep it loaded; "" keeps the node's default.
+	KeepAlive     string `protobuf:"bytes,6,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChatRequest) Reset() {
@@ -871,6 +874,13 @@ func (x *ChatRequest) GetRouting() *Routing {
 	return nil
 }
 
+func (x *ChatRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
 type CompleteRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Model          string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -878,8 +888,10 @@ type CompleteRequest struct {
 	Sampling       *SamplingParams        `protobuf:"bytes,3,opt,name=sampling,proto3" json:"sampling,omitempty"`
 	ResponseFormat *ResponseFormat        `protobuf:"bytes,4,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
 	Routing        *Routing               `protobuf:"bytes,5,opt,name=routing,proto3" json:"routing,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,6,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CompleteRequest) Reset() {
@@ -945,6 +957,13 @@ func (x *CompleteRequest) GetRouting() *Routing {
 		return x.Routing
 	}
 	return nil
+}
+
+func (x *CompleteRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
 }
 
 // GenerateResponse is one event of a generation stream.
@@ -2506,6 +2525,631 @@ func (x *MeshStatusResponse) GetAllowlistSize() int32 {
 	return 0
 }
 
+type PullModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is the model's name on this node.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Source is an http(s) URL or hf://OWNER/REPO/FILE[@REVISION]; empty for a model that is
+	// already declared with a source, or that a peer has.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// Sha256 is the expected digest (hex), when known.
+	Sha256        string   `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Modality      Modality `protobuf:"varint,4,opt,name=modality,proto3,enum=syn4pse.v1.Modality" json:"modality,omitempty"`
+	Engine        string   `protobuf:"bytes,5,opt,name=engine,proto3" json:"engine,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullModelRequest) Reset() {
+	*x = PullModelRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullModelRequest) ProtoMessage() {}
+
+func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullModelRequest.ProtoReflect.Descriptor instead.
+func (*PullModelRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PullModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PullModelRequest) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PullModelRequest) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *PullModelRequest) GetModality() Modality {
+	if x != nil {
+		return x.Modality
+	}
+	return Modality_MODALITY_UNSPECIFIED
+}
+
+func (x *PullModelRequest) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+// PullProgress is one event of a pull.
+type PullProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Status says what happens now: "resolving", "downloading", "verifying", "done".
+	Status         string  `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	CompletedBytes int64   `protobuf:"varint,2,opt,name=completed_bytes,json=completedBytes,proto3" json:"completed_bytes,omitempty"`
+	TotalBytes     int64   `protobuf:"varint,3,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	BytesPerSecond float64 `protobuf:"fixed64,4,opt,name=bytes_per_second,json=bytesPerSecond,proto3" json:"bytes_per_second,omitempty"`
+	Digest         string  `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	// From names where the bytes come from: a URL or "peer <peer ID>".
+	From          string `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	Done          bool   `protobuf:"varint,7,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullProgress) Reset() {
+	*x = PullProgress{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullProgress) ProtoMessage() {}
+
+func (x *PullProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullProgress.ProtoReflect.Descriptor instead.
+func (*PullProgress) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PullProgress) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PullProgress) GetCompletedBytes() int64 {
+	if x != nil {
+		return x.CompletedBytes
+	}
+	return 0
+}
+
+func (x *PullProgress) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *PullProgress) GetBytesPerSecond() float64 {
+	if x != nil {
+		return x.BytesPerSecond
+	}
+	return 0
+}
+
+func (x *PullProgress) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *PullProgress) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *PullProgress) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+type DeleteModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Force deletes a loaded model, unloading it first.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteModelRequest) Reset() {
+	*x = DeleteModelRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteModelRequest) ProtoMessage() {}
+
+func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
+func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DeleteModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteModelRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type DeleteModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FreedBytes    int64                  `protobuf:"varint,1,opt,name=freed_bytes,json=freedBytes,proto3" json:"freed_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteModelResponse) Reset() {
+	*x = DeleteModelResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteModelResponse) ProtoMessage() {}
+
+func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
+func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *DeleteModelResponse) GetFreedBytes() int64 {
+	if x != nil {
+		return x.FreedBytes
+	}
+	return 0
+}
+
+type LoadModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,2,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadModelRequest) Reset() {
+	*x = LoadModelRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadModelRequest) ProtoMessage() {}
+
+func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadModelRequest.ProtoReflect.Descriptor instead.
+func (*LoadModelRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *LoadModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LoadModelRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+type LoadModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         *RunningModel          `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadModelResponse) Reset() {
+	*x = LoadModelResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadModelResponse) ProtoMessage() {}
+
+func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadModelResponse.ProtoReflect.Descriptor instead.
+func (*LoadModelResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LoadModelResponse) GetModel() *RunningModel {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+type UnloadModelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnloadModelRequest) Reset() {
+	*x = UnloadModelRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnloadModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnloadModelRequest) ProtoMessage() {}
+
+func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnloadModelRequest.ProtoReflect.Descriptor instead.
+func (*UnloadModelRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *UnloadModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type UnloadModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnloadModelResponse) Reset() {
+	*x = UnloadModelResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnloadModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnloadModelResponse) ProtoMessage() {}
+
+func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnloadModelResponse.ProtoReflect.Descriptor instead.
+func (*UnloadModelResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
+}
+
+type ListRunningRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunningRequest) Reset() {
+	*x = ListRunningRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunningRequest) ProtoMessage() {}
+
+func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunningRequest.ProtoReflect.Descriptor instead.
+func (*ListRunningRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
+}
+
+type ListRunningResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Models        []*RunningModel        `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunningResponse) Reset() {
+	*x = ListRunningResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunningResponse) ProtoMessage() {}
+
+func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunningResponse.ProtoReflect.Descriptor instead.
+func (*ListRunningResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListRunningResponse) GetModels() []*RunningModel {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+// RunningModel is a loaded model.
+type RunningModel struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// MemoryBytes is what the model is estimated to hold (weights, KV cache, buffers).
+	MemoryBytes    int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	ActiveRequests int32 `protobuf:"varint,3,opt,name=active_requests,json=activeRequests,proto3" json:"active_requests,omitempty"`
+	// IdleMs is the time since the last request ended; 0 while one runs.
+	IdleMs int64 `protobuf:"varint,4,opt,name=idle_ms,json=idleMs,proto3" json:"idle_ms,omitempty"`
+	// ExpiresAtUnixMs is when keep_alive unloads it; 0 when it is pinned or in use.
+	ExpiresAtUnixMs int64  `protobuf:"varint,5,opt,name=expires_at_unix_ms,json=expiresAtUnixMs,proto3" json:"expires_at_unix_ms,omitempty"`
+	KeepAlive       string `protobuf:"bytes,6,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	LoadedAtUnixMs  int64  `protobuf:"varint,7,opt,name=loaded_at_unix_ms,json=loadedAtUnixMs,proto3" json:"loaded_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RunningModel) Reset() {
+	*x = RunningModel{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunningModel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunningModel) ProtoMessage() {}
+
+func (x *RunningModel) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunningModel.ProtoReflect.Descriptor instead.
+func (*RunningModel) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RunningModel) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunningModel) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *RunningModel) GetActiveRequests() int32 {
+	if x != nil {
+		return x.ActiveRequests
+	}
+	return 0
+}
+
+func (x *RunningModel) GetIdleMs() int64 {
+	if x != nil {
+		return x.IdleMs
+	}
+	return 0
+}
+
+func (x *RunningModel) GetExpiresAtUnixMs() int64 {
+	if x != nil {
+		return x.ExpiresAtUnixMs
+	}
+	return 0
+}
+
+func (x *RunningModel) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+func (x *RunningModel) GetLoadedAtUnixMs() int64 {
+	if x != nil {
+		return x.LoadedAtUnixMs
+	}
+	return 0
+}
+
 var File_syn4pse_v1_syn4pse_proto protoreflect.FileDescriptor
 
 const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
@@ -2566,19 +3210,23 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
 	"local_only\x18\x02 \x01(\bR\tlocalOnly\x12\x12\n" +
-	"\x04hops\x18\x03 \x01(\rR\x04hops\"\x80\x02\n" +
+	"\x04hops\x18\x03 \x01(\rR\x04hops\"\x9f\x02\n" +
 	"\vChatRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12/\n" +
 	"\bmessages\x18\x02 \x03(\v2\x13.syn4pse.v1.MessageR\bmessages\x126\n" +
 	"\bsampling\x18\x03 \x01(\v2\x1a.syn4pse.v1.SamplingParamsR\bsampling\x12C\n" +
 	"\x0fresponse_format\x18\x04 \x01(\v2\x1a.syn4pse.v1.ResponseFormatR\x0eresponseFormat\x12-\n" +
-	"\arouting\x18\x05 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\"\xeb\x01\n" +
+	"\arouting\x18\x05 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\x06 \x01(\tR\tkeepAlive\"\x8a\x02\n" +
 	"\x0fCompleteRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x126\n" +
 	"\bsampling\x18\x03 \x01(\v2\x1a.syn4pse.v1.SamplingParamsR\bsampling\x12C\n" +
 	"\x0fresponse_format\x18\x04 \x01(\v2\x1a.syn4pse.v1.ResponseFormatR\x0eresponseFormat\x12-\n" +
-	"\arouting\x18\x05 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\"\xb4\x01\n" +
+	"\arouting\x18\x05 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\x06 \x01(\tR\tkeepAlive\"\xb4\x01\n" +
 	"\x10GenerateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12)\n" +
@@ -2706,7 +3354,49 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"knownPeers\x123\n" +
 	"\x16dht_routing_table_size\x18\x06 \x01(\x05R\x13dhtRoutingTableSize\x12\x12\n" +
 	"\x04mdns\x18\a \x01(\bR\x04mdns\x12%\n" +
-	"\x0eallowlist_size\x18\b \x01(\x05R\rallowlistSize*\x88\x01\n" +
+	"\x0eallowlist_size\x18\b \x01(\x05R\rallowlistSize\"\xa0\x01\n" +
+	"\x10PullModelRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x120\n" +
+	"\bmodality\x18\x04 \x01(\x0e2\x14.syn4pse.v1.ModalityR\bmodality\x12\x16\n" +
+	"\x06engine\x18\x05 \x01(\tR\x06engine\"\xda\x01\n" +
+	"\fPullProgress\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12'\n" +
+	"\x0fcompleted_bytes\x18\x02 \x01(\x03R\x0ecompletedBytes\x12\x1f\n" +
+	"\vtotal_bytes\x18\x03 \x01(\x03R\n" +
+	"totalBytes\x12(\n" +
+	"\x10bytes_per_second\x18\x04 \x01(\x01R\x0ebytesPerSecond\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\x12\x12\n" +
+	"\x04done\x18\a \x01(\bR\x04done\">\n" +
+	"\x12DeleteModelRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"6\n" +
+	"\x13DeleteModelResponse\x12\x1f\n" +
+	"\vfreed_bytes\x18\x01 \x01(\x03R\n" +
+	"freedBytes\"E\n" +
+	"\x10LoadModelRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\x02 \x01(\tR\tkeepAlive\"C\n" +
+	"\x11LoadModelResponse\x12.\n" +
+	"\x05model\x18\x01 \x01(\v2\x18.syn4pse.v1.RunningModelR\x05model\"(\n" +
+	"\x12UnloadModelRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
+	"\x13UnloadModelResponse\"\x14\n" +
+	"\x12ListRunningRequest\"G\n" +
+	"\x13ListRunningResponse\x120\n" +
+	"\x06models\x18\x01 \x03(\v2\x18.syn4pse.v1.RunningModelR\x06models\"\xfe\x01\n" +
+	"\fRunningModel\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12'\n" +
+	"\x0factive_requests\x18\x03 \x01(\x05R\x0eactiveRequests\x12\x17\n" +
+	"\aidle_ms\x18\x04 \x01(\x03R\x06idleMs\x12+\n" +
+	"\x12expires_at_unix_ms\x18\x05 \x01(\x03R\x0fexpiresAtUnixMs\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\x06 \x01(\tR\tkeepAlive\x12)\n" +
+	"\x11loaded_at_unix_ms\x18\a \x01(\x03R\x0eloadedAtUnixMs*\x88\x01\n" +
 	"\bModality\x12\x18\n" +
 	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODALITY_LLM\x10\x01\x12\x16\n" +
@@ -2726,10 +3416,15 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x14FINISH_REASON_LENGTH\x10\x022\x9c\x01\n" +
 	"\x10InferenceService\x12?\n" +
 	"\x04Chat\x12\x17.syn4pse.v1.ChatRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12G\n" +
-	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x012[\n" +
+	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x012\xdc\x03\n" +
 	"\fModelService\x12K\n" +
 	"\n" +
-	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse2\xa9\x02\n" +
+	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse\x12E\n" +
+	"\tPullModel\x12\x1c.syn4pse.v1.PullModelRequest\x1a\x18.syn4pse.v1.PullProgress0\x01\x12N\n" +
+	"\vDeleteModel\x12\x1e.syn4pse.v1.DeleteModelRequest\x1a\x1f.syn4pse.v1.DeleteModelResponse\x12H\n" +
+	"\tLoadModel\x12\x1c.syn4pse.v1.LoadModelRequest\x1a\x1d.syn4pse.v1.LoadModelResponse\x12N\n" +
+	"\vUnloadModel\x12\x1e.syn4pse.v1.UnloadModelRequest\x1a\x1f.syn4pse.v1.UnloadModelResponse\x12N\n" +
+	"\vListRunning\x12\x1e.syn4pse.v1.ListRunningRequest\x1a\x1f.syn4pse.v1.ListRunningResponse2\xa9\x02\n" +
 	"\vNodeService\x12B\n" +
 	"\aGetInfo\x12\x1a.syn4pse.v1.GetInfoRequest\x1a\x1b.syn4pse.v1.GetInfoResponse\x12?\n" +
 	"\x06Health\x12\x19.syn4pse.v1.HealthRequest\x1a\x1a.syn4pse.v1.HealthResponse\x12H\n" +
@@ -2750,44 +3445,55 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
-	(Modality)(0),              // 0: syn4pse.v1.Modality
-	(ModelState)(0),            // 1: syn4pse.v1.ModelState
-	(FinishReason)(0),          // 2: syn4pse.v1.FinishReason
-	(ResponseFormat_Type)(0),   // 3: syn4pse.v1.ResponseFormat.Type
-	(HealthResponse_Status)(0), // 4: syn4pse.v1.HealthResponse.Status
-	(*Message)(nil),            // 5: syn4pse.v1.Message
-	(*ContentPart)(nil),        // 6: syn4pse.v1.ContentPart
-	(*Media)(nil),              // 7: syn4pse.v1.Media
-	(*SamplingParams)(nil),     // 8: syn4pse.v1.SamplingParams
-	(*ResponseFormat)(nil),     // 9: syn4pse.v1.ResponseFormat
-	(*Routing)(nil),            // 10: syn4pse.v1.Routing
-	(*ChatRequest)(nil),        // 11: syn4pse.v1.ChatRequest
-	(*CompleteRequest)(nil),    // 12: syn4pse.v1.CompleteRequest
-	(*GenerateResponse)(nil),   // 13: syn4pse.v1.GenerateResponse
-	(*Delta)(nil),              // 14: syn4pse.v1.Delta
-	(*Final)(nil),              // 15: syn4pse.v1.Final
-	(*Usage)(nil),              // 16: syn4pse.v1.Usage
-	(*Timings)(nil),            // 17: syn4pse.v1.Timings
-	(*ListModelsRequest)(nil),  // 18: syn4pse.v1.ListModelsRequest
-	(*ListModelsResponse)(nil), // 19: syn4pse.v1.ListModelsResponse
-	(*ModelInfo)(nil),          // 20: syn4pse.v1.ModelInfo
-	(*ModelStats)(nil),         // 21: syn4pse.v1.ModelStats
-	(*ModelDetails)(nil),       // 22: syn4pse.v1.ModelDetails
-	(*GetInfoRequest)(nil),     // 23: syn4pse.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),    // 24: syn4pse.v1.GetInfoResponse
-	(*Hardware)(nil),           // 25: syn4pse.v1.Hardware
-	(*HealthRequest)(nil),      // 26: syn4pse.v1.HealthRequest
-	(*HealthResponse)(nil),     // 27: syn4pse.v1.HealthResponse
-	(*Capability)(nil),         // 28: syn4pse.v1.Capability
-	(*ModelCapability)(nil),    // 29: syn4pse.v1.ModelCapability
-	(*ListPeersRequest)(nil),   // 30: syn4pse.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),  // 31: syn4pse.v1.ListPeersResponse
-	(*PeerInfo)(nil),           // 32: syn4pse.v1.PeerInfo
-	(*MeshStatusRequest)(nil),  // 33: syn4pse.v1.MeshStatusRequest
-	(*MeshStatusResponse)(nil), // 34: syn4pse.v1.MeshStatusResponse
-	nil,                        // 35: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(Modality)(0),               // 0: syn4pse.v1.Modality
+	(ModelState)(0),             // 1: syn4pse.v1.ModelState
+	(FinishReason)(0),           // 2: syn4pse.v1.FinishReason
+	(ResponseFormat_Type)(0),    // 3: syn4pse.v1.ResponseFormat.Type
+	(HealthResponse_Status)(0),  // 4: syn4pse.v1.HealthResponse.Status
+	(*Message)(nil),             // 5: syn4pse.v1.Message
+	(*ContentPart)(nil),         // 6: syn4pse.v1.ContentPart
+	(*Media)(nil),               // 7: syn4pse.v1.Media
+	(*SamplingParams)(nil),      // 8: syn4pse.v1.SamplingParams
+	(*ResponseFormat)(nil),      // 9: syn4pse.v1.ResponseFormat
+	(*Routing)(nil),             // 10: syn4pse.v1.Routing
+	(*ChatRequest)(nil),         // 11: syn4pse.v1.ChatRequest
+	(*CompleteRequest)(nil),     // 12: syn4pse.v1.CompleteRequest
+	(*GenerateResponse)(nil),    // 13: syn4pse.v1.GenerateResponse
+	(*Delta)(nil),               // 14: syn4pse.v1.Delta
+	(*Final)(nil),               // 15: syn4pse.v1.Final
+	(*Usage)(nil),               // 16: syn4pse.v1.Usage
+	(*Timings)(nil),             // 17: syn4pse.v1.Timings
+	(*ListModelsRequest)(nil),   // 18: syn4pse.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 19: syn4pse.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 20: syn4pse.v1.ModelInfo
+	(*ModelStats)(nil),          // 21: syn4pse.v1.ModelStats
+	(*ModelDetails)(nil),        // 22: syn4pse.v1.ModelDetails
+	(*GetInfoRequest)(nil),      // 23: syn4pse.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),     // 24: syn4pse.v1.GetInfoResponse
+	(*Hardware)(nil),            // 25: syn4pse.v1.Hardware
+	(*HealthRequest)(nil),       // 26: syn4pse.v1.HealthRequest
+	(*HealthResponse)(nil),      // 27: syn4pse.v1.HealthResponse
+	(*Capability)(nil),          // 28: syn4pse.v1.Capability
+	(*ModelCapability)(nil),     // 29: syn4pse.v1.ModelCapability
+	(*ListPeersRequest)(nil),    // 30: syn4pse.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),   // 31: syn4pse.v1.ListPeersResponse
+	(*PeerInfo)(nil),            // 32: syn4pse.v1.PeerInfo
+	(*MeshStatusRequest)(nil),   // 33: syn4pse.v1.MeshStatusRequest
+	(*MeshStatusResponse)(nil),  // 34: syn4pse.v1.MeshStatusResponse
+	(*PullModelRequest)(nil),    // 35: syn4pse.v1.PullModelRequest
+	(*PullProgress)(nil),        // 36: syn4pse.v1.PullProgress
+	(*DeleteModelRequest)(nil),  // 37: syn4pse.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil), // 38: syn4pse.v1.DeleteModelResponse
+	(*LoadModelRequest)(nil),    // 39: syn4pse.v1.LoadModelRequest
+	(*LoadModelResponse)(nil),   // 40: syn4pse.v1.LoadModelResponse
+	(*UnloadModelRequest)(nil),  // 41: syn4pse.v1.UnloadModelRequest
+	(*UnloadModelResponse)(nil), // 42: syn4pse.v1.UnloadModelResponse
+	(*ListRunningRequest)(nil),  // 43: syn4pse.v1.ListRunningRequest
+	(*ListRunningResponse)(nil), // 44: syn4pse.v1.ListRunningResponse
+	(*RunningModel)(nil),        // 45: syn4pse.v1.RunningModel
+	nil,                         // 46: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -2812,32 +3518,45 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	35, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	46, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	4,  // 23: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
 	29, // 24: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
 	25, // 25: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
 	0,  // 26: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
 	32, // 27: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
 	28, // 28: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
-	11, // 29: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 30: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	18, // 31: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	23, // 32: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	26, // 33: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	30, // 34: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	33, // 35: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	13, // 36: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 37: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	19, // 38: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	24, // 39: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	27, // 40: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	31, // 41: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	34, // 42: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	36, // [36:43] is the sub-list for method output_type
-	29, // [29:36] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	0,  // 29: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
+	45, // 30: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
+	45, // 31: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
+	11, // 32: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 33: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	18, // 34: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	35, // 35: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	37, // 36: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	39, // 37: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	41, // 38: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	43, // 39: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	23, // 40: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	26, // 41: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	30, // 42: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	33, // 43: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	13, // 44: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 45: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	19, // 46: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	36, // 47: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	38, // 48: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	40, // 49: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	42, // 50: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	44, // 51: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	24, // 52: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	27, // 53: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	31, // 54: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	34, // 55: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	44, // [44:56] is the sub-list for method output_type
+	32, // [32:44] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -2861,7 +3580,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   31,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -181,7 +181,12 @@ var InferenceService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ModelService_ListModels_FullMethodName = "/syn4pse.v1.ModelService/ListModels"
+	ModelService_ListModels_FullMethodName  = "/syn4pse.v1.ModelService/ListModels"
+	ModelService_PullModel_FullMethodName   = "/syn4pse.v1.ModelService/PullModel"
+	ModelService_DeleteModel_FullMethodName = "/syn4pse.v1.ModelService/DeleteModel"
+	ModelService_LoadModel_FullMethodName   = "/syn4pse.v1.ModelService/LoadModel"
+	ModelService_UnloadModel_FullMethodName = "/syn4pse.v1.ModelService/UnloadModel"
+	ModelService_ListRunning_FullMethodName = "/syn4pse.v1.ModelService/ListRunning"
 )
 
 // ModelServiceClient is the client API for ModelService service.
@@ -192,6 +197,17 @@ const (
 type ModelServiceClient interface {
 	// ListModels lists every model this node knows, ready or not, with the reason when not.
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
+	// PullModel fetches a model (from a peer that has it when one does, else from its source)
+	// into the node's store, streaming progress; the last event has done = true.
+	PullModel(ctx context.Context, in *PullModelRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PullProgress], error)
+	// DeleteModel removes a pulled model from the store; refused while loaded unless forced.
+	DeleteModel(ctx context.Context, in *DeleteModelRequest, opts ...grpc.CallOption) (*DeleteModelResponse, error)
+	// LoadModel loads a model now and keeps it for keep_alive.
+	LoadModel(ctx context.Context, in *LoadModelRequest, opts ...grpc.CallOption) (*LoadModelResponse, error)
+	// UnloadModel unloads a model once its running requests end.
+	UnloadModel(ctx context.Context, in *UnloadModelRequest, opts ...grpc.CallOption) (*UnloadModelResponse, error)
+	// ListRunning lists the loaded models with memory, idle time and expiry.
+	ListRunning(ctx context.Context, in *ListRunningRequest, opts ...grpc.CallOption) (*ListRunningResponse, error)
 }
 
 type modelServiceClient struct {
@@ -212,6 +228,65 @@ func (c *modelServiceClient) ListModels(ctx context.Context, in *ListModelsReque
 	return out, nil
 }
 
+func (c *modelServiceClient) PullModel(ctx context.Context, in *PullModelRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[PullProgress], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ModelService_ServiceDesc.Streams[0], ModelService_PullModel_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PullModelRequest, PullProgress]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ModelService_PullModelClient = grpc.ServerStreamingClient[PullProgress]
+
+func (c *modelServiceClient) DeleteModel(ctx context.Context, in *DeleteModelRequest, opts ...grpc.CallOption) (*DeleteModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteModelResponse)
+	err := c.cc.Invoke(ctx, ModelService_DeleteModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *modelServiceClient) LoadModel(ctx context.Context, in *LoadModelRequest, opts ...grpc.CallOption) (*LoadModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LoadModelResponse)
+	err := c.cc.Invoke(ctx, ModelService_LoadModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *modelServiceClient) UnloadModel(ctx context.Context, in *UnloadModelRequest, opts ...grpc.CallOption) (*UnloadModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnloadModelResponse)
+	err := c.cc.Invoke(ctx, ModelService_UnloadModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *modelServiceClient) ListRunning(ctx context.Context, in *ListRunningRequest, opts ...grpc.CallOption) (*ListRunningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunningResponse)
+	err := c.cc.Invoke(ctx, ModelService_ListRunning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ModelServiceServer is the server API for ModelService service.
 // All implementations must embed UnimplementedModelServiceServer
 // for forward compatibility.
@@ -220,6 +295,17 @@ func (c *modelServiceClient) ListModels(ctx context.Context, in *ListModelsReque
 type ModelServiceServer interface {
 	// ListModels lists every model this node knows, ready or not, with the reason when not.
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
+	// PullModel fetches a model (from a peer that has it when one does, else from its source)
+	// into the node's store, streaming progress; the last event has done = true.
+	PullModel(*PullModelRequest, grpc.ServerStreamingServer[PullProgress]) error
+	// DeleteModel removes a pulled model from the store; refused while loaded unless forced.
+	DeleteModel(context.Context, *DeleteModelRequest) (*DeleteModelResponse, error)
+	// LoadModel loads a model now and keeps it for keep_alive.
+	LoadModel(context.Context, *LoadModelRequest) (*LoadModelResponse, error)
+	// UnloadModel unloads a model once its running requests end.
+	UnloadModel(context.Context, *UnloadModelRequest) (*UnloadModelResponse, error)
+	// ListRunning lists the loaded models with memory, idle time and expiry.
+	ListRunning(context.Context, *ListRunningRequest) (*ListRunningResponse, error)
 	mustEmbedUnimplementedModelServiceServer()
 }
 
@@ -232,6 +318,21 @@ type UnimplementedModelServiceServer struct{}
 
 func (UnimplementedModelServiceServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListModels not implemented")
+}
+func (UnimplementedModelServiceServer) PullModel(*PullModelRequest, grpc.ServerStreamingServer[PullProgress]) error {
+	return status.Error(codes.Unimplemented, "method PullModel not implemented")
+}
+func (UnimplementedModelServiceServer) DeleteModel(context.Context, *DeleteModelRequest) (*DeleteModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteModel not implemented")
+}
+func (UnimplementedModelServiceServer) LoadModel(context.Context, *LoadModelRequest) (*LoadModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LoadModel not implemented")
+}
+func (UnimplementedModelServiceServer) UnloadModel(context.Context, *UnloadModelRequest) (*UnloadModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnloadModel not implemented")
+}
+func (UnimplementedModelServiceServer) ListRunning(context.Context, *ListRunningRequest) (*ListRunningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRunning not implemented")
 }
 func (UnimplementedModelServiceServer) mustEmbedUnimplementedModelServiceServer() {}
 func (UnimplementedModelServiceServer) testEmbeddedByValue()                      {}
@@ -272,6 +373,89 @@ func _ModelService_ListModels_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ModelService_PullModel_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(PullModelRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ModelServiceServer).PullModel(m, &grpc.GenericServerStream[PullModelRequest, PullProgress]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ModelService_PullModelServer = grpc.ServerStreamingServer[PullProgress]
+
+func _ModelService_DeleteModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ModelServiceServer).DeleteModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ModelService_DeleteModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ModelServiceServer).DeleteModel(ctx, req.(*DeleteModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ModelService_LoadModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LoadModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ModelServiceServer).LoadModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ModelService_LoadModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ModelServiceServer).LoadModel(ctx, req.(*LoadModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ModelService_UnloadModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnloadModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ModelServiceServer).UnloadModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ModelService_UnloadModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ModelServiceServer).UnloadModel(ctx, req.(*UnloadModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ModelService_ListRunning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ModelServiceServer).ListRunning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ModelService_ListRunning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ModelServiceServer).ListRunning(ctx, req.(*ListRunningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ModelService_ServiceDesc is the grpc.ServiceDesc for ModelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -283,8 +467,30 @@ var ModelService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListModels",
 			Handler:    _ModelService_ListModels_Handler,
 		},
+		{
+			MethodName: "DeleteModel",
+			Handler:    _ModelService_DeleteModel_Handler,
+		},
+		{
+			MethodName: "LoadModel",
+			Handler:    _ModelService_LoadModel_Handler,
+		},
+		{
+			MethodName: "UnloadModel",
+			Handler:    _ModelService_UnloadModel_Handler,
+		},
+		{
+			MethodName: "ListRunning",
+			Handler:    _ModelService_ListRunning_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "PullModel",
+			Handler:       _ModelService_PullModel_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "syn4pse/v1/syn4pse.proto",
 }
 
