@@ -35,6 +35,8 @@ type Config struct {
 	Router  Router
 	// Models holds every model declared, enabled or not, sorted by Name.
 	Models []Model
+	// Lifecycle is the [models] table's own keys: when models load and unload.
+	Lifecycle Lifecycle
 	// File is the absolute path of the config file read, "" when none.
 	File string
 }
@@ -74,6 +76,20 @@ type P2P struct {
 	AnnounceInterval time.Duration
 	// PeerTTL is p2p.peer_ttl: a peer not heard from for this long leaves the peer table.
 	PeerTTL time.Duration
+}
+
+// Lifecycle holds the keys of the [models] table itself (model tables sit beside them, so no
+// model may be called keep_alive, max_memory or allow_remote).
+type Lifecycle struct {
+	// KeepAlive is models.keep_alive: how long an idle model stays loaded; 0 unloads at once,
+	// KeepForever never. Requests may override it.
+	KeepAlive time.Duration
+	// MaxMemory is models.max_memory in bytes: loaded models together stay below it, the least
+	// recently used idle one unloading to make room. 0 means 80% of the machine's memory.
+	MaxMemory int64
+	// AllowRemote is models.allow_remote: what peers may ask this node to do (load, unload,
+	// pull, delete).
+	AllowRemote []string
 }
 
 // Router is the [router] table.
@@ -261,6 +277,9 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 		},
 		Router: Router{MaxHops: k.Int("router.max_hops")},
 	}
+	cfg.Lifecycle.KeepAlive, _ = ParseKeepAlive(k.String("models.keep_alive"))
+	cfg.Lifecycle.MaxMemory, _ = parseSize(k.String("models.max_memory"))
+	cfg.Lifecycle.AllowRemote = k.Strings("models.allow_remote")
 	var errs []error
 	if p := cfg.Server.HTTPPort; p != 0 && p == cfg.Server.GRPCPort {
 		errs = append(errs, invalidf("server.http_port and server.grpc_port are both %d; the two servers need different ports", p))

@@ -48,7 +48,8 @@ func defaultConfig(t *testing.T) Config {
 			Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}, Bootstrap: []string{}, Allow: []string{},
 			MDNS: true, NAT: true, AnnounceInterval: 3 * time.Second, PeerTTL: 8 * time.Second,
 		},
-		Router: Router{MaxHops: 1},
+		Router:    Router{MaxHops: 1},
+		Lifecycle: Lifecycle{KeepAlive: 5 * time.Minute, AllowRemote: []string{"load", "unload"}},
 	}
 }
 
@@ -337,6 +338,34 @@ func TestCommittedFile(t *testing.T) {
 			if !strings.Contains(string(text), key) {
 				t.Errorf("syn4pse.toml does not document the model key %s", key)
 			}
+		}
+	}
+}
+
+func TestLifecycleKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "syn4pse.toml")
+	if err := os.WriteFile(path, []byte("[models]\nkeep_alive = -1\nmax_memory = \"8GiB\"\nallow_remote = [\"load\"]\n[models.tiny]\npath = \"t.gguf\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(LoadOptions{Path: path, Env: []string{"SYN4PSE_MODELS_KEEP_ALIVE=10m"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Lifecycle.KeepAlive != 10*time.Minute || cfg.Lifecycle.MaxMemory != 8<<30 || len(cfg.Models) != 1 || cfg.Models[0].Name != "tiny" {
+		t.Fatalf("lifecycle %+v models %+v", cfg.Lifecycle, cfg.Models)
+	}
+	for _, bad := range []string{"[models]\nkeep_alive = \"soon\"\n", "[models]\nmax_memory = \"lots\"\n", "[models]\nallow_remote = [\"format_disk\"]\n"} {
+		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(LoadOptions{Path: path}); err == nil || !strings.Contains(err.Error(), "models.") {
+			t.Errorf("%q: err = %v", bad, err)
+		}
+	}
+	for in, want := range map[string]time.Duration{"0": 0, "-1": KeepForever, "90": 90 * time.Second, "1h": time.Hour} {
+		if got, err := ParseKeepAlive(in); err != nil || got != want {
+			t.Errorf("ParseKeepAlive(%q) = %v, %v", in, got, err)
 		}
 	}
 }

@@ -30,7 +30,10 @@ func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 
 	named, _ := raw["models"].(map[string]any)
 	for _, name := range slices.Sorted(maps.Keys(named)) {
-		table, _ := named[name].(map[string]any)
+		table, ok := named[name].(map[string]any)
+		if !ok {
+			continue // one of the [models] table's own keys (keep_alive, max_memory, ...)
+		}
 		m := newModel(table, declared("models", name))
 		m.Name = name
 		m.Modality = stringOr(table, "modality", defaultModality)

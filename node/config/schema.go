@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,9 @@ func defaultValues() map[string]any {
 		"p2p.announce_interval":   3 * time.Second,
 		"p2p.peer_ttl":            8 * time.Second,
 		"router.max_hops":         1,
+		"models.keep_alive":       "5m",
+		"models.max_memory":       "0",
+		"models.allow_remote":     []string{"load", "unload"},
 	}
 }
 
@@ -87,7 +91,11 @@ var schema = &node{children: map[string]*node{
 	"router": {children: map[string]*node{
 		"max_hops": {field: &field{kind: kindInt, min: 0, max: 8}},
 	}},
-	"models":   {each: modelTable(), modelNames: true},
+	"models": {each: modelTable(), modelNames: true, children: map[string]*node{
+		"keep_alive":   {field: &field{kind: kindKeepAlive}},
+		"max_memory":   {field: &field{kind: kindSize}},
+		"allow_remote": {field: &field{kind: kindList, choices: remoteOperations}},
+	}},
 	"backends": backendTables(),
 }}
 
@@ -133,16 +141,18 @@ func backendTables() *node {
 type kind int
 
 const (
-	kindInt      kind = iota // an integer in [min, max]
-	kindBool                 // true or false
-	kindDuration             // a Go duration such as "30s", not negative
-	kindPath                 // a file path: "~" expanded, a relative one resolved
-	kindChoice               // one of choices, any case
-	kindHost                 // a host name or IP address, without a port
-	kindName                 // a model name
-	kindEngine               // an engine name
-	kindList                 // a list of strings; the environment gives it comma-separated
-	kindNodeName             // a node name shown to peers, "" for the host name
+	kindInt       kind = iota // an integer in [min, max]
+	kindBool                  // true or false
+	kindDuration              // a Go duration such as "30s", not negative
+	kindPath                  // a file path: "~" expanded, a relative one resolved
+	kindChoice                // one of choices, any case
+	kindHost                  // a host name or IP address, without a port
+	kindName                  // a model name
+	kindEngine                // an engine name
+	kindList                  // a list of strings; the environment gives it comma-separated
+	kindKeepAlive             // a duration, "0" (unload at once) or "-1" (never unload)
+	kindSize                  // a byte size: 8GiB, 512MB, a plain number of bytes, 0 for automatic
+	kindNodeName              // a node name shown to peers, "" for the host name
 )
 
 // field describes one value in the schema.
@@ -180,7 +190,26 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 	case kindChoice:
 		return f.parseChoice(raw)
 	case kindList:
-		return parseList(raw)
+		list, err := parseList(raw)
+		if err == nil && f.choices != nil {
+			for _, item := range list.([]string) {
+				if !slices.Contains(f.choices, item) {
+					return nil, fmt.Errorf("want a list of %s, got %q", strings.Join(f.choices, ", "), item)
+				}
+			}
+		}
+		return list, err
+	case kindKeepAlive:
+		if _, err := ParseKeepAlive(fmt.Sprint(raw)); err != nil {
+			return nil, err
+		}
+		return fmt.Sprint(raw), nil
+	case kindSize:
+		n, err := parseSize(fmt.Sprint(raw))
+		if err != nil {
+			return nil, err
+		}
+		return n, nil
 	}
 
 	s, ok := raw.(string)
@@ -254,6 +283,55 @@ func (f *field) parseChoice(raw any) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("want one of %s, got %s", strings.Join(f.choices, ", "), describe(raw))
+}
+
+// remoteOperations are what models.allow_remote may let peers do.
+var remoteOperations = []string{"load", "unload", "pull", "delete"}
+
+// KeepForever is the keep-alive of a model that never unloads by itself.
+const KeepForever time.Duration = -1
+
+// ParseKeepAlive reads a keep-alive: a Go duration ("5m", "1h30m"), a number of seconds, "0" to
+// unload as soon as the model is idle, or any negative value ("-1") to keep it loaded.
+func ParseKeepAlive(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 {
+			return KeepForever, nil
+		}
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration such as \"5m\", \"0\" (unload when idle) or \"-1\" (keep loaded), got %q", s)
+	}
+	if d < 0 {
+		return KeepForever, nil
+	}
+	return d, nil
+}
+
+// parseSize reads a byte size: "8GiB", "512MB", "1.5G", or a plain number of bytes.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}}
+	mult := 1.0
+	num := s
+	for _, u := range units {
+		if strings.HasSuffix(strings.ToUpper(s), strings.ToUpper(u.suffix)) {
+			mult, num = u.mult, strings.TrimSpace(s[:len(s)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a size such as \"8GiB\" or \"512MB\" (0 = automatic), got %q", s)
+	}
+	return int64(n * mult), nil
 }
 
 // parseList takes a TOML array of strings, or a comma-separated string (the environment).
