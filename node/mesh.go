@@ -44,6 +44,16 @@ type mesh struct {
 
 	stop    context.CancelFunc
 	watcher sync.WaitGroup
+	// poked asks the watcher to look at the capability now (a model loaded or unloaded).
+	poked chan struct{}
+}
+
+// poke makes the watcher republish at once if what this node serves changed.
+func (m *mesh) poke() {
+	select {
+	case m.poked <- struct{}{}:
+	default:
+	}
 }
 
 // startMesh joins the mesh when the data dir holds a swarm key; it returns nil, nil for a
@@ -83,7 +93,8 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	m := &mesh{host: host, clients: p2p.NewPeerClients(host.Libp2p()), mdns: cfg.P2P.MDNS, allow: len(allow)}
+	m := &mesh{host: host, clients: p2p.NewPeerClients(host.Libp2p()), mdns: cfg.P2P.MDNS, allow: len(allow),
+		poked: make(chan struct{}, 1)}
 	if m.rpc, err = p2p.ServeRPC(host.Libp2p(), srv); err != nil {
 		m.close()
 		return nil, err
@@ -120,6 +131,7 @@ func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) 
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-m.poked:
 		}
 		b, _ := gproto.MarshalOptions{Deterministic: true}.Marshal(self())
 		if string(b) != string(last) {

@@ -27,8 +27,9 @@ func meshConfig(b testing.TB, key p2p.SwarmKey, name string, bootstrap []string,
 		Server:  config.Server{Host: "127.0.0.1", ShutdownTimeout: 5 * time.Second},
 		P2P: config.P2P{Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: bootstrap, Name: name,
 			AnnounceInterval: 500 * time.Millisecond, PeerTTL: 5 * time.Second},
-		Router: config.Router{MaxHops: 1},
-		Models: models,
+		Router:    config.Router{MaxHops: 1},
+		Models:    models,
+		Lifecycle: config.Lifecycle{KeepAlive: 5 * time.Minute},
 	}
 }
 

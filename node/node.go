@@ -67,7 +67,17 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 
 	var registry engine.Registry
 	registry.RegisterLLM(llamacpp.New())
-	catalog := models.New(&registry, cfg.Models, cfg.DataDir)
+	budget := cfg.Lifecycle.MaxMemory
+	if budget == 0 {
+		budget = totalMemory() / 10 * 8
+	}
+	var onChange func()
+	catalog := models.New(&registry, cfg.Models, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
+		MaxMemory: budget, OnChange: func() {
+			if onChange != nil {
+				onChange()
+			}
+		}})
 
 	identity, err := p2p.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
@@ -83,7 +93,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	nodeID := self.String()
 	inference := &api.Inference{Models: catalog, NodeID: nodeID}
-	modelSvc := &api.Models{Models: catalog}
+	modelSvc := &api.Models{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
+		_, remote := p2p.PeerFromContext(ctx)
+		return remote
+	}}
 	nodeSvc := &api.Node{
 		Models: catalog, NodeID: nodeID, Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
@@ -116,6 +129,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
 	if n.mesh != nil {
+		onChange = n.mesh.poke
 		inference.Router.Peers = peerView{n.mesh}
 		inference.Router.Dial = n.mesh.dial
 		nodeSvc.Mesh = n.mesh

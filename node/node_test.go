@@ -70,10 +70,11 @@ func startNode(t *testing.T, decls ...config.Model) *node.Node {
 
 func startNodeFor(ctx context.Context, dataDir string, decls []config.Model) (*node.Node, error) {
 	return node.Start(ctx, &config.Config{
-		DataDir: dataDir,
-		Server:  config.Server{Host: "127.0.0.1", ShutdownTimeout: 10 * time.Second},
-		Log:     config.Log{Level: "info", Format: "text"},
-		Models:  decls,
+		DataDir:   dataDir,
+		Server:    config.Server{Host: "127.0.0.1", ShutdownTimeout: 10 * time.Second},
+		Log:       config.Log{Level: "info", Format: "text"},
+		Models:    decls,
+		Lifecycle: config.Lifecycle{KeepAlive: 5 * time.Minute},
 	})
 }
 
@@ -242,9 +243,10 @@ func TestBrokenModelsDoNotStopTheNode(t *testing.T) {
 
 func TestShutdownLetsStreamsFinish(t *testing.T) {
 	cfg := &config.Config{
-		DataDir: t.TempDir(),
-		Server:  config.Server{Host: "127.0.0.1", ShutdownTimeout: 30 * time.Second},
-		Models:  []config.Model{tinyDecl("tiny")},
+		DataDir:   t.TempDir(),
+		Server:    config.Server{Host: "127.0.0.1", ShutdownTimeout: 30 * time.Second},
+		Models:    []config.Model{tinyDecl("tiny")},
+		Lifecycle: config.Lifecycle{KeepAlive: 5 * time.Minute},
 	}
 	n, err := node.Start(t.Context(), cfg)
 	if err != nil {

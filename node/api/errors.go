@@ -27,6 +27,8 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, models.ErrUnavailable), errors.Is(err, engine.ErrClosed):
 		code = codes.Unavailable
+	case errors.Is(err, models.ErrInUse):
+		code = codes.FailedPrecondition
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, engine.ErrContextExceeded):
 		code = codes.InvalidArgument
 	case errors.Is(err, engine.ErrUnsupported):

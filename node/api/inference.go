@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/router"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -86,7 +87,7 @@ func (s *Inference) localChat(ctx context.Context, req *pb.ChatRequest, send Sen
 		msgs[i] = engine.Message{Role: m.GetRole(), Content: text}
 	}
 	gen := engine.GenerateRequest{Messages: msgs}
-	return s.generate(ctx, req.GetModel(), gen, req.GetSampling(), req.GetResponseFormat(), send)
+	return s.generate(ctx, req.GetModel(), req.GetKeepAlive(), gen, req.GetSampling(), req.GetResponseFormat(), send)
 }
 
 // localComplete runs a completion request on this node.
@@ -95,12 +96,16 @@ func (s *Inference) localComplete(ctx context.Context, req *pb.CompleteRequest, 
 		return invalid("prompt is empty")
 	}
 	gen := engine.GenerateRequest{Prompt: req.GetPrompt()}
-	return s.generate(ctx, req.GetModel(), gen, req.GetSampling(), req.GetResponseFormat(), send)
+	return s.generate(ctx, req.GetModel(), req.GetKeepAlive(), gen, req.GetSampling(), req.GetResponseFormat(), send)
 }
 
-func (s *Inference) generate(ctx context.Context, model string, gen engine.GenerateRequest, sp *pb.SamplingParams, rf *pb.ResponseFormat, send Sender) error {
+func (s *Inference) generate(ctx context.Context, model, keepAliveText string, gen engine.GenerateRequest, sp *pb.SamplingParams, rf *pb.ResponseFormat, send Sender) error {
 	if model == "" {
 		return invalid("model is empty: name a model (syn4pse models list shows them)")
+	}
+	keepAlive, err := parseKeepAlive(keepAliveText)
+	if err != nil {
+		return err
 	}
 	if err := applySampling(&gen, sp); err != nil {
 		return err
@@ -108,10 +113,12 @@ func (s *Inference) generate(ctx context.Context, model string, gen engine.Gener
 	if err := applyFormat(&gen, rf); err != nil {
 		return err
 	}
-	llm, err := s.Models.LLM(ctx, model)
+	lease, err := s.Models.Acquire(ctx, model, keepAlive)
 	if err != nil {
 		return toStatus(err)
 	}
+	defer lease.Release()
+	llm := lease.LLM()
 	id := newID()
 	res, err := llm.Generate(ctx, gen, func(text string) error {
 		return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Delta{Delta: &pb.Delta{Text: text}}})
@@ -239,6 +246,18 @@ func applyFormat(gen *engine.GenerateRequest, rf *pb.ResponseFormat) error {
 		return invalid("response_format.type %v is unknown", rf.GetType())
 	}
 	return nil
+}
+
+// parseKeepAlive reads a request's keep_alive; "" keeps the model's own (nil).
+func parseKeepAlive(s string) (*time.Duration, error) {
+	if s == "" {
+		return nil, nil
+	}
+	d, err := config.ParseKeepAlive(s)
+	if err != nil {
+		return nil, invalid("keep_alive: %v", err)
+	}
+	return &d, nil
 }
 
 func newID() string {

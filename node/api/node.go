@@ -15,6 +15,10 @@ import (
 type Models struct {
 	pb.UnimplementedModelServiceServer
 	Models *models.Manager
+	// IsRemote tells a call from a mesh peer; nil on a standalone node.
+	IsRemote func(context.Context) bool
+	// AllowRemote lists what peers may do (models.allow_remote).
+	AllowRemote []string
 }
 
 // ListModels implements pb.ModelServiceServer.

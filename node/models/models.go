@@ -1,5 +1,12 @@
-// Package models keeps the node's model catalog: every model declared in the config, its state
-// (loading, loaded, unavailable and why) and the loaded engine instance requests run on.
+// Package models keeps the node's model catalog and decides when models are in memory: every
+// model declared in the config or pulled into the store, its state (available, loading, loaded,
+// unavailable and why), and the loaded engine instances requests run on.
+//
+// Lifecycle: a model loads on demand (or by Load, or at start while it fits the memory budget);
+// each request holds a Lease, so a model is never unloaded while one uses it; an idle model
+// unloads after its keep-alive; a load that would pass the memory budget first unloads the
+// least recently used idle model, waiting for a running request to end if it must. Loads of the
+// same model are shared: concurrent requests trigger one load.
 package models
 
 import (
@@ -22,8 +29,10 @@ var (
 	// ErrNotFound means no model of that name is declared on this node.
 	ErrNotFound = errors.New("model not found")
 	// ErrUnavailable means the model is declared but cannot serve (missing or corrupt file,
-	// unknown engine, disabled).
+	// unknown engine, disabled, larger than the memory budget).
 	ErrUnavailable = errors.New("model unavailable")
+	// ErrInUse means a model cannot be removed while it is loaded.
+	ErrInUse = errors.New("model in use")
 )
 
 // State is where a model is in its life.
@@ -48,51 +57,106 @@ type Status struct {
 	SizeBytes int64
 	// Digest is "sha256:<hex>" of the model file, once computed ("" before).
 	Digest string
-	Info   engine.ModelInfo // set once loaded
-	Stats  engine.Stats     // set once loaded
+	Info   engine.ModelInfo // set while loaded
+	Stats  engine.Stats     // set while loaded
+	// Refs counts the requests holding the model; LastUsed is when the last one ended.
+	Refs      int
+	LastUsed  time.Time
+	LoadedAt  time.Time
+	KeepAlive time.Duration
+	// ExpiresAt is when keep-alive unloads the model; zero while in use or pinned.
+	ExpiresAt time.Time
+}
+
+// Options tune the manager.
+type Options struct {
+	// DataDir keeps the cache of file digests ("" keeps none).
+	DataDir string
+	// KeepAlive is how long an idle model stays loaded; 0 unloads at once, negative never.
+	KeepAlive time.Duration
+	// MaxMemory bounds the memory of the loaded models together; 0 means no bound.
+	MaxMemory int64
+	// OnChange is called (from any goroutine, never under the manager's lock) after a model
+	// loads, unloads or changes state.
+	OnChange func()
 }
 
 // Manager owns the catalog. It is safe for concurrent use.
 type Manager struct {
 	registry *engine.Registry
 	digests  *digestCache
+	opts     Options
 	mu       sync.Mutex
 	entries  map[string]*entry
+	// released is closed (and replaced) whenever a lease ends or a model unloads, waking loads
+	// that wait for memory.
+	released chan struct{}
 	wg       sync.WaitGroup
+	closed   bool
 }
 
 type entry struct {
-	decl   config.Model
-	state  State
-	reason string
-	size   int64
-	digest string
-	llm    engine.LLM
-	loaded chan struct{} // closed when loading ends, in success or failure
+	decl      config.Model
+	state     State
+	reason    string
+	size      int64
+	digest    string
+	llm       engine.LLM
+	loading   chan struct{} // non-nil while loading; closed when the load ends
+	refs      int
+	lastUsed  time.Time
+	loadedAt  time.Time
+	keepAlive time.Duration // of the last request; the default until one sets it
+	expiry    *time.Timer
+	expiresAt time.Time
 }
 
-// New makes a catalog of the declared models. Nothing is loaded until Start. dataDir keeps the
-// cache of file digests ("" keeps none).
-func New(registry *engine.Registry, decls []config.Model, dataDir string) *Manager {
-	m := &Manager{registry: registry, digests: openDigestCache(dataDir), entries: make(map[string]*entry, len(decls))}
+// New makes a catalog of the declared models. Nothing is loaded until Start or a request.
+func New(registry *engine.Registry, decls []config.Model, opts Options) *Manager {
+	m := &Manager{registry: registry, digests: openDigestCache(opts.DataDir), opts: opts,
+		entries: make(map[string]*entry, len(decls)), released: make(chan struct{})}
 	for _, d := range decls {
-		e := &entry{decl: d, state: StateAvailable, loaded: make(chan struct{})}
-		if fi, err := os.Stat(d.Path); err == nil {
-			e.size = fi.Size()
-		}
-		m.entries[d.Name] = e
+		m.Register(d)
 	}
 	return m
 }
 
-// Start loads every enabled model in the background, one at a time. A model that fails to
-// load is marked unavailable with the reason; the others still load.
+// Register adds a model to the catalog (a pulled one, say), replacing an unloaded one of the
+// same name.
+func (m *Manager) Register(d config.Model) {
+	e := &entry{decl: d, state: StateAvailable, keepAlive: m.opts.KeepAlive}
+	if fi, err := os.Stat(d.Path); err == nil {
+		e.size = fi.Size()
+	}
+	if !d.Enabled {
+		e.state, e.reason = StateUnavailable, "disabled in the config (enabled = false)"
+	}
+	m.mu.Lock()
+	if old, ok := m.entries[d.Name]; ok && old.llm != nil {
+		m.mu.Unlock()
+		return
+	}
+	m.entries[d.Name] = e
+	m.mu.Unlock()
+	m.changed()
+}
+
+// Start loads the enabled models that fit the memory budget, in name order, in the
+// background; then it computes the digests of the model files. A model that fails to load is
+// marked unavailable with the reason; the others still load.
 func (m *Manager) Start(ctx context.Context) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		for _, name := range m.names() {
-			m.load(ctx, name)
+			if ctx.Err() != nil {
+				return
+			}
+			if m.fitsAtStart(name) {
+				if err := m.Load(ctx, name, nil); err != nil {
+					slog.Debug("preload", "model", name, "err", err)
+				}
+			}
 		}
 		// Digests last: hashing a large file takes seconds and no request waits for it.
 		for _, name := range m.names() {
@@ -102,6 +166,25 @@ func (m *Manager) Start(ctx context.Context) {
 			m.computeDigest(name)
 		}
 	}()
+}
+
+// fitsAtStart says whether preloading name keeps within the budget without evicting anything.
+func (m *Manager) fitsAtStart(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entries[name]
+	return e.state == StateAvailable && (m.opts.MaxMemory <= 0 || m.usedLocked()+e.size <= m.opts.MaxMemory)
+}
+
+func (m *Manager) names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	names := make([]string, 0, len(m.entries))
+	for n := range m.entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 func (m *Manager) computeDigest(name string) {
@@ -120,45 +203,8 @@ func (m *Manager) computeDigest(name string) {
 		m.mu.Lock()
 		e.digest = d
 		m.mu.Unlock()
+		m.changed()
 	}
-}
-
-func (m *Manager) names() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	names := make([]string, 0, len(m.entries))
-	for n := range m.entries {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-func (m *Manager) load(ctx context.Context, name string) {
-	m.mu.Lock()
-	e := m.entries[name]
-	if !e.decl.Enabled {
-		e.state, e.reason = StateUnavailable, "disabled in the config (enabled = false)"
-		m.mu.Unlock()
-		close(e.loaded)
-		return
-	}
-	e.state = StateLoading
-	m.mu.Unlock()
-
-	start := time.Now()
-	llm, err := m.open(ctx, e.decl)
-
-	m.mu.Lock()
-	if err != nil {
-		e.state, e.reason = StateUnavailable, err.Error()
-		slog.Warn("model unavailable", "model", name, "path", e.decl.Path, "reason", e.reason)
-	} else {
-		e.state, e.llm = StateLoaded, llm
-		slog.Info("model loaded", "model", name, "took", time.Since(start).Round(time.Millisecond), "context", llm.Info().ContextLength)
-	}
-	m.mu.Unlock()
-	close(e.loaded)
 }
 
 func (m *Manager) open(ctx context.Context, d config.Model) (engine.LLM, error) {
@@ -183,28 +229,6 @@ func (m *Manager) open(ctx context.Context, d config.Model) (engine.LLM, error) 
 		return nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}
 	return llm, nil
-}
-
-// LLM returns the loaded model called name, waiting while it loads. It fails with ErrNotFound
-// (naming the models that exist) or ErrUnavailable (with the reason).
-func (m *Manager) LLM(ctx context.Context, name string) (engine.LLM, error) {
-	m.mu.Lock()
-	e, ok := m.entries[name]
-	m.mu.Unlock()
-	if !ok {
-		return nil, fmt.Errorf("%w: %q is not a model of this node; available: %s", ErrNotFound, name, m.availableNames())
-	}
-	select {
-	case <-e.loaded:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e.llm == nil {
-		return nil, fmt.Errorf("%w: %q: %s", ErrUnavailable, name, e.reason)
-	}
-	return e.llm, nil
 }
 
 func (m *Manager) availableNames() string {
@@ -246,7 +270,8 @@ func (m *Manager) Status(name string) (Status, bool) {
 // status describes e; the caller holds the manager's lock.
 func (e *entry) status(name string) Status {
 	s := Status{Name: name, Modality: e.decl.Modality, Engine: e.decl.Engine, Path: e.decl.Path,
-		State: e.state, Reason: e.reason, SizeBytes: e.size, Digest: e.digest}
+		State: e.state, Reason: e.reason, SizeBytes: e.size, Digest: e.digest, Refs: e.refs,
+		LastUsed: e.lastUsed, LoadedAt: e.loadedAt, KeepAlive: e.keepAlive, ExpiresAt: e.expiresAt}
 	if e.llm != nil {
 		s.Info = e.llm.Info()
 		s.Stats = e.llm.Stats()
@@ -254,18 +279,33 @@ func (e *entry) status(name string) Status {
 	return s
 }
 
+// changed tells the owner that the catalog changed.
+func (m *Manager) changed() {
+	if m.opts.OnChange != nil {
+		m.opts.OnChange()
+	}
+}
+
 // Close stops loading and frees every loaded model, waiting for running requests to end.
 func (m *Manager) Close() error {
 	m.wg.Wait()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var errs []error
+	m.closed = true
+	var llms []engine.LLM
 	for _, e := range m.entries {
 		if e.llm != nil {
-			errs = append(errs, e.llm.Close())
+			llms = append(llms, e.llm)
 			e.llm = nil
 			e.state, e.reason = StateUnavailable, "the node is shutting down"
+			if e.expiry != nil {
+				e.expiry.Stop()
+			}
 		}
+	}
+	m.mu.Unlock()
+	var errs []error
+	for _, llm := range llms {
+		errs = append(errs, llm.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,79 @@
+package api
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ekisa-team/syn4pse/node/models"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// permit refuses an operation a peer may not ask for (models.allow_remote); local clients may
+// do everything.
+func (s *Models) permit(ctx context.Context, op string) error {
+	if s.IsRemote == nil || !s.IsRemote(ctx) || slices.Contains(s.AllowRemote, op) {
+		return nil
+	}
+	return status.Errorf(codes.PermissionDenied, "this node does not let peers %s models (models.allow_remote)", op)
+}
+
+// LoadModel implements pb.ModelServiceServer.
+func (s *Models) LoadModel(ctx context.Context, req *pb.LoadModelRequest) (*pb.LoadModelResponse, error) {
+	if err := s.permit(ctx, "load"); err != nil {
+		return nil, err
+	}
+	keepAlive, err := parseKeepAlive(req.GetKeepAlive())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Models.Load(ctx, req.GetName(), keepAlive); err != nil {
+		return nil, toStatus(err)
+	}
+	st, _ := s.Models.Status(req.GetName())
+	return &pb.LoadModelResponse{Model: running(st)}, nil
+}
+
+// UnloadModel implements pb.ModelServiceServer.
+func (s *Models) UnloadModel(ctx context.Context, req *pb.UnloadModelRequest) (*pb.UnloadModelResponse, error) {
+	if err := s.permit(ctx, "unload"); err != nil {
+		return nil, err
+	}
+	if err := s.Models.Unload(req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.UnloadModelResponse{}, nil
+}
+
+// ListRunning implements pb.ModelServiceServer.
+func (s *Models) ListRunning(context.Context, *pb.ListRunningRequest) (*pb.ListRunningResponse, error) {
+	var out pb.ListRunningResponse
+	for _, st := range s.Models.List() {
+		if st.State == models.StateLoaded {
+			out.Models = append(out.Models, running(st))
+		}
+	}
+	return &out, nil
+}
+
+func running(st models.Status) *pb.RunningModel {
+	r := &pb.RunningModel{Name: st.Name, MemoryBytes: st.SizeBytes, ActiveRequests: int32(st.Refs),
+		KeepAlive: keepAliveText(st.KeepAlive), LoadedAtUnixMs: st.LoadedAt.UnixMilli()}
+	if st.Refs == 0 && !st.LastUsed.IsZero() {
+		r.IdleMs = time.Since(st.LastUsed).Milliseconds()
+	}
+	if !st.ExpiresAt.IsZero() {
+		r.ExpiresAtUnixMs = st.ExpiresAt.UnixMilli()
+	}
+	return r
+}
+
+func keepAliveText(d time.Duration) string {
+	if d < 0 {
+		return "-1"
+	}
+	return d.String()
+}

@@ -1,0 +1,284 @@
+package models
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ekisa-team/syn4pse/engine"
+)
+
+// Lease is one request's hold on a loaded model: the model stays loaded until Release.
+type Lease struct {
+	m         *Manager
+	e         *entry
+	llm       engine.LLM
+	keepAlive *time.Duration
+	once      sync.Once
+}
+
+// LLM is the loaded model.
+func (l *Lease) LLM() engine.LLM { return l.llm }
+
+// Release ends the hold; with no other holder the model's keep-alive starts.
+func (l *Lease) Release() {
+	l.once.Do(func() { l.m.release(l.e, l.keepAlive) })
+}
+
+// Acquire returns the model called name loaded and held for one request, loading it (and
+// unloading idle models to make room) when needed. keepAlive, when not nil, replaces the
+// model's keep-alive from this request on. It fails with ErrNotFound (naming the models that
+// exist) or ErrUnavailable (with the reason).
+func (m *Manager) Acquire(ctx context.Context, name string, keepAlive *time.Duration) (*Lease, error) {
+	for {
+		m.mu.Lock()
+		e, ok := m.entries[name]
+		switch {
+		case !ok:
+			m.mu.Unlock()
+			return nil, fmt.Errorf("%w: %q is not a model of this node; available: %s", ErrNotFound, name, m.availableNames())
+		case m.closed:
+			m.mu.Unlock()
+			return nil, fmt.Errorf("%w: the node is shutting down", ErrUnavailable)
+		case e.llm != nil:
+			e.refs++
+			e.stopExpiry()
+			llm := e.llm
+			m.mu.Unlock()
+			return &Lease{m: m, e: e, llm: llm, keepAlive: keepAlive}, nil
+		case e.state == StateUnavailable:
+			reason := e.reason
+			m.mu.Unlock()
+			return nil, fmt.Errorf("%w: %q: %s", ErrUnavailable, name, reason)
+		case e.loading != nil:
+			wait := e.loading
+			m.mu.Unlock()
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		// Not loaded: make room, then load (the lock is released by loadLocked).
+		if wait, err := m.makeRoomLocked(e); err != nil {
+			m.mu.Unlock()
+			return nil, err
+		} else if wait != nil {
+			m.mu.Unlock()
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		m.loadLocked(name, e)
+	}
+}
+
+// Load loads the model now (if it is not loaded) and starts its keep-alive.
+func (m *Manager) Load(ctx context.Context, name string, keepAlive *time.Duration) error {
+	lease, err := m.Acquire(ctx, name, keepAlive)
+	if err != nil {
+		return err
+	}
+	lease.Release()
+	return nil
+}
+
+// Unload unloads the model as soon as no request holds it (at once when none does).
+func (m *Manager) Unload(name string) error {
+	m.mu.Lock()
+	e, ok := m.entries[name]
+	if !ok {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %q is not a model of this node", ErrNotFound, name)
+	}
+	zero := time.Duration(0)
+	if e.llm != nil && e.refs == 0 {
+		llm := m.unloadLocked(name, e)
+		m.mu.Unlock()
+		llm.Close()
+		m.changed()
+		return nil
+	}
+	e.keepAlive = zero // the last lease to end unloads it
+	m.mu.Unlock()
+	return nil
+}
+
+// Remove drops a model from the catalog: refused while a request holds it or, without
+// force, while it is loaded. It returns the file the model used, for the caller to delete.
+func (m *Manager) Remove(name string, force bool) (string, error) {
+	m.mu.Lock()
+	e, ok := m.entries[name]
+	if !ok {
+		m.mu.Unlock()
+		return "", fmt.Errorf("%w: %q is not a model of this node", ErrNotFound, name)
+	}
+	if e.refs > 0 || e.loading != nil || (e.llm != nil && !force) {
+		m.mu.Unlock()
+		return "", fmt.Errorf("%w: %q is loaded; unload it first or force", ErrInUse, name)
+	}
+	var llm engine.LLM
+	if e.llm != nil {
+		llm = m.unloadLocked(name, e)
+	}
+	delete(m.entries, name)
+	m.mu.Unlock()
+	if llm != nil {
+		llm.Close()
+	}
+	m.changed()
+	return e.decl.Path, nil
+}
+
+// release ends one lease of e.
+func (m *Manager) release(e *entry, keepAlive *time.Duration) {
+	m.mu.Lock()
+	e.refs--
+	e.lastUsed = time.Now()
+	if keepAlive != nil {
+		e.keepAlive = *keepAlive
+	}
+	var closing engine.LLM
+	if e.refs == 0 && e.llm != nil {
+		switch {
+		case e.keepAlive == 0:
+			closing = m.unloadLocked(e.decl.Name, e)
+		case e.keepAlive > 0:
+			e.startExpiry(m, e.keepAlive)
+		}
+	}
+	m.wakeLocked()
+	m.mu.Unlock()
+	if closing != nil {
+		closing.Close()
+		m.changed()
+	}
+}
+
+// makeRoomLocked unloads idle models, least recently used first, until e fits the budget. It
+// returns a channel to wait on when only models in use stand in the way.
+func (m *Manager) makeRoomLocked(e *entry) (<-chan struct{}, error) {
+	if m.opts.MaxMemory <= 0 {
+		return nil, nil
+	}
+	for m.usedLocked()+e.size > m.opts.MaxMemory {
+		victimName, victim := m.lruIdleLocked(e)
+		if victim != nil {
+			llm := m.unloadLocked(victimName, victim)
+			slog.Info("model unloaded to make room", "model", victimName, "for", e.decl.Name)
+			// Closing under the lock is safe (no request holds it) and keeps the budget true;
+			// the load that follows reports the change.
+			llm.Close()
+			continue
+		}
+		if m.usedLocked() == 0 {
+			return nil, fmt.Errorf("%w: %q needs %d MiB but models.max_memory is %d MiB", ErrUnavailable, e.decl.Name, e.size>>20, m.opts.MaxMemory>>20)
+		}
+		return m.released, nil // every loaded model is in use: wait for one to be released
+	}
+	return nil, nil
+}
+
+// lruIdleLocked is the loaded model no request holds that was used longest ago, other than e.
+func (m *Manager) lruIdleLocked(except *entry) (string, *entry) {
+	var name string
+	var best *entry
+	for n, e := range m.entries {
+		if e == except || e.llm == nil || e.refs > 0 {
+			continue
+		}
+		if best == nil || e.lastUsed.Before(best.lastUsed) {
+			name, best = n, e
+		}
+	}
+	return name, best
+}
+
+// usedLocked is the memory the loaded and loading models take, estimated by their file size.
+func (m *Manager) usedLocked() int64 {
+	var used int64
+	for _, e := range m.entries {
+		if e.llm != nil || e.loading != nil {
+			used += e.size
+		}
+	}
+	return used
+}
+
+// loadLocked loads e with the lock released during the load, and returns with it released.
+func (m *Manager) loadLocked(name string, e *entry) {
+	e.loading = make(chan struct{})
+	e.state = StateLoading
+	m.mu.Unlock()
+	m.changed()
+
+	start := time.Now()
+	// A shared load must not die with the request that started it.
+	llm, err := m.open(context.Background(), e.decl)
+
+	m.mu.Lock()
+	close(e.loading)
+	e.loading = nil
+	if err != nil {
+		e.state, e.reason = StateUnavailable, err.Error()
+		slog.Warn("model unavailable", "model", name, "path", e.decl.Path, "reason", e.reason)
+	} else {
+		e.state, e.llm, e.loadedAt, e.lastUsed = StateLoaded, llm, time.Now(), time.Now()
+		slog.Info("model loaded", "model", name, "took", time.Since(start).Round(time.Millisecond), "context", llm.Info().ContextLength)
+	}
+	m.wakeLocked()
+	m.mu.Unlock()
+	m.changed()
+}
+
+// unloadLocked takes e's model out of the table and returns it for the caller to Close.
+func (m *Manager) unloadLocked(name string, e *entry) engine.LLM {
+	llm := e.llm
+	e.llm, e.state = nil, StateAvailable
+	e.stopExpiry()
+	e.keepAlive = m.opts.KeepAlive
+	m.wakeLocked()
+	slog.Info("model unloaded", "model", name)
+	return llm
+}
+
+// wakeLocked wakes the loads waiting for memory.
+func (m *Manager) wakeLocked() {
+	close(m.released)
+	m.released = make(chan struct{})
+}
+
+func (e *entry) startExpiry(m *Manager, after time.Duration) {
+	e.stopExpiry()
+	e.expiresAt = time.Now().Add(after)
+	var timer *time.Timer
+	timer = time.AfterFunc(after, func() { m.expire(e, timer) })
+	e.expiry = timer
+}
+
+func (e *entry) stopExpiry() {
+	if e.expiry != nil {
+		e.expiry.Stop()
+		e.expiry = nil
+	}
+	e.expiresAt = time.Time{}
+}
+
+// expire unloads e when its keep-alive timer fired and nothing used it since.
+func (m *Manager) expire(e *entry, timer *time.Timer) {
+	m.mu.Lock()
+	if e.expiry != timer || e.refs > 0 || e.llm == nil || m.closed {
+		m.mu.Unlock()
+		return
+	}
+	llm := m.unloadLocked(e.decl.Name, e)
+	m.mu.Unlock()
+	llm.Close()
+	m.changed()
+}
