@@ -1,0 +1,189 @@
+package models_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/models"
+)
+
+// catalog is a manager over real llama.cpp with two generated models, a and b.
+func catalog(t *testing.T, opts models.Options) (*models.Manager, int64) {
+	t.Helper()
+	dir := t.TempDir()
+	var decls []config.Model
+	var size int64
+	for i, name := range []string{"a", "b"} {
+		path := filepath.Join(dir, name+".gguf")
+		if err := tinygguf.Write(path, tinygguf.Options{Seed: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(path)
+		size = fi.Size()
+		decls = append(decls, config.Model{Name: name, Modality: "llm", Engine: llamacpp.Name, Path: path, Enabled: true,
+			Threads: 1, BatchSize: 512, Parallel: 1, ContextLength: 256, FlashAttention: "auto"})
+	}
+	var registry engine.Registry
+	registry.RegisterLLM(llamacpp.New())
+	m := models.New(&registry, decls, opts)
+	t.Cleanup(func() { m.Close() })
+	return m, size
+}
+
+func state(t *testing.T, m *models.Manager, name string) models.State {
+	t.Helper()
+	s, ok := m.Status(name)
+	if !ok {
+		t.Fatalf("no model %s", name)
+	}
+	return s.State
+}
+
+// waitState polls for a state change driven by a timer: a liveness bound, not a timing check.
+func waitState(t *testing.T, m *models.Manager, name string, want models.State) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for state(t, m, name) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: state %v, want %v", name, state(t, m, name), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestKeepAliveUnloads(t *testing.T) {
+	m, _ := catalog(t, models.Options{KeepAlive: 50 * time.Millisecond})
+	if err := m.Load(t.Context(), "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, m, "a", models.StateAvailable)
+
+	// A request's keep-alive replaces the default: -1 pins, 0 unloads as soon as it ends.
+	forever, zero := time.Duration(-1), time.Duration(0)
+	lease, err := m.Acquire(t.Context(), "a", &forever)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease.Release()
+	if s, _ := m.Status("a"); s.State != models.StateLoaded || !s.ExpiresAt.IsZero() {
+		t.Fatalf("pinned model: %+v", s)
+	}
+	lease, err = m.Acquire(t.Context(), "a", &zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state(t, m, "a") != models.StateLoaded {
+		t.Fatal("unloaded while a lease holds it")
+	}
+	lease.Release()
+	if got := state(t, m, "a"); got != models.StateAvailable {
+		t.Fatalf("keep_alive 0: state %v after the last release", got)
+	}
+}
+
+func TestMemoryBudgetEvictsOnlyAfterTheStreamEnds(t *testing.T) {
+	// Both files are the same size; the budget has room for one model only.
+	m, size := catalog(t, models.Options{KeepAlive: time.Hour})
+	m.Close()
+	m, _ = catalog(t, models.Options{KeepAlive: time.Hour, MaxMemory: size + size/2})
+
+	lease, err := m.Acquire(t.Context(), "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Generate on a while b asks to load.
+	stop := make(chan struct{})
+	streaming := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-stop; cancel() }()
+		_, err := lease.LLM().Generate(ctx, engine.GenerateRequest{Prompt: "Once", Sampling: engine.DefaultSampling(), IgnoreEOS: true, MaxTokens: 200},
+			func(string) error { return nil })
+		streaming <- err
+	}()
+	loadedB := make(chan error, 1)
+	go func() {
+		lb, err := m.Acquire(context.Background(), "b", nil)
+		if err == nil {
+			lb.Release()
+		}
+		loadedB <- err
+	}()
+	select {
+	case err := <-loadedB:
+		t.Fatalf("b loaded while a was in use (err %v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if state(t, m, "a") != models.StateLoaded {
+		t.Fatal("a unloaded while in use")
+	}
+	close(stop)
+	<-streaming
+	lease.Release()
+	if err := <-loadedB; err != nil {
+		t.Fatalf("b after a's stream ended: %v", err)
+	}
+	if state(t, m, "a") != models.StateAvailable || state(t, m, "b") != models.StateLoaded {
+		t.Fatalf("a %v, b %v: want a evicted, b loaded", state(t, m, "a"), state(t, m, "b"))
+	}
+}
+
+func TestConcurrentRequestsShareOneLoad(t *testing.T) {
+	var changes atomic.Int32
+	m, _ := catalog(t, models.Options{KeepAlive: time.Hour, OnChange: func() { changes.Add(1) }})
+	var wg sync.WaitGroup
+	leases := make(chan *models.Lease, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := m.Acquire(t.Context(), "a", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			leases <- l
+		}()
+	}
+	wg.Wait()
+	close(leases)
+	var llm engine.LLM
+	for l := range leases {
+		if llm != nil && l.LLM() != llm {
+			t.Fatal("two loads of one model")
+		}
+		llm = l.LLM()
+		l.Release()
+	}
+	if s, _ := m.Status("a"); s.Refs != 0 || s.State != models.StateLoaded {
+		t.Fatalf("after release: %+v", s)
+	}
+	if changes.Load() == 0 {
+		t.Fatal("no change reported")
+	}
+}
+
+func TestRemoveRefusesLoaded(t *testing.T) {
+	m, _ := catalog(t, models.Options{KeepAlive: time.Hour})
+	if err := m.Load(t.Context(), "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Remove("a", false); err == nil {
+		t.Fatal("removed a loaded model without force")
+	}
+	if _, err := m.Remove("a", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.Status("a"); ok {
+		t.Fatal("a still listed")
+	}
+}
