@@ -134,6 +134,20 @@ context_length = 512
 		t.Fatalf("models list: code %d\n%s%s", code, out, stderr)
 	}
 
+	// Lifecycle by hand: pin, see it in ps, unload.
+	if out, stderr, code := syn4pse(t, dir, "", "models", "load", "tiny", "--keep-alive", "-1"); code != 0 || !strings.Contains(out, "tiny loaded") {
+		t.Fatalf("models load: %d %s %s", code, out, stderr)
+	}
+	if out, _, code := syn4pse(t, dir, "", "ps"); code != 0 || !strings.Contains(out, "never") {
+		t.Fatalf("ps: %d %s", code, out)
+	}
+	if out, _, code := syn4pse(t, dir, "", "models", "unload", "tiny"); code != 0 {
+		t.Fatalf("models unload: %d %s", code, out)
+	}
+	if out, _, code := syn4pse(t, dir, "", "ps"); code != 0 || !strings.Contains(out, "no model loaded") {
+		t.Fatalf("ps after unload: %d %s", code, out)
+	}
+
 	out, stderr, code = syn4pse(t, dir, "", "run", "tiny", "--max-tokens", "8", "--seed", "1", "Hello", "there")
 	if code != 0 || strings.TrimSpace(out) == "" {
 		t.Fatalf("run: code %d, stdout %q, stderr %q", code, out, stderr)
