@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/p2p"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -72,5 +76,54 @@ func TestModelDigestProvidedInDHT(t *testing.T) {
 			t.Fatalf("providers of %s: %v", want, providers)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestRemoteControlNeedsPermission: a peer may load models only as models.allow_remote says;
+// local clients always may.
+func TestRemoteControlNeedsPermission(t *testing.T) {
+	key, err := p2p.GenerateSwarmKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		allow []string
+		want  codes.Code
+	}{{nil, codes.PermissionDenied}, {[]string{"load", "unload"}, codes.OK}} {
+		cfg := meshConfig(t, key, "a", nil, tinyDecl("tiny"))
+		cfg.Lifecycle.AllowRemote = tt.allow
+		a, err := node.Start(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Shutdown(t.Context()) })
+		local := grpcConn(t, a)
+		st, err := pb.NewNodeServiceClient(local).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peerHost, err := p2p.New(t.Context(), p2p.Config{DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+			SwarmKey: &key, Bootstrap: st.GetListenAddrs()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { peerHost.Close() })
+		clients := p2p.NewPeerClients(peerHost.Libp2p())
+		t.Cleanup(func() { clients.Close() })
+		aID, err := peer.Decode(st.GetPeerId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := clients.Conn(t.Context(), aID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pb.NewModelServiceClient(conn).LoadModel(t.Context(), &pb.LoadModelRequest{Name: "tiny"})
+		if status.Code(err) != tt.want {
+			t.Fatalf("allow_remote %v: remote load: %v, want %v", tt.allow, err, tt.want)
+		}
+		if _, err := pb.NewModelServiceClient(local).LoadModel(t.Context(), &pb.LoadModelRequest{Name: "tiny"}); err != nil {
+			t.Fatalf("local load: %v", err)
+		}
 	}
 }
