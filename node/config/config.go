@@ -131,6 +131,11 @@ type Model struct {
 	Parallel int
 	// FlashAttention is flash_attention: auto, on or off.
 	FlashAttention string
+	// Source is source: where the model is pulled from when its file is missing (an http(s)
+	// URL or hf://OWNER/REPO/FILE[@REVISION]); "" for a model that is only a path.
+	Source string
+	// SHA256 is sha256: the file's expected digest (hex), "" when unknown.
+	SHA256 string
 	// Declared says where the model was declared, for messages: `syn4pse.toml [models.tiny]`.
 	Declared string
 }

@@ -39,8 +39,10 @@ func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 		m.Modality = stringOr(table, "modality", defaultModality)
 		m.Engine = stringOr(table, "engine", defaultEngine)
 		m.Path = stringOr(table, "path", "")
-		if m.Enabled && m.Path == "" {
-			errs = append(errs, invalidf("%s: missing: set it to the model file, or enabled = false", label("models", name, "path")))
+		m.Source = stringOr(table, "source", "")
+		m.SHA256 = stringOr(table, "sha256", "")
+		if m.Enabled && m.Path == "" && m.Source == "" {
+			errs = append(errs, invalidf("%s: missing: set it to the model file, set source to pull it, or enabled = false", label("models", name, "path")))
 		}
 		models = append(models, m)
 	}

@@ -117,6 +117,8 @@ func modelTable() *node {
 	keys["modality"] = &node{field: &field{kind: kindChoice, choices: modalities}}
 	keys["engine"] = &node{field: &field{kind: kindEngine}}
 	keys["path"] = &node{field: &field{kind: kindPath}}
+	keys["source"] = &node{field: &field{kind: kindSource}}
+	keys["sha256"] = &node{field: &field{kind: kindSHA256}}
 	keys["enabled"] = &node{field: &field{kind: kindBool}}
 	return &node{children: keys, aliases: map[string]string{"model": "path"}}
 }
@@ -152,6 +154,8 @@ const (
 	kindList                  // a list of strings; the environment gives it comma-separated
 	kindKeepAlive             // a duration, "0" (unload at once) or "-1" (never unload)
 	kindSize                  // a byte size: 8GiB, 512MB, a plain number of bytes, 0 for automatic
+	kindSource                // where a model is pulled from: an http(s) URL or hf://OWNER/REPO/FILE[@REV]
+	kindSHA256                // 64 hex digits
 	kindNodeName              // a node name shown to peers, "" for the host name
 )
 
@@ -224,6 +228,15 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 	case kindName:
 		if !modelNameRE.MatchString(s) {
 			return nil, fmt.Errorf("want a model name (letters, digits and . _ : -, up to 128), got %q", s)
+		}
+	case kindSource:
+		if !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://") && !strings.HasPrefix(s, "hf://") {
+			return nil, fmt.Errorf("want an http(s):// URL or hf://OWNER/REPO/FILE[@REVISION], got %q", s)
+		}
+	case kindSHA256:
+		s = strings.ToLower(strings.TrimPrefix(s, "sha256:"))
+		if len(s) != 64 || strings.Trim(s, "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("want 64 hex digits, got %q", s)
 		}
 	case kindNodeName:
 		if s != "" && !modelNameRE.MatchString(s) {
