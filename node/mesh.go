@@ -39,6 +39,7 @@ type mesh struct {
 	announcer *p2p.Announcer
 	clients   *p2p.PeerClients
 	rpc       io.Closer
+	blobs     io.Closer
 	mdns      bool
 	allow     int
 
@@ -190,8 +191,17 @@ func (m *mesh) close() error {
 	if m.rpc != nil {
 		errs = append(errs, m.rpc.Close())
 	}
+	if m.blobs != nil {
+		errs = append(errs, m.blobs.Close())
+	}
 	errs = append(errs, m.clients.Close(), m.host.Close())
 	return errors.Join(errs...)
+}
+
+// serveBlobs serves the blobs source offers to mesh members (every connected peer holds the
+// swarm key).
+func (m *mesh) serveBlobs(source p2p.BlobSource) {
+	m.blobs = p2p.ServeBlobs(m.host.Libp2p(), source)
 }
 
 // readBootstrap reads the peers an invite brought, one multiaddr a line.
@@ -229,7 +239,7 @@ func capability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.Capab
 		if m.State == models.StateUnavailable {
 			continue
 		}
-		mc := &pb.ModelCapability{Name: m.Name, Digest: m.Digest, Modality: api.Modality(m.Modality), Engine: m.Engine,
+		mc := &pb.ModelCapability{Name: m.Name, Digest: m.Digest, SizeBytes: m.SizeBytes, Modality: api.Modality(m.Modality), Engine: m.Engine,
 			Loaded: m.State == models.StateLoaded, Parallel: int32(m.Info.Parallel)}
 		if mc.Loaded {
 			mc.FreeSlots = int32(max(m.Info.Parallel-m.Stats.Active, 0))

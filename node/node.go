@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/models/store"
 	"github.com/ekisa-team/syn4pse/node/router"
 	"github.com/ekisa-team/syn4pse/p2p"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -44,6 +47,7 @@ type Node struct {
 	grpcLn     net.Listener
 	httpLn     net.Listener
 	mesh       *mesh // nil when standalone
+	background sync.WaitGroup
 	cancel     context.CancelFunc
 	served     chan error
 }
@@ -71,13 +75,29 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	if budget == 0 {
 		budget = totalMemory() / 10 * 8
 	}
+	modelStore, err := store.Open(filepath.Join(cfg.DataDir, "models"))
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return nil, fmt.Errorf("model store: %w", err)
+	}
+	decls, toPull := resolveDecls(cfg.Models, modelStore)
 	var onChange func()
-	catalog := models.New(&registry, cfg.Models, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
+	catalog := models.New(&registry, decls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
 		MaxMemory: budget, OnChange: func() {
 			if onChange != nil {
 				onChange()
 			}
 		}})
+
+	pl := &puller{store: modelStore, catalog: catalog, decls: map[string]config.Model{}}
+	for _, d := range cfg.Models {
+		pl.decls[d.Name] = d
+	}
+	registerStored(pl)
+	for _, d := range toPull {
+		catalog.MarkUnavailable(d.Name, fmt.Sprintf("being pulled from %s; it serves once `syn4pse models list` shows it available", d.Source))
+	}
 
 	identity, err := p2p.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
@@ -96,7 +116,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	modelSvc := &api.Models{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
 		_, remote := p2p.PeerFromContext(ctx)
 		return remote
-	}}
+	}, Pull: func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
+		_, err := pl.pull(ctx, req, progress)
+		return err
+	}, Delete: pl.delete}
 	nodeSvc := &api.Node{
 		Models: catalog, NodeID: nodeID, Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
@@ -129,6 +152,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
 	if n.mesh != nil {
+		pl.mesh = n.mesh
+		n.mesh.serveBlobs(pl.blobSource)
 		onChange = n.mesh.poke
 		inference.Router.Peers = peerView{n.mesh}
 		inference.Router.Dial = n.mesh.dial
@@ -138,6 +163,13 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	loadCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	n.cancel = cancel
 	catalog.Start(loadCtx)
+	for _, d := range toPull {
+		n.background.Add(1)
+		go func() {
+			defer n.background.Done()
+			pl.pullDeclared(loadCtx, d)
+		}()
+	}
 	go func() { n.served <- n.grpcServer.Serve(grpcLn) }()
 	go func() { n.served <- n.httpServer.Serve(httpLn) }()
 	slog.Info("node serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
@@ -175,6 +207,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 	n.cancel()
+	n.background.Wait()
 	grpcDone := make(chan struct{})
 	go func() { n.grpcServer.GracefulStop(); close(grpcDone) }()
 	httpErr := n.httpServer.Shutdown(ctx)

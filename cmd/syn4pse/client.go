@@ -56,7 +56,7 @@ func rpcError(addr string, err error) error {
 
 func newModelsCmd() *cobra.Command {
 	models := &cobra.Command{Use: "models", Short: "Manage the models of a node"}
-	models.AddCommand(newLoadCmd(), newUnloadCmd())
+	models.AddCommand(newLoadCmd(), newUnloadCmd(), newPullCmd(), newRmCmd())
 	models.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List the node's models, their state and why one is unavailable",

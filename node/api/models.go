@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -57,6 +58,35 @@ func (s *Models) ListRunning(context.Context, *pb.ListRunningRequest) (*pb.ListR
 		}
 	}
 	return &out, nil
+}
+
+// PullModel implements pb.ModelServiceServer.
+func (s *Models) PullModel(req *pb.PullModelRequest, stream grpc.ServerStreamingServer[pb.PullProgress]) error {
+	if err := s.permit(stream.Context(), "pull"); err != nil {
+		return err
+	}
+	var sendErr error
+	err := s.Pull(stream.Context(), req, func(p *pb.PullProgress) {
+		if sendErr == nil {
+			sendErr = stream.Send(p)
+		}
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	return sendErr
+}
+
+// DeleteModel implements pb.ModelServiceServer.
+func (s *Models) DeleteModel(ctx context.Context, req *pb.DeleteModelRequest) (*pb.DeleteModelResponse, error) {
+	if err := s.permit(ctx, "delete"); err != nil {
+		return nil, err
+	}
+	freed, err := s.Delete(req.GetName(), req.GetForce())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.DeleteModelResponse{FreedBytes: freed}, nil
 }
 
 func running(st models.Status) *pb.RunningModel {

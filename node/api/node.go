@@ -19,6 +19,10 @@ type Models struct {
 	IsRemote func(context.Context) bool
 	// AllowRemote lists what peers may do (models.allow_remote).
 	AllowRemote []string
+	// Pull fetches a model into the store, reporting progress.
+	Pull func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error
+	// Delete removes a pulled model, returning the bytes freed.
+	Delete func(name string, force bool) (int64, error)
 }
 
 // ListModels implements pb.ModelServiceServer.

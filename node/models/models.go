@@ -141,6 +141,17 @@ func (m *Manager) Register(d config.Model) {
 	m.changed()
 }
 
+// MarkUnavailable sets why a model cannot serve yet (it is being pulled, say); Register
+// replaces the mark.
+func (m *Manager) MarkUnavailable(name, reason string) {
+	m.mu.Lock()
+	if e, ok := m.entries[name]; ok && e.llm == nil && e.loading == nil {
+		e.state, e.reason = StateUnavailable, reason
+	}
+	m.mu.Unlock()
+	m.changed()
+}
+
 // Start loads the enabled models that fit the memory budget, in name order, in the
 // background; then it computes the digests of the model files. A model that fails to load is
 // marked unavailable with the reason; the others still load.

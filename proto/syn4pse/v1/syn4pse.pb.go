@@ -2105,8 +2105,10 @@ type ModelCapability struct {
 	// TokensPerSecond is the measured generation speed, 0 when unknown.
 	TokensPerSecond float64 `protobuf:"fixed64,8,opt,name=tokens_per_second,json=tokensPerSecond,proto3" json:"tokens_per_second,omitempty"`
 	Parallel        int32   `protobuf:"varint,9,opt,name=parallel,proto3" json:"parallel,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// SizeBytes is the model file's size, for peers that fetch it.
+	SizeBytes     int64 `protobuf:"varint,10,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelCapability) Reset() {
@@ -2198,6 +2200,13 @@ func (x *ModelCapability) GetTokensPerSecond() float64 {
 func (x *ModelCapability) GetParallel() int32 {
 	if x != nil {
 		return x.Parallel
+	}
+	return 0
+}
+
+func (x *ModelCapability) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
 	}
 	return 0
 }
@@ -3317,7 +3326,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06models\x18\x04 \x03(\v2\x1b.syn4pse.v1.ModelCapabilityR\x06models\x120\n" +
 	"\bhardware\x18\x05 \x01(\v2\x14.syn4pse.v1.HardwareR\bhardware\x12\x1a\n" +
 	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12*\n" +
-	"\x11timestamp_unix_ms\x18\a \x01(\x03R\x0ftimestampUnixMs\"\xa7\x02\n" +
+	"\x11timestamp_unix_ms\x18\a \x01(\x03R\x0ftimestampUnixMs\"\xc6\x02\n" +
 	"\x0fModelCapability\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x120\n" +
@@ -3329,7 +3338,10 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\vqueue_depth\x18\a \x01(\x05R\n" +
 	"queueDepth\x12*\n" +
 	"\x11tokens_per_second\x18\b \x01(\x01R\x0ftokensPerSecond\x12\x1a\n" +
-	"\bparallel\x18\t \x01(\x05R\bparallel\"\x12\n" +
+	"\bparallel\x18\t \x01(\x05R\bparallel\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\n" +
+	" \x01(\x03R\tsizeBytes\"\x12\n" +
 	"\x10ListPeersRequest\"?\n" +
 	"\x11ListPeersResponse\x12*\n" +
 	"\x05peers\x18\x01 \x03(\v2\x14.syn4pse.v1.PeerInfoR\x05peers\"\x97\x02\n" +

@@ -1,0 +1,330 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// headSize is how many leading bytes a partial blob keeps for content checks and messages.
+const headSize = 16
+
+// sidecarSuffix names the note beside a partial download: where it comes from and the
+// validator (ETag) that says whether the source still holds the same bytes.
+const sidecarSuffix = ".json"
+
+// PartialBlob is a blob being written into partial/: it may start where an interrupted writer
+// stopped (Offset), and reaches blobs/ only through Commit, once its sha256 verified. It holds
+// the blob's partial file for itself until Commit, Abort or Discard; it is not safe for
+// concurrent use.
+type PartialBlob struct {
+	s      *Store
+	path   string
+	f      *os.File // nil once finished
+	hash   hash.Hash
+	offset int64
+	size   int64  // expected size, -1 when unknown
+	expect string // expected hex sha256, "" when unknown
+	head   []byte
+	unlock func()
+}
+
+// BlobWriter opens the partial file of the blob with that digest ("sha256:<hex>") and size
+// (-1 if unknown) for writing, continuing after the bytes an earlier writer left; other
+// transports (a peer transfer) fill the store through it the way a pull does. It fails with
+// ErrBusy while another writer holds the same blob.
+func (s *Store) BlobWriter(digest string, size int64) (*PartialBlob, error) {
+	sum, err := parseDigest(digest)
+	if err != nil {
+		return nil, err
+	}
+	unlock, ok := s.tryLockKey(blobName(sum))
+	if !ok {
+		return nil, fmt.Errorf("blob %s: %w", digest, ErrBusy)
+	}
+	p, err := s.openPartial(blobName(sum), sum, size)
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("blob %s: %w", digest, err)
+	}
+	p.unlock = unlock
+	return p, nil
+}
+
+// Ingest copies a blob into the store and returns it as a File with RoleModel. open returns
+// the bytes from offset on: the bytes an interrupted Ingest or transfer of the same digest
+// left are kept, so a copy of a big local file resumes. digest may be "" to compute it (the
+// copy then starts at 0); size is -1 when unknown.
+func (s *Store) Ingest(ctx context.Context, digest string, size int64, open func(offset int64) (io.ReadCloser, error)) (File, error) {
+	var p *PartialBlob
+	var err error
+	if digest != "" {
+		p, err = s.BlobWriter(digest, size)
+	} else {
+		p, err = s.openPartial(tempPrefix+"ingest-"+rand.Text(), "", size)
+	}
+	if err != nil {
+		return File{}, fmt.Errorf("ingest: %w", err)
+	}
+	f, err := p.fill(ctx, open)
+	if err != nil {
+		return File{}, fmt.Errorf("ingest: %w", err)
+	}
+	return f, nil
+}
+
+// fill copies what open returns into p and commits it; on failure p is aborted, or
+// discarded if it holds nothing worth resuming.
+func (p *PartialBlob) fill(ctx context.Context, open func(offset int64) (io.ReadCloser, error)) (File, error) {
+	r, err := open(p.offset)
+	if err == nil {
+		err = copyInto(ctx, p, r, nil)
+		r.Close()
+	}
+	if err != nil {
+		if p.expect == "" || p.offset == 0 {
+			p.Discard()
+		} else {
+			p.Abort()
+		}
+		return File{}, err
+	}
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return p.commitLocked()
+}
+
+// copyInto copies r into p in large chunks until EOF, stopping when ctx is done; each chunk
+// is reported to onChunk.
+func copyInto(ctx context.Context, p *PartialBlob, r io.Reader, onChunk func(n int)) error {
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := p.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if onChunk != nil {
+				onChunk(n)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// openPartial opens partial/<key>, hashing the bytes already there so the digest covers the
+// whole file.
+func (s *Store) openPartial(key, expect string, size int64) (*PartialBlob, error) {
+	path := filepath.Join(s.root, partialDir, key)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	p := &PartialBlob{s: s, path: path, f: f, hash: sha256.New(), size: size, expect: expect}
+	head := make([]byte, headSize)
+	n, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		f.Close()
+		return nil, err
+	}
+	p.head = head[:n]
+	if p.offset, err = io.CopyBuffer(p.hash, f, make([]byte, 1<<20)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if size >= 0 && p.offset > size {
+		if err := p.reset(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Offset returns how many bytes the partial file holds: where the next Write goes.
+func (p *PartialBlob) Offset() int64 { return p.offset }
+
+// Write appends b to the partial file. Writing past the expected size is an error.
+func (p *PartialBlob) Write(b []byte) (int, error) {
+	if p.f == nil {
+		return 0, errors.New("write to a finished blob")
+	}
+	if p.size >= 0 && p.offset+int64(len(b)) > p.size {
+		return 0, fmt.Errorf("blob is longer than its expected %d bytes", p.size)
+	}
+	n, err := p.f.Write(b)
+	p.hash.Write(b[:n])
+	if len(p.head) < headSize {
+		p.head = append(p.head, b[:min(n, headSize-len(p.head))]...)
+	}
+	p.offset += int64(n)
+	return n, err
+}
+
+// Commit verifies the sha256 of the bytes written and moves the blob into blobs/. On a
+// mismatch the partial file is removed and the error wraps ErrDigestMismatch; a blob shorter
+// than its expected size is not committed and may still be written to.
+func (p *PartialBlob) Commit() error {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	_, err := p.commitLocked()
+	return err
+}
+
+// commitLocked is Commit with s.mu held; it returns the stored blob.
+func (p *PartialBlob) commitLocked() (File, error) {
+	if p.f == nil {
+		return File{}, errors.New("commit of a finished blob")
+	}
+	if p.size >= 0 && p.offset < p.size {
+		return File{}, fmt.Errorf("blob incomplete: %d of %d bytes", p.offset, p.size)
+	}
+	sum := hex.EncodeToString(p.hash.Sum(nil))
+	if p.expect != "" && sum != p.expect {
+		p.Discard()
+		return File{}, fmt.Errorf("%w: the downloaded bytes hash to sha256:%s, expected sha256:%s (the partial file was removed)",
+			ErrDigestMismatch, sum, p.expect)
+	}
+	if err := p.f.Sync(); err != nil {
+		p.Abort()
+		return File{}, err
+	}
+	if err := p.close(); err != nil {
+		return File{}, err
+	}
+	if err := os.Rename(p.path, p.s.blobPath(sum)); err != nil {
+		return File{}, err
+	}
+	os.Remove(p.path + sidecarSuffix)
+	if err := syncDir(filepath.Join(p.s.root, blobsDir)); err != nil {
+		return File{}, err
+	}
+	return File{Digest: "sha256:" + sum, Size: p.offset, Role: RoleModel}, syncDir(filepath.Dir(p.path))
+}
+
+// Abort closes the partial file and keeps it, so a later writer of the same blob resumes.
+func (p *PartialBlob) Abort() error {
+	if p.f == nil {
+		return nil
+	}
+	err := p.f.Sync()
+	if cerr := p.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Discard closes and removes the partial file. After Commit or Abort it does nothing.
+func (p *PartialBlob) Discard() error {
+	if p.f == nil {
+		return nil
+	}
+	p.close()
+	os.Remove(p.path + sidecarSuffix)
+	if err := os.Remove(p.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// close closes the file and releases the blob for other writers.
+func (p *PartialBlob) close() error {
+	err := p.f.Close()
+	p.f = nil
+	if p.unlock != nil {
+		p.unlock()
+		p.unlock = nil
+	}
+	return err
+}
+
+// reset empties the partial file, for a source that cannot continue where it stopped.
+func (p *PartialBlob) reset() error {
+	if err := p.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	p.hash.Reset()
+	p.offset = 0
+	p.head = p.head[:0]
+	return nil
+}
+
+// partialNote is the sidecar of a download in partial/.
+type partialNote struct {
+	URL       string `json:"url"`
+	Validator string `json:"validator,omitempty"`
+}
+
+func (p *PartialBlob) readNote() partialNote {
+	var n partialNote
+	if b, err := os.ReadFile(p.path + sidecarSuffix); err == nil {
+		json.Unmarshal(b, &n) // a damaged note only costs a restart from 0
+	}
+	return n
+}
+
+func (p *PartialBlob) writeNote(n partialNote) error {
+	b, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(p.path+sidecarSuffix, b)
+}
+
+// lockKey takes the partial file named key for this process, waiting while another holds it.
+func (s *Store) lockKey(ctx context.Context, key string) (unlock func(), err error) {
+	for {
+		unlock, ok := s.tryLockKey(key)
+		if ok {
+			return unlock, nil
+		}
+		s.keysMu.Lock()
+		released := s.busy[key]
+		s.keysMu.Unlock()
+		if released == nil {
+			continue
+		}
+		select {
+		case <-released:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// tryLockKey takes the partial file named key if no one holds it.
+func (s *Store) tryLockKey(key string) (unlock func(), ok bool) {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if _, held := s.busy[key]; held {
+		return nil, false
+	}
+	released := make(chan struct{})
+	s.busy[key] = released
+	return func() {
+		s.keysMu.Lock()
+		delete(s.busy, key)
+		s.keysMu.Unlock()
+		close(released)
+	}, true
+}
