@@ -183,6 +183,7 @@ func (p *puller) register(m store.Manifest) {
 	}
 	decl.Path = path
 	p.catalog.Register(decl)
+	p.catalog.SetDigest(m.Name, file.Digest)
 }
 
 func pullProgress(pr store.Progress) *pb.PullProgress {

@@ -141,6 +141,17 @@ func (m *Manager) Register(d config.Model) {
 	m.changed()
 }
 
+// SetDigest records the digest of a model's file when it is known without hashing (a pulled
+// blob, verified when it was stored).
+func (m *Manager) SetDigest(name, digest string) {
+	m.mu.Lock()
+	if e, ok := m.entries[name]; ok {
+		e.digest = digest
+	}
+	m.mu.Unlock()
+	m.changed()
+}
+
 // MarkUnavailable sets why a model cannot serve yet (it is being pulled, say); Register
 // replaces the mark.
 func (m *Manager) MarkUnavailable(name, reason string) {
@@ -201,7 +212,7 @@ func (m *Manager) names() []string {
 func (m *Manager) computeDigest(name string) {
 	m.mu.Lock()
 	e := m.entries[name]
-	path, usable := e.decl.Path, e.state != StateUnavailable
+	path, usable := e.decl.Path, e.state != StateUnavailable && e.digest == ""
 	m.mu.Unlock()
 	if !usable {
 		return

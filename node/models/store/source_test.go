@@ -22,6 +22,7 @@ import (
 type fakeSource struct {
 	data        []byte
 	etag        bool          // send ETag: "<sha256>", as Hugging Face does
+	etagValue   string        // send this ETag instead
 	cutAfter    int           // first request: send this many body bytes, then drop the connection
 	stallAfter  int           // first request: send this many body bytes, then hang until the client leaves
 	ignoreRange bool          // answer 200 with the whole body to every request
@@ -53,6 +54,9 @@ func sha(b []byte) string {
 // serve starts the source on loopback and returns the URL of its model file.
 func (f *fakeSource) serve(t testing.TB) string {
 	t.Helper()
+	if f.etag && f.etagValue == "" {
+		f.etagValue = `"` + sha(f.data) + `"`
+	}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return srv.URL + "/repo/model.gguf"
@@ -71,8 +75,8 @@ func (f *fakeSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	first := len(f.requests) == 1
 	f.mu.Unlock()
 
-	if f.etag {
-		w.Header().Set("ETag", `"`+sha(f.data)+`"`)
+	if tag := f.etagHeader(); tag != "" {
+		w.Header().Set("ETag", tag)
 	}
 	switch {
 	case f.status != 0 || f.body != "":
@@ -101,6 +105,8 @@ func (f *fakeSource) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+func (f *fakeSource) etagHeader() string { return f.etagValue }
+
 // cut sends a response announcing the whole file, part of its body, then closes the
 // connection: what a reset or a dropped Wi-Fi looks like to the client.
 func (f *fakeSource) cut(w http.ResponseWriter) {
@@ -109,7 +115,11 @@ func (f *fakeSource) cut(w http.ResponseWriter) {
 		panic(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/octet-stream\r\n\r\n", len(f.data))
+	fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/octet-stream\r\n", len(f.data))
+	if tag := f.etagHeader(); tag != "" {
+		fmt.Fprintf(buf, "ETag: %s\r\n", tag)
+	}
+	fmt.Fprint(buf, "\r\n")
 	buf.Write(f.data[:f.cutAfter])
 	buf.Flush()
 }
