@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bufio"
+	"io"
 	"context"
 	"encoding/json"
 	"errors"
@@ -240,5 +241,41 @@ func TestHTTPClientDisconnectStopsGeneration(t *testing.T) {
 	})
 	if err != nil || comp.Usage.CompletionTokens == 0 {
 		t.Fatalf("next request: %+v, %v", comp, err)
+	}
+}
+
+func TestNativeModelRoutes(t *testing.T) {
+	n := startNode(t, tinyDecl("tiny"))
+	base := "http://" + n.HTTPAddr()
+	call := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := call("POST", "/api/models/tiny/load", `{"keep_alive": -1}`); code != 200 || !strings.Contains(body, `"keep_alive":"-1"`) {
+		t.Fatalf("load: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/ps", ""); code != 200 || !strings.Contains(body, `"name":"tiny"`) {
+		t.Fatalf("ps: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/models/tiny/unload", ""); code != 200 {
+		t.Fatalf("unload: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/ps", ""); code != 200 || strings.Contains(body, `"name":"tiny"`) {
+		t.Fatalf("ps after unload: %d %s", code, body)
+	}
+	if code, body := call("DELETE", "/api/models/tiny", ""); code != 400 || !strings.Contains(body, "remove it there") {
+		t.Fatalf("delete a declared model: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/models/pull", `{"name":"y","source":"ftp://nowhere/y.gguf"}`); code != 400 || !strings.Contains(body, "hf://") {
+		t.Fatalf("pull from a bad source: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/models/nope/load", ""); code != 404 {
+		t.Fatalf("load an unknown model: %d %s", code, body)
 	}
 }

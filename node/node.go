@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}, Pull: func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
 		_, err := pl.pull(ctx, req, progress)
 		return err
-	}, Delete: pl.delete}
+	}, Delete: pl.delete, DiskUsage: modelStore.DiskUsage}
 	nodeSvc := &api.Node{
 		Models: catalog, NodeID: nodeID, Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),

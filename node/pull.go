@@ -47,6 +47,11 @@ func (p *puller) pull(ctx context.Context, req *pb.PullModelRequest, progress fu
 	if e := req.GetEngine(); e != "" {
 		engineName = e
 	}
+	if source != "" {
+		if _, err := store.ResolveSource(source); err != nil {
+			return store.Manifest{}, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
 	digest := ""
 	if sha != "" {
 		digest = "sha256:" + strings.ToLower(sha)

@@ -86,6 +86,7 @@ func listModels(ctx context.Context, cmd *cobra.Command, conn *grpc.ClientConn) 
 		}
 		fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", m.GetName(), m.GetEngine(), stateName(m.GetState()), humanBytes(m.GetSizeBytes()), details)
 	}
+	fmt.Fprintf(out, "store: %s on disk\n", humanBytes(res.GetStoreBytes()))
 	return nil
 }
 

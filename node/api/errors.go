@@ -9,6 +9,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/models/store"
 	"github.com/ekisa-team/syn4pse/node/router"
 )
 
@@ -27,8 +28,16 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, models.ErrUnavailable), errors.Is(err, engine.ErrClosed):
 		code = codes.Unavailable
-	case errors.Is(err, models.ErrInUse):
+	case errors.Is(err, models.ErrInUse), errors.Is(err, store.ErrDigestMismatch):
 		code = codes.FailedPrecondition
+	case errors.Is(err, store.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, store.ErrNotGGUF):
+		code = codes.InvalidArgument
+	case errors.Is(err, store.ErrAccessDenied):
+		code = codes.PermissionDenied
+	case errors.Is(err, store.ErrBusy):
+		code = codes.Aborted
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, engine.ErrContextExceeded):
 		code = codes.InvalidArgument
 	case errors.Is(err, engine.ErrUnsupported):

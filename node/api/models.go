@@ -62,19 +62,24 @@ func (s *Models) ListRunning(context.Context, *pb.ListRunningRequest) (*pb.ListR
 
 // PullModel implements pb.ModelServiceServer.
 func (s *Models) PullModel(req *pb.PullModelRequest, stream grpc.ServerStreamingServer[pb.PullProgress]) error {
-	if err := s.permit(stream.Context(), "pull"); err != nil {
-		return err
-	}
 	var sendErr error
-	err := s.Pull(stream.Context(), req, func(p *pb.PullProgress) {
+	err := s.StreamPull(stream.Context(), req, func(p *pb.PullProgress) {
 		if sendErr == nil {
 			sendErr = stream.Send(p)
 		}
 	})
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 	return sendErr
+}
+
+// StreamPull runs a pull, calling progress with each event; errors are gRPC status errors.
+func (s *Models) StreamPull(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
+	if err := s.permit(ctx, "pull"); err != nil {
+		return err
+	}
+	return toStatus(s.Pull(ctx, req, progress))
 }
 
 // DeleteModel implements pb.ModelServiceServer.

@@ -23,6 +23,8 @@ type Models struct {
 	Pull func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error
 	// Delete removes a pulled model, returning the bytes freed.
 	Delete func(name string, force bool) (int64, error)
+	// DiskUsage is the size of the model store.
+	DiskUsage func() (int64, error)
 }
 
 // ListModels implements pb.ModelServiceServer.
@@ -30,6 +32,9 @@ func (s *Models) ListModels(context.Context, *pb.ListModelsRequest) (*pb.ListMod
 	var out pb.ListModelsResponse
 	for _, m := range s.Models.List() {
 		out.Models = append(out.Models, modelInfo(m))
+	}
+	if s.DiskUsage != nil {
+		out.StoreBytes, _ = s.DiskUsage()
 	}
 	return &out, nil
 }

@@ -27,6 +27,7 @@ type samplingFields struct {
 	MaxCompletionTokens *int32          `json:"max_completion_tokens"`
 	Stop                json.RawMessage `json:"stop"`
 	IgnoreEOS           bool            `json:"ignore_eos"`
+	KeepAlive           json.RawMessage `json:"keep_alive"`
 	N                   *int            `json:"n"`
 	Stream              bool            `json:"stream"`
 	StreamOptions       *struct {
@@ -96,6 +97,19 @@ func (rf *responseFormat) toProto() (*pb.ResponseFormat, error) {
 	return nil, status.Errorf(codes.InvalidArgument, `response_format.type %q: want "text", "json_object" or "json_schema"`, rf.Type)
 }
 
+// keepAlive reads Ollama's keep_alive extra: a duration string ("10m") or a number of seconds
+// (-1 keeps the model loaded); the service checks it.
+func keepAlive(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}
+
 // stringOrList decodes a field that OpenAI allows as a string or a list of strings.
 func stringOrList(raw json.RawMessage, field string) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -134,7 +148,7 @@ func (r *chatRequest) toProto(routing *pb.Routing) (*pb.ChatRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing}
+	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: keepAlive(r.KeepAlive)}
 	for i, m := range r.Messages {
 		msg := &pb.Message{Role: m.Role, Name: m.Name}
 		if err := parseContent(m.Content, msg); err != nil {
@@ -186,7 +200,7 @@ func (r *completionRequest) toProto(routing *pb.Routing) (*pb.CompleteRequest, e
 	if len(prompts) != 1 {
 		return nil, status.Errorf(codes.InvalidArgument, "prompt: want one string (got %d prompts)", len(prompts))
 	}
-	return &pb.CompleteRequest{Model: r.Model, Prompt: prompts[0], Sampling: sp, ResponseFormat: rf, Routing: routing}, nil
+	return &pb.CompleteRequest{Model: r.Model, Prompt: prompts[0], Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: keepAlive(r.KeepAlive)}, nil
 }
 
 type usage struct {

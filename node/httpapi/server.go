@@ -15,8 +15,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ekisa-team/syn4pse/node/api"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -41,19 +39,7 @@ func New(inference *api.Inference, models *api.Models, node *api.Node) *Handler 
 	h.mux.HandleFunc("GET /v1/models", h.listModels)
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.getModel)
 	h.mux.HandleFunc("GET /healthz", h.health)
-	// Native routes: what OpenAI's API has no place for, as the protobuf messages in JSON.
-	h.mux.HandleFunc("GET /api/status", h.native(func(r *http.Request) (proto.Message, error) {
-		return h.node.GetInfo(r.Context(), &pb.GetInfoRequest{})
-	}))
-	h.mux.HandleFunc("GET /api/models", h.native(func(r *http.Request) (proto.Message, error) {
-		return h.models.ListModels(r.Context(), &pb.ListModelsRequest{})
-	}))
-	h.mux.HandleFunc("GET /api/peers", h.native(func(r *http.Request) (proto.Message, error) {
-		return h.node.ListPeers(r.Context(), &pb.ListPeersRequest{})
-	}))
-	h.mux.HandleFunc("GET /api/mesh", h.native(func(r *http.Request) (proto.Message, error) {
-		return h.node.MeshStatus(r.Context(), &pb.MeshStatusRequest{})
-	}))
+	h.registerNative()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
 			fmt.Sprintf("no route %s %s; see /v1/chat/completions, /v1/completions, /v1/models, /healthz", r.Method, r.URL.Path))
@@ -66,24 +52,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	h.mux.ServeHTTP(w, r)
 	slog.Debug("http request", "method", r.Method, "path", r.URL.Path, "took", time.Since(start))
-}
-
-// native serves a service call's response as protobuf JSON (field names in snake_case).
-func (h *Handler) native(call func(*http.Request) (proto.Message, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		res, err := call(r)
-		if err != nil {
-			writeStatusError(w, err)
-			return
-		}
-		b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(res)
-		if err != nil {
-			writeStatusError(w, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(b)
-	}
 }
 
 // routing reads the routing headers a client may send: Syn4pse-Node pins a node (peer ID or

@@ -103,22 +103,32 @@ func (p *PartialBlob) fill(ctx context.Context, open func(offset int64) (io.Read
 	return p.commitLocked()
 }
 
-// copyInto copies r into p in large chunks until EOF, stopping when ctx is done; each chunk
-// is reported to onChunk.
+// copyInto copies r into p until EOF, stopping when ctx is done; each chunk is reported to
+// onChunk. Hashing runs beside the reading and writing (it costs as much as both on a fast
+// link), on buffers it hands back once hashed.
 func copyInto(ctx context.Context, p *PartialBlob, r io.Reader, onChunk func(n int)) error {
-	buf := make([]byte, 1<<20)
+	if p.f == nil {
+		return errors.New("write to a finished blob")
+	}
+	hasher := startHashing(p.hash)
+	defer hasher.close()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		buf := <-hasher.free
 		n, err := r.Read(buf)
 		if n > 0 {
-			if _, werr := p.Write(buf[:n]); werr != nil {
+			written, werr := p.writeFile(buf[:n])
+			hasher.in <- buf[:written]
+			if werr != nil {
 				return werr
 			}
 			if onChunk != nil {
 				onChunk(n)
 			}
+		} else {
+			hasher.free <- buf
 		}
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -127,6 +137,35 @@ func copyInto(ctx context.Context, p *PartialBlob, r io.Reader, onChunk func(n i
 			return err
 		}
 	}
+}
+
+// hashPipe hashes chunks in order on its own goroutine, which close waits for.
+type hashPipe struct {
+	in   chan []byte // chunks to hash, in file order
+	free chan []byte // buffers to fill: all of them fit, so the hasher never blocks on it
+	done chan struct{}
+}
+
+func startHashing(h hash.Hash) *hashPipe {
+	const buffers = 4
+	p := &hashPipe{in: make(chan []byte, buffers), free: make(chan []byte, buffers), done: make(chan struct{})}
+	for range buffers {
+		p.free <- make([]byte, 1<<20)
+	}
+	go func() {
+		defer close(p.done)
+		for b := range p.in {
+			h.Write(b)
+			p.free <- b[:cap(b)]
+		}
+	}()
+	return p
+}
+
+// close waits until every chunk sent is hashed.
+func (p *hashPipe) close() {
+	close(p.in)
+	<-p.done
 }
 
 // openPartial opens partial/<key>, hashing the bytes already there so the digest covers the
@@ -166,11 +205,17 @@ func (p *PartialBlob) Write(b []byte) (int, error) {
 	if p.f == nil {
 		return 0, errors.New("write to a finished blob")
 	}
+	n, err := p.writeFile(b)
+	p.hash.Write(b[:n])
+	return n, err
+}
+
+// writeFile appends b to the file without hashing it: the caller hashes it, in order.
+func (p *PartialBlob) writeFile(b []byte) (int, error) {
 	if p.size >= 0 && p.offset+int64(len(b)) > p.size {
 		return 0, fmt.Errorf("blob is longer than its expected %d bytes", p.size)
 	}
 	n, err := p.f.Write(b)
-	p.hash.Write(b[:n])
 	if len(p.head) < headSize {
 		p.head = append(p.head, b[:min(n, headSize-len(p.head))]...)
 	}

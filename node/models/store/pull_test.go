@@ -388,3 +388,24 @@ func TestPullReportsSpeed(t *testing.T) {
 	}
 	checkEvents(t, events, int64(len(data)), true)
 }
+
+// TestPullCompletesFullPartial covers a crash after the last byte but before the move into
+// blobs/: the resumed request asks past the end (416) and the pull just verifies.
+func TestPullCompletesFullPartial(t *testing.T) {
+	data := gguf(1 << 20)
+	s := openStore(t)
+	w, err := s.BlobWriter("sha256:"+sha(data), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	w.Abort()
+	src := &fakeSource{data: data}
+	if _, err := s.Pull(t.Context(), PullRequest{Name: "m", Source: src.serve(t), SHA256: sha(data)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := src.requestLog(); len(reqs) != 1 || reqs[0].Get("Range") != fmt.Sprintf("bytes=%d-", len(data)) {
+		t.Fatalf("requests %v, want one from byte %d", reqs, len(data))
+	}
+	checkBlob(t, s, data)
+}

@@ -1374,8 +1374,10 @@ func (*ListModelsRequest) Descriptor() ([]byte, []int) {
 }
 
 type ListModelsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Models        []*ModelInfo           `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Models []*ModelInfo           `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	// StoreBytes is the disk space the node's model store uses.
+	StoreBytes    int64 `protobuf:"varint,2,opt,name=store_bytes,json=storeBytes,proto3" json:"store_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1415,6 +1417,13 @@ func (x *ListModelsResponse) GetModels() []*ModelInfo {
 		return x.Models
 	}
 	return nil
+}
+
+func (x *ListModelsResponse) GetStoreBytes() int64 {
+	if x != nil {
+		return x.StoreBytes
+	}
+	return 0
 }
 
 type ModelInfo struct {
@@ -3261,9 +3270,11 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\rgeneration_ms\x18\x03 \x01(\x01R\fgenerationMs\x127\n" +
 	"\x18prompt_tokens_per_second\x18\x04 \x01(\x01R\x15promptTokensPerSecond\x12?\n" +
 	"\x1cgeneration_tokens_per_second\x18\x05 \x01(\x01R\x19generationTokensPerSecond\"\x13\n" +
-	"\x11ListModelsRequest\"C\n" +
+	"\x11ListModelsRequest\"d\n" +
 	"\x12ListModelsResponse\x12-\n" +
-	"\x06models\x18\x01 \x03(\v2\x15.syn4pse.v1.ModelInfoR\x06models\"\xf3\x02\n" +
+	"\x06models\x18\x01 \x03(\v2\x15.syn4pse.v1.ModelInfoR\x06models\x12\x1f\n" +
+	"\vstore_bytes\x18\x02 \x01(\x03R\n" +
+	"storeBytes\"\xf3\x02\n" +
 	"\tModelInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\bmodality\x18\x02 \x01(\x0e2\x14.syn4pse.v1.ModalityR\bmodality\x12\x16\n" +

@@ -1,0 +1,115 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// registerNative adds the native JSON routes for what OpenAI's API has no place for. Responses
+// are the gRPC messages as JSON with snake_case names.
+func (h *Handler) registerNative() {
+	h.mux.HandleFunc("GET /api/status", h.native(func(r *http.Request) (proto.Message, error) {
+		return h.node.GetInfo(r.Context(), &pb.GetInfoRequest{})
+	}))
+	h.mux.HandleFunc("GET /api/models", h.native(func(r *http.Request) (proto.Message, error) {
+		return h.models.ListModels(r.Context(), &pb.ListModelsRequest{})
+	}))
+	h.mux.HandleFunc("GET /api/ps", h.native(func(r *http.Request) (proto.Message, error) {
+		return h.models.ListRunning(r.Context(), &pb.ListRunningRequest{})
+	}))
+	h.mux.HandleFunc("GET /api/peers", h.native(func(r *http.Request) (proto.Message, error) {
+		return h.node.ListPeers(r.Context(), &pb.ListPeersRequest{})
+	}))
+	h.mux.HandleFunc("GET /api/mesh", h.native(func(r *http.Request) (proto.Message, error) {
+		return h.node.MeshStatus(r.Context(), &pb.MeshStatusRequest{})
+	}))
+	h.mux.HandleFunc("POST /api/models/{name}/load", h.native(func(r *http.Request) (proto.Message, error) {
+		var body struct {
+			KeepAlive json.RawMessage `json:"keep_alive"`
+		}
+		json.NewDecoder(r.Body).Decode(&body) // an empty body keeps the default keep-alive
+		return h.models.LoadModel(r.Context(), &pb.LoadModelRequest{Name: r.PathValue("name"), KeepAlive: keepAlive(body.KeepAlive)})
+	}))
+	h.mux.HandleFunc("POST /api/models/{name}/unload", h.native(func(r *http.Request) (proto.Message, error) {
+		return h.models.UnloadModel(r.Context(), &pb.UnloadModelRequest{Name: r.PathValue("name")})
+	}))
+	h.mux.HandleFunc("DELETE /api/models/{name}", h.native(func(r *http.Request) (proto.Message, error) {
+		return h.models.DeleteModel(r.Context(), &pb.DeleteModelRequest{Name: r.PathValue("name"), Force: r.URL.Query().Get("force") == "true"})
+	}))
+	h.mux.HandleFunc("POST /api/models/pull", h.pull)
+}
+
+// native serves a service call's response as protobuf JSON (field names in snake_case).
+func (h *Handler) native(call func(*http.Request) (proto.Message, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		res, err := call(r)
+		if err != nil {
+			writeStatusError(w, err)
+			return
+		}
+		b, err := marshalJSON(res)
+		if err != nil {
+			writeStatusError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	}
+}
+
+func marshalJSON(m proto.Message) ([]byte, error) {
+	return protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
+}
+
+// pull streams a pull's progress as newline-delimited JSON (as Ollama's /api/pull does); an
+// error after the stream started arrives as a last line {"error": {...}}.
+func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Name   string `json:"name"`
+		Source string `json:"source"`
+		SHA256 string `json:"sha256"`
+	}
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	stream := &ndjsonStream{w: w}
+	err := h.models.StreamPull(r.Context(), &pb.PullModelRequest{Name: body.Name, Source: body.Source, Sha256: body.SHA256}, func(p *pb.PullProgress) {
+		stream.send(p)
+	})
+	if err != nil && !stream.started {
+		writeStatusError(w, err)
+		return
+	}
+	if err != nil {
+		_, e := statusError(err)
+		b, _ := json.Marshal(e)
+		stream.writeLine(b)
+	}
+}
+
+type ndjsonStream struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *ndjsonStream) send(p *pb.PullProgress) {
+	b, err := marshalJSON(p)
+	if err == nil {
+		s.writeLine(b)
+	}
+}
+
+func (s *ndjsonStream) writeLine(b []byte) {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Content-Type", "application/x-ndjson")
+		s.w.WriteHeader(http.StatusOK)
+	}
+	s.w.Write(append(b, '\n'))
+	http.NewResponseController(s.w).Flush()
+}
