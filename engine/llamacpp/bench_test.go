@@ -53,3 +53,17 @@ func BenchmarkGenerate(b *testing.B) {
 	b.ReportMetric(float64(ppTokens)/ppSeconds, "pp_tok/s")
 	b.ReportMetric(float64(tgTokens)/tgSeconds, "tg_tok/s")
 }
+
+// BenchmarkLoad measures loading the benchmark model (mmap, 512-token context) and freeing it,
+// with the file in the page cache, as after a recent pull.
+func BenchmarkLoad(b *testing.B) {
+	path := benchModel(b)
+	eng := llamacpp.New()
+	for b.Loop() {
+		llm, err := eng.LoadLLM(b.Context(), engine.LoadOptions{Path: path, ContextLength: 512})
+		if err != nil {
+			b.Fatal(err)
+		}
+		llm.Close()
+	}
+}
