@@ -2,10 +2,10 @@ package node_test
 
 import (
 	"bufio"
-	"io"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"

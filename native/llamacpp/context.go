@@ -64,8 +64,8 @@ type Context struct {
 	// request's callback can run after the request ended), off a freed flag.
 	abortMu sync.Mutex
 	abort   *C.int
-	pool  *C.struct_ggml_threadpool
-	model *Model
+	pool    *C.struct_ggml_threadpool
+	model   *Model
 }
 
 // Errors from Decode.
