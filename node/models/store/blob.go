@@ -36,6 +36,9 @@ type PartialBlob struct {
 	expect string // expected hex sha256, "" when unknown
 	head   []byte
 	unlock func()
+	// pipe hashes what Write wrote on its own goroutine, so a transfer into the blob does not
+	// wait for sha256; nil until the first Write and after drainHash.
+	pipe *hashPipe
 }
 
 // BlobWriter opens the partial file of the blob with that digest ("sha256:<hex>") and size
@@ -110,6 +113,7 @@ func copyInto(ctx context.Context, p *PartialBlob, r io.Reader, onChunk func(n i
 	if p.f == nil {
 		return errors.New("write to a finished blob")
 	}
+	p.drainHash() // bytes from Write come first
 	hasher := startHashing(p.hash)
 	defer hasher.close()
 	for {
@@ -206,8 +210,24 @@ func (p *PartialBlob) Write(b []byte) (int, error) {
 		return 0, errors.New("write to a finished blob")
 	}
 	n, err := p.writeFile(b)
-	p.hash.Write(b[:n])
+	if p.pipe == nil {
+		p.pipe = startHashing(p.hash)
+	}
+	for rest := b[:n]; len(rest) > 0; {
+		buf := <-p.pipe.free
+		c := copy(buf, rest)
+		p.pipe.in <- buf[:c]
+		rest = rest[c:]
+	}
 	return n, err
+}
+
+// drainHash waits until everything Write wrote is hashed.
+func (p *PartialBlob) drainHash() {
+	if p.pipe != nil {
+		p.pipe.close()
+		p.pipe = nil
+	}
 }
 
 // writeFile appends b to the file without hashing it: the caller hashes it, in order.
@@ -241,6 +261,7 @@ func (p *PartialBlob) commitLocked() (File, error) {
 	if p.size >= 0 && p.offset < p.size {
 		return File{}, fmt.Errorf("blob incomplete: %d of %d bytes", p.offset, p.size)
 	}
+	p.drainHash()
 	sum := hex.EncodeToString(p.hash.Sum(nil))
 	if p.expect != "" && sum != p.expect {
 		p.Discard()
@@ -291,6 +312,7 @@ func (p *PartialBlob) Discard() error {
 
 // close closes the file and releases the blob for other writers.
 func (p *PartialBlob) close() error {
+	p.drainHash()
 	err := p.f.Close()
 	p.f = nil
 	if p.unlock != nil {
@@ -308,6 +330,7 @@ func (p *PartialBlob) reset() error {
 	if _, err := p.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
+	p.drainHash()
 	p.hash.Reset()
 	p.offset = 0
 	p.head = p.head[:0]
