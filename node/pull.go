@@ -187,8 +187,11 @@ func (p *puller) register(m store.Manifest) {
 			GPULayers: -1, Parallel: 1, FlashAttention: "auto", Declared: "pulled into the store"}
 	}
 	decl.Path = path
-	p.catalog.Register(decl)
-	p.catalog.SetDigest(m.Name, file.Digest)
+	if p.catalog.Register(decl) {
+		p.catalog.SetDigest(m.Name, file.Digest)
+	} else {
+		slog.Warn("model pulled while its old copy is in use: the new file serves after an unload and another pull, or a restart", "model", m.Name)
+	}
 }
 
 func pullProgress(pr store.Progress) *pb.PullProgress {

@@ -121,9 +121,9 @@ func New(registry *engine.Registry, decls []config.Model, opts Options) *Manager
 	return m
 }
 
-// Register adds a model to the catalog (a pulled one, say), replacing an unloaded one of the
-// same name.
-func (m *Manager) Register(d config.Model) {
+// Register adds a model to the catalog (a pulled one, say), replacing one of the same name that
+// is not loaded, loading or in use; it reports whether it did.
+func (m *Manager) Register(d config.Model) bool {
 	e := &entry{decl: d, state: StateAvailable, keepAlive: m.opts.KeepAlive}
 	if fi, err := os.Stat(d.Path); err == nil {
 		e.size = fi.Size()
@@ -132,13 +132,14 @@ func (m *Manager) Register(d config.Model) {
 		e.state, e.reason = StateUnavailable, "disabled in the config (enabled = false)"
 	}
 	m.mu.Lock()
-	if old, ok := m.entries[d.Name]; ok && old.llm != nil {
+	if old, ok := m.entries[d.Name]; ok && (old.llm != nil || old.loading != nil || old.refs > 0) {
 		m.mu.Unlock()
-		return
+		return false
 	}
 	m.entries[d.Name] = e
 	m.mu.Unlock()
 	m.changed()
+	return true
 }
 
 // SetDigest records the digest of a model's file when it is known without hashing (a pulled
