@@ -68,6 +68,13 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		grpcLn.Close()
 		return nil, err
 	}
+	started := false
+	defer func() {
+		if !started {
+			grpcLn.Close()
+			httpLn.Close()
+		}
+	}()
 
 	var registry engine.Registry
 	registry.RegisterLLM(llamacpp.New())
@@ -77,8 +84,6 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	modelStore, err := store.Open(filepath.Join(cfg.DataDir, "models"))
 	if err != nil {
-		grpcLn.Close()
-		httpLn.Close()
 		return nil, fmt.Errorf("model store: %w", err)
 	}
 	decls, toPull := resolveDecls(cfg.Models, modelStore)
@@ -101,14 +106,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 
 	identity, err := p2p.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
-		grpcLn.Close()
-		httpLn.Close()
 		return nil, err
 	}
 	self, err := peer.IDFromPrivateKey(identity)
 	if err != nil {
-		grpcLn.Close()
-		httpLn.Close()
 		return nil, err
 	}
 	nodeID := self.String()
@@ -146,10 +147,9 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 
 	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return capability(catalog, name, nodeSvc.Hardware) })
 	if err != nil {
-		grpcLn.Close()
-		httpLn.Close()
 		return nil, err
 	}
+	started = true
 	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
 	if n.mesh != nil {
 		pl.mesh = n.mesh
@@ -172,9 +172,9 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	go func() { n.served <- n.grpcServer.Serve(grpcLn) }()
 	go func() { n.served <- n.httpServer.Serve(httpLn) }()
-	slog.Info("node serving", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
-		"models", len(cfg.Models), "data_dir", cfg.DataDir, "config", cfg.File)
-	if len(cfg.Models) == 0 {
+	slog.Info("node serving", "peer_id", nodeID, "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
+		"models", len(catalog.List()), "data_dir", cfg.DataDir, "config", cfg.File)
+	if len(catalog.List()) == 0 {
 		slog.Warn("no model configured: add one to syn4pse.toml, e.g. [models.NAME] path = \"/path/to/model.gguf\" (see the README)")
 	}
 	return n, nil
