@@ -159,8 +159,11 @@ type LoadOptions struct {
 	ContextLength int
 	Threads       int
 	BatchSize     int
-	GPULayers     int
-	Parallel      int
+	// GPULayers is how many layers go to accelerators: -1 all, 0 none.
+	GPULayers int
+	// MainGPU is -1 to spread the model over every GPU, else the one GPU that runs it all.
+	MainGPU  int
+	Parallel int
 	// FlashAttention is "auto", "on" or "off".
 	FlashAttention string
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -76,6 +75,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		}
 	}()
 
+	backends, err := loadBackends(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var registry engine.Registry
 	registry.RegisterLLM(llamacpp.New())
 	budget := cfg.Lifecycle.MaxMemory
@@ -125,7 +128,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		Models: catalog, NodeID: nodeID, Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
 		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},
-		Hardware:   &pb.Hardware{CpuCores: int32(runtime.NumCPU()), MemoryBytes: totalMemory()},
+		Hardware:   hardware(backends),
 	}
 	name := nodeName(cfg)
 
@@ -145,7 +148,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
-	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return capability(catalog, name, nodeSvc.Hardware) })
+	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return capability(catalog, name, hardware(backends)) })
 	if err != nil {
 		return nil, err
 	}

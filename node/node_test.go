@@ -18,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/engine/llamacpp"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"
@@ -29,6 +30,14 @@ var modelPath string
 
 func TestMain(m *testing.M) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// The backends as a node configured with SYN4PSE_ENGINE_LIBRARY_PATH loads them (`task test`
+	// points it at bin/lib); every in-process node then shares them.
+	if dir := os.Getenv("SYN4PSE_ENGINE_LIBRARY_PATH"); dir != "" {
+		if _, err := llamacpp.LoadBackends(llamacpp.BackendOptions{LibraryPath: []string{dir}}); err != nil {
+			fmt.Fprintln(os.Stderr, "native backends:", err)
+			os.Exit(1)
+		}
+	}
 	dir, err := os.MkdirTemp("", "syn4pse-node-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

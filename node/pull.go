@@ -184,7 +184,7 @@ func (p *puller) register(m store.Manifest) {
 	decl, declared := p.decls[m.Name]
 	if !declared {
 		decl = config.Model{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Enabled: true, BatchSize: 512,
-			GPULayers: -1, Parallel: 1, FlashAttention: "auto", Declared: "pulled into the store"}
+			GPULayers: -1, MainGPU: -1, Parallel: 1, FlashAttention: "auto", Declared: "pulled into the store"}
 	}
 	decl.Path = path
 	if p.catalog.Register(decl) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building SYN4PSE needs on Debian/Ubuntu. Safe to run again: it does only what is
+# Installs what building SYN4PSE needs on Debian/Ubuntu (g++, CMake, ninja, ccache, protoc and
+# two header packages). Safe to run again: it does only what is
 # missing. The binding's Go module (github.com/ollama/ollama) ships llama.cpp without its vendor/
 # headers: nlohmann/json and stb come from Debian, miniaudio.h from the Go module
 # github.com/gen2brain/malgo (same 0.11 series).
@@ -14,6 +15,11 @@ need=()
 [ -f /usr/include/stb/stb_image.h ] || need+=(libstb-dev)
 command -v g++ >/dev/null || need+=(g++)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+# The native backends (CPU variants, GPU backends) are built with CMake; ninja and ccache make
+# rebuilds take seconds.
+command -v cmake >/dev/null || need+=(cmake)
+command -v ninja >/dev/null || need+=(ninja-build)
+command -v ccache >/dev/null || need+=(ccache)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq

@@ -145,10 +145,29 @@ func showStatus(ctx context.Context, cmd *cobra.Command, conn *grpc.ClientConn) 
 	fmt.Fprintf(out, "uptime    %s\n", time.Since(time.Unix(info.GetStartedAtUnix(), 0)).Round(time.Second))
 	hw := info.GetHardware()
 	fmt.Fprintf(out, "hardware  %d cores, %s RAM\n", hw.GetCpuCores(), humanBytes(hw.GetMemoryBytes()))
+	fmt.Fprintf(out, "cpu code  %s\n", cpuVariantText(hw.GetCpuVariant()))
+	for _, d := range hw.GetDevices() {
+		mem := ""
+		if d.GetKind() != "cpu" {
+			mem = fmt.Sprintf(", %s free of %s", humanBytes(d.GetMemoryFreeBytes()), humanBytes(d.GetMemoryTotalBytes()))
+		}
+		fmt.Fprintf(out, "device    %s (%s: %s%s)\n", d.GetName(), d.GetKind(), d.GetDescription(), mem)
+	}
 	for name, desc := range info.GetEngineInfo() {
 		fmt.Fprintf(out, "engine    %s: %s\n", name, desc)
 	}
 	return nil
+}
+
+// cpuVariantText explains the CPU code a node runs.
+func cpuVariantText(variant string) string {
+	switch variant {
+	case "":
+		return "unknown (an older node)"
+	case "builtin":
+		return "builtin (generic, no variant library found: slow; see `task build-third-party`)"
+	}
+	return variant + " (variant library chosen for this CPU)"
 }
 
 func healthName(s pb.HealthResponse_Status) string {

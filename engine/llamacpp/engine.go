@@ -38,7 +38,7 @@ func (*Engine) LoadLLM(ctx context.Context, opts engine.LoadOptions) (engine.LLM
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m, err := native.LoadModel(opts.Path, native.ModelParams{GPULayers: opts.GPULayers})
+	m, err := native.LoadModel(opts.Path, native.ModelParams{GPULayers: opts.GPULayers, MainGPU: opts.MainGPU})
 	if err != nil {
 		return nil, err
 	}
@@ -143,3 +143,24 @@ func fileTypeName(m *native.Model) string {
 
 // SystemInfo describes the compiled llama.cpp: SIMD features and backends.
 func SystemInfo() string { return native.SystemInfo() }
+
+// BackendOptions says where the native backend libraries are and which CPU variant to use.
+type BackendOptions = native.BackendOptions
+
+// Backends reports the CPU variant and devices in use.
+type Backends = native.Backends
+
+// LoadBackends loads the native backends (the CPU variant for this machine, GPU libraries) once
+// per process, before any model; later calls return the first result. New loads them with
+// default options when nothing called LoadBackends before.
+func LoadBackends(opts BackendOptions) (*Backends, error) { return native.LoadBackends(opts) }
+
+// RequiredGPUBackends are the GPU backends this binary was built to use (build tags cuda,
+// vulkan, metal): LoadBackends fails when one of them is missing.
+func RequiredGPUBackends() []string { return requiredGPU }
+
+// Devices lists the compute devices with their memory as of now.
+func Devices() []native.Device { return native.Devices() }
+
+// Builtin is the CPU variant name of the generic code compiled into the binary.
+const Builtin = native.Builtin

@@ -4,11 +4,31 @@ package llamacpp
 #include <stdlib.h>
 #include "llama.h"
 #include "ggml-cpu.h"
+#include "ggml-backend.h"
 
-static struct ggml_threadpool *syn_threadpool(int n_threads, int poll) {
+// The thread pool must come from the CPU backend that computes: the variant library loaded at
+// run time, not the generic copy compiled into the binary, whose workers would run the generic
+// kernels. llama.cpp's own tools look the functions up the same way.
+typedef struct ggml_threadpool *(*syn_threadpool_new_fn)(struct ggml_threadpool_params *);
+typedef void (*syn_threadpool_free_fn)(struct ggml_threadpool *);
+
+static ggml_backend_reg_t syn_cpu_reg(void) {
+	ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+	return dev ? ggml_backend_dev_backend_reg(dev) : NULL;
+}
+
+static struct ggml_threadpool *syn_threadpool(ggml_backend_reg_t reg, int n_threads, int poll) {
+	if (reg == NULL) return NULL;
+	syn_threadpool_new_fn fn = (syn_threadpool_new_fn) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
+	if (fn == NULL) return NULL;
 	struct ggml_threadpool_params p = ggml_threadpool_params_default(n_threads);
 	p.poll = poll;
-	return ggml_threadpool_new(&p);
+	return fn(&p);
+}
+
+static void syn_threadpool_free(ggml_backend_reg_t reg, struct ggml_threadpool *pool) {
+	syn_threadpool_free_fn fn = (syn_threadpool_free_fn) ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free");
+	if (fn != NULL) fn(pool);
 }
 
 // syn_abort is polled by ggml between graph nodes; setting it makes llama_decode return 2.
@@ -65,6 +85,7 @@ type Context struct {
 	abortMu sync.Mutex
 	abort   *C.int
 	pool    *C.struct_ggml_threadpool
+	poolReg C.ggml_backend_reg_t // the CPU backend that made pool, and must free it
 	model   *Model
 }
 
@@ -106,14 +127,15 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	}
 	// A persistent thread pool: without one, ggml creates and joins its worker threads on
 	// every decode, which is every generated token.
-	pool := C.syn_threadpool(params.n_threads, C.int(p.Poll))
+	reg := C.syn_cpu_reg()
+	pool := C.syn_threadpool(reg, params.n_threads, C.int(p.Poll))
 	if pool == nil {
 		C.llama_free(c)
 		C.free(unsafe.Pointer(flag))
 		return nil, errors.New("ggml could not start its thread pool")
 	}
 	C.llama_attach_threadpool(c, pool, pool)
-	return &Context{c: c, abort: flag, pool: pool, model: m}, nil
+	return &Context{c: c, abort: flag, pool: pool, poolReg: reg, model: m}, nil
 }
 
 // Close frees the context.
@@ -122,7 +144,7 @@ func (c *Context) Close() error {
 	defer c.abortMu.Unlock()
 	if c.c != nil {
 		C.llama_free(c.c)
-		C.ggml_threadpool_free(c.pool)
+		C.syn_threadpool_free(c.poolReg, c.pool)
 		C.free(unsafe.Pointer(c.abort))
 		c.c, c.abort, c.pool = nil, nil, nil
 	}

@@ -22,16 +22,23 @@ import (
 	_ "github.com/ollama/ollama/llama"
 )
 
-var initOnce sync.Once
+var logOnce sync.Once
 
-// Init initialises llama.cpp's backends once per process and routes its log lines to slog:
-// errors as errors, everything else at debug level, so a normal node stays quiet. Safe to call
-// many times.
-func Init() {
-	initOnce.Do(func() {
+// initLog routes llama.cpp's and ggml's log lines to slog (errors as errors, everything else at
+// debug level, so a normal node stays quiet) and initialises llama.cpp, once per process.
+func initLog() {
+	logOnce.Do(func() {
 		C.syn_log_set()
 		C.llama_backend_init()
 	})
+}
+
+// Init makes llama.cpp ready: it loads the native backends with default options unless
+// LoadBackends ran before. Safe to call many times.
+func Init() {
+	if _, err := LoadBackends(BackendOptions{}); err != nil {
+		slog.Error("native backends", "error", err)
+	}
 }
 
 // logLine collects llama.cpp's log fragments until a newline, since it logs partial lines.
@@ -92,6 +99,22 @@ type Device struct {
 // Devices lists the compute devices of every registered ggml backend.
 func Devices() []Device {
 	Init()
+	return devices()
+}
+
+// gpuCount is the number of GPU devices (discrete or integrated), as llama.cpp numbers them.
+func gpuCount() int {
+	n := 0
+	for _, d := range Devices() {
+		if d.Kind == "gpu" || d.Kind == "igpu" {
+			n++
+		}
+	}
+	return n
+}
+
+// devices is Devices for callers that hold the backends' lock.
+func devices() []Device {
 	n := int(C.ggml_backend_dev_count())
 	devices := make([]Device, 0, n)
 	for i := range n {

@@ -17,6 +17,10 @@ import (
 type ModelParams struct {
 	// GPULayers is the number of layers offloaded to accelerators; -1 offloads all.
 	GPULayers int
+	// MainGPU is -1 to split the layers over every GPU (llama.cpp's layer split), else the
+	// index, among the GPU devices, of the one GPU that holds the whole model. On a machine
+	// without GPUs it is ignored.
+	MainGPU int
 	// NoMmap reads the file into memory instead of mapping it.
 	NoMmap bool
 }
@@ -38,6 +42,13 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	params.n_gpu_layers = C.int32_t(p.GPULayers)
 	if p.GPULayers < 0 {
 		params.n_gpu_layers = 999
+	}
+	if gpus := gpuCount(); p.MainGPU >= 0 && gpus > 0 && p.GPULayers != 0 {
+		if p.MainGPU >= gpus {
+			return nil, fmt.Errorf("main_gpu %d: this node has %d GPU(s), numbered from 0 (see `syn4pse status`)", p.MainGPU, gpus)
+		}
+		params.split_mode = C.LLAMA_SPLIT_MODE_NONE
+		params.main_gpu = C.int32_t(p.MainGPU)
 	}
 	params.use_mmap = C.bool(!p.NoMmap)
 	cpath := C.CString(path)

@@ -33,6 +33,7 @@ type Config struct {
 	Log     Log
 	P2P     P2P
 	Router  Router
+	Engine  Engine
 	// Models holds every model declared, enabled or not, sorted by Name.
 	Models []Model
 	// Lifecycle is the [models] table's own keys: when models load and unload.
@@ -98,6 +99,16 @@ type Router struct {
 	MaxHops int
 }
 
+// Engine is the [engine] table: where the native backends are and which CPU code runs.
+type Engine struct {
+	// LibraryPath is engine.library_path: the folder of the backend libraries (libggml-*.so),
+	// absolute; "" means lib/ beside the executable, then ../lib/syn4pse.
+	LibraryPath string
+	// CPUVariant is engine.cpu_variant: "auto" (the best variant this CPU runs), "builtin" (the
+	// generic code compiled into the binary) or a variant's name.
+	CPUVariant string
+}
+
 // Log is the [log] table.
 type Log struct {
 	// Level is log.level: debug, info, warn or error.
@@ -127,6 +138,9 @@ type Model struct {
 	BatchSize int
 	// GPULayers is gpu_layers: layers offloaded to the GPU; -1 means all that fit, 0 CPU only.
 	GPULayers int
+	// MainGPU is main_gpu: -1 spreads the layers over every GPU; N runs the whole model on
+	// GPU N (in the order `syn4pse status` lists the devices).
+	MainGPU int
 	// Parallel is parallel: how many sequences the model decodes at once.
 	Parallel int
 	// FlashAttention is flash_attention: auto, on or off.
@@ -281,6 +295,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			PeerTTL:          k.Duration("p2p.peer_ttl"),
 		},
 		Router: Router{MaxHops: k.Int("router.max_hops")},
+		Engine: Engine{LibraryPath: k.String("engine.library_path"), CPUVariant: k.String("engine.cpu_variant")},
 	}
 	cfg.Lifecycle.KeepAlive, _ = ParseKeepAlive(k.String("models.keep_alive"))
 	cfg.Lifecycle.MaxMemory, _ = parseSize(k.String("models.max_memory"))

@@ -15,6 +15,7 @@ const (
 	defaultEngine         = "llama_cpp"
 	defaultBatchSize      = 512
 	defaultGPULayers      = -1
+	defaultMainGPU        = -1
 	defaultParallel       = 1
 	defaultFlashAttention = "auto"
 )
@@ -105,6 +106,7 @@ func newModel(table map[string]any, declared string) Model {
 		Threads:        intOr(table, "threads", 0),
 		BatchSize:      intOr(table, "batch_size", defaultBatchSize),
 		GPULayers:      intOr(table, "gpu_layers", defaultGPULayers),
+		MainGPU:        intOr(table, "main_gpu", defaultMainGPU),
 		Parallel:       intOr(table, "parallel", defaultParallel),
 		FlashAttention: stringOr(table, "flash_attention", defaultFlashAttention),
 		Declared:       declared,

@@ -42,6 +42,8 @@ func defaultValues() map[string]any {
 		"models.keep_alive":       "5m",
 		"models.max_memory":       "0",
 		"models.allow_remote":     []string{"load", "unload"},
+		"engine.library_path":     "",
+		"engine.cpu_variant":      "auto",
 	}
 }
 
@@ -97,7 +99,17 @@ var schema = &node{children: map[string]*node{
 		"allow_remote": {field: &field{kind: kindList, choices: remoteOperations}},
 	}},
 	"backends": backendTables(),
+	"engine": {children: map[string]*node{
+		"library_path": {field: &field{kind: kindPath}},
+		"cpu_variant":  {field: &field{kind: kindChoice, choices: cpuVariants}},
+	}},
 }}
+
+// cpuVariants are the values of engine.cpu_variant: auto, the CPU code compiled into the binary,
+// and the variant libraries scripts/build-native.sh builds (x86-64 and arm64).
+var cpuVariants = []string{"auto", "builtin",
+	"x64", "sse42", "sandybridge", "haswell", "skylakex", "icelake", "alderlake", "zen4", "sapphirerapids",
+	"armv8.0_1", "armv8.2_1", "armv8.2_2", "armv8.2_3", "armv8.6_1", "armv8.6_2", "armv9.2_1", "armv9.2_2"}
 
 // engineOptions are the keys both model shapes accept to tune the engine.
 func engineOptions() map[string]*node {
@@ -106,6 +118,7 @@ func engineOptions() map[string]*node {
 		"threads":         {field: &field{kind: kindInt, min: 0, max: 4096}},
 		"batch_size":      {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
 		"gpu_layers":      {field: &field{kind: kindInt, min: -1, max: math.MaxInt32}},
+		"main_gpu":        {field: &field{kind: kindInt, min: -1, max: 255}},
 		"parallel":        {field: &field{kind: kindInt, min: 1, max: 1024}},
 		"flash_attention": {field: &field{kind: kindChoice, choices: []string{"auto", "on", "off"}, boolOnOff: true}},
 	}

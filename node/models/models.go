@@ -246,7 +246,7 @@ func (m *Manager) open(ctx context.Context, d config.Model) (engine.LLM, error) 
 	}
 	llm, err := eng.LoadLLM(ctx, engine.LoadOptions{
 		Path: d.Path, ContextLength: d.ContextLength, Threads: d.Threads, BatchSize: d.BatchSize,
-		GPULayers: d.GPULayers, Parallel: d.Parallel, FlashAttention: d.FlashAttention,
+		GPULayers: d.GPULayers, MainGPU: d.MainGPU, Parallel: d.Parallel, FlashAttention: d.FlashAttention,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", d.Path, err)

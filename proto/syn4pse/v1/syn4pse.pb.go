@@ -300,7 +300,7 @@ func (x HealthResponse_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthResponse_Status.Descriptor instead.
 func (HealthResponse_Status) EnumDescriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22, 0}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23, 0}
 }
 
 // Message is one chat turn.
@@ -1849,10 +1849,16 @@ func (x *GetInfoResponse) GetEngineInfo() map[string]string {
 }
 
 type Hardware struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CpuCores      int32                  `protobuf:"varint,1,opt,name=cpu_cores,json=cpuCores,proto3" json:"cpu_cores,omitempty"`
-	MemoryBytes   int64                  `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	Accelerators  []string               `protobuf:"bytes,3,rep,name=accelerators,proto3" json:"accelerators,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CpuCores    int32                  `protobuf:"varint,1,opt,name=cpu_cores,json=cpuCores,proto3" json:"cpu_cores,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// accelerators names the GPU backends in use, e.g. "CUDA"; empty on a CPU-only node.
+	Accelerators []string `protobuf:"bytes,3,rep,name=accelerators,proto3" json:"accelerators,omitempty"`
+	// cpu_variant is the CPU code in use: a variant library ("haswell", "sapphirerapids"...)
+	// chosen for this CPU at start, or "builtin" (the generic code compiled into the binary).
+	CpuVariant string `protobuf:"bytes,4,opt,name=cpu_variant,json=cpuVariant,proto3" json:"cpu_variant,omitempty"`
+	// devices are the compute devices ggml found, in its order of preference.
+	Devices       []*Device `protobuf:"bytes,5,rep,name=devices,proto3" json:"devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1908,6 +1914,98 @@ func (x *Hardware) GetAccelerators() []string {
 	return nil
 }
 
+func (x *Hardware) GetCpuVariant() string {
+	if x != nil {
+		return x.CpuVariant
+	}
+	return ""
+}
+
+func (x *Hardware) GetDevices() []*Device {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+// Device is one compute device: the CPU, or a GPU with its memory.
+type Device struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// kind is "cpu", "gpu", "igpu" or "accel".
+	Kind             string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	MemoryTotalBytes int64  `protobuf:"varint,4,opt,name=memory_total_bytes,json=memoryTotalBytes,proto3" json:"memory_total_bytes,omitempty"`
+	MemoryFreeBytes  int64  `protobuf:"varint,5,opt,name=memory_free_bytes,json=memoryFreeBytes,proto3" json:"memory_free_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Device) Reset() {
+	*x = Device{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Device) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Device) ProtoMessage() {}
+
+func (x *Device) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Device.ProtoReflect.Descriptor instead.
+func (*Device) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Device) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Device) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Device) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Device) GetMemoryTotalBytes() int64 {
+	if x != nil {
+		return x.MemoryTotalBytes
+	}
+	return 0
+}
+
+func (x *Device) GetMemoryFreeBytes() int64 {
+	if x != nil {
+		return x.MemoryFreeBytes
+	}
+	return 0
+}
+
 type HealthRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1916,7 +2014,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2026,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2039,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22}
 }
 
 type HealthResponse struct {
@@ -1955,7 +2053,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2065,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2078,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HealthResponse) GetStatus() HealthResponse_Status {
@@ -2022,7 +2120,7 @@ type Capability struct {
 
 func (x *Capability) Reset() {
 	*x = Capability{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2132,7 @@ func (x *Capability) String() string {
 func (*Capability) ProtoMessage() {}
 
 func (x *Capability) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2145,7 @@ func (x *Capability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capability.ProtoReflect.Descriptor instead.
 func (*Capability) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Capability) GetPeerId() string {
@@ -2122,7 +2220,7 @@ type ModelCapability struct {
 
 func (x *ModelCapability) Reset() {
 	*x = ModelCapability{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2232,7 @@ func (x *ModelCapability) String() string {
 func (*ModelCapability) ProtoMessage() {}
 
 func (x *ModelCapability) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2245,7 @@ func (x *ModelCapability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCapability.ProtoReflect.Descriptor instead.
 func (*ModelCapability) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{24}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ModelCapability) GetName() string {
@@ -2228,7 +2326,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2338,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2351,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{25}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{26}
 }
 
 type ListPeersResponse struct {
@@ -2265,7 +2363,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2375,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2388,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{26}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListPeersResponse) GetPeers() []*PeerInfo {
@@ -2320,7 +2418,7 @@ type PeerInfo struct {
 
 func (x *PeerInfo) Reset() {
 	*x = PeerInfo{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2430,7 @@ func (x *PeerInfo) String() string {
 func (*PeerInfo) ProtoMessage() {}
 
 func (x *PeerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2443,7 @@ func (x *PeerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfo.ProtoReflect.Descriptor instead.
 func (*PeerInfo) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PeerInfo) GetPeerId() string {
@@ -2412,7 +2510,7 @@ type MeshStatusRequest struct {
 
 func (x *MeshStatusRequest) Reset() {
 	*x = MeshStatusRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2522,7 @@ func (x *MeshStatusRequest) String() string {
 func (*MeshStatusRequest) ProtoMessage() {}
 
 func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2535,7 @@ func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusRequest.ProtoReflect.Descriptor instead.
 func (*MeshStatusRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{28}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29}
 }
 
 type MeshStatusResponse struct {
@@ -2459,7 +2557,7 @@ type MeshStatusResponse struct {
 
 func (x *MeshStatusResponse) Reset() {
 	*x = MeshStatusResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2471,7 +2569,7 @@ func (x *MeshStatusResponse) String() string {
 func (*MeshStatusResponse) ProtoMessage() {}
 
 func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2484,7 +2582,7 @@ func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusResponse.ProtoReflect.Descriptor instead.
 func (*MeshStatusResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MeshStatusResponse) GetEnabled() bool {
@@ -2560,7 +2658,7 @@ type PullModelRequest struct {
 
 func (x *PullModelRequest) Reset() {
 	*x = PullModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2572,7 +2670,7 @@ func (x *PullModelRequest) String() string {
 func (*PullModelRequest) ProtoMessage() {}
 
 func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2585,7 +2683,7 @@ func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullModelRequest.ProtoReflect.Descriptor instead.
 func (*PullModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{30}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PullModelRequest) GetName() string {
@@ -2641,7 +2739,7 @@ type PullProgress struct {
 
 func (x *PullProgress) Reset() {
 	*x = PullProgress{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +2751,7 @@ func (x *PullProgress) String() string {
 func (*PullProgress) ProtoMessage() {}
 
 func (x *PullProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +2764,7 @@ func (x *PullProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullProgress.ProtoReflect.Descriptor instead.
 func (*PullProgress) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PullProgress) GetStatus() string {
@@ -2729,7 +2827,7 @@ type DeleteModelRequest struct {
 
 func (x *DeleteModelRequest) Reset() {
 	*x = DeleteModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2839,7 @@ func (x *DeleteModelRequest) String() string {
 func (*DeleteModelRequest) ProtoMessage() {}
 
 func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2852,7 @@ func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteModelRequest) GetName() string {
@@ -2780,7 +2878,7 @@ type DeleteModelResponse struct {
 
 func (x *DeleteModelResponse) Reset() {
 	*x = DeleteModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2792,7 +2890,7 @@ func (x *DeleteModelResponse) String() string {
 func (*DeleteModelResponse) ProtoMessage() {}
 
 func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2805,7 +2903,7 @@ func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteModelResponse) GetFreedBytes() int64 {
@@ -2826,7 +2924,7 @@ type LoadModelRequest struct {
 
 func (x *LoadModelRequest) Reset() {
 	*x = LoadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +2936,7 @@ func (x *LoadModelRequest) String() string {
 func (*LoadModelRequest) ProtoMessage() {}
 
 func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +2949,7 @@ func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelRequest.ProtoReflect.Descriptor instead.
 func (*LoadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LoadModelRequest) GetName() string {
@@ -2877,7 +2975,7 @@ type LoadModelResponse struct {
 
 func (x *LoadModelResponse) Reset() {
 	*x = LoadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2889,7 +2987,7 @@ func (x *LoadModelResponse) String() string {
 func (*LoadModelResponse) ProtoMessage() {}
 
 func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2902,7 +3000,7 @@ func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelResponse.ProtoReflect.Descriptor instead.
 func (*LoadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LoadModelResponse) GetModel() *RunningModel {
@@ -2921,7 +3019,7 @@ type UnloadModelRequest struct {
 
 func (x *UnloadModelRequest) Reset() {
 	*x = UnloadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3031,7 @@ func (x *UnloadModelRequest) String() string {
 func (*UnloadModelRequest) ProtoMessage() {}
 
 func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3044,7 @@ func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelRequest.ProtoReflect.Descriptor instead.
 func (*UnloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UnloadModelRequest) GetName() string {
@@ -2964,7 +3062,7 @@ type UnloadModelResponse struct {
 
 func (x *UnloadModelResponse) Reset() {
 	*x = UnloadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3074,7 @@ func (x *UnloadModelResponse) String() string {
 func (*UnloadModelResponse) ProtoMessage() {}
 
 func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3087,7 @@ func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelResponse.ProtoReflect.Descriptor instead.
 func (*UnloadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
 }
 
 type ListRunningRequest struct {
@@ -3000,7 +3098,7 @@ type ListRunningRequest struct {
 
 func (x *ListRunningRequest) Reset() {
 	*x = ListRunningRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3012,7 +3110,7 @@ func (x *ListRunningRequest) String() string {
 func (*ListRunningRequest) ProtoMessage() {}
 
 func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3025,7 +3123,7 @@ func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningRequest.ProtoReflect.Descriptor instead.
 func (*ListRunningRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
 }
 
 type ListRunningResponse struct {
@@ -3037,7 +3135,7 @@ type ListRunningResponse struct {
 
 func (x *ListRunningResponse) Reset() {
 	*x = ListRunningResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3049,7 +3147,7 @@ func (x *ListRunningResponse) String() string {
 func (*ListRunningResponse) ProtoMessage() {}
 
 func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3160,7 @@ func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningResponse.ProtoReflect.Descriptor instead.
 func (*ListRunningResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListRunningResponse) GetModels() []*RunningModel {
@@ -3091,7 +3189,7 @@ type RunningModel struct {
 
 func (x *RunningModel) Reset() {
 	*x = RunningModel{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3201,7 @@ func (x *RunningModel) String() string {
 func (*RunningModel) ProtoMessage() {}
 
 func (x *RunningModel) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3214,7 @@ func (x *RunningModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningModel.ProtoReflect.Descriptor instead.
 func (*RunningModel) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RunningModel) GetName() string {
@@ -3315,11 +3413,20 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"engineInfo\x1a=\n" +
 	"\x0fEngineInfoEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"n\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbd\x01\n" +
 	"\bHardware\x12\x1b\n" +
 	"\tcpu_cores\x18\x01 \x01(\x05R\bcpuCores\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\"\n" +
-	"\faccelerators\x18\x03 \x03(\tR\faccelerators\"\x0f\n" +
+	"\faccelerators\x18\x03 \x03(\tR\faccelerators\x12\x1f\n" +
+	"\vcpu_variant\x18\x04 \x01(\tR\n" +
+	"cpuVariant\x12,\n" +
+	"\adevices\x18\x05 \x03(\v2\x12.syn4pse.v1.DeviceR\adevices\"\xac\x01\n" +
+	"\x06Device\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12,\n" +
+	"\x12memory_total_bytes\x18\x04 \x01(\x03R\x10memoryTotalBytes\x12*\n" +
+	"\x11memory_free_bytes\x18\x05 \x01(\x03R\x0fmemoryFreeBytes\"\x0f\n" +
 	"\rHealthRequest\"\xeb\x01\n" +
 	"\x0eHealthResponse\x129\n" +
 	"\x06status\x18\x01 \x01(\x0e2!.syn4pse.v1.HealthResponse.StatusR\x06status\x12!\n" +
@@ -3468,7 +3575,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -3496,27 +3603,28 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*GetInfoRequest)(nil),      // 23: syn4pse.v1.GetInfoRequest
 	(*GetInfoResponse)(nil),     // 24: syn4pse.v1.GetInfoResponse
 	(*Hardware)(nil),            // 25: syn4pse.v1.Hardware
-	(*HealthRequest)(nil),       // 26: syn4pse.v1.HealthRequest
-	(*HealthResponse)(nil),      // 27: syn4pse.v1.HealthResponse
-	(*Capability)(nil),          // 28: syn4pse.v1.Capability
-	(*ModelCapability)(nil),     // 29: syn4pse.v1.ModelCapability
-	(*ListPeersRequest)(nil),    // 30: syn4pse.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),   // 31: syn4pse.v1.ListPeersResponse
-	(*PeerInfo)(nil),            // 32: syn4pse.v1.PeerInfo
-	(*MeshStatusRequest)(nil),   // 33: syn4pse.v1.MeshStatusRequest
-	(*MeshStatusResponse)(nil),  // 34: syn4pse.v1.MeshStatusResponse
-	(*PullModelRequest)(nil),    // 35: syn4pse.v1.PullModelRequest
-	(*PullProgress)(nil),        // 36: syn4pse.v1.PullProgress
-	(*DeleteModelRequest)(nil),  // 37: syn4pse.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil), // 38: syn4pse.v1.DeleteModelResponse
-	(*LoadModelRequest)(nil),    // 39: syn4pse.v1.LoadModelRequest
-	(*LoadModelResponse)(nil),   // 40: syn4pse.v1.LoadModelResponse
-	(*UnloadModelRequest)(nil),  // 41: syn4pse.v1.UnloadModelRequest
-	(*UnloadModelResponse)(nil), // 42: syn4pse.v1.UnloadModelResponse
-	(*ListRunningRequest)(nil),  // 43: syn4pse.v1.ListRunningRequest
-	(*ListRunningResponse)(nil), // 44: syn4pse.v1.ListRunningResponse
-	(*RunningModel)(nil),        // 45: syn4pse.v1.RunningModel
-	nil,                         // 46: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*Device)(nil),              // 26: syn4pse.v1.Device
+	(*HealthRequest)(nil),       // 27: syn4pse.v1.HealthRequest
+	(*HealthResponse)(nil),      // 28: syn4pse.v1.HealthResponse
+	(*Capability)(nil),          // 29: syn4pse.v1.Capability
+	(*ModelCapability)(nil),     // 30: syn4pse.v1.ModelCapability
+	(*ListPeersRequest)(nil),    // 31: syn4pse.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),   // 32: syn4pse.v1.ListPeersResponse
+	(*PeerInfo)(nil),            // 33: syn4pse.v1.PeerInfo
+	(*MeshStatusRequest)(nil),   // 34: syn4pse.v1.MeshStatusRequest
+	(*MeshStatusResponse)(nil),  // 35: syn4pse.v1.MeshStatusResponse
+	(*PullModelRequest)(nil),    // 36: syn4pse.v1.PullModelRequest
+	(*PullProgress)(nil),        // 37: syn4pse.v1.PullProgress
+	(*DeleteModelRequest)(nil),  // 38: syn4pse.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil), // 39: syn4pse.v1.DeleteModelResponse
+	(*LoadModelRequest)(nil),    // 40: syn4pse.v1.LoadModelRequest
+	(*LoadModelResponse)(nil),   // 41: syn4pse.v1.LoadModelResponse
+	(*UnloadModelRequest)(nil),  // 42: syn4pse.v1.UnloadModelRequest
+	(*UnloadModelResponse)(nil), // 43: syn4pse.v1.UnloadModelResponse
+	(*ListRunningRequest)(nil),  // 44: syn4pse.v1.ListRunningRequest
+	(*ListRunningResponse)(nil), // 45: syn4pse.v1.ListRunningResponse
+	(*RunningModel)(nil),        // 46: syn4pse.v1.RunningModel
+	nil,                         // 47: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -3541,45 +3649,46 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	46, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
-	4,  // 23: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
-	29, // 24: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
-	25, // 25: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
-	0,  // 26: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
-	32, // 27: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
-	28, // 28: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
-	0,  // 29: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
-	45, // 30: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
-	45, // 31: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
-	11, // 32: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 33: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	18, // 34: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	35, // 35: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	37, // 36: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	39, // 37: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	41, // 38: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	43, // 39: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	23, // 40: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	26, // 41: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	30, // 42: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	33, // 43: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	13, // 44: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 45: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	19, // 46: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	36, // 47: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	38, // 48: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	40, // 49: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	42, // 50: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	44, // 51: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	24, // 52: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	27, // 53: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	31, // 54: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	34, // 55: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	44, // [44:56] is the sub-list for method output_type
-	32, // [32:44] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	47, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	26, // 23: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
+	4,  // 24: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
+	30, // 25: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
+	25, // 26: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
+	0,  // 27: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
+	33, // 28: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
+	29, // 29: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
+	0,  // 30: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
+	46, // 31: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
+	46, // 32: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
+	11, // 33: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 34: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	18, // 35: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	36, // 36: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	38, // 37: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	40, // 38: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	42, // 39: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	44, // 40: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	23, // 41: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	27, // 42: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	31, // 43: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	34, // 44: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	13, // 45: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 46: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	19, // 47: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	37, // 48: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	39, // 49: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	41, // 50: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	43, // 51: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	45, // 52: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	24, // 53: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	28, // 54: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	32, // 55: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	35, // 56: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	45, // [45:57] is the sub-list for method output_type
+	33, // [33:45] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -3603,7 +3712,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   42,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -1,0 +1,5 @@
+//go:build cuda
+
+package llamacpp
+
+func init() { requiredGPU = append(requiredGPU, "cuda") }

@@ -1,0 +1,5 @@
+//go:build metal
+
+package llamacpp
+
+func init() { requiredGPU = append(requiredGPU, "metal") }

@@ -1,0 +1,5 @@
+//go:build vulkan
+
+package llamacpp
+
+func init() { requiredGPU = append(requiredGPU, "vulkan") }

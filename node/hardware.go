@@ -1,0 +1,47 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+
+	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/node/config"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// loadBackends loads the native backends the config asks for and says in the log which CPU code
+// and which devices the node runs on.
+func loadBackends(cfg *config.Config) (*llamacpp.Backends, error) {
+	opts := llamacpp.BackendOptions{CPUVariant: cfg.Engine.CPUVariant, Require: llamacpp.RequiredGPUBackends()}
+	if cfg.Engine.LibraryPath != "" {
+		opts.LibraryPath = []string{cfg.Engine.LibraryPath}
+	}
+	b, err := llamacpp.LoadBackends(opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w (engine.cpu_variant, engine.library_path / SYN4PSE_ENGINE_LIBRARY_PATH)", err)
+	}
+	var devices []string
+	for _, d := range b.Devices {
+		devices = append(devices, d.Name)
+	}
+	slog.Info("native backends", "cpu_variant", b.CPUVariant, "library", b.CPUPath, "gpu", b.GPU, "devices", strings.Join(devices, ","))
+	if b.CPUVariant == llamacpp.Builtin && (cfg.Engine.CPUVariant == "auto" || cfg.Engine.CPUVariant == "") {
+		slog.Warn("no CPU variant library found: running ggml's generic CPU code, 8-45x slower; build the libraries with `task build-third-party` (they go in bin/lib) or set engine.library_path",
+			"searched", strings.Join(b.LibraryPath, ","))
+	}
+	return b, nil
+}
+
+// hardware describes this machine for status and for the capabilities peers route by; device
+// memory is read anew on each call.
+func hardware(b *llamacpp.Backends) *pb.Hardware {
+	hw := &pb.Hardware{CpuCores: int32(runtime.NumCPU()), MemoryBytes: totalMemory(), CpuVariant: b.CPUVariant,
+		Accelerators: b.GPU}
+	for _, d := range llamacpp.Devices() {
+		hw.Devices = append(hw.Devices, &pb.Device{Name: d.Name, Description: d.Description, Kind: d.Kind,
+			MemoryTotalBytes: int64(d.MemoryTotal), MemoryFreeBytes: int64(d.MemoryFree)})
+	}
+	return hw
+}
