@@ -1,35 +1,99 @@
-# SYN4PSE node image, CPU by default.
+# SYN4PSE node images. One Dockerfile, one target per accelerator:
 #
-#   docker build -t syn4pse .
-#   docker run -p 8080:8080 -p 50051:50051 -v $PWD/models:/models -v $PWD/syn4pse.toml:/etc/syn4pse/syn4pse.toml syn4pse
+#   docker build -t syn4pse:latest .                                   CPU, any x86-64 or arm64 CPU
+#   docker build --target cuda -t syn4pse:cuda .                       NVIDIA (CUDA 11.8 runtime bundled)
+#   docker build --target vulkan -t syn4pse:vulkan .                   AMD / Intel / NVIDIA through Vulkan
+#   docker build --platform linux/arm64 --target jetson -t syn4pse:jetson .   Jetson (L4T, CUDA from JetPack)
 #
-# CPU_FLAGS sets the instruction set ggml is compiled for. The image must run on other machines
-# than the one that built it, so the default targets x86-64-v3 (AVX2, FMA: Intel Haswell and AMD
-# Zen or newer) instead of -march=native; use "-O3 -march=x86-64-v4" for AVX-512 hosts.
-# GPU images (CUDA, Vulkan) come with the accelerator backends.
-ARG GO_VERSION=1.26
+#   docker run -p 8080:8080 -p 50051:50051 -v ./syn4pse.toml:/app/syn4pse.toml \
+#       -v ./models:/app/models -v syn4pse-data:/app/data syn4pse:latest
+#
+# The image reads /app/syn4pse.toml (relative model paths resolve against /app, so "models/x.gguf"
+# is the /app/models volume) and every SYN4PSE_* variable; node data (identity, pulled models,
+# peers) lives in the /app/data volume. It listens on 0.0.0.0 inside the container.
+#
+# Every build step is a script of the repository, and the image runs the release archive that
+# `task dist` makes. No Docker engine runs where CI does, so CI runs those same scripts on the host
+# and starts the unpacked archive as this image starts it (scripts/check-dist.sh).
+ARG GO_VERSION=1.26.8
+# Jetson builds on NVIDIA's JetPack image (Ubuntu 22.04 with CUDA for L4T, arm64).
+ARG JETPACK_IMAGE=nvcr.io/nvidia/l4t-jetpack:r36.4.0
+FROM golang:${GO_VERSION}-bookworm AS go
 
+# ---- build: the portable binary, every CPU variant, the release archive unpacked in /out ----
 FROM golang:${GO_VERSION}-bookworm AS build
-ARG CPU_FLAGS="-O3 -march=x86-64-v3"
 WORKDIR /src
-COPY scripts/install-deps.sh scripts/
+COPY scripts/ scripts/
 COPY go.mod go.sum ./
 COPY tools/go.mod tools/go.sum tools/
 RUN bash scripts/install-deps.sh
 COPY . .
-RUN OLLAMA_DIR=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama) && \
-    CGO_ENABLED=1 CGO_CFLAGS="$CPU_FLAGS" CGO_CXXFLAGS="$CPU_FLAGS" \
-    CGO_CPPFLAGS="-I$OLLAMA_DIR/llama/llama.cpp/include -I$OLLAMA_DIR/ml/backend/ggml/ggml/include" \
-    go build -trimpath -ldflags='-s -w' -o /out/syn4pse ./cmd/syn4pse
+RUN bash scripts/build-native.sh cpu bin/lib \
+    && bash scripts/go.sh build -o bin/syn4pse ./cmd/syn4pse \
+    && bash scripts/dist.sh \
+    && mkdir -p /out && tar -C /out -xzf dist/syn4pse-*.tar.gz
 
-FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends libstdc++6 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* && useradd --system --home /var/lib/syn4pse --create-home syn4pse
-COPY --from=build /out/syn4pse /usr/local/bin/syn4pse
-USER syn4pse
-ENV SYN4PSE_CONFIG=/etc/syn4pse/syn4pse.toml \
-    SYN4PSE_DATA_DIR=/var/lib/syn4pse \
-    SYN4PSE_SERVER_HOST=0.0.0.0
+FROM build AS build-cuda
+# Compute capabilities compiled (one architecture takes tens of minutes on 2 cores).
+ARG CUDA_ARCHITECTURES="75;80;86;89;90"
+RUN bash scripts/install-cuda.sh \
+    && CUDA_ARCHITECTURES="$CUDA_ARCHITECTURES" bash scripts/build-native.sh cuda bin/lib \
+    && TAGS=cuda bash scripts/dist.sh \
+    && rm -rf /out && mkdir -p /out && tar -C /out -xzf dist/syn4pse-*.tar.gz
+
+FROM build AS build-vulkan
+RUN bash scripts/build-native.sh vulkan bin/lib \
+    && TAGS=vulkan bash scripts/dist.sh \
+    && rm -rf /out && mkdir -p /out && tar -C /out -xzf dist/syn4pse-*.tar.gz
+
+FROM ${JETPACK_IMAGE} AS build-jetson
+# Orin (87) and Xavier (72).
+ARG CUDA_ARCHITECTURES="72;87"
+COPY --from=go /usr/local/go /usr/local/go
+ENV PATH=/usr/local/go/bin:/usr/local/cuda/bin:$PATH
+WORKDIR /src
+COPY . .
+RUN bash scripts/install-deps.sh \
+    && bash scripts/build-native.sh cpu bin/lib \
+    && CUDA_ARCHITECTURES="$CUDA_ARCHITECTURES" bash scripts/build-native.sh cuda bin/lib \
+    && bash scripts/go.sh build -tags cuda -o bin/syn4pse ./cmd/syn4pse \
+    && TAGS=cuda bash scripts/dist.sh \
+    && rm -rf /out && mkdir -p /out && tar -C /out -xzf dist/syn4pse-*.tar.gz
+
+# ---- runtime images ----
+FROM debian:bookworm-slim AS runtime
+ARG EXTRA_PACKAGES=""
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libstdc++6 ca-certificates $EXTRA_PACKAGES \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin syn4pse \
+    && mkdir -p /app/models /app/data && chown syn4pse:syn4pse /app/models /app/data
+WORKDIR /app
+ENV SYN4PSE_SERVER_HOST=0.0.0.0 \
+    SYN4PSE_DATA_DIR=/app/data
 EXPOSE 8080 50051
-ENTRYPOINT ["syn4pse"]
+VOLUME ["/app/models", "/app/data"]
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["/app/syn4pse", "health"]
+USER syn4pse
+ENTRYPOINT ["/app/syn4pse"]
 CMD ["serve"]
+
+FROM runtime AS cuda
+# The NVIDIA container toolkit mounts the driver; cudart and cublas come in /app/lib.
+ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+COPY --from=build-cuda --chown=root:root /out/syn4pse/ /app/
+
+FROM runtime AS vulkan
+USER root
+RUN apt-get update && apt-get install -y --no-install-recommends libvulkan1 mesa-vulkan-drivers \
+    && rm -rf /var/lib/apt/lists/*
+USER syn4pse
+COPY --from=build-vulkan --chown=root:root /out/syn4pse/ /app/
+
+FROM runtime AS jetson
+ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
+COPY --from=build-jetson --chown=root:root /out/syn4pse/ /app/
+
+# The default target, last: the CPU image (ghcr.io/ekisa-team/syn4pse:latest).
+FROM runtime AS cpu
+COPY --from=build --chown=root:root /out/syn4pse/ /app/

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -168,6 +169,29 @@ func cpuVariantText(variant string) string {
 		return "builtin (generic, no variant library found: slow; see `task build-third-party`)"
 	}
 	return variant + " (variant library chosen for this CPU)"
+}
+
+func newHealthCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "health",
+		Short: "Exit 0 when the node answers and serves (for container health checks and scripts)",
+		Long: "health asks the node's standard gRPC health service and prints \"serving\"; it exits 1 when\n" +
+			"the node does not answer or is not serving. Docker's HEALTHCHECK runs it.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withNode(cmd, func(ctx context.Context, conn *grpc.ClientConn) error {
+				res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+				if err != nil {
+					return rpcError(conn.Target(), err)
+				}
+				if res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+					return fmt.Errorf("node at %s is %s", strings.TrimPrefix(conn.Target(), "passthrough:///"), res.GetStatus())
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "serving")
+				return nil
+			})
+		},
+	}
 }
 
 func healthName(s pb.HealthResponse_Status) string {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ekisa-team/syn4pse/engine/llamacpp"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -129,6 +130,11 @@ context_length = 512
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	checkCPUVariant(t, dir)
+	if out, stderr, code := syn4pse(t, dir, "", "health"); code != 0 || strings.TrimSpace(out) != "serving" {
+		t.Fatalf("health: code %d, %q %q", code, out, stderr)
+	}
+
 	out, stderr, code := syn4pse(t, dir, "", "models", "list")
 	if code != 0 || !strings.Contains(out, "tiny") || !strings.Contains(out, "loaded") {
 		t.Fatalf("models list: code %d\n%s%s", code, out, stderr)
@@ -220,5 +226,36 @@ func TestBadConfigExitsWithUsageCode(t *testing.T) {
 	_, stderr, code := syn4pse(t, dir, "", "serve")
 	if code != 2 || !strings.Contains(stderr, "htp_port") {
 		t.Fatalf("code %d, %q", code, stderr)
+	}
+}
+
+// checkCPUVariant asserts that the node in dir runs the CPU variant ggml's loader picks for
+// this CPU from the libraries `task test` built (engine/llamacpp's tests check that choice
+// against /proc/cpuinfo), and says so in `syn4pse status`.
+func checkCPUVariant(t *testing.T, dir string) {
+	t.Helper()
+	out, _, code := syn4pse(t, dir, "", "status")
+	if code != 0 {
+		t.Fatalf("status: code %d: %s", code, out)
+	}
+	libs := os.Getenv("SYN4PSE_ENGINE_LIBRARY_PATH")
+	if libs == "" {
+		if !strings.Contains(out, "cpu code  builtin") {
+			t.Fatalf("without a library path the node should run the builtin CPU code:\n%s", out)
+		}
+		return
+	}
+	b, err := llamacpp.LoadBackends(llamacpp.BackendOptions{LibraryPath: []string{libs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.CPUVariant == llamacpp.Builtin {
+		t.Fatalf("no runnable CPU variant in %s: %+v", libs, b.CPUVariants)
+	}
+	if want := "cpu code  " + b.CPUVariant + " (variant library"; !strings.Contains(out, want) {
+		t.Fatalf("status should say %q:\n%s", want, out)
+	}
+	if !strings.Contains(out, "device    CPU") {
+		t.Fatalf("status lists no CPU device:\n%s", out)
 	}
 }

@@ -1,6 +1,7 @@
 package llamacpp_test
 
 import (
+	"cmp"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,15 +13,25 @@ import (
 )
 
 // benchModel is $SYN4PSE_BENCH_MODEL, or a generated model of the "bench" size (a few hundred
-// MB, F16) so that the numbers reflect matrix work rather than call overhead.
+// MB, F16) so that the numbers reflect matrix work rather than call overhead. BENCH_SIZE picks
+// another tinygguf size ("wide": the width where AMX engages) and BENCH_QUANT quantizes the
+// generated model (q4_0, q8_0, q4_k_m).
 func benchModel(b *testing.B) string {
 	b.Helper()
 	if p := os.Getenv("SYN4PSE_BENCH_MODEL"); p != "" {
 		return p
 	}
+	size := cmp.Or(os.Getenv("BENCH_SIZE"), "bench")
 	path := filepath.Join(b.TempDir(), "bench.gguf")
-	if err := tinygguf.Write(path, tinygguf.Options{Arch: "llama", Size: "bench", Seed: 1}); err != nil {
+	if err := tinygguf.Write(path, tinygguf.Options{Arch: "llama", Size: size, Seed: 1}); err != nil {
 		b.Fatal(err)
+	}
+	if quant := os.Getenv("BENCH_QUANT"); quant != "" {
+		quantized := filepath.Join(b.TempDir(), "bench-"+quant+".gguf")
+		if err := llamacpp.Quantize(path, quantized, quant, 0); err != nil {
+			b.Fatal(err)
+		}
+		return quantized
 	}
 	return path
 }

@@ -164,3 +164,8 @@ func Devices() []native.Device { return native.Devices() }
 
 // Builtin is the CPU variant name of the generic code compiled into the binary.
 const Builtin = native.Builtin
+
+// Quantize converts the GGUF model src to dst with weights of type typ (q4_0, q4_k_m, q8_0, f16).
+func Quantize(src, dst, typ string, threads int) error {
+	return native.Quantize(src, dst, typ, threads)
+}

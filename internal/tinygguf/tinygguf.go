@@ -19,7 +19,8 @@ type Options struct {
 	Arch string
 	// Size is "tiny" (the default: vocabulary 512, n_embd 64, 2 layers, F32, a few hundred KB)
 	// or "bench" (12 layers, F16 matrices, a few hundred MB: big enough that timings reflect
-	// matrix work rather than call overhead).
+	// matrix work rather than call overhead), or for llama "wide" (n_embd 2048, 4 layers, F16,
+	// ~400 MB: the width at which ggml's AMX kernels engage).
 	Size string
 	// Seed makes the weights deterministic: the same options give the same bytes.
 	Seed int64
@@ -44,6 +45,9 @@ func shapeFor(arch, size string) (shape, error) {
 		return shape{vocab: 512, embd: 64, layers: 2, heads: 4, kvHeads: 2, ff: 128, ctx: 2048}, nil
 	case "llama/bench":
 		return shape{vocab: 512, embd: 1024, layers: 12, heads: 16, kvHeads: 4, ff: 2816, ctx: 4096, f16: true}, nil
+	case "llama/wide":
+		// A 3B-class width: ggml's AMX kernels engage only for rows of 2048 or more.
+		return shape{vocab: 512, embd: 2048, layers: 4, heads: 16, kvHeads: 4, ff: 5632, ctx: 4096, f16: true}, nil
 	case "bert/tiny":
 		return shape{vocab: 512, embd: 64, layers: 2, heads: 4, kvHeads: 4, ff: 256, ctx: 512}, nil
 	case "bert/bench":

@@ -96,7 +96,8 @@ type Device struct {
 	MemoryTotal uint64
 }
 
-// Devices lists the compute devices of every registered ggml backend.
+// Devices lists the compute devices of every registered ggml backend, in ggml's order of
+// preference, with one CPU device: the one llama.cpp computes on.
 func Devices() []Device {
 	Init()
 	return devices()
@@ -117,12 +118,19 @@ func gpuCount() int {
 func devices() []Device {
 	n := int(C.ggml_backend_dev_count())
 	devices := make([]Device, 0, n)
+	cpuSeen := false
 	for i := range n {
 		dev := C.ggml_backend_dev_get(C.size_t(i))
 		var free, total C.size_t
 		C.ggml_backend_dev_memory(dev, &free, &total)
 		kind := "cpu"
 		switch C.ggml_backend_dev_type(dev) {
+		case C.GGML_BACKEND_DEVICE_TYPE_CPU:
+			if cpuSeen {
+				// The builtin CPU device behind a loaded variant: llama.cpp uses only the first.
+				continue
+			}
+			cpuSeen = true
 		case C.GGML_BACKEND_DEVICE_TYPE_GPU:
 			kind = "gpu"
 		case C.GGML_BACKEND_DEVICE_TYPE_IGPU:

@@ -49,6 +49,7 @@ func defaultConfig(t *testing.T) Config {
 			MDNS: true, NAT: true, AnnounceInterval: 3 * time.Second, PeerTTL: 8 * time.Second,
 		},
 		Router:    Router{MaxHops: 1},
+		Engine:    Engine{CPUVariant: "auto"},
 		Lifecycle: Lifecycle{KeepAlive: 5 * time.Minute, AllowRemote: []string{"load", "unload"}},
 	}
 }
@@ -78,7 +79,7 @@ func TestListKeys(t *testing.T) {
 func llm(name, path, declared string) Model {
 	return Model{
 		Name: name, Modality: "llm", Engine: "llama_cpp", Path: path, Enabled: true,
-		BatchSize: 512, GPULayers: -1, Parallel: 1, FlashAttention: "auto", Declared: declared,
+		BatchSize: 512, GPULayers: -1, MainGPU: -1, Parallel: 1, FlashAttention: "auto", Declared: declared,
 	}
 }
 

@@ -141,6 +141,11 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"unknown environment variable SYN4PSE_SERVER_HTTPPORT (did you mean SYN4PSE_SERVER_HTTP_PORT?)"},
 		},
 		{
+			name: "old build variable",
+			env:  []string{"SYN4PSE_CGO_OPT=-O3 -march=native"},
+			want: []string{"unknown environment variable SYN4PSE_CGO_OPT (a build variable of older Taskfiles, not a node setting: unset it; builds take MARCH=native"},
+		},
+		{
 			name: "environment variable of an undeclared model",
 			file: "[models.tiny]\npath = \"a.gguf\"\n",
 			env:  []string{"SYN4PSE_MODELS_TINY_PATH=b.gguf", "SYN4PSE_MODELS_HUGE_PATH=c.gguf", "SYN4PSE_MODELS_TINI_PATH=d"},

@@ -186,7 +186,11 @@ func unknownEnv(name string, known map[string][][]string) error {
 	}
 	slices.Sort(candidates)
 	hint := ""
-	if s := suggest(short, candidates); s != "" {
+	if strings.HasPrefix(short, "CGO_") {
+		// Build settings once shared this prefix; a shell that still exports one would
+		// otherwise stop every node it starts.
+		hint = " (a build variable of older Taskfiles, not a node setting: unset it; builds take MARCH=native now, e.g. `task build MARCH=native`)"
+	} else if s := suggest(short, candidates); s != "" {
 		hint = fmt.Sprintf(" (did you mean %s%s?)", envPrefix, s)
 	} else if strings.HasPrefix(short, "MODELS_") || strings.HasPrefix(short, "BACKENDS_") {
 		hint = " (models are declared in the config file; the environment only overrides their keys)"

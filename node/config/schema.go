@@ -100,7 +100,7 @@ var schema = &node{children: map[string]*node{
 	}},
 	"backends": backendTables(),
 	"engine": {children: map[string]*node{
-		"library_path": {field: &field{kind: kindPath}},
+		"library_path": {field: &field{kind: kindPath, emptyOK: true}},
 		"cpu_variant":  {field: &field{kind: kindChoice, choices: cpuVariants}},
 	}},
 }}
@@ -178,6 +178,7 @@ type field struct {
 	min, max  int
 	choices   []string
 	boolOnOff bool // a kindChoice that also takes true/false for "on"/"off"
+	emptyOK   bool // a kindPath whose "" means "the default place"
 }
 
 var (
@@ -235,6 +236,9 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 	}
 	switch f.kind {
 	case kindPath:
+		if s == "" && f.emptyOK {
+			return "", nil
+		}
 		return parsePath(s, baseDir)
 	case kindHost:
 		return parseHost(s)

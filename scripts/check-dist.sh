@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Starts the release archive the way the Docker image starts it, on the host (no Docker engine
+# runs where CI does): unpacked into a folder that stands for /app, with a mounted-style
+# /app/syn4pse.toml declaring a model by relative path, SYN4PSE_* variables as `docker run -e`
+# gives them, no library path (the binary must find lib/ beside itself), then checks the image's
+# HEALTHCHECK command, the CPU variant chosen, and a generation. Traffic stays on 127.0.0.1.
+#
+#   scripts/check-dist.sh [dist/syn4pse-<os>-<arch>.tar.gz]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+archive=${1:-dist/syn4pse-$(go env GOOS)-$(go env GOARCH).tar.gz}
+[ -f "$archive" ] || { echo "check-dist: $archive missing: run 'task dist'" >&2; exit 1; }
+(cd "$(dirname "$archive")" && sha256sum -c --quiet "$(basename "$archive").sha256")
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
+  [ -z "$pid" ] || wait "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+tar -C "$work" -xzf "$archive"
+app="$work/syn4pse"
+mkdir -p "$app/models" "$app/data"
+(cd "$root" && go run ./cmd/tinygguf -arch llama -o "$app/models/tiny.gguf" >/dev/null)
+
+port() { echo $((20000 + RANDOM % 30000)); }
+http_port=$(port)
+grpc_port=$(port)
+[ "$grpc_port" != "$http_port" ] || grpc_port=$((http_port + 1))
+cat >"$app/syn4pse.toml" <<EOF
+[server]
+host = "0.0.0.0"
+http_port = 8080
+grpc_port = 50051
+
+[backends.llm.llama_cpp]
+enabled = true
+engine = "llama_cpp"
+model = "models/tiny.gguf"
+context_length = 512
+EOF
+
+# As `docker run -e SYN4PSE_...` with WORKDIR /app; nothing of the build's environment leaks in.
+node_env=(env -i "PATH=/usr/bin:/bin" "HOME=$app" "SYN4PSE_SERVER_HOST=127.0.0.1" "SYN4PSE_DATA_DIR=$app/data"
+  "SYN4PSE_SERVER_HTTP_PORT=$http_port" "SYN4PSE_SERVER_GRPC_PORT=$grpc_port" "SYN4PSE_P2P_LISTEN=/ip4/127.0.0.1/tcp/0"
+  "SYN4PSE_P2P_MDNS=false")
+(cd "$app" && exec "${node_env[@]}" "$app/syn4pse" serve >"$work/serve.log" 2>&1) &
+pid=$!
+
+passed=0
+failed=0
+check() {
+  local what=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "check-dist: FAIL $what" >&2
+  fi
+}
+
+healthy() {
+  local i
+  for i in $(seq 120); do
+    if (cd "$app" && "${node_env[@]}" "$app/syn4pse" health >/dev/null 2>&1); then return 0; fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
+check "health (the image's HEALTHCHECK) answers serving" healthy
+
+# From another directory, as a client: the binary runs from anywhere.
+status=$(cd / && "$app/syn4pse" status --addr "127.0.0.1:$grpc_port" 2>&1 || true)
+variant_ok() { grep -q 'cpu code  .* (variant library chosen for this CPU)' <<<"$status" && ! grep -q 'cpu code  builtin' <<<"$status"; }
+check "status reports a CPU variant library found beside the binary" variant_ok
+model_ok() { grep -q '1 model(s) ready' <<<"$status"; }
+check "the model declared in /app/syn4pse.toml by relative path is ready" model_ok
+generates() {
+  local out
+  out=$(cd / && "$app/syn4pse" run tiny --addr "127.0.0.1:$grpc_port" --max-tokens 8 --seed 1 "Hello") && [ -n "$out" ]
+}
+check "generation through the unpacked binary" generates
+
+if [ "$failed" -gt 0 ]; then
+  echo "--- status:"
+  echo "$status"
+  echo "--- serve log:"
+  tail -40 "$work/serve.log"
+fi
+echo "check-dist: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
