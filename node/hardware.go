@@ -45,3 +45,26 @@ func hardware(b *llamacpp.Backends) *pb.Hardware {
 	}
 	return hw
 }
+
+// largestGPU is the memory of a node's largest GPU, 0 when it has none.
+func largestGPU(hw *pb.Hardware) int64 {
+	var largest int64
+	for _, d := range hw.GetDevices() {
+		if d.GetKind() == "gpu" || d.GetKind() == "igpu" {
+			largest = max(largest, d.GetMemoryTotalBytes())
+		}
+	}
+	return largest
+}
+
+// gpuBudgets is the memory models may take on each GPU, in llama.cpp's numbering: 90% of the
+// device's memory, the rest left to KV caches and compute buffers.
+func gpuBudgets(b *llamacpp.Backends) []int64 {
+	var budgets []int64
+	for _, d := range b.Devices {
+		if d.Kind == "gpu" || d.Kind == "igpu" {
+			budgets = append(budgets, int64(d.MemoryTotal/10*9))
+		}
+	}
+	return budgets
+}

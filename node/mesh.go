@@ -285,13 +285,14 @@ type peerView struct {
 
 func (v peerView) candidate(e p2p.PeerEntry, model string) (router.Candidate, bool) {
 	c := router.Candidate{Peer: e.ID.String(), Name: e.Capability.GetNodeName(), RecentFailures: e.RecentFailures,
-		RTT: v.m.host.Libp2p().Peerstore().LatencyEWMA(e.ID)}
+		RTT: v.m.host.Libp2p().Peerstore().LatencyEWMA(e.ID), GPUBytes: largestGPU(e.Capability.GetHardware())}
 	if model == "" {
 		return c, true
 	}
 	for _, mc := range e.Capability.GetModels() {
 		if mc.GetName() == model {
 			c.Loaded, c.FreeSlots, c.QueueDepth, c.TokensPerSecond = mc.GetLoaded(), int(mc.GetFreeSlots()), int(mc.GetQueueDepth()), mc.GetTokensPerSecond()
+			c.ModelBytes = mc.GetSizeBytes()
 			return c, true
 		}
 	}

@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	decls, toPull := resolveDecls(cfg.Models, modelStore)
 	var onChange func()
 	catalog := models.New(&registry, decls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
-		MaxMemory: budget, OnChange: func() {
+		MaxMemory: budget, GPUMemory: gpuBudgets(backends), OnChange: func() {
 			if onChange != nil {
 				onChange()
 			}

@@ -164,11 +164,12 @@ func (m *Manager) release(e *entry, keepAlive *time.Duration) {
 // makeRoomLocked unloads idle models, least recently used first, until e fits the budget. It
 // returns a channel to wait on when only models in use stand in the way.
 func (m *Manager) makeRoomLocked(e *entry) (<-chan struct{}, error) {
-	if m.opts.MaxMemory <= 0 {
-		return nil, nil
-	}
-	for m.usedLocked()+e.size > m.opts.MaxMemory {
-		victimName, victim := m.lruIdleLocked(e)
+	for {
+		pool := m.overLocked(e)
+		if pool < 0 {
+			return nil, nil
+		}
+		victimName, victim := m.lruIdleLocked(e, pool)
 		if victim != nil {
 			llm := m.unloadLocked(victimName, victim)
 			slog.Info("model unloaded to make room", "model", victimName, "for", e.decl.Name)
@@ -177,20 +178,21 @@ func (m *Manager) makeRoomLocked(e *entry) (<-chan struct{}, error) {
 			llm.Close()
 			continue
 		}
-		if m.usedLocked() == 0 {
-			return nil, fmt.Errorf("%w: %q needs %d MiB but models.max_memory is %d MiB", ErrUnavailable, e.decl.Name, e.size>>20, m.opts.MaxMemory>>20)
+		if m.usedLocked()[pool] == 0 {
+			return nil, fmt.Errorf("%w: %q needs %d MiB of %s, whose budget is %d MiB", ErrUnavailable, e.decl.Name,
+				m.footprint(e)[pool]>>20, poolName(pool), m.budget(pool)>>20)
 		}
-		return m.released, nil // every loaded model is in use: wait for one to be released
+		return m.released, nil // every model in the way is in use: wait for one to be released
 	}
-	return nil, nil
 }
 
-// lruIdleLocked is the loaded model no request holds that was used longest ago, other than e.
-func (m *Manager) lruIdleLocked(except *entry) (string, *entry) {
+// lruIdleLocked is the loaded model no request holds that was used longest ago and takes room
+// in pool, other than except.
+func (m *Manager) lruIdleLocked(except *entry, pool int) (string, *entry) {
 	var name string
 	var best *entry
 	for n, e := range m.entries {
-		if e == except || e.llm == nil || e.refs > 0 {
+		if e == except || e.llm == nil || e.refs > 0 || m.footprint(e)[pool] == 0 {
 			continue
 		}
 		if best == nil || e.lastUsed.Before(best.lastUsed) {
@@ -198,17 +200,6 @@ func (m *Manager) lruIdleLocked(except *entry) (string, *entry) {
 		}
 	}
 	return name, best
-}
-
-// usedLocked is the memory the loaded and loading models take, estimated by their file size.
-func (m *Manager) usedLocked() int64 {
-	var used int64
-	for _, e := range m.entries {
-		if e.llm != nil || e.loading != nil {
-			used += e.size
-		}
-	}
-	return used
 }
 
 // loadLocked loads e with the lock released during the load, and returns with it released.

@@ -74,8 +74,11 @@ type Options struct {
 	DataDir string
 	// KeepAlive is how long an idle model stays loaded; 0 unloads at once, negative never.
 	KeepAlive time.Duration
-	// MaxMemory bounds the memory of the loaded models together; 0 means no bound.
+	// MaxMemory bounds the RAM of the loaded models together; 0 means no bound.
 	MaxMemory int64
+	// GPUMemory bounds, per GPU (as llama.cpp numbers them), the memory of the models offloaded
+	// to it; empty on a node without GPUs, where every model counts in RAM.
+	GPUMemory []int64
 	// OnChange is called (from any goroutine, never under the manager's lock) after a model
 	// loads, unloads or changes state.
 	OnChange func()
@@ -196,7 +199,7 @@ func (m *Manager) fitsAtStart(name string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entries[name]
-	return e.state == StateAvailable && (m.opts.MaxMemory <= 0 || m.usedLocked()+e.size <= m.opts.MaxMemory)
+	return e.state == StateAvailable && m.overLocked(e) < 0
 }
 
 func (m *Manager) names() []string {

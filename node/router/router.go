@@ -5,7 +5,8 @@
 //  1. A pinned node (routing.node) or local_only is obeyed; a request already forwarded
 //     max_hops times runs here.
 //  2. Here, when the model is loaded here with a free slot.
-//  3. Else the peers announcing the model, best score first (see score).
+//  3. Else the peers announcing the model, best score first (see score; a GPU that holds a
+//     large model counts).
 //  4. Else here, when the model is declared here (it queues for a slot or loads).
 //  5. Else NOT_FOUND naming the model.
 //
@@ -56,6 +57,10 @@ type Candidate struct {
 	RTT             time.Duration
 	TokensPerSecond float64
 	RecentFailures  int
+	// ModelBytes is the model's file size, as the peer announces it.
+	ModelBytes int64
+	// GPUBytes is the memory of the peer's largest GPU, 0 on a CPU-only peer.
+	GPUBytes int64
 }
 
 // Peers is the view of the mesh the router needs; the node backs it with the peer table.
@@ -147,13 +152,20 @@ func (r *Router) plan(model string, routing *pb.Routing) ([]target, error) {
 	return targets, nil
 }
 
-// score ranks a peer for a request: having the model loaded outweighs everything; then free
-// slots, a short queue, a short round trip and speed; each recent failure costs more than a
-// free slot gains.
+// LargeModelBytes is the size from which a model runs better on a GPU node: below it a CPU
+// decodes at a speed people accept, above it a GPU is several times faster.
+const LargeModelBytes = 1 << 30
+
+// score ranks a peer for a request: having the model loaded outweighs everything; then, for a
+// large model, a GPU that holds it (more than any number of free slots); then free slots, a short queue, a
+// short round trip and speed; each recent failure costs more than a free slot gains.
 func score(c Candidate) float64 {
 	s := 0.0
 	if c.Loaded {
 		s += 1000
+	}
+	if c.ModelBytes >= LargeModelBytes && c.GPUBytes >= c.ModelBytes {
+		s += 250
 	}
 	s += 50 * float64(min(c.FreeSlots, 4))
 	s -= 20 * float64(c.QueueDepth)

@@ -36,6 +36,13 @@ func TestPlan(t *testing.T) {
 	onDisk := Candidate{Peer: "C", Loaded: false, FreeSlots: 2}
 	failing := Candidate{Peer: "D", Loaded: true, FreeSlots: 2, RecentFailures: 2}
 	far := Candidate{Peer: "E", Loaded: true, FreeSlots: 1, RTT: 400 * time.Millisecond}
+	const big = 8 << 30
+	cpuBig := Candidate{Peer: "F", Loaded: true, FreeSlots: 4, ModelBytes: big}
+	gpuBig := Candidate{Peer: "G", Loaded: true, FreeSlots: 1, ModelBytes: big, GPUBytes: 24 << 30}
+	smallGPU := Candidate{Peer: "H", Loaded: true, FreeSlots: 1, ModelBytes: big, GPUBytes: 4 << 30}
+	gpuSmallModel := Candidate{Peer: "I", Loaded: true, FreeSlots: 1, ModelBytes: 100 << 20, GPUBytes: 24 << 30}
+	cpuSmallModel := Candidate{Peer: "J", Loaded: true, FreeSlots: 3, ModelBytes: 100 << 20}
+	gpuOnDisk := Candidate{Peer: "K", FreeSlots: 1, ModelBytes: big, GPUBytes: 24 << 30}
 
 	tests := []struct {
 		name    string
@@ -51,6 +58,9 @@ func TestPlan(t *testing.T) {
 		{"not here: loaded beats on disk, free beats busy", LocalModel{}, table{onDisk, loadedBusy, loadedIdle}, nil, []string{"A", "B", "C"}, false},
 		{"recent failures sink a peer", LocalModel{}, table{failing, loadedBusy}, nil, []string{"B", "D"}, false},
 		{"round trip breaks ties", LocalModel{}, table{far, loadedIdle}, nil, []string{"A", "E"}, false},
+		{"a large model prefers a GPU that holds it", LocalModel{}, table{cpuBig, smallGPU, gpuBig}, nil, []string{"G", "F", "H"}, false},
+		{"a small model gains nothing from a GPU", LocalModel{}, table{gpuSmallModel, cpuSmallModel}, nil, []string{"J", "I"}, false},
+		{"loaded on a CPU beats a GPU that must load it", LocalModel{}, table{gpuOnDisk, cpuBig}, nil, []string{"F", "K"}, false},
 		{"not here, on disk here comes after loaded peers", LocalModel{Declared: true}, table{loadedIdle}, nil, []string{"A", ""}, false},
 		{"nowhere", LocalModel{}, table{}, nil, nil, true},
 		{"broken here, served by a peer", LocalModel{Declared: true, Unavailable: true}, table{onDisk}, nil, []string{"C"}, false},
