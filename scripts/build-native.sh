@@ -64,21 +64,55 @@ install_libs() {
   done
 }
 
-mkdir -p build/native
+# CROSS=aarch64-linux-gnu builds the arm64 libraries with that cross compiler (to check the
+# arm64 build from an x86-64 machine); the default builds for this machine.
+cross=()
+target_arch=$(uname -m)
+if [ -n "${CROSS:-}" ]; then
+  target_arch=${CROSS%%-*}
+  cross=(-DCMAKE_SYSTEM_NAME=Linux "-DCMAKE_SYSTEM_PROCESSOR=$target_arch" "-DCMAKE_C_COMPILER=$CROSS-gcc" "-DCMAKE_CXX_COMPILER=$CROSS-g++")
+fi
+cc=${CROSS:+$CROSS-}gcc
+
+# unsupported_march VARIANT prints the -march value VARIANT needs that the compiler rejects, or
+# nothing. Only arm64's newest variants outrun the compilers of current distributions.
+unsupported_march() {
+  local march=""
+  case "$1" in
+  armv9.2_*) march="armv9.2-a+sme" ;;
+  *) return 0 ;;
+  esac
+  echo 'int main(void){return 0;}' | $cc "-march=$march" -x c -c -o /dev/null - 2>/dev/null || echo "$march"
+}
+
+bd=build/native${CROSS:+/$CROSS}
+mkdir -p "$bd"
 case "$backend" in
 cpu)
-  configure_and_build build/native/cpu ggml-cpu -DSYN4PSE_BACKEND=cpu
-  cmake --build build/native/cpu --target ggml-base -j "$jobs" >/dev/null
-  install_libs build/native/cpu 'libggml-base.so*' 'libggml-base.dylib' 'libggml-cpu*.so' 'libggml-cpu*.dylib'
+  configure_and_build $bd/cpu ggml-base -DSYN4PSE_BACKEND=cpu "${cross[@]}"
+  # Each variant ggml defines for this architecture, one target at a time: a compiler too old
+  # for a variant's instruction set (GCC 12, Debian 12's, lacks armv9.2-a+sme) skips that variant
+  # instead of failing the build; every other failure stops it.
+  variants=$(cmake --build $bd/cpu --target help | grep -o 'ggml-cpu-[A-Za-z0-9_.]*' | grep -v '\.so$' | sort -u)
+  for target in $variants; do
+    if [ -n "$(unsupported_march "${target#ggml-cpu-}")" ]; then
+      echo "skipping CPU variant ${target#ggml-cpu-}: the compiler does not know $(unsupported_march "${target#ggml-cpu-}")" >&2
+      continue
+    fi
+    echo "building $target"
+    cmake --build $bd/cpu --target "$target" -j "$jobs" >>$bd/cpu.build.log 2>&1 ||
+      { grep -v 'warning:\|note:' $bd/cpu.build.log | tail -40 >&2; echo "build of $target failed (full log $bd/cpu.build.log)" >&2; exit 1; }
+  done
+  install_libs $bd/cpu 'libggml-base.so*' 'libggml-base.dylib' 'libggml-cpu*.so' 'libggml-cpu*.dylib'
   # Variants ggml's own list lacks, one build each (x86-64 only; the compiler must know AMX).
-  if [ "$(uname -m)" = x86_64 ]; then
+  if [ "$target_arch" = x86_64 ]; then
     for variant in zen4 sapphirerapids; do
       if [ $variant = sapphirerapids ] && ! echo 'int main(void){return 0;}' | ${CC:-cc} -mamx-int8 -x c -o /dev/null - 2>/dev/null; then
         echo "skipping the sapphirerapids (AMX) variant: ${CC:-cc} does not know -mamx-int8" >&2
         continue
       fi
-      configure_and_build "build/native/cpu-$variant" ggml-cpu -DSYN4PSE_BACKEND=cpu -DSYN4PSE_CPU_VARIANT=$variant
-      install_libs "build/native/cpu-$variant" "libggml-cpu-$variant.so"
+      configure_and_build "$bd/cpu-$variant" ggml-cpu -DSYN4PSE_BACKEND=cpu -DSYN4PSE_CPU_VARIANT=$variant "${cross[@]}"
+      install_libs "$bd/cpu-$variant" "libggml-cpu-$variant.so"
     done
   fi
   ;;
@@ -98,12 +132,12 @@ cuda)
   elif command -v g++-11 >/dev/null && nvcc --version | grep -q 'release 11\.'; then
     cuda_args+=(-DCMAKE_CUDA_HOST_COMPILER=g++-11)
   fi
-  configure_and_build build/native/cuda ggml-cuda "${cuda_args[@]}"
-  install_libs build/native/cuda 'libggml-cuda.so'
+  configure_and_build $bd/cuda ggml-cuda "${cuda_args[@]}"
+  install_libs $bd/cuda 'libggml-cuda.so'
   ;;
 vulkan | metal)
-  configure_and_build "build/native/$backend" "ggml-$backend" "-DSYN4PSE_BACKEND=$backend"
-  install_libs "build/native/$backend" "libggml-$backend.so" "libggml-$backend.dylib"
+  configure_and_build "$bd/$backend" "ggml-$backend" "-DSYN4PSE_BACKEND=$backend"
+  install_libs "$bd/$backend" "libggml-$backend.so" "libggml-$backend.dylib"
   ;;
 *)
   echo "usage: $0 cpu|cuda|vulkan|metal [LIBDIR]" >&2
