@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
@@ -22,8 +23,14 @@ var libraryPath = os.Getenv("SYN4PSE_ENGINE_LIBRARY_PATH")
 // loads; it is not a SYN4PSE_ variable, so nothing mistakes it for a node setting.
 const childVariantEnv = "LLAMACPP_TEST_CPU_VARIANT"
 
+// childRequireEnv names the GPU backends a child process requires, as a -tags cuda build does.
+const childRequireEnv = "LLAMACPP_TEST_REQUIRE"
+
 func TestMain(m *testing.M) {
 	opts := llamacpp.BackendOptions{CPUVariant: os.Getenv(childVariantEnv)}
+	if require := os.Getenv(childRequireEnv); require != "" {
+		opts.Require = strings.Split(require, ",")
+	}
 	if libraryPath != "" {
 		opts.LibraryPath = []string{libraryPath}
 	}

@@ -172,3 +172,41 @@ func TestVariantChild(t *testing.T) {
 	_, pieces, _ := generate(t, llm, req)
 	t.Logf("\nvariant-child: ran %s\nvariant-child: text %q", b.CPUVariant, strings.Join(pieces, ""))
 }
+
+// TestBackendChoiceErrors starts processes whose backend options cannot be met and checks that
+// each stops at once with a message that says what to do.
+func TestBackendChoiceErrors(t *testing.T) {
+	b := loadedBackends(t)
+	if os.Getenv(childVariantEnv) != "" || os.Getenv(childRequireEnv) != "" {
+		t.Skip("child process")
+	}
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"a GPU backend the build requires is missing", []string{childRequireEnv + "=cuda"},
+			"this build expects the cuda backend but libggml-cuda.so is in none of"},
+		{"an unknown variant", []string{childVariantEnv + "=pentium4"}, `CPU variant "pentium4" not found in`},
+	}
+	for _, v := range b.CPUVariants {
+		if v.Score == 0 {
+			tests = append(tests, struct {
+				name string
+				env  []string
+				want string
+			}{"a variant this CPU cannot run", []string{childVariantEnv + "=" + v.Name}, "cannot run on this CPU"})
+			break
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run", "^TestVariantChild$")
+			cmd.Env = append(os.Environ(), tt.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("want a failed start saying %q; err %v, output:\n%s", tt.want, err, out)
+			}
+		})
+	}
+}
