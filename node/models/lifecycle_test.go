@@ -2,41 +2,19 @@ package models_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/engine/llamacpp"
-	"github.com/ekisa-team/syn4pse/internal/tinygguf"
-	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
 )
 
-// catalog is a manager over real llama.cpp with two generated models, a and b.
+// catalog is a manager over real llama.cpp with two generated models, a and b, in RAM.
 func catalog(t *testing.T, opts models.Options) (*models.Manager, int64) {
 	t.Helper()
-	dir := t.TempDir()
-	var decls []config.Model
-	var size int64
-	for i, name := range []string{"a", "b"} {
-		path := filepath.Join(dir, name+".gguf")
-		if err := tinygguf.Write(path, tinygguf.Options{Seed: int64(i)}); err != nil {
-			t.Fatal(err)
-		}
-		fi, _ := os.Stat(path)
-		size = fi.Size()
-		decls = append(decls, config.Model{Name: name, Modality: "llm", Engine: llamacpp.Name, Path: path, Enabled: true,
-			Threads: 1, BatchSize: 512, Parallel: 1, ContextLength: 256, FlashAttention: "auto"})
-	}
-	var registry engine.Registry
-	registry.RegisterLLM(llamacpp.New())
-	m := models.New(&registry, decls, opts)
-	t.Cleanup(func() { m.Close() })
-	return m, size
+	return gpuCatalog(t, opts, placed{name: "a"}, placed{name: "b"})
 }
 
 func state(t *testing.T, m *models.Manager, name string) models.State {
