@@ -160,6 +160,20 @@ func showStatus(ctx context.Context, cmd *cobra.Command, conn *grpc.ClientConn) 
 	return nil
 }
 
+// hardwareLine sums up a peer's machine: cores, RAM, CPU code and each GPU's free memory.
+func hardwareLine(hw *pb.Hardware) string {
+	parts := []string{fmt.Sprintf("%d cores, %s RAM", hw.GetCpuCores(), humanBytes(hw.GetMemoryBytes()))}
+	if v := hw.GetCpuVariant(); v != "" {
+		parts = append(parts, "cpu "+v)
+	}
+	for _, d := range hw.GetDevices() {
+		if d.GetKind() != "cpu" {
+			parts = append(parts, fmt.Sprintf("%s %s (%s free of %s)", d.GetKind(), d.GetName(), humanBytes(d.GetMemoryFreeBytes()), humanBytes(d.GetMemoryTotalBytes())))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // cpuVariantText explains the CPU code a node runs.
 func cpuVariantText(variant string) string {
 	switch variant {

@@ -222,6 +222,9 @@ func newPeersCmd() *cobra.Command {
 					}
 					seen := time.Since(time.UnixMilli(p.GetLastSeenUnixMs())).Round(time.Second)
 					fmt.Fprintf(out, "%-54s %-16s %7.1fms %8s ago  %s\n", p.GetPeerId(), p.GetNodeName(), p.GetRttMs(), seen, strings.Join(models, ", "))
+					if hw := p.GetCapability().GetHardware(); hw != nil {
+						fmt.Fprintf(out, "    %s\n", hardwareLine(hw))
+					}
 					for _, a := range p.GetAddrs() {
 						fmt.Fprintf(out, "    %s\n", a)
 					}

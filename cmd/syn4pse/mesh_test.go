@@ -266,7 +266,9 @@ func TestMeshForwardsToThePeerWithTheModel(t *testing.T) {
 	if !strings.Contains(string(body), aID) || !strings.Contains(string(body), `"node_name":"alpha"`) {
 		t.Fatalf("/api/peers: %s", body)
 	}
-	if out, _, code := b.run("peers"); code != 0 || !strings.Contains(out, "alpha") || !strings.Contains(out, "x* 1/0") {
+	// The peer's hardware travels in its capabilities: cores, RAM and the CPU code it runs.
+	if out, _, code := b.run("peers"); code != 0 || !strings.Contains(out, "alpha") || !strings.Contains(out, "x* 1/0") ||
+		!strings.Contains(out, " cores, ") || !strings.Contains(out, " RAM, cpu ") {
 		t.Fatalf("syn4pse peers: %d\n%s", code, out)
 	}
 	if out, _, code := b.run("mesh", "status"); code != 0 || !strings.Contains(out, "connected   1 peer(s)") {
