@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -208,5 +209,37 @@ func TestBackendChoiceErrors(t *testing.T) {
 				t.Fatalf("want a failed start saying %q; err %v, output:\n%s", tt.want, err, out)
 			}
 		})
+	}
+}
+
+// TestBrokenGPULibraryLeavesTheCPU starts a process whose library folder holds a GPU backend
+// that cannot load (as libggml-cuda.so does on a machine without the NVIDIA driver): the node
+// must say why and go on with the CPU variant.
+func TestBrokenGPULibraryLeavesTheCPU(t *testing.T) {
+	b := loadedBackends(t)
+	if os.Getenv(childVariantEnv) != "" || os.Getenv(childRequireEnv) != "" {
+		t.Skip("child process")
+	}
+	dir := t.TempDir()
+	entries, err := os.ReadDir(libraryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join(libraryPath, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "libggml-vulkan.so"), []byte("not a library"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run", "^TestVariantChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "SYN4PSE_ENGINE_LIBRARY_PATH="+dir, childVariantEnv+"=auto")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("a broken GPU library stopped the process: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "GPU backend not usable") || !strings.Contains(string(out), "variant-child: ran "+b.CPUVariant) {
+		t.Fatalf("want a warning and the CPU variant %s:\n%s", b.CPUVariant, out)
 	}
 }
