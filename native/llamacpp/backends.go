@@ -121,13 +121,6 @@ func LoadBackends(opts BackendOptions) (*Backends, error) {
 	return loaded.backends, loaded.err
 }
 
-// LoadedBackends returns what LoadBackends loaded, or nil before it ran.
-func LoadedBackends() *Backends {
-	loaded.Lock()
-	defer loaded.Unlock()
-	return loaded.backends
-}
-
 func loadBackends(opts BackendOptions) (*Backends, error) {
 	initLog()
 	dirs := opts.LibraryPath
