@@ -26,10 +26,19 @@ app="$work/syn4pse"
 mkdir -p "$app/models" "$app/data"
 (cd "$root" && go run ./cmd/tinygguf -arch llama -o "$app/models/tiny.gguf" >/dev/null)
 
-port() { echo $((20000 + RANDOM % 30000)); }
+# port prints a loopback port nothing listens on (a connection to it is refused).
+port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && [ "$p" != "${1:-}" ]; then
+      echo "$p"
+      return
+    fi
+  done
+}
 http_port=$(port)
-grpc_port=$(port)
-[ "$grpc_port" != "$http_port" ] || grpc_port=$((http_port + 1))
+grpc_port=$(port "$http_port")
 cat >"$app/syn4pse.toml" <<EOF
 [server]
 host = "0.0.0.0"
