@@ -22,6 +22,25 @@ static int syn_backend_score(const char *path, char **err) {
 	dlclose(h);
 	return s;
 }
+
+// syn_os_vector_state says which vector registers the operating system saves and restores:
+// 2 AVX-512 (opmask and ZMM state), 1 AVX only, 0 neither, -1 not an x86-64 CPU. ggml's scores
+// read CPUID alone, which a hypervisor may advertise while the OS leaves the state disabled;
+// running AVX-512 code there dies with SIGILL.
+#if defined(__x86_64__)
+#include <cpuid.h>
+static int syn_os_vector_state(void) {
+	unsigned a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; // no OSXSAVE
+	unsigned lo, hi;
+	__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+	if ((lo & 0x6) != 0x6) return 0;   // SSE and AVX (YMM) state
+	if ((lo & 0xe0) != 0xe0) return 1; // opmask, ZMM_Hi256, Hi16_ZMM
+	return 2;
+}
+#else
+static int syn_os_vector_state(void) { return -1; }
+#endif
 */
 import "C"
 
@@ -154,12 +173,37 @@ func findCPUVariants(dirs []string) []CPUVariantFile {
 				name = "generic"
 			}
 			score, err := backendScore(path)
+			if score > 0 && err == "" {
+				if missing := osVectorStateMissing(name); missing != "" {
+					score, err = 0, "the operating system has not enabled "+missing+" state"
+				}
+			}
 			found = append(found, CPUVariantFile{Name: name, Path: path, Score: score, Err: err})
 		}
 		sort.SliceStable(found, func(i, j int) bool { return found[i].Score > found[j].Score })
 		return found
 	}
 	return nil
+}
+
+// vectorStateNeeded is the register state each x86-64 variant executes: 1 AVX, 2 AVX-512.
+var vectorStateNeeded = map[string]int{
+	"sandybridge": 1, "haswell": 1, "alderlake": 1,
+	"skylakex": 2, "icelake": 2, "zen4": 2, "sapphirerapids": 2,
+}
+
+// osVectorStateMissing names the register state variant needs that the OS has not enabled, or
+// "" when it runs.
+func osVectorStateMissing(variant string) string {
+	need := vectorStateNeeded[variant]
+	have := int(C.syn_os_vector_state())
+	switch {
+	case have < 0 || have >= need:
+		return ""
+	case need == 2:
+		return "AVX-512"
+	}
+	return "AVX"
 }
 
 func backendScore(path string) (int, string) {
