@@ -62,7 +62,7 @@ func largestGPU(hw *pb.Hardware) int64 {
 func gpuBudgets(b *llamacpp.Backends) []int64 {
 	var budgets []int64
 	for _, d := range b.Devices {
-		if d.Kind == "gpu" || d.Kind == "igpu" {
+		if d.GPU() {
 			budgets = append(budgets, int64(d.MemoryTotal/10*9))
 		}
 	}

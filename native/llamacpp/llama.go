@@ -107,12 +107,16 @@ func Devices() []Device {
 func gpuCount() int {
 	n := 0
 	for _, d := range Devices() {
-		if d.Kind == "gpu" || d.Kind == "igpu" {
+		if d.GPU() {
 			n++
 		}
 	}
 	return n
 }
+
+// GPU reports whether d is a GPU, discrete or integrated: the devices gpu_layers and main_gpu
+// refer to.
+func (d Device) GPU() bool { return d.Kind == "gpu" || d.Kind == "igpu" }
 
 // devices is Devices for callers that hold the backends' lock.
 func devices() []Device {
