@@ -285,6 +285,10 @@ func (b *Backends) loadGPUs(dirs []string, require []string) error {
 			slog.Warn("GPU backend not usable; running without it", "backend", name, "path", path, "error", err)
 			continue
 		}
+		if C.ggml_backend_reg_dev_count(reg) == 0 {
+			slog.Warn("GPU backend loaded but found no device; running without it", "backend", name, "path", path)
+			continue
+		}
 		b.GPU = append(b.GPU, C.GoString(C.ggml_backend_reg_name(reg)))
 	}
 	return nil
