@@ -128,7 +128,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		Models: catalog, NodeID: nodeID, Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
 		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},
-		Hardware:   hardware(backends),
+		Hardware:   func() *pb.Hardware { return hardware(backends) },
 	}
 	name := nodeName(cfg)
 

@@ -110,15 +110,16 @@ type Node struct {
 	HTTPAddr   string
 	Started    time.Time
 	EngineInfo map[string]string
-	Hardware   *pb.Hardware
+	// Hardware describes the machine; called on each GetInfo, since GPU memory changes.
+	Hardware func() *pb.Hardware
 }
 
 // GetInfo implements pb.NodeServiceServer.
 func (s *Node) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	host, _ := os.Hostname()
-	hw := s.Hardware
-	if hw == nil {
-		hw = &pb.Hardware{CpuCores: int32(runtime.NumCPU())}
+	hw := &pb.Hardware{CpuCores: int32(runtime.NumCPU())}
+	if s.Hardware != nil {
+		hw = s.Hardware()
 	}
 	return &pb.GetInfoResponse{
 		NodeId:        s.NodeID,
