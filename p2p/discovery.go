@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ekisa-team/syn4pse/internal/durable"
+
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -385,7 +387,7 @@ func (b *peerBook) save(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := saveFileAtomic(b.path, append(data, '\n'), 0o600); err != nil {
+	if err := durable.WriteFile(b.path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save %s: %w", b.path, err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ekisa-team/syn4pse/internal/durable"
+
 	"github.com/libp2p/go-libp2p/core/crypto"
 	cryptopb "github.com/libp2p/go-libp2p/core/crypto/pb"
 )
@@ -40,7 +42,7 @@ func LoadOrCreateIdentity(dataDir string) (crypto.PrivKey, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if err := saveFileAtomic(path, b, 0o600); err != nil {
+	if err := durable.WriteFile(path, b, 0o600); err != nil {
 		return nil, fmt.Errorf("write identity: %w", err)
 	}
 	slog.Info("created node identity", "path", path)
@@ -59,44 +61,4 @@ func parseIdentity(path string, b []byte) (crypto.PrivKey, error) {
 		slog.Warn("identity key is readable by other users; chmod 600 it", "path", path, "mode", info.Mode().Perm())
 	}
 	return key, nil
-}
-
-// saveFileAtomic writes data to path through a synced temporary file in the same directory
-// and a rename, so a crash leaves either the old file or the new one, never a torn one.
-func saveFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(perm); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Sync the directory so the rename itself survives a crash; not every platform or
-	// filesystem supports it, and the data is already safe, so a failure here is ignored.
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

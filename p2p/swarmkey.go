@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // SwarmKey is the pre-shared key of a private mesh: only hosts holding the same key can
@@ -127,7 +129,7 @@ func LoadSwarmKey(path string) (SwarmKey, error) {
 // SaveSwarmKey writes k to path with mode 0600, atomically: a crash leaves the old key or the
 // new one.
 func SaveSwarmKey(path string, k SwarmKey) error {
-	if err := saveFileAtomic(path, []byte(k.String()+"\n"), 0o600); err != nil {
+	if err := durable.WriteFile(path, []byte(k.String()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("save swarm key: %w", err)
 	}
 	return nil

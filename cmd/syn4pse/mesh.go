@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ekisa-team/syn4pse/internal/durable"
+
 	"github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -151,7 +153,7 @@ The mesh runs over TCP: QUIC cannot carry a private-network key.`,
 			for _, a := range inv.Addrs {
 				lines.WriteString(a.String() + "\n")
 			}
-			if err := writeFileAtomic(filepath.Join(dataDir, node.BootstrapFile), []byte(lines.String()), 0o600); err != nil {
+			if err := durable.WriteFile(filepath.Join(dataDir, node.BootstrapFile), []byte(lines.String()), 0o600); err != nil {
 				return err
 			}
 			if err := p2p.SaveSwarmKey(keyPath, inv.Key); err != nil {
@@ -242,29 +244,4 @@ func dataDir(cmd *cobra.Command) (string, error) {
 		return "", err
 	}
 	return cfg.DataDir, nil
-}
-
-// writeFileAtomic writes through a temp file, fsync and rename.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

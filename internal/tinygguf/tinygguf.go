@@ -8,7 +8,8 @@ package tinygguf
 import (
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 
 	"github.com/ollama/ollama/fs/ggml"
 )
@@ -93,46 +94,9 @@ func Write(path string, opts Options) error {
 	kv["general.name"] = name
 	kv["general.file_type"] = uint32(fileType(s))
 	kv["general.parameter_count"] = parameterCount(tensors)
-	if err := writeAtomic(path, kv, tensors); err != nil {
+	// 0644: a model is not a secret.
+	if err := durable.Write(path, 0o644, func(f *os.File) error { return ggml.WriteGGUF(f, kv, tensors) }); err != nil {
 		return fmt.Errorf("write %s model to %s: %w", name, path, err)
-	}
-	return nil
-}
-
-// writeAtomic writes the GGUF to a temp file next to path and renames it into place.
-func writeAtomic(path string, kv ggml.KV, tensors []*ggml.Tensor) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temp file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = ggml.WriteGGUF(f, kv, tensors); err != nil {
-		return fmt.Errorf("write gguf: %w", err)
-	}
-	// CreateTemp makes the file 0600; a model is not a secret.
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("rename into place: %w", err)
-	}
-	// The rename is durable only once the directory entry is on disk; failing to sync the
-	// directory does not undo a rename that already happened, so it is not an error.
-	if d, derr := os.Open(dir); derr == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"os"
 	"unsafe"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // ModelParams says how to load a model.
@@ -195,7 +197,7 @@ func (m *Model) TokenText(token int32) string {
 
 // Quantize writes src (a GGUF model, typically F16) to dst with its weights converted to
 // typ: "q4_0", "q4_k_m", "q8_0" or "f16", using threads threads (0: all cores). dst appears whole
-// or not at all: llama.cpp writes a temporary file beside it, which is renamed into place.
+// or not at all: llama.cpp writes a temporary file beside it, which durable commits.
 func Quantize(src, dst, typ string, threads int) error {
 	ftypes := map[string]C.enum_llama_ftype{
 		"q4_0": C.LLAMA_FTYPE_MOSTLY_Q4_0, "q4_k_m": C.LLAMA_FTYPE_MOSTLY_Q4_K_M,
@@ -206,7 +208,7 @@ func Quantize(src, dst, typ string, threads int) error {
 		return fmt.Errorf("quantize: unknown type %q: want q4_0, q4_k_m, q8_0 or f16", typ)
 	}
 	Init()
-	tmp := dst + ".partial"
+	tmp := durable.TempPath(dst)
 	params := C.llama_model_quantize_default_params()
 	params.ftype = ftype
 	params.nthread = C.int32_t(threads)
@@ -217,18 +219,5 @@ func Quantize(src, dst, typ string, threads int) error {
 		os.Remove(tmp)
 		return fmt.Errorf("quantize %s to %s: llama.cpp failed (code %d; the debug log has its reason)", src, typ, rc)
 	}
-	if err := syncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
+	return durable.Commit(tmp, dst)
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // digestCache remembers the sha256 of model files by path, size and modification time, in
@@ -78,24 +80,9 @@ func (c *digestCache) save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".digests.json.tmp-*")
+	err = durable.WriteFile(c.path, b, 0o600)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // no data dir yet: the digest is still right, just not remembered
 	}
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), c.path)
+	return err
 }

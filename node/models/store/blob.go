@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // headSize is how many leading bytes a partial blob keeps for content checks and messages.
@@ -279,10 +281,10 @@ func (p *PartialBlob) commitLocked() (File, error) {
 		return File{}, err
 	}
 	os.Remove(p.path + sidecarSuffix)
-	if err := syncDir(filepath.Join(p.s.root, blobsDir)); err != nil {
+	if err := durable.SyncDir(filepath.Join(p.s.root, blobsDir)); err != nil {
 		return File{}, err
 	}
-	return File{Digest: "sha256:" + sum, Size: p.offset, Role: RoleModel}, syncDir(filepath.Dir(p.path))
+	return File{Digest: "sha256:" + sum, Size: p.offset, Role: RoleModel}, durable.SyncDir(filepath.Dir(p.path))
 }
 
 // Abort closes the partial file and keeps it, so a later writer of the same blob resumes.
@@ -356,7 +358,7 @@ func (p *PartialBlob) writeNote(n partialNote) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(p.path+sidecarSuffix, b)
+	return durable.WriteFile(p.path+sidecarSuffix, b, 0o600)
 }
 
 // lockKey takes the partial file named key for this process, waiting while another holds it.

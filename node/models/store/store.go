@@ -25,11 +25,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // Sentinel errors callers branch on.
@@ -54,7 +55,7 @@ const (
 	manifestsDir = "manifests"
 	partialDir   = "partial"
 	// tempPrefix starts the name of every temp file; Open removes them.
-	tempPrefix = ".tmp-"
+	tempPrefix = durable.TempPrefix
 )
 
 // modelNameRE is the model name rule of the config, which also keeps names safe as file names.
@@ -254,7 +255,7 @@ func (s *Store) putManifestLocked(m Manifest) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := writeFileAtomic(s.manifestPath(m.Name), b); err != nil {
+	if err := durable.WriteFile(s.manifestPath(m.Name), b, 0o600); err != nil {
 		return 0, err
 	}
 	if oldErr != nil {
@@ -277,7 +278,7 @@ func (s *Store) Delete(name string) (freed int64, err error) {
 	if err := os.Remove(s.manifestPath(name)); err != nil {
 		return 0, fmt.Errorf("delete %q: %w", name, err)
 	}
-	if err := syncDir(filepath.Join(s.root, manifestsDir)); err != nil {
+	if err := durable.SyncDir(filepath.Join(s.root, manifestsDir)); err != nil {
 		return 0, fmt.Errorf("delete %q: %w", name, err)
 	}
 	freed, err = s.removeUnusedLocked(m.Files)
@@ -341,7 +342,7 @@ func (s *Store) removeUnusedLocked(files []File) (int64, error) {
 		used[sum] = true // a digest listed twice is freed once
 		freed += got.Size
 	}
-	return freed, syncDir(filepath.Join(s.root, blobsDir))
+	return freed, durable.SyncDir(filepath.Join(s.root, blobsDir))
 }
 
 // DiskUsage returns the bytes the store's files take: blobs, manifests and partial downloads.
@@ -412,49 +413,4 @@ func isHexDigest(s string) bool {
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil && strings.ToLower(s) == s
-}
-
-// writeFileAtomic replaces path with data: temp file, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, tempPrefix+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or removal in dir durable. Windows cannot fsync a directory; its
-// renames are durable once they return.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
