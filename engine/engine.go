@@ -153,6 +153,12 @@ type Stats struct {
 	GenerateTime time.Duration
 }
 
+// DefaultEngine is the engine of a model whose declaration names none: llama.cpp.
+const DefaultEngine = "llama_cpp"
+
+// DefaultBatchSize is the tokens per decode batch when a model's options leave it unset.
+const DefaultBatchSize = 512
+
 // LoadOptions are the engine options of one declared model.
 type LoadOptions struct {
 	Path          string

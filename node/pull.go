@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ekisa-team/syn4pse/engine"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,7 +42,7 @@ func (p *puller) pull(ctx context.Context, req *pb.PullModelRequest, progress fu
 	if source == "" && declared {
 		source, sha = decl.Source, decl.SHA256
 	}
-	modality, engineName := "llm", "llama_cpp"
+	modality, engineName := "llm", engine.DefaultEngine
 	if declared {
 		modality, engineName = decl.Modality, decl.Engine
 	}
@@ -183,7 +185,7 @@ func (p *puller) register(m store.Manifest) {
 	}
 	decl, declared := p.decls[m.Name]
 	if !declared {
-		decl = config.Model{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Enabled: true, BatchSize: 512,
+		decl = config.Model{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Enabled: true, BatchSize: engine.DefaultBatchSize,
 			GPULayers: -1, MainGPU: -1, Parallel: 1, FlashAttention: "auto", Declared: "pulled into the store"}
 	}
 	decl.Path = path

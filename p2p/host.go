@@ -38,9 +38,6 @@ const DHTProtocolPrefix = "/syn4pse"
 // handshake, so without a deadline the dial would hang.
 const DefaultDialTimeout = 10 * time.Second
 
-// DefaultListenAddrs are used when Config.ListenAddrs is empty.
-var DefaultListenAddrs = []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}
-
 // Limits sized for a home node: a mesh of a few to a few dozen machines, each serving model
 // streams and blob transfers to the others.
 const (
@@ -67,7 +64,7 @@ type Config struct {
 	DataDir string
 	// Name is the node name shown to peers, sent as the identify agent version.
 	Name string
-	// ListenAddrs are TCP multiaddrs; default DefaultListenAddrs. QUIC, WebTransport and WebRTC
+	// ListenAddrs are TCP multiaddrs, at least one (the node's default is p2p.listen's). QUIC, WebTransport and WebRTC
 	// cannot carry a swarm key, so they are refused.
 	ListenAddrs []string
 	// SwarmKey admits the mesh's members; nil runs standalone: New returns ErrStandalone.
@@ -124,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, errors.New("p2p: Config.DataDir is empty")
 	}
 	if len(cfg.ListenAddrs) == 0 {
-		cfg.ListenAddrs = DefaultListenAddrs
+		return nil, errors.New("p2p: Config.ListenAddrs is empty")
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout

@@ -108,9 +108,14 @@ func TestNewRejectsTransportsWithoutPSK(t *testing.T) {
 			t.Errorf("listen on %s: %v, want a refusal naming TCP", addr, err)
 		}
 	}
-	_, err := New(t.Context(), Config{DataDir: t.TempDir(), SwarmKey: newTestKey(t), Bootstrap: []string{"/ip4/127.0.0.1/tcp/1"}})
+	_, err := New(t.Context(), Config{DataDir: t.TempDir(), SwarmKey: newTestKey(t), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		Bootstrap: []string{"/ip4/127.0.0.1/tcp/1"}})
 	if err == nil || !strings.Contains(err.Error(), "/p2p/") {
 		t.Errorf("bootstrap without a peer ID: %v, want a refusal", err)
+	}
+	// The default addresses are the config's (p2p.listen); the host takes none of its own.
+	if _, err := New(t.Context(), Config{DataDir: t.TempDir(), SwarmKey: newTestKey(t)}); err == nil || !strings.Contains(err.Error(), "ListenAddrs is empty") {
+		t.Errorf("no listen address: %v, want a refusal", err)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 // Name is the engine's name in syn4pse.toml.
-const Name = "llama_cpp"
+const Name = engine.DefaultEngine
 
 // defaultContextLength caps the context when the config leaves it unset: the model's training
 // length can be 128k tokens, whose KV cache would not fit a small machine.
@@ -58,7 +58,7 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 	}
 	batchSize := opts.BatchSize
 	if batchSize <= 0 {
-		batchSize = 512
+		batchSize = engine.DefaultBatchSize
 	}
 	threads := opts.Threads
 	if threads <= 0 {

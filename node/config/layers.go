@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ekisa-team/syn4pse/node/models/store"
+
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
@@ -255,7 +257,7 @@ func (s *source) check(n *node, raw any, path []string, errs *[]error) any {
 			*errs = append(*errs, s.unknown(n, keyPath))
 			continue
 		}
-		if n.modelNames && !modelNameRE.MatchString(key) {
+		if n.modelNames && !store.ValidModelName(key) {
 			*errs = append(*errs, invalidf("%s: %q is not a valid model name (letters, digits and . _ : -, up to 128)",
 				s.label(keyPath), key))
 			continue

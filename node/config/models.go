@@ -7,13 +7,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/models/store"
 )
 
 // Defaults of the model keys.
 const (
 	defaultModality       = "llm"
-	defaultEngine         = "llama_cpp"
-	defaultBatchSize      = 512
+	defaultEngine         = engine.DefaultEngine
+	defaultBatchSize      = engine.DefaultBatchSize
 	defaultGPULayers      = -1
 	defaultMainGPU        = -1
 	defaultParallel       = 1
@@ -91,7 +94,7 @@ func decodeBackend(raw any, modality, id string, label, declared func(...string)
 	default:
 		m.Name = nameFromFile(m.Path)
 	}
-	if !modelNameRE.MatchString(m.Name) {
+	if !store.ValidModelName(m.Name) {
 		return m, invalidf("%s: the model name defaults to %q, which is not a valid name: set name",
 			label("backends", modality, id), m.Name)
 	}

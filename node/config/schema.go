@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ekisa-team/syn4pse/node/models/store"
 )
 
 // The modalities a model may declare. Only llm has an engine so far; the others are accepted
@@ -181,10 +183,7 @@ type field struct {
 	emptyOK   bool // a kindPath whose "" means "the default place"
 }
 
-var (
-	modelNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	engineNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-)
+var engineNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
 // parse checks a raw value from any layer (TOML types from the file, strings from the
 // environment, typed flag values) and returns it in the type decode expects. Relative paths
@@ -243,7 +242,7 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 	case kindHost:
 		return parseHost(s)
 	case kindName:
-		if !modelNameRE.MatchString(s) {
+		if !store.ValidModelName(s) {
 			return nil, fmt.Errorf("want a model name (letters, digits and . _ : -, up to 128), got %q", s)
 		}
 	case kindSource:
@@ -256,7 +255,7 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 			return nil, fmt.Errorf("want 64 hex digits, got %q", s)
 		}
 	case kindNodeName:
-		if s != "" && !modelNameRE.MatchString(s) {
+		if s != "" && !store.ValidModelName(s) {
 			return nil, fmt.Errorf("want a node name (letters, digits and . _ : -, up to 128) or \"\" for the host name, got %q", s)
 		}
 	case kindEngine:

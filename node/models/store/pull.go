@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/ekisa-team/syn4pse/engine"
 )
 
 // PullRequest says what to pull.
@@ -25,7 +27,7 @@ type PullRequest struct {
 	SHA256 string
 	// Modality is "llm" when empty; llm and embedding models must be GGUF files.
 	Modality string
-	// Engine is "llama_cpp" when empty.
+	// Engine is engine.DefaultEngine when empty.
 	Engine string
 }
 
@@ -66,7 +68,7 @@ func (s *Store) pull(ctx context.Context, req PullRequest, progress func(Progres
 			return Manifest{}, err
 		}
 	}
-	m := Manifest{Name: req.Name, Modality: cmp.Or(req.Modality, "llm"), Engine: cmp.Or(req.Engine, "llama_cpp"), Source: req.Source}
+	m := Manifest{Name: req.Name, Modality: cmp.Or(req.Modality, "llm"), Engine: cmp.Or(req.Engine, engine.DefaultEngine), Source: req.Source}
 	rep := newReporter(progress, src)
 	defer rep.close()
 	rep.emit(StatusResolving)

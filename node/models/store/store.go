@@ -58,8 +58,13 @@ const (
 	tempPrefix = durable.TempPrefix
 )
 
-// modelNameRE is the model name rule of the config, which also keeps names safe as file names.
+// modelNameRE is the rule for model names everywhere (the config checks names with
+// ValidModelName); it also keeps names safe as file names.
 var modelNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// ValidModelName reports whether name is a valid model name: letters, digits and . _ : -, at
+// most 128, starting with a letter or a digit.
+func ValidModelName(name string) bool { return modelNameRE.MatchString(name) }
 
 // Manifest describes one model in the store.
 type Manifest struct {
