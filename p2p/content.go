@@ -21,7 +21,7 @@ func DigestCID(digest string) (cid.Cid, error) {
 	}
 	sum, err := hex.DecodeString(hexDigest)
 	if err != nil || len(sum) != 32 {
-		return cid.Undef, fmt.Errorf("digest %q: want 64 hex digits after sha256:", digest)
+		return cid.Undef, fmt.Errorf("digest %q: want sha256: followed by 64 hex digits", digest)
 	}
 	mh, err := multihash.Encode(sum, multihash.SHA2_256)
 	if err != nil {
