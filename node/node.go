@@ -116,15 +116,15 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return nil, err
 	}
 	nodeID := self.String()
-	inference := &api.Inference{Models: catalog, NodeID: nodeID}
-	modelSvc := &api.Models{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
+	inference := &api.InferenceService{Models: catalog, NodeID: nodeID}
+	modelSvc := &api.ModelService{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
 		_, remote := p2p.PeerFromContext(ctx)
 		return remote
 	}, Pull: func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
 		_, err := pl.pull(ctx, req, progress)
 		return err
 	}, Delete: pl.delete, DiskUsage: modelStore.DiskUsage}
-	nodeSvc := &api.Node{
+	nodeSvc := &api.NodeService{
 		Models: catalog, NodeID: nodeID, Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
 		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},

@@ -20,9 +20,9 @@ import (
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// Inference implements pb.InferenceServiceServer over the node's models and, through the
+// InferenceService implements pb.InferenceServiceServer over the node's models and, through the
 // router, the mesh's.
-type Inference struct {
+type InferenceService struct {
 	pb.UnimplementedInferenceServiceServer
 	Models *models.Manager
 	// NodeID names this node in served_by.
@@ -31,42 +31,39 @@ type Inference struct {
 	Router *router.Router
 }
 
-// Sender receives the events of a generation stream, in order.
-type Sender func(*pb.GenerateResponse) error
+// Sender receives the events of a generation stream, in order: the router's, so a stream passes
+// from the transports through the router to the engine unconverted.
+type Sender = router.Sender
 
 // Chat implements pb.InferenceServiceServer.
-func (s *Inference) Chat(req *pb.ChatRequest, stream grpc.ServerStreamingServer[pb.GenerateResponse]) error {
+func (s *InferenceService) Chat(req *pb.ChatRequest, stream grpc.ServerStreamingServer[pb.GenerateResponse]) error {
 	return s.StreamChat(stream.Context(), req, stream.Send)
 }
 
 // Complete implements pb.InferenceServiceServer.
-func (s *Inference) Complete(req *pb.CompleteRequest, stream grpc.ServerStreamingServer[pb.GenerateResponse]) error {
+func (s *InferenceService) Complete(req *pb.CompleteRequest, stream grpc.ServerStreamingServer[pb.GenerateResponse]) error {
 	return s.StreamComplete(stream.Context(), req, stream.Send)
 }
 
 // StreamChat runs a chat request where the router says and sends its events; errors are gRPC
 // status errors.
-func (s *Inference) StreamChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
+func (s *InferenceService) StreamChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
 	if s.Router == nil {
 		return s.localChat(ctx, req, send)
 	}
-	return toStatus(s.Router.Chat(ctx, req, router.Sender(send), func(ctx context.Context, req *pb.ChatRequest, send router.Sender) error {
-		return s.localChat(ctx, req, Sender(send))
-	}))
+	return toStatus(s.Router.Chat(ctx, req, send, s.localChat))
 }
 
 // StreamComplete runs a completion request where the router says and sends its events.
-func (s *Inference) StreamComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
+func (s *InferenceService) StreamComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
 	if s.Router == nil {
 		return s.localComplete(ctx, req, send)
 	}
-	return toStatus(s.Router.Complete(ctx, req, router.Sender(send), func(ctx context.Context, req *pb.CompleteRequest, send router.Sender) error {
-		return s.localComplete(ctx, req, Sender(send))
-	}))
+	return toStatus(s.Router.Complete(ctx, req, send, s.localComplete))
 }
 
 // localChat runs a chat request on this node.
-func (s *Inference) localChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
+func (s *InferenceService) localChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
 	if len(req.GetMessages()) == 0 {
 		return invalid("messages is empty: send at least one message")
 	}
@@ -91,7 +88,7 @@ func (s *Inference) localChat(ctx context.Context, req *pb.ChatRequest, send Sen
 }
 
 // localComplete runs a completion request on this node.
-func (s *Inference) localComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
+func (s *InferenceService) localComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
 	if req.GetPrompt() == "" {
 		return invalid("prompt is empty")
 	}
@@ -99,7 +96,7 @@ func (s *Inference) localComplete(ctx context.Context, req *pb.CompleteRequest, 
 	return s.generate(ctx, req.GetModel(), req.GetKeepAlive(), gen, req.GetSampling(), req.GetResponseFormat(), send)
 }
 
-func (s *Inference) generate(ctx context.Context, model, keepAliveText string, gen engine.GenerateRequest, sp *pb.SamplingParams, rf *pb.ResponseFormat, send Sender) error {
+func (s *InferenceService) generate(ctx context.Context, model, keepAliveText string, gen engine.GenerateRequest, sp *pb.SamplingParams, rf *pb.ResponseFormat, send Sender) error {
 	if model == "" {
 		return invalid("model is empty: name a model (syn4pse models list shows them)")
 	}
@@ -132,7 +129,7 @@ func (s *Inference) generate(ctx context.Context, model, keepAliveText string, g
 	return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Final{Final: s.final(res)}})
 }
 
-func (s *Inference) final(res engine.GenerateResult) *pb.Final {
+func (s *InferenceService) final(res engine.GenerateResult) *pb.Final {
 	reason := pb.FinishReason_FINISH_REASON_STOP
 	if res.FinishReason == engine.FinishLength {
 		reason = pb.FinishReason_FINISH_REASON_LENGTH

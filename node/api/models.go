@@ -15,7 +15,7 @@ import (
 
 // permit refuses an operation a peer may not ask for (models.allow_remote); local clients may
 // do everything.
-func (s *Models) permit(ctx context.Context, op string) error {
+func (s *ModelService) permit(ctx context.Context, op string) error {
 	if s.IsRemote == nil || !s.IsRemote(ctx) || slices.Contains(s.AllowRemote, op) {
 		return nil
 	}
@@ -23,7 +23,7 @@ func (s *Models) permit(ctx context.Context, op string) error {
 }
 
 // LoadModel implements pb.ModelServiceServer.
-func (s *Models) LoadModel(ctx context.Context, req *pb.LoadModelRequest) (*pb.LoadModelResponse, error) {
+func (s *ModelService) LoadModel(ctx context.Context, req *pb.LoadModelRequest) (*pb.LoadModelResponse, error) {
 	if err := s.permit(ctx, "load"); err != nil {
 		return nil, err
 	}
@@ -39,7 +39,7 @@ func (s *Models) LoadModel(ctx context.Context, req *pb.LoadModelRequest) (*pb.L
 }
 
 // UnloadModel implements pb.ModelServiceServer.
-func (s *Models) UnloadModel(ctx context.Context, req *pb.UnloadModelRequest) (*pb.UnloadModelResponse, error) {
+func (s *ModelService) UnloadModel(ctx context.Context, req *pb.UnloadModelRequest) (*pb.UnloadModelResponse, error) {
 	if err := s.permit(ctx, "unload"); err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (s *Models) UnloadModel(ctx context.Context, req *pb.UnloadModelRequest) (*
 }
 
 // ListRunning implements pb.ModelServiceServer.
-func (s *Models) ListRunning(context.Context, *pb.ListRunningRequest) (*pb.ListRunningResponse, error) {
+func (s *ModelService) ListRunning(context.Context, *pb.ListRunningRequest) (*pb.ListRunningResponse, error) {
 	var out pb.ListRunningResponse
 	for _, st := range s.Models.List() {
 		if st.State == models.StateLoaded {
@@ -61,7 +61,7 @@ func (s *Models) ListRunning(context.Context, *pb.ListRunningRequest) (*pb.ListR
 }
 
 // PullModel implements pb.ModelServiceServer.
-func (s *Models) PullModel(req *pb.PullModelRequest, stream grpc.ServerStreamingServer[pb.PullProgress]) error {
+func (s *ModelService) PullModel(req *pb.PullModelRequest, stream grpc.ServerStreamingServer[pb.PullProgress]) error {
 	var sendErr error
 	err := s.StreamPull(stream.Context(), req, func(p *pb.PullProgress) {
 		if sendErr == nil {
@@ -75,7 +75,7 @@ func (s *Models) PullModel(req *pb.PullModelRequest, stream grpc.ServerStreaming
 }
 
 // StreamPull runs a pull, calling progress with each event; errors are gRPC status errors.
-func (s *Models) StreamPull(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
+func (s *ModelService) StreamPull(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
 	if err := s.permit(ctx, "pull"); err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (s *Models) StreamPull(ctx context.Context, req *pb.PullModelRequest, progr
 }
 
 // DeleteModel implements pb.ModelServiceServer.
-func (s *Models) DeleteModel(ctx context.Context, req *pb.DeleteModelRequest) (*pb.DeleteModelResponse, error) {
+func (s *ModelService) DeleteModel(ctx context.Context, req *pb.DeleteModelRequest) (*pb.DeleteModelResponse, error) {
 	if err := s.permit(ctx, "delete"); err != nil {
 		return nil, err
 	}

@@ -11,8 +11,8 @@ import (
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// Models implements pb.ModelServiceServer.
-type Models struct {
+// ModelService implements pb.ModelServiceServer.
+type ModelService struct {
 	pb.UnimplementedModelServiceServer
 	Models *models.Manager
 	// IsRemote tells a call from a mesh peer; nil on a standalone node.
@@ -28,7 +28,7 @@ type Models struct {
 }
 
 // ListModels implements pb.ModelServiceServer.
-func (s *Models) ListModels(context.Context, *pb.ListModelsRequest) (*pb.ListModelsResponse, error) {
+func (s *ModelService) ListModels(context.Context, *pb.ListModelsRequest) (*pb.ListModelsResponse, error) {
 	var out pb.ListModelsResponse
 	for _, m := range s.Models.List() {
 		out.Models = append(out.Models, modelInfo(m))
@@ -98,8 +98,8 @@ type MeshView interface {
 	Status() *pb.MeshStatusResponse
 }
 
-// Node implements pb.NodeServiceServer.
-type Node struct {
+// NodeService implements pb.NodeServiceServer.
+type NodeService struct {
 	pb.UnimplementedNodeServiceServer
 	Models *models.Manager
 	// Mesh is nil on a standalone node.
@@ -115,7 +115,7 @@ type Node struct {
 }
 
 // GetInfo implements pb.NodeServiceServer.
-func (s *Node) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
+func (s *NodeService) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	host, _ := os.Hostname()
 	hw := &pb.Hardware{CpuCores: int32(runtime.NumCPU())}
 	if s.Hardware != nil {
@@ -135,7 +135,7 @@ func (s *Node) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse
 
 // Health implements pb.NodeServiceServer. A node serves as long as it runs; models that cannot
 // serve are counted so monitoring can tell.
-func (s *Node) Health(context.Context, *pb.HealthRequest) (*pb.HealthResponse, error) {
+func (s *NodeService) Health(context.Context, *pb.HealthRequest) (*pb.HealthResponse, error) {
 	res := &pb.HealthResponse{Status: pb.HealthResponse_STATUS_SERVING}
 	for _, m := range s.Models.List() {
 		if m.State == models.StateUnavailable {
@@ -148,7 +148,7 @@ func (s *Node) Health(context.Context, *pb.HealthRequest) (*pb.HealthResponse, e
 }
 
 // ListPeers implements pb.NodeServiceServer.
-func (s *Node) ListPeers(context.Context, *pb.ListPeersRequest) (*pb.ListPeersResponse, error) {
+func (s *NodeService) ListPeers(context.Context, *pb.ListPeersRequest) (*pb.ListPeersResponse, error) {
 	if s.Mesh == nil {
 		return &pb.ListPeersResponse{}, nil
 	}
@@ -156,7 +156,7 @@ func (s *Node) ListPeers(context.Context, *pb.ListPeersRequest) (*pb.ListPeersRe
 }
 
 // MeshStatus implements pb.NodeServiceServer.
-func (s *Node) MeshStatus(context.Context, *pb.MeshStatusRequest) (*pb.MeshStatusResponse, error) {
+func (s *NodeService) MeshStatus(context.Context, *pb.MeshStatusRequest) (*pb.MeshStatusResponse, error) {
 	if s.Mesh == nil {
 		return &pb.MeshStatusResponse{Enabled: false, PeerId: s.NodeID}, nil
 	}

@@ -25,14 +25,14 @@ const maxBodyBytes = 32 << 20
 
 // Handler serves the HTTP API.
 type Handler struct {
-	inference *api.Inference
-	models    *api.Models
-	node      *api.Node
+	inference *api.InferenceService
+	models    *api.ModelService
+	node      *api.NodeService
 	mux       *http.ServeMux
 }
 
 // New returns the HTTP API over the node's services.
-func New(inference *api.Inference, models *api.Models, node *api.Node) *Handler {
+func New(inference *api.InferenceService, models *api.ModelService, node *api.NodeService) *Handler {
 	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/chat/completions", h.chatCompletions)
 	h.mux.HandleFunc("POST /v1/completions", h.completions)
