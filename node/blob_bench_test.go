@@ -15,7 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/ekisa-team/syn4pse/node/models/store"
-	"github.com/ekisa-team/syn4pse/p2p"
+	"github.com/ekisa-team/syn4pse/p2p/blob"
 )
 
 // BenchmarkPeerPull measures what a pull from a peer costs end to end (blob protocol into the
@@ -24,10 +24,10 @@ import (
 func BenchmarkPeerPull(b *testing.B) {
 	const size = 128 << 20
 	dir := b.TempDir()
-	blob := filepath.Join(dir, "blob")
+	blobPath := filepath.Join(dir, "blob")
 	data := make([]byte, size)
 	rand.Read(data)
-	if err := os.WriteFile(blob, data, 0o644); err != nil {
+	if err := os.WriteFile(blobPath, data, 0o644); err != nil {
 		b.Fatal(err)
 	}
 	sum := sha256.Sum256(data)
@@ -46,12 +46,12 @@ func BenchmarkPeerPull(b *testing.B) {
 	if err := client.Connect(b.Context(), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
 		b.Fatal(err)
 	}
-	closer := p2p.ServeBlobs(server, func(d string) (string, bool) { return blob, d == digest })
+	closer := blob.Serve(server, func(d string) (string, bool) { return blobPath, d == digest })
 	defer closer.Close()
 	const bare = "/syn4pse-bench/bare/1.0.0"
 	server.SetStreamHandler(bare, func(s network.Stream) {
 		defer s.Close()
-		f, err := os.Open(blob)
+		f, err := os.Open(blobPath)
 		if err != nil {
 			s.Reset()
 			return
@@ -73,7 +73,7 @@ func BenchmarkPeerPull(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := p2p.FetchBlob(b.Context(), client, server.ID(), digest, size, w, nil); err != nil {
+		if err := blob.Fetch(b.Context(), client, server.ID(), digest, size, w, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := w.Commit(); err != nil {

@@ -23,6 +23,9 @@ import (
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/router"
 	"github.com/ekisa-team/syn4pse/p2p"
+	"github.com/ekisa-team/syn4pse/p2p/blob"
+	"github.com/ekisa-team/syn4pse/p2p/capability"
+	"github.com/ekisa-team/syn4pse/p2p/rpc"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -36,8 +39,8 @@ const (
 // announcements and the clients that forward requests to peers.
 type mesh struct {
 	host      *p2p.Host
-	announcer *p2p.Announcer
-	clients   *p2p.PeerClients
+	announcer *capability.Announcer
+	clients   *rpc.PeerClients
 	rpc       io.Closer
 	blobs     io.Closer
 	mdns      bool
@@ -94,13 +97,13 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	m := &mesh{host: host, clients: p2p.NewPeerClients(host.Libp2p()), mdns: cfg.P2P.MDNS, allow: len(allow),
+	m := &mesh{host: host, clients: rpc.NewPeerClients(host.Libp2p()), mdns: cfg.P2P.MDNS, allow: len(allow),
 		poked: make(chan struct{}, 1)}
-	if m.rpc, err = p2p.ServeRPC(host.Libp2p(), srv); err != nil {
+	if m.rpc, err = rpc.Serve(host.Libp2p(), srv); err != nil {
 		m.close()
 		return nil, err
 	}
-	m.announcer, err = p2p.NewAnnouncer(host.Libp2p(), host.PubSub(), self, p2p.AnnouncerOptions{
+	m.announcer, err = capability.NewAnnouncer(host.Libp2p(), host.PubSub(), self, capability.AnnouncerOptions{
 		Interval: cfg.P2P.AnnounceInterval, TTL: cfg.P2P.PeerTTL,
 	})
 	if err != nil {
@@ -200,8 +203,8 @@ func (m *mesh) close() error {
 
 // serveBlobs serves the blobs source offers to mesh members (every connected peer holds the
 // swarm key).
-func (m *mesh) serveBlobs(source p2p.BlobSource) {
-	m.blobs = p2p.ServeBlobs(m.host.Libp2p(), source)
+func (m *mesh) serveBlobs(source blob.Source) {
+	m.blobs = blob.Serve(m.host.Libp2p(), source)
 }
 
 // readBootstrap reads the peers an invite brought, one multiaddr a line.
@@ -232,8 +235,8 @@ func nodeName(cfg *config.Config) string {
 	return host
 }
 
-// capability describes what this node serves, for the announcer.
-func capability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.Capability {
+// selfCapability describes what this node serves, for the announcer.
+func selfCapability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.Capability {
 	c := &pb.Capability{NodeName: name, Version: Version, Hardware: hw}
 	for _, m := range catalog.List() {
 		if m.State == models.StateUnavailable {
@@ -283,7 +286,7 @@ type peerView struct {
 	m *mesh
 }
 
-func (v peerView) candidate(e p2p.PeerEntry, model string) (router.Candidate, bool) {
+func (v peerView) candidate(e capability.PeerEntry, model string) (router.Candidate, bool) {
 	c := router.Candidate{Peer: e.ID.String(), Name: e.Capability.GetNodeName(), RecentFailures: e.RecentFailures,
 		RTT: v.m.host.Libp2p().Peerstore().LatencyEWMA(e.ID), GPUBytes: largestGPU(e.Capability.GetHardware())}
 	if model == "" {

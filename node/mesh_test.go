@@ -13,6 +13,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/p2p"
+	"github.com/ekisa-team/syn4pse/p2p/rpc"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -108,7 +109,7 @@ func TestRemoteControlNeedsPermission(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { peerHost.Close() })
-		clients := p2p.NewPeerClients(peerHost.Libp2p())
+		clients := rpc.NewPeerClients(peerHost.Libp2p())
 		t.Cleanup(func() { clients.Close() })
 		aID, err := peer.Decode(st.GetPeerId())
 		if err != nil {

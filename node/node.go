@@ -30,6 +30,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/models/store"
 	"github.com/ekisa-team/syn4pse/node/router"
 	"github.com/ekisa-team/syn4pse/p2p"
+	"github.com/ekisa-team/syn4pse/p2p/rpc"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -118,7 +119,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	nodeID := self.String()
 	inference := &api.InferenceService{Models: catalog, NodeID: nodeID}
 	modelSvc := &api.ModelService{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
-		_, remote := p2p.PeerFromContext(ctx)
+		_, remote := rpc.PeerFromContext(ctx)
 		return remote
 	}, Pull: func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
 		_, err := pl.pull(ctx, req, progress)
@@ -148,7 +149,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 
-	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return capability(catalog, name, hardware(backends)) })
+	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return selfCapability(catalog, name, hardware(backends)) })
 	if err != nil {
 		return nil, err
 	}

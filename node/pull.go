@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/p2p/blob"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/grpc/codes"
@@ -18,7 +19,6 @@ import (
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/store"
-	"github.com/ekisa-team/syn4pse/p2p"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -139,12 +139,12 @@ func (p *puller) fromPeers(ctx context.Context, name, digest, source, modality, 
 
 // fetch copies one blob from a peer into the store, verified.
 func (p *puller) fetch(ctx context.Context, id peer.ID, digest string, size int64, progress func(*pb.PullProgress)) error {
-	blob, err := p.store.BlobWriter(digest, size)
+	partial, err := p.store.BlobWriter(digest, size)
 	if err != nil {
 		return err
 	}
 	from := "peer " + id.String()
-	start, startOffset := time.Now(), blob.Offset()
+	start, startOffset := time.Now(), partial.Offset()
 	last := time.Time{}
 	report := func(done int64) {
 		if time.Since(last) < 250*time.Millisecond && done < size {
@@ -154,13 +154,13 @@ func (p *puller) fetch(ctx context.Context, id peer.ID, digest string, size int6
 		speed := float64(done-startOffset) / max(time.Since(start).Seconds(), 1e-9)
 		progress(&pb.PullProgress{Status: "downloading", CompletedBytes: done, TotalBytes: size, BytesPerSecond: speed, Digest: digest, From: from})
 	}
-	if err := p2p.FetchBlob(ctx, p.mesh.host.Libp2p(), id, digest, size, blob, report); err != nil {
-		blob.Abort() // keep what arrived: the next try resumes
+	if err := blob.Fetch(ctx, p.mesh.host.Libp2p(), id, digest, size, partial, report); err != nil {
+		partial.Abort() // keep what arrived: the next try resumes
 		return err
 	}
 	progress(&pb.PullProgress{Status: "verifying", CompletedBytes: size, TotalBytes: size, Digest: digest, From: from})
-	if err := blob.Commit(); err != nil {
-		blob.Discard()
+	if err := partial.Commit(); err != nil {
+		partial.Discard()
 		return err
 	}
 	return nil

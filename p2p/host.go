@@ -1,6 +1,8 @@
-// Package p2p is the mesh: the node's libp2p host and identity, the private network (swarm key
-// and invites), discovery (bootstrap and remembered peers, the /syn4pse DHT, mDNS), capability
-// gossip and the peer table.
+// Package p2p is the mesh host and its admission: the node's libp2p host and identity, the
+// private network (swarm key and invites), the connection gater (allowlist), discovery
+// (bootstrap and remembered peers, the /syn4pse DHT, mDNS) and content routing of model digests.
+// Each protocol over the host has its own package: p2p/rpc (gRPC over streams), p2p/blob (model
+// blobs) and p2p/capability (capability gossip and the peer table).
 package p2p
 
 import (

@@ -1,4 +1,7 @@
-package p2p
+// Package capability is capability gossip: the Announcer publishes this node's signed
+// Capability on the GossipSub topic syn4pse/capabilities/1, validates its peers' (sender, sequence,
+// age, size) and keeps them in a PeerTable whose entries expire after a TTL or a disconnect.
+package capability
 
 import (
 	"context"
@@ -19,8 +22,8 @@ import (
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// CapabilityTopic is the GossipSub topic of capability announcements.
-const CapabilityTopic = "syn4pse/capabilities/1"
+// Topic is the GossipSub topic of capability announcements.
+const Topic = "syn4pse/capabilities/1"
 
 const (
 	defaultAnnounceInterval = 3 * time.Second
@@ -83,7 +86,7 @@ func (o AnnouncerOptions) withDefaults() AnnouncerOptions {
 
 // Announcer publishes this node's Capability and keeps the PeerTable from others' announcements.
 //
-// It owns the CapabilityTopic of its PubSub: one Announcer per PubSub. The PubSub must sign
+// It owns the Topic of its PubSub: one Announcer per PubSub. The PubSub must sign
 // messages (the default StrictSign policy), since the validator checks each announcement's
 // peer_id against the signed author.
 type Announcer struct {
@@ -122,7 +125,7 @@ type sequenceMark struct {
 }
 
 // NewAnnouncer registers the capability validator on ps, joins and subscribes to
-// CapabilityTopic, and starts announcing self() and collecting peers' announcements until
+// Topic, and starts announcing self() and collecting peers' announcements until
 // Close. self returns this node's capability; the Announcer fills peer_id, sequence and
 // timestamp itself.
 func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, opts AnnouncerOptions) (*Announcer, error) {
@@ -132,7 +135,7 @@ func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, op
 		ps:        ps,
 		self:      self,
 		opts:      opts,
-		log:       opts.Logger.With("component", "announcer", "topic", CapabilityTopic),
+		log:       opts.Logger.With("component", "announcer", "topic", Topic),
 		table:     NewPeerTable(),
 		changed:   make(chan struct{}, 1),
 		welcome:   make(chan struct{}, 1),
@@ -164,20 +167,20 @@ func (a *Announcer) open() (err error) {
 			}
 		}
 	}()
-	if err := a.ps.RegisterTopicValidator(CapabilityTopic, a.validate, pubsub.WithValidatorInline(true)); err != nil {
+	if err := a.ps.RegisterTopicValidator(Topic, a.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return fmt.Errorf("register capability validator: %w", err)
 	}
-	undo = append(undo, func() { _ = a.ps.UnregisterTopicValidator(CapabilityTopic) })
-	if a.topic, err = a.ps.Join(CapabilityTopic); err != nil {
-		return fmt.Errorf("join %s: %w", CapabilityTopic, err)
+	undo = append(undo, func() { _ = a.ps.UnregisterTopicValidator(Topic) })
+	if a.topic, err = a.ps.Join(Topic); err != nil {
+		return fmt.Errorf("join %s: %w", Topic, err)
 	}
 	undo = append(undo, func() { _ = a.topic.Close() })
 	if a.peerEvents, err = a.topic.EventHandler(); err != nil {
-		return fmt.Errorf("watch %s peers: %w", CapabilityTopic, err)
+		return fmt.Errorf("watch %s peers: %w", Topic, err)
 	}
 	undo = append(undo, a.peerEvents.Cancel)
 	if a.sub, err = a.topic.Subscribe(pubsub.WithBufferSize(subscriptionBuffer)); err != nil {
-		return fmt.Errorf("subscribe %s: %w", CapabilityTopic, err)
+		return fmt.Errorf("subscribe %s: %w", Topic, err)
 	}
 	undo = append(undo, a.sub.Cancel)
 	if a.connEvents, err = a.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged)); err != nil {
@@ -216,7 +219,7 @@ func (a *Announcer) Close() error {
 		a.closeErr = errors.Join(
 			a.connEvents.Close(),
 			a.topic.Close(),
-			a.ps.UnregisterTopicValidator(CapabilityTopic),
+			a.ps.UnregisterTopicValidator(Topic),
 		)
 	})
 	return a.closeErr

@@ -1,4 +1,4 @@
-package p2p
+package capability
 
 import (
 	"context"
@@ -363,7 +363,7 @@ func TestCapabilityHostile(t *testing.T) {
 	nodes := newGossipTestHosts(t, 3)
 	a, b, h := nodes[0], nodes[1], nodes[2]
 	startGossipTestAnnouncers(t, nodes[:2], AnnouncerOptions{Interval: 200 * time.Millisecond})
-	raw, err := h.ps.Join(CapabilityTopic)
+	raw, err := h.ps.Join(Topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package p2p
+package blob
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// blobTestSink is an in-memory BlobSink that verifies the digest at commit, as the store does.
+// blobTestSink is an in-memory Sink that verifies the digest at commit, as the store does.
 type blobTestSink struct {
 	data []byte
 }
@@ -55,14 +55,14 @@ func (s *blobDiscardSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// blobTestReporter counts the bytes a host writes on BlobProtocol streams: what went on the wire.
+// blobTestReporter counts the bytes a host writes on Protocol streams: what went on the wire.
 type blobTestReporter struct {
 	*metrics.BandwidthCounter
 	blobSent atomic.Int64
 }
 
 func (r *blobTestReporter) LogSentMessageStream(n int64, proto protocol.ID, p peer.ID) {
-	if proto == BlobProtocol {
+	if proto == Protocol {
 		r.blobSent.Add(n)
 	}
 	r.BandwidthCounter.LogSentMessageStream(n, proto, p)
@@ -87,7 +87,7 @@ func newBlobTestBlob(tb testing.TB, size int, seed uint64) blobTestBlob {
 }
 
 // blobTestSource serves the given blobs.
-func blobTestSource(blobs ...blobTestBlob) BlobSource {
+func blobTestSource(blobs ...blobTestBlob) Source {
 	return func(digest string) (string, bool) {
 		for _, b := range blobs {
 			if b.digest == digest {
@@ -101,8 +101,8 @@ func blobTestSource(blobs ...blobTestBlob) BlobSource {
 // newBlobTestPair returns a serving host and a fetching host, connected on loopback.
 func newBlobTestPair(tb testing.TB, serverOpts ...libp2p.Option) (server, client host.Host) {
 	tb.Helper()
-	server = newRPCTestHost(tb, serverOpts...)
-	client = newRPCTestHost(tb)
+	server = newTestHost(tb, serverOpts...)
+	client = newTestHost(tb)
 	if err := client.Connect(tb.Context(), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
 		tb.Fatalf("connect: %v", err)
 	}
@@ -110,7 +110,7 @@ func newBlobTestPair(tb testing.TB, serverOpts ...libp2p.Option) (server, client
 }
 
 // serveBlobTest serves source on h with timeouts, stopped at cleanup.
-func serveBlobTest(tb testing.TB, h host.Host, timeouts blobTimeouts, source BlobSource) *blobServer {
+func serveBlobTest(tb testing.TB, h host.Host, timeouts blobTimeouts, source Source) *blobServer {
 	tb.Helper()
 	s := serveBlobs(h, source, timeouts)
 	tb.Cleanup(func() { s.Close() })
@@ -120,15 +120,15 @@ func serveBlobTest(tb testing.TB, h host.Host, timeouts blobTimeouts, source Blo
 func TestBlobFetch(t *testing.T) {
 	blob := newBlobTestBlob(t, 32<<20, 1)
 	server, client := newBlobTestPair(t)
-	blobs := ServeBlobs(server, blobTestSource(blob))
+	blobs := Serve(server, blobTestSource(blob))
 	t.Cleanup(func() { blobs.Close() })
 	sink := &blobTestSink{}
 	var reports []int64
-	err := FetchBlob(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, func(done int64) {
+	err := Fetch(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, func(done int64) {
 		reports = append(reports, done)
 	})
 	if err != nil {
-		t.Fatalf("FetchBlob: %v", err)
+		t.Fatalf("Fetch: %v", err)
 	}
 	if !bytes.Equal(sink.data, blob.data) {
 		t.Fatalf("fetched %d bytes that differ from the %d served", len(sink.data), len(blob.data))
@@ -154,8 +154,8 @@ func TestBlobResume(t *testing.T) {
 	half := len(blob.data) / 2
 	sink := &blobTestSink{data: bytes.Clone(blob.data[:half])}
 
-	if err := FetchBlob(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
-		t.Fatalf("FetchBlob: %v", err)
+	if err := Fetch(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
+		t.Fatalf("Fetch: %v", err)
 	}
 	if err := sink.commit(blob.digest); err != nil {
 		t.Fatal(err)
@@ -165,8 +165,8 @@ func TestBlobResume(t *testing.T) {
 		t.Errorf("server sent %d bytes, want %d", sent, want)
 	}
 	// A complete sink needs no stream at all.
-	if err := FetchBlob(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
-		t.Errorf("FetchBlob into a complete sink: %v", err)
+	if err := Fetch(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
+		t.Errorf("Fetch into a complete sink: %v", err)
 	}
 }
 
@@ -178,9 +178,9 @@ func TestBlobServerClosesMidTransfer(t *testing.T) {
 	size := int64(len(blob.data))
 
 	// The server stops as soon as the first chunk has arrived.
-	err := FetchBlob(t.Context(), client, server.ID(), blob.digest, size, sink, func(int64) { first.Close() })
+	err := Fetch(t.Context(), client, server.ID(), blob.digest, size, sink, func(int64) { first.Close() })
 	if err == nil {
-		t.Fatal("FetchBlob succeeded although the server stopped mid-transfer")
+		t.Fatal("Fetch succeeded although the server stopped mid-transfer")
 	}
 	t.Logf("interrupted: %v", err)
 	if sink.Offset() == 0 || sink.Offset() >= size {
@@ -192,8 +192,8 @@ func TestBlobServerClosesMidTransfer(t *testing.T) {
 
 	serveBlobTest(t, server, defaultBlobTimeouts, blobTestSource(blob))
 	resumedAt := sink.Offset()
-	if err := FetchBlob(t.Context(), client, server.ID(), blob.digest, size, sink, nil); err != nil {
-		t.Fatalf("FetchBlob after the server came back (from %d): %v", resumedAt, err)
+	if err := Fetch(t.Context(), client, server.ID(), blob.digest, size, sink, nil); err != nil {
+		t.Fatalf("Fetch after the server came back (from %d): %v", resumedAt, err)
 	}
 	if err := sink.commit(blob.digest); err != nil {
 		t.Fatal(err)
@@ -214,19 +214,19 @@ func TestBlobRefused(t *testing.T) {
 		want   error
 		substr string
 	}{
-		{"unknown digest", unknown, size, 0, ErrBlobNotFound, "not held"},
+		{"unknown digest", unknown, size, 0, ErrNotFound, "not held"},
 		// The caller's size is wrong, so its sink may hold more than the peer's blob.
-		{"offset past the peer's end", blob.digest, size + 100, int(size) + 10, ErrBlobRange, "past the end"},
-		{"sink holds more than size", blob.digest, size, int(size) + 1, ErrBlobRange, ""},
+		{"offset past the peer's end", blob.digest, size + 100, int(size) + 10, ErrRange, "past the end"},
+		{"sink holds more than size", blob.digest, size, int(size) + 1, ErrRange, ""},
 		{"size differs from the peer's", blob.digest, size + 1, 0, nil, "has 1048576 bytes"},
 		{"malformed digest", "sha256:ABC", size, 0, nil, "lowercase hex"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sink := &blobTestSink{data: make([]byte, tt.held)}
-			err := FetchBlob(t.Context(), client, server.ID(), tt.digest, tt.size, sink, nil)
+			err := Fetch(t.Context(), client, server.ID(), tt.digest, tt.size, sink, nil)
 			if err == nil {
-				t.Fatal("FetchBlob succeeded")
+				t.Fatal("Fetch succeeded")
 			}
 			if tt.want != nil && !errors.Is(err, tt.want) {
 				t.Errorf("error %q does not wrap %q", err, tt.want)
@@ -240,12 +240,12 @@ func TestBlobRefused(t *testing.T) {
 		})
 	}
 
-	noBlobs := newRPCTestHost(t) // a peer that does not serve BlobProtocol at all
+	noBlobs := newTestHost(t) // a peer that does not serve Protocol at all
 	if err := client.Connect(t.Context(), peer.AddrInfo{ID: noBlobs.ID(), Addrs: noBlobs.Addrs()}); err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	if err := FetchBlob(t.Context(), client, noBlobs.ID(), blob.digest, size, &blobTestSink{}, nil); err == nil {
-		t.Error("FetchBlob from a peer without BlobProtocol succeeded")
+	if err := Fetch(t.Context(), client, noBlobs.ID(), blob.digest, size, &blobTestSink{}, nil); err == nil {
+		t.Error("Fetch from a peer without Protocol succeeded")
 	}
 }
 
@@ -270,7 +270,7 @@ func TestBlobGarbageRefused(t *testing.T) {
 	}
 	for _, g := range garbage {
 		t.Run(g.name, func(t *testing.T) {
-			s, err := client.NewStream(t.Context(), server.ID(), BlobProtocol)
+			s, err := client.NewStream(t.Context(), server.ID(), Protocol)
 			if err != nil {
 				t.Fatalf("open raw stream: %v", err)
 			}
@@ -300,15 +300,15 @@ func TestBlobGarbageRefused(t *testing.T) {
 	}
 
 	sink := &blobTestSink{}
-	if err := FetchBlob(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
-		t.Fatalf("FetchBlob after garbage: %v", err)
+	if err := Fetch(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
+		t.Fatalf("Fetch after garbage: %v", err)
 	}
 	if err := sink.commit(blob.digest); err != nil {
 		t.Error(err)
 	}
 }
 
-// TestBlobTampered shows that FetchBlob moves bytes without judging them: a server whose file
+// TestBlobTampered shows that Fetch moves bytes without judging them: a server whose file
 // does not match the digest completes the fetch, and the sink's sha256 check at commit is what
 // catches it.
 func TestBlobTampered(t *testing.T) {
@@ -319,8 +319,8 @@ func TestBlobTampered(t *testing.T) {
 		return forged.path, digest == blob.digest
 	})
 	sink := &blobTestSink{}
-	if err := FetchBlob(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
-		t.Fatalf("FetchBlob: %v", err)
+	if err := Fetch(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
+		t.Fatalf("Fetch: %v", err)
 	}
 	if err := sink.commit(blob.digest); err == nil {
 		t.Fatal("the sink committed a forged blob")
@@ -336,9 +336,9 @@ func TestBlobCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	start := time.Now()
-	err := FetchBlob(ctx, client, server.ID(), blob.digest, int64(len(blob.data)), &blobTestSink{}, func(int64) { cancel() })
+	err := Fetch(ctx, client, server.ID(), blob.digest, int64(len(blob.data)), &blobTestSink{}, func(int64) { cancel() })
 	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("FetchBlob after cancel: %v, want context.Canceled", err)
+		t.Fatalf("Fetch after cancel: %v, want context.Canceled", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("cancelled fetch took %v", took)
@@ -353,9 +353,9 @@ func TestBlobStalledSender(t *testing.T) {
 	server, client := newBlobTestPair(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	// A peer that announces 1 MiB, sends 1000 bytes, then nothing: not ServeBlobs, a misbehaving
+	// A peer that announces 1 MiB, sends 1000 bytes, then nothing: not Serve, a misbehaving
 	// peer. Its handler ends when the test does.
-	server.SetStreamHandler(BlobProtocol, func(s network.Stream) {
+	server.SetStreamHandler(Protocol, func(s network.Stream) {
 		defer s.Reset()
 		if _, _, err := readBlobRequest(s); err != nil {
 			return
@@ -368,7 +368,7 @@ func TestBlobStalledSender(t *testing.T) {
 	start := time.Now()
 	err := fetchBlob(t.Context(), client, server.ID(), digest, 1<<20, sink, nil, 300*time.Millisecond)
 	if !isTimeout(err) {
-		t.Fatalf("FetchBlob from a stalled peer: %v, want a timeout", err)
+		t.Fatalf("Fetch from a stalled peer: %v, want a timeout", err)
 	}
 	t.Logf("after %v: %v", time.Since(start), err)
 	if sink.Offset() != 1000 {
@@ -377,12 +377,12 @@ func TestBlobStalledSender(t *testing.T) {
 }
 
 // blobBareProtocol is the benchmark's baseline: the whole file, copied onto the stream.
-// Both ends copy through 1 MiB buffers, as FetchBlob does, so the ratio measures the protocol
+// Both ends copy through 1 MiB buffers, as Fetch does, so the ratio measures the protocol
 // rather than buffer sizes (plain io.Copy moves 32 KiB at a time and is ~10% slower).
 const blobBareProtocol protocol.ID = "/syn4pse/test/blob-bare"
 
 // BenchmarkBlobTransfer moves the same 64 MiB file between the same two hosts through
-// FetchBlob and through a bare stream (io.CopyBuffer on both sides), alternating the two in every
+// Fetch and through a bare stream (io.CopyBuffer on both sides), alternating the two in every
 // iteration, and reports both rates and their ratio.
 func BenchmarkBlobTransfer(b *testing.B) {
 	blob := newBlobTestBlob(b, 64<<20, 9)
@@ -406,8 +406,8 @@ func BenchmarkBlobTransfer(b *testing.B) {
 	for b.Loop() {
 		start := time.Now()
 		sink := &blobDiscardSink{}
-		if err := FetchBlob(b.Context(), client, server.ID(), blob.digest, size, sink, nil); err != nil {
-			b.Fatalf("FetchBlob: %v", err)
+		if err := Fetch(b.Context(), client, server.ID(), blob.digest, size, sink, nil); err != nil {
+			b.Fatalf("Fetch: %v", err)
 		}
 		fetchTime += time.Since(start)
 

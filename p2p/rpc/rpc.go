@@ -1,4 +1,7 @@
-package p2p
+// Package rpc carries the node's gRPC services over libp2p streams (/syn4pse/rpc/1.0.0): Serve
+// gives a gRPC server a listener of peer streams, PeerClients pools client connections to peers,
+// and PeerFromContext names the calling peer in a handler.
+package rpc
 
 import (
 	"context"
@@ -22,7 +25,7 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 )
 
-// RPCProtocol is the libp2p protocol that carries SYN4PSE's gRPC services between peers.
+// Protocol is the libp2p protocol that carries SYN4PSE's gRPC services between peers.
 //
 // Each gRPC connection is one libp2p stream: gRPC multiplexes its calls inside it as HTTP/2
 // streams. The libp2p connection underneath already encrypts and authenticates both ends, so
@@ -30,7 +33,7 @@ import (
 // every 30 s and closes a connection whose ping goes unanswered for 10 s, which resets every
 // stream on it; gRPC keepalive pings on top would add nothing but the risk of a server's default
 // enforcement policy answering them with GOAWAY ("too_many_pings").
-const RPCProtocol protocol.ID = "/syn4pse/rpc/1.0.0"
+const Protocol protocol.ID = "/syn4pse/rpc/1.0.0"
 
 // Client-side timeouts, sized for peers on a LAN or a home network.
 const (
@@ -45,19 +48,19 @@ const (
 	rpcIdleTimeout = 5 * time.Minute
 )
 
-// ServeRPC serves srv on h's RPCProtocol until the returned listener is closed (or srv stops).
+// Serve serves srv on h's Protocol until the returned listener is closed (or srv stops).
 // Handlers learn the calling peer with PeerFromContext.
 //
 // srv may serve other listeners too (the local TCP port): the same services answer peers and
 // local clients. It must use insecure transport credentials (gRPC's default), the ones
 // PeerClients dials with. Closing the returned listener stops accepting new peer connections
 // and waits for srv to stop serving it; connections already accepted last until srv stops
-// (GracefulStop drains them). Call ServeRPC once per host: a second call takes the protocol over
+// (GracefulStop drains them). Call Serve once per host: a second call takes the protocol over
 // from the first.
-func ServeRPC(h host.Host, srv *grpc.Server) (io.Closer, error) {
-	lis, err := gostream.Listen(h, RPCProtocol)
+func Serve(h host.Host, srv *grpc.Server) (io.Closer, error) {
+	lis, err := gostream.Listen(h, Protocol)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", RPCProtocol, err)
+		return nil, fmt.Errorf("listen on %s: %w", Protocol, err)
 	}
 	served := &rpcListener{lis: lis, done: make(chan struct{})}
 	go func() {
@@ -69,7 +72,7 @@ func ServeRPC(h host.Host, srv *grpc.Server) (io.Closer, error) {
 	return served, nil
 }
 
-// rpcListener is what ServeRPC returns: it owns the goroutine running srv.Serve.
+// rpcListener is what Serve returns: it owns the goroutine running srv.Serve.
 type rpcListener struct {
 	lis       net.Listener
 	closeOnce sync.Once
@@ -87,7 +90,7 @@ func (l *rpcListener) Close() error {
 // peerListener wraps gostream's listener so that every accepted connection's RemoteAddr is a
 // peerAddr: gRPC copies RemoteAddr into the peer.Peer of each call's context, which is how
 // PeerFromContext finds the caller. peerAddr is unexported, so a connection that did not come
-// through ServeRPC (TCP, say) can never pass for a libp2p peer.
+// through Serve (TCP, say) can never pass for a libp2p peer.
 type peerListener struct {
 	net.Listener
 }
@@ -117,7 +120,7 @@ type peerConn struct {
 // RemoteAddr returns the calling peer's ID as a net.Addr.
 func (c peerConn) RemoteAddr() net.Addr { return c.remote }
 
-// peerAddr is the address of a libp2p peer that called through ServeRPC.
+// peerAddr is the address of a libp2p peer that called through Serve.
 type peerAddr struct{ id peer.ID }
 
 // Network returns gostream's network name, "libp2p".
@@ -126,10 +129,10 @@ func (a peerAddr) Network() string { return gostream.Network }
 // String returns the peer ID.
 func (a peerAddr) String() string { return a.id.String() }
 
-// PeerFromContext returns the libp2p peer that made the call, for calls that came over ServeRPC.
+// PeerFromContext returns the libp2p peer that made the call, for calls that came over Serve.
 //
 // gRPC records each connection's remote address in the call's context (google.golang.org/grpc/peer);
-// ServeRPC labels the connections it accepts with the peer ID that libp2p authenticated. Calls
+// Serve labels the connections it accepts with the peer ID that libp2p authenticated. Calls
 // from any other listener (local TCP clients) return false.
 func PeerFromContext(ctx context.Context) (peer.ID, bool) {
 	p, ok := grpcpeer.FromContext(ctx)
@@ -220,11 +223,11 @@ func (c *PeerClients) pooled(id peer.ID) (pc *pooledConn, stale *grpc.ClientConn
 	return pc, stale, nil
 }
 
-// dial creates (without connecting yet) a gRPC connection to id over RPCProtocol.
+// dial creates (without connecting yet) a gRPC connection to id over Protocol.
 func (c *PeerClients) dial(id peer.ID) (*pooledConn, error) {
 	pc := &pooledConn{}
 	dialer := func(ctx context.Context, _ string) (net.Conn, error) {
-		conn, err := gostream.Dial(ctx, c.host, id, RPCProtocol)
+		conn, err := gostream.Dial(ctx, c.host, id, Protocol)
 		if err != nil {
 			pc.dialErr.Store(&err)
 			return nil, err

@@ -1,4 +1,7 @@
-package p2p
+// Package blob is the model blob protocol (/syn4pse/blob/1.0.0): a node serves the blobs of the
+// models it holds to mesh members, and fetches them from peers resumably, over a plain libp2p
+// host (the mesh's private network authenticates the peers).
+package blob
 
 import (
 	"bufio"
@@ -20,7 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// BlobProtocol carries model blobs between mesh members.
+// Protocol carries model blobs between mesh members.
 //
 // One stream carries one request. The fetcher writes a request line and closes its side:
 //
@@ -37,9 +40,9 @@ import (
 //
 // Nothing on the wire is verified: the libp2p connection authenticates the peer, and the
 // fetcher's store checks the sha256 of the whole blob before it commits it.
-const BlobProtocol protocol.ID = "/syn4pse/blob/1.0.0"
+const Protocol protocol.ID = "/syn4pse/blob/1.0.0"
 
-// Response statuses of BlobProtocol.
+// Response statuses of Protocol.
 const (
 	blobStatusOK byte = iota
 	blobStatusNotFound
@@ -49,6 +52,9 @@ const (
 )
 
 const (
+	// openTimeout bounds opening a stream: a peer whose private-network handshake stalls
+	// would hang the dial otherwise (the host's dial timeout).
+	openTimeout = 10 * time.Second
 	// blobMaxRequest bounds the request line: a digest, an offset and the separators fit in 93.
 	blobMaxRequest = 128
 	// blobMaxMessage bounds a refusal's message.
@@ -72,41 +78,41 @@ type blobTimeouts struct {
 // defaultBlobTimeouts suit a LAN or a home uplink: a peer that moves nothing for 30 s is gone.
 var defaultBlobTimeouts = blobTimeouts{request: 10 * time.Second, idle: 30 * time.Second}
 
-// ErrBlobNotFound reports a peer that does not serve the blob; ask another provider.
-var ErrBlobNotFound = errors.New("blob not found")
+// ErrNotFound reports a peer that does not serve the blob; ask another provider.
+var ErrNotFound = errors.New("blob not found")
 
-// ErrBlobRange reports a resume offset past the blob's end: the partial file is not a prefix
+// ErrRange reports a resume offset past the blob's end: the partial file is not a prefix
 // of this blob.
-var ErrBlobRange = errors.New("offset past the end of the blob")
+var ErrRange = errors.New("offset past the end of the blob")
 
 // blobBuffers recycles copy buffers so a transfer allocates none per chunk.
 var blobBuffers = sync.Pool{New: func() any { b := make([]byte, blobBufferSize); return &b }}
 
-// BlobSource is what a serving node offers: the path of a verified blob it holds, by digest
+// Source is what a serving node offers: the path of a verified blob it holds, by digest
 // ("sha256:<hex>").
-type BlobSource func(digest string) (path string, ok bool)
+type Source func(digest string) (path string, ok bool)
 
-// ServeBlobs answers blob requests on h until the returned closer is closed. Only blobs the
+// Serve answers blob requests on h until the returned closer is closed. Only blobs the
 // source returns are served.
 //
 // Closing stops accepting requests, resets the transfers in flight (their fetchers keep what
-// arrived and may resume later) and waits for them to end. Call ServeBlobs once per host: a
+// arrived and may resume later) and waits for them to end. Call Serve once per host: a
 // second call takes the protocol over from the first, and closing the first then removes it.
-func ServeBlobs(h host.Host, source BlobSource) io.Closer {
+func Serve(h host.Host, source Source) io.Closer {
 	return serveBlobs(h, source, defaultBlobTimeouts)
 }
 
-func serveBlobs(h host.Host, source BlobSource, timeouts blobTimeouts) *blobServer {
+func serveBlobs(h host.Host, source Source, timeouts blobTimeouts) *blobServer {
 	s := &blobServer{host: h, source: source, timeouts: timeouts, active: make(map[network.Stream]struct{})}
-	h.SetStreamHandler(BlobProtocol, s.handle)
+	h.SetStreamHandler(Protocol, s.handle)
 	return s
 }
 
-// blobServer is what ServeBlobs returns. libp2p runs each request's handler on its own
+// blobServer is what Serve returns. libp2p runs each request's handler on its own
 // goroutine; the server tracks them so Close can stop and wait for them.
 type blobServer struct {
 	host     host.Host
-	source   BlobSource
+	source   Source
 	timeouts blobTimeouts
 
 	mu       sync.Mutex
@@ -121,7 +127,7 @@ func (s *blobServer) Close() error {
 	var inFlight []network.Stream
 	if !s.closed {
 		s.closed = true
-		s.host.RemoveStreamHandler(BlobProtocol)
+		s.host.RemoveStreamHandler(Protocol)
 		for stream := range s.active {
 			inFlight = append(inFlight, stream)
 		}
@@ -288,42 +294,42 @@ func validBlobDigest(digest string) bool {
 	return true
 }
 
-// BlobSink receives a blob: it says how many bytes it already has (to resume) and takes the
+// Sink receives a blob: it says how many bytes it already has (to resume) and takes the
 // rest.
-type BlobSink interface {
+type Sink interface {
 	Offset() int64
 	Write(p []byte) (int, error)
 }
 
-// FetchBlob fetches digest (size known) from peer starting at sink.Offset(), writing into sink;
+// Fetch fetches digest (size known) from peer starting at sink.Offset(), writing into sink;
 // it returns when all bytes arrived or on error. It does not verify: the sink (the store)
 // verifies the sha256 at commit.
 //
-// Whatever arrived before an error stays in the sink, so calling FetchBlob again (with this
+// Whatever arrived before an error stays in the sink, so calling Fetch again (with this
 // peer or another provider) continues where it stopped. progress, if not nil, is called on
-// FetchBlob's goroutine after each chunk with the bytes the sink now holds, out of size.
+// Fetch's goroutine after each chunk with the bytes the sink now holds, out of size.
 // Cancelling ctx resets the stream at once. A peer that sends nothing for 30 s is given up on.
 // The peer's addresses must be known to h (peerstore or DHT); the stream is opened within
-// DefaultDialTimeout. The error wraps ErrBlobNotFound when the peer does not serve the blob and
-// ErrBlobRange when the sink holds more than the blob.
-func FetchBlob(ctx context.Context, h host.Host, p peer.ID, digest string, size int64, sink BlobSink, progress func(done int64)) error {
+// openTimeout. The error wraps ErrNotFound when the peer does not serve the blob and
+// ErrRange when the sink holds more than the blob.
+func Fetch(ctx context.Context, h host.Host, p peer.ID, digest string, size int64, sink Sink, progress func(done int64)) error {
 	return fetchBlob(ctx, h, p, digest, size, sink, progress, defaultBlobTimeouts.idle)
 }
 
-func fetchBlob(ctx context.Context, h host.Host, p peer.ID, digest string, size int64, sink BlobSink, progress func(done int64), idle time.Duration) error {
+func fetchBlob(ctx context.Context, h host.Host, p peer.ID, digest string, size int64, sink Sink, progress func(done int64), idle time.Duration) error {
 	if !validBlobDigest(digest) {
 		return fmt.Errorf("fetch %s: want sha256:<64 lowercase hex>", digest)
 	}
 	offset := sink.Offset()
 	switch {
 	case offset < 0 || offset > size:
-		return fmt.Errorf("fetch %s: sink holds %d of %d bytes: %w", digest, offset, size, ErrBlobRange)
+		return fmt.Errorf("fetch %s: sink holds %d of %d bytes: %w", digest, offset, size, ErrRange)
 	case offset == size:
 		return nil
 	}
 
-	openCtx, cancel := context.WithTimeout(ctx, DefaultDialTimeout)
-	stream, err := h.NewStream(openCtx, p, BlobProtocol)
+	openCtx, cancel := context.WithTimeout(ctx, openTimeout)
+	stream, err := h.NewStream(openCtx, p, Protocol)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("fetch %s from %s: open stream: %w", digest, p, err)
@@ -347,7 +353,7 @@ func fetchBlob(ctx context.Context, h host.Host, p peer.ID, digest string, size 
 type blobTransfer struct {
 	stream   network.Stream
 	idle     time.Duration
-	sink     BlobSink
+	sink     Sink
 	progress func(done int64)
 }
 
@@ -413,9 +419,9 @@ func (t *blobTransfer) refusal(status byte, length uint64) error {
 	text := fmt.Sprintf("peer refused: %q", message[:n])
 	switch status {
 	case blobStatusNotFound:
-		return fmt.Errorf("%w: %s", ErrBlobNotFound, text)
+		return fmt.Errorf("%w: %s", ErrNotFound, text)
 	case blobStatusBadRange:
-		return fmt.Errorf("%w: %s", ErrBlobRange, text)
+		return fmt.Errorf("%w: %s", ErrRange, text)
 	default:
 		return fmt.Errorf("status %d: %s", status, text)
 	}

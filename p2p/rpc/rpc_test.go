@@ -1,4 +1,4 @@
-package p2p
+package rpc
 
 import (
 	"context"
@@ -56,7 +56,7 @@ type rpcTestCaller struct {
 }
 
 // rpcTestServer is one gRPC server with the health and inference services, served both on a
-// libp2p host (ServeRPC) and on loopback TCP, recording the caller of every call.
+// libp2p host (Serve) and on loopback TCP, recording the caller of every call.
 type rpcTestServer struct {
 	host    host.Host
 	srv     *grpc.Server
@@ -107,9 +107,9 @@ func startRPCTestServer(tb testing.TB, h host.Host) *rpcTestServer {
 	healthpb.RegisterHealthServer(s.srv, health.NewServer()) // SERVING for the empty service name
 	pb.RegisterInferenceServiceServer(s.srv, rpcTestInference{})
 
-	rpc, err := ServeRPC(h, s.srv)
+	rpc, err := Serve(h, s.srv)
 	if err != nil {
-		tb.Fatalf("ServeRPC: %v", err)
+		tb.Fatalf("Serve: %v", err)
 	}
 	s.rpc = rpc
 	tcp, err := net.Listen("tcp", "127.0.0.1:0")
@@ -330,7 +330,7 @@ func TestRPCGarbageRefused(t *testing.T) {
 	}
 	for _, g := range garbage {
 		t.Run(g.name, func(t *testing.T) {
-			s, err := client.NewStream(t.Context(), server.host.ID(), RPCProtocol)
+			s, err := client.NewStream(t.Context(), server.host.ID(), Protocol)
 			if err != nil {
 				t.Fatalf("open raw stream: %v", err)
 			}
@@ -362,7 +362,7 @@ func TestRPCGarbageRefused(t *testing.T) {
 }
 
 func TestRPCDialFailures(t *testing.T) {
-	noRPC := newRPCTestHost(t)                          // a real peer that does not serve RPCProtocol
+	noRPC := newRPCTestHost(t)                          // a real peer that does not serve Protocol
 	stopped := startRPCTestServer(t, newRPCTestHost(t)) // one that stopped serving it
 	if err := stopped.rpc.Close(); err != nil {
 		t.Fatalf("close rpc listener: %v", err)
@@ -411,7 +411,7 @@ func TestRPCDialFailures(t *testing.T) {
 	}
 }
 
-// BenchmarkRPC compares the same gRPC server reached over libp2p (ServeRPC + PeerClients) and
+// BenchmarkRPC compares the same gRPC server reached over libp2p (Serve + PeerClients) and
 // over plain loopback TCP, alternating the two in every iteration so both see the same machine.
 func BenchmarkRPC(b *testing.B) {
 	server := startRPCTestServer(b, newRPCTestHost(b))
