@@ -21,6 +21,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/router"
 	"github.com/ekisa-team/syn4pse/p2p"
 	"github.com/ekisa-team/syn4pse/p2p/blob"
@@ -206,6 +207,39 @@ func (m *mesh) close() error {
 func (m *mesh) serveBlobs(source blob.Source) {
 	m.blobs = blob.Serve(m.host.Libp2p(), source)
 }
+
+// Offers implements pull.Mesh: the peers whose capabilities carry the blob (by digest, or by
+// model name when digest is ""), then, for a digest some peer announces, its DHT providers
+// outside the gossip mesh.
+func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
+	var offers []pull.Offer
+	for _, e := range m.announcer.Table().Peers() {
+		for _, mc := range e.Capability.GetModels() {
+			matches := digest != "" && mc.GetDigest() == digest || digest == "" && mc.GetName() == name
+			if matches && mc.GetDigest() != "" && mc.GetSizeBytes() > 0 {
+				offers = append(offers, pull.Offer{Peer: e.ID, Digest: mc.GetDigest(), Size: mc.GetSizeBytes()})
+			}
+		}
+	}
+	if digest != "" && len(offers) > 0 {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		found, _ := m.host.Providers(dctx, digest, 8)
+		cancel()
+		for _, ai := range found {
+			m.host.Libp2p().Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+			offers = append(offers, pull.Offer{Peer: ai.ID, Digest: digest, Size: offers[0].Size})
+		}
+	}
+	return offers
+}
+
+// Fetch implements pull.Mesh over the blob protocol.
+func (m *mesh) Fetch(ctx context.Context, from peer.ID, digest string, size int64, sink pull.Sink, progress func(int64)) error {
+	return blob.Fetch(ctx, m.host.Libp2p(), from, digest, size, sink, progress)
+}
+
+// Self implements pull.Mesh.
+func (m *mesh) Self() peer.ID { return m.host.ID() }
 
 // readBootstrap reads the peers an invite brought, one multiaddr a line.
 func readBootstrap(path string) ([]string, error) {

@@ -27,6 +27,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
 	"github.com/ekisa-team/syn4pse/node/router"
 	"github.com/ekisa-team/syn4pse/p2p"
@@ -90,7 +91,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model store: %w", err)
 	}
-	decls, toPull := resolveDecls(cfg.Models, modelStore)
+	decls, toPull := pull.ResolveDecls(cfg.Models, modelStore)
 	var onChange func()
 	catalog := models.New(&registry, decls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
 		MaxMemory: budget, GPUMemory: gpuBudgets(backends), OnChange: func() {
@@ -99,11 +100,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 			}
 		}})
 
-	pl := &puller{store: modelStore, catalog: catalog, decls: map[string]config.Model{}}
-	for _, d := range cfg.Models {
-		pl.decls[d.Name] = d
-	}
-	registerStored(pl)
+	pl := pull.New(modelStore, catalog, cfg.Models)
+	pl.RegisterStored()
 	for _, d := range toPull {
 		catalog.MarkUnavailable(d.Name, fmt.Sprintf("being pulled from %s; it serves once `syn4pse models list` shows it available", d.Source))
 	}
@@ -122,9 +120,9 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		_, remote := rpc.PeerFromContext(ctx)
 		return remote
 	}, Pull: func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
-		_, err := pl.pull(ctx, req, progress)
+		_, err := pl.Pull(ctx, req, progress)
 		return err
-	}, Delete: pl.delete, DiskUsage: modelStore.DiskUsage}
+	}, Delete: pl.Delete, DiskUsage: modelStore.DiskUsage}
 	nodeSvc := &api.NodeService{
 		Models: catalog, NodeID: nodeID, Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
@@ -156,8 +154,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	started = true
 	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
 	if n.mesh != nil {
-		pl.mesh = n.mesh
-		n.mesh.serveBlobs(pl.blobSource)
+		pl.SetMesh(n.mesh)
+		n.mesh.serveBlobs(pl.BlobSource)
 		onChange = n.mesh.poke
 		inference.Router.Peers = peerView{n.mesh}
 		inference.Router.Dial = n.mesh.dial
@@ -171,7 +169,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		n.background.Add(1)
 		go func() {
 			defer n.background.Done()
-			pl.pullDeclared(loadCtx, d)
+			pl.PullDeclared(loadCtx, d)
 		}()
 	}
 	go func() { n.served <- n.grpcServer.Serve(grpcLn) }()

@@ -14,14 +14,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ekisa-team/syn4pse/internal/durable"
-
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/multiformats/go-multiaddr"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // PeersFile is the name, in the data directory, of the peers remembered from earlier runs.

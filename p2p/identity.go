@@ -9,10 +9,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ekisa-team/syn4pse/internal/durable"
-
 	"github.com/libp2p/go-libp2p/core/crypto"
 	cryptopb "github.com/libp2p/go-libp2p/core/crypto/pb"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // IdentityFile is the name of the node's private key in the data directory.

@@ -10,12 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ekisa-team/syn4pse/internal/durable"
-
 	"github.com/multiformats/go-multiaddr"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
+	"github.com/ekisa-team/syn4pse/internal/durable"
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/p2p"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"

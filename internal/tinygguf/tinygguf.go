@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ekisa-team/syn4pse/internal/durable"
-
 	"github.com/ollama/ollama/fs/ggml"
+
+	"github.com/ekisa-team/syn4pse/internal/durable"
 )
 
 // Options says what model to write.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
 	"github.com/ekisa-team/syn4pse/node/router"
 )
@@ -29,6 +30,14 @@ func toStatus(err error) error {
 	case errors.Is(err, models.ErrUnavailable), errors.Is(err, engine.ErrClosed):
 		code = codes.Unavailable
 	case errors.Is(err, models.ErrInUse), errors.Is(err, store.ErrDigestMismatch):
+		code = codes.FailedPrecondition
+	case errors.Is(err, pull.ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, pull.ErrNoSource):
+		code = codes.NotFound
+	case errors.Is(err, pull.ErrPeersFailed):
+		code = codes.Unavailable
+	case errors.Is(err, pull.ErrDeclaredPath):
 		code = codes.FailedPrecondition
 	case errors.Is(err, store.ErrNotFound):
 		code = codes.NotFound

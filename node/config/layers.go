@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/ekisa-team/syn4pse/node/models/store"
-
 	"github.com/knadh/koanf/parsers/toml/v2"
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
@@ -18,6 +16,8 @@ import (
 	"github.com/knadh/koanf/v2"
 	gotoml "github.com/pelletier/go-toml/v2"
 	"github.com/spf13/pflag"
+
+	"github.com/ekisa-team/syn4pse/node/models/store"
 )
 
 const (

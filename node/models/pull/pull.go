@@ -1,4 +1,9 @@
-package node
+// Package pull fills the model store and the catalog: a model comes from mesh peers that hold
+// its blob first (announcing peers, then DHT providers of its digest; each blob verified by
+// sha256, the next provider tried on any failure), else from its source (an http(s) URL or
+// Hugging Face). A pulled model joins the catalog at once. The mesh is reached through one
+// narrow interface, Mesh; errors callers branch on are the sentinels below.
+package pull
 
 import (
 	"context"
@@ -9,33 +14,92 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/p2p/blob"
-
 	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/store"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// puller fills the store: from mesh peers that hold the model's blob first, then from its
+// Errors a pull or a delete reports; each wraps the message that says what to do.
+var (
+	// ErrInvalid is a request that cannot be pulled as asked (no name, a bad source).
+	ErrInvalid = errors.New("invalid pull request")
+	// ErrNoSource is a model no peer has and that has no source to download it from.
+	ErrNoSource = errors.New("no peer has the model and it has no source")
+	// ErrPeersFailed is a model every peer that has it failed to send, with no source left.
+	ErrPeersFailed = errors.New("every peer that has the model failed")
+	// ErrDeclaredPath is a delete of a model the config declares by path.
+	ErrDeclaredPath = errors.New("model declared with a path")
+)
+
+// kindError is a message of its own that still matches its sentinel with errors.Is.
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+func errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// Offer is a peer that holds a model's blob.
+type Offer struct {
+	Peer   peer.ID
+	Digest string
+	Size   int64
+}
+
+// Sink receives a blob: the store's partial file, resumable at Offset.
+type Sink interface {
+	Offset() int64
+	Write(p []byte) (int, error)
+}
+
+// Mesh is what pulling needs of the mesh.
+type Mesh interface {
+	// Offers lists the peers that hold the blob digest, or, when digest is "", the model
+	// announced as name: announcing peers first, then DHT providers of the digest.
+	Offers(ctx context.Context, name, digest string) []Offer
+	// Fetch copies the blob digest (size bytes) from peer into sink, resuming at what sink
+	// holds; progress receives the bytes held so far.
+	Fetch(ctx context.Context, from peer.ID, digest string, size int64, sink Sink, progress func(done int64)) error
+	// Self is this node's peer ID.
+	Self() peer.ID
+}
+
+// Puller fills the store: from mesh peers that hold the model's blob first, then from its
 // source (a URL or Hugging Face). A pulled model joins the catalog at once.
-type puller struct {
+type Puller struct {
 	store   *store.Store
 	catalog *models.Manager
 	decls   map[string]config.Model // models declared in the config, by name
-	mesh    *mesh                   // nil when standalone
+	mesh    Mesh                    // nil when standalone
 }
 
-// pull fetches the model req names and registers it; progress receives events as it goes.
-func (p *puller) pull(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) (store.Manifest, error) {
+// New is a Puller over the store and the catalog, for the models decls declares.
+func New(st *store.Store, catalog *models.Manager, decls []config.Model) *Puller {
+	p := &Puller{store: st, catalog: catalog, decls: make(map[string]config.Model, len(decls))}
+	for _, d := range decls {
+		p.decls[d.Name] = d
+	}
+	return p
+}
+
+// SetMesh lets pulls ask the mesh first; until then (or on a standalone node) they download
+// from the source.
+func (p *Puller) SetMesh(m Mesh) { p.mesh = m }
+
+// Pull fetches the model req names and registers it; progress receives events as it goes.
+func (p *Puller) Pull(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) (store.Manifest, error) {
 	name := req.GetName()
 	if name == "" {
-		return store.Manifest{}, status.Error(codes.InvalidArgument, "name is empty: name the model to pull")
+		return store.Manifest{}, errorf(ErrInvalid, "name is empty: name the model to pull")
 	}
 	decl, declared := p.decls[name]
 	source, sha := req.GetSource(), strings.TrimPrefix(req.GetSha256(), "sha256:")
@@ -51,7 +115,7 @@ func (p *puller) pull(ctx context.Context, req *pb.PullModelRequest, progress fu
 	}
 	if source != "" {
 		if _, err := store.ResolveSource(source); err != nil {
-			return store.Manifest{}, status.Error(codes.InvalidArgument, err.Error())
+			return store.Manifest{}, errorf(ErrInvalid, "%v", err)
 		}
 	}
 	digest := ""
@@ -62,7 +126,7 @@ func (p *puller) pull(ctx context.Context, req *pb.PullModelRequest, progress fu
 	manifest, err := p.fromPeers(ctx, name, digest, source, modality, engineName, progress)
 	if errors.Is(err, errNoPeer) {
 		if source == "" {
-			return store.Manifest{}, status.Errorf(codes.NotFound, "no peer of the mesh has %q and it has no source: give a source (an http(s) URL or hf://OWNER/REPO/FILE)", name)
+			return store.Manifest{}, errorf(ErrNoSource, "no peer of the mesh has %q and it has no source: give a source (an http(s) URL or hf://OWNER/REPO/FILE)", name)
 		}
 		manifest, err = p.store.Pull(ctx, store.PullRequest{Name: name, Source: source, SHA256: sha, Modality: modality, Engine: engineName},
 			func(pr store.Progress) { progress(pullProgress(pr)) })
@@ -81,64 +145,45 @@ var errNoPeer = errors.New("no peer has the model")
 // fromPeers fetches the model's blob from the peers that announce it (or provide its digest
 // in the DHT), best first, falling back to the next on any failure, including a blob whose
 // digest does not verify.
-func (p *puller) fromPeers(ctx context.Context, name, digest, source, modality, engineName string, progress func(*pb.PullProgress)) (store.Manifest, error) {
+func (p *Puller) fromPeers(ctx context.Context, name, digest, source, modality, engineName string, progress func(*pb.PullProgress)) (store.Manifest, error) {
 	if p.mesh == nil {
 		return store.Manifest{}, errNoPeer
 	}
-	type offer struct {
-		id     peer.ID
-		digest string
-		size   int64
-	}
-	var offers []offer
-	for _, e := range p.mesh.announcer.Table().Peers() {
-		for _, mc := range e.Capability.GetModels() {
-			matches := digest != "" && mc.GetDigest() == digest || digest == "" && source == "" && mc.GetName() == name
-			if matches && mc.GetDigest() != "" && mc.GetSizeBytes() > 0 {
-				offers = append(offers, offer{e.ID, mc.GetDigest(), mc.GetSizeBytes()})
-			}
-		}
-	}
-	if digest != "" && len(offers) > 0 {
-		// Providers outside the gossip mesh, found in the DHT, come after the announcing peers.
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		found, _ := p.mesh.host.Providers(dctx, digest, 8)
-		cancel()
-		for _, ai := range found {
-			p.mesh.host.Libp2p().Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
-			offers = append(offers, offer{ai.ID, digest, offers[0].size})
-		}
+	var offers []Offer
+	if digest != "" || source == "" {
+		// By name only when no source is given: a source names its own file.
+		offers = p.mesh.Offers(ctx, name, digest)
 	}
 	if len(offers) == 0 {
 		return store.Manifest{}, errNoPeer
 	}
-	if path, ok := p.store.BlobPath(offers[0].digest); ok {
-		_ = path // already here: only the manifest is missing
-		return p.writeManifest(name, modality, engineName, source, offers[0].digest, offers[0].size)
+	if _, ok := p.store.BlobPath(offers[0].Digest); ok {
+		// already here: only the manifest is missing
+		return p.writeManifest(name, modality, engineName, source, offers[0].Digest, offers[0].Size)
 	}
 	var errs []error
 	for _, o := range offers {
-		if o.id == p.mesh.host.ID() {
+		if o.Peer == p.mesh.Self() {
 			continue
 		}
-		err := p.fetch(ctx, o.id, o.digest, o.size, progress)
+		err := p.fetch(ctx, o.Peer, o.Digest, o.Size, progress)
 		if err == nil {
-			return p.writeManifest(name, modality, engineName, source, o.digest, o.size)
+			return p.writeManifest(name, modality, engineName, source, o.Digest, o.Size)
 		}
 		if ctx.Err() != nil {
 			return store.Manifest{}, ctx.Err()
 		}
-		slog.Warn("pull from peer failed; trying the next", "model", name, "peer", o.id, "err", err)
-		errs = append(errs, fmt.Errorf("%s: %w", o.id, err))
+		slog.Warn("pull from peer failed; trying the next", "model", name, "peer", o.Peer, "err", err)
+		errs = append(errs, fmt.Errorf("%s: %w", o.Peer, err))
 	}
 	if source == "" {
-		return store.Manifest{}, status.Errorf(codes.Unavailable, "every peer that has %q failed: %v", name, errors.Join(errs...))
+		return store.Manifest{}, errorf(ErrPeersFailed, "every peer that has %q failed: %v", name, errors.Join(errs...))
 	}
 	return store.Manifest{}, errNoPeer // the source remains
 }
 
 // fetch copies one blob from a peer into the store, verified.
-func (p *puller) fetch(ctx context.Context, id peer.ID, digest string, size int64, progress func(*pb.PullProgress)) error {
+func (p *Puller) fetch(ctx context.Context, id peer.ID, digest string, size int64, progress func(*pb.PullProgress)) error {
 	partial, err := p.store.BlobWriter(digest, size)
 	if err != nil {
 		return err
@@ -154,7 +199,7 @@ func (p *puller) fetch(ctx context.Context, id peer.ID, digest string, size int6
 		speed := float64(done-startOffset) / max(time.Since(start).Seconds(), 1e-9)
 		progress(&pb.PullProgress{Status: "downloading", CompletedBytes: done, TotalBytes: size, BytesPerSecond: speed, Digest: digest, From: from})
 	}
-	if err := blob.Fetch(ctx, p.mesh.host.Libp2p(), id, digest, size, partial, report); err != nil {
+	if err := p.mesh.Fetch(ctx, id, digest, size, partial, report); err != nil {
 		partial.Abort() // keep what arrived: the next try resumes
 		return err
 	}
@@ -166,7 +211,7 @@ func (p *puller) fetch(ctx context.Context, id peer.ID, digest string, size int6
 	return nil
 }
 
-func (p *puller) writeManifest(name, modality, engineName, source, digest string, size int64) (store.Manifest, error) {
+func (p *Puller) writeManifest(name, modality, engineName, source, digest string, size int64) (store.Manifest, error) {
 	m := store.Manifest{Name: name, Modality: modality, Engine: engineName, Source: source, PulledAt: time.Now(),
 		Files: []store.File{{Digest: digest, Size: size, Role: store.RoleModel}}}
 	return m, p.store.PutManifest(m)
@@ -174,7 +219,7 @@ func (p *puller) writeManifest(name, modality, engineName, source, digest string
 
 // register adds a pulled model to the catalog, with the engine options of its declaration
 // when it has one.
-func (p *puller) register(m store.Manifest) {
+func (p *Puller) register(m store.Manifest) {
 	file, ok := m.Model()
 	if !ok {
 		return
@@ -201,9 +246,9 @@ func pullProgress(pr store.Progress) *pb.PullProgress {
 		BytesPerSecond: pr.BytesPerSecond, Digest: pr.Digest, From: pr.From}
 }
 
-// resolveDecls points declared models that have a source at their pulled file when the store
+// ResolveDecls points declared models that have a source at their pulled file when the store
 // has it, and returns those still to pull (no file at their path and none in the store).
-func resolveDecls(decls []config.Model, st *store.Store) (resolved, toPull []config.Model) {
+func ResolveDecls(decls []config.Model, st *store.Store) (resolved, toPull []config.Model) {
 	for _, d := range decls {
 		if d.Source != "" && (d.Path == "" || !fileExists(d.Path)) {
 			if m, err := st.Manifest(d.Name); err == nil {
@@ -227,8 +272,8 @@ func fileExists(path string) bool {
 	return err == nil
 }
 
-// registerStored adds the store's models that the config does not declare.
-func registerStored(p *puller) {
+// RegisterStored adds the store's models that the config does not declare to the catalog.
+func (p *Puller) RegisterStored() {
 	list, err := p.store.List()
 	if err != nil {
 		slog.Warn("model store", "err", err)
@@ -241,11 +286,12 @@ func registerStored(p *puller) {
 	}
 }
 
-// pullDeclared pulls a declared model whose file is missing, at start.
-func (p *puller) pullDeclared(ctx context.Context, d config.Model) {
+// PullDeclared pulls a declared model whose file is missing, at start, and marks it
+// unavailable with the reason when that fails.
+func (p *Puller) PullDeclared(ctx context.Context, d config.Model) {
 	slog.Info("pulling a declared model", "model", d.Name, "source", d.Source)
 	last := time.Time{}
-	_, err := p.pull(ctx, &pb.PullModelRequest{Name: d.Name}, func(pr *pb.PullProgress) {
+	_, err := p.Pull(ctx, &pb.PullModelRequest{Name: d.Name}, func(pr *pb.PullProgress) {
 		if time.Since(last) > 5*time.Second || pr.GetDone() {
 			last = time.Now()
 			slog.Info("pull", "model", d.Name, "status", pr.GetStatus(), "done", pr.GetCompletedBytes(), "total", pr.GetTotalBytes(), "from", pr.GetFrom())
@@ -257,9 +303,9 @@ func (p *puller) pullDeclared(ctx context.Context, d config.Model) {
 	}
 }
 
-// blobSource serves, to mesh peers, the verified blobs of the store and the files of declared
+// BlobSource serves, to mesh peers, the verified blobs of the store and the files of declared
 // models whose digest is known.
-func (p *puller) blobSource(digest string) (string, bool) {
+func (p *Puller) BlobSource(digest string) (string, bool) {
 	if path, ok := p.store.BlobPath(digest); ok {
 		return path, true
 	}
@@ -271,11 +317,11 @@ func (p *puller) blobSource(digest string) (string, bool) {
 	return "", false
 }
 
-// delete removes a pulled model: from the catalog (refused while loaded unless forced), then
+// Delete removes a pulled model: from the catalog (refused while loaded unless forced), then
 // its manifest and the blobs no other model uses.
-func (p *puller) delete(name string, force bool) (int64, error) {
+func (p *Puller) Delete(name string, force bool) (int64, error) {
 	if d, declared := p.decls[name]; declared && d.Source == "" {
-		return 0, status.Errorf(codes.FailedPrecondition, "%q is declared in %s with a path: remove it there", name, d.Declared)
+		return 0, errorf(ErrDeclaredPath, "%q is declared in %s with a path: remove it there", name, d.Declared)
 	}
 	if _, err := p.store.Manifest(name); err != nil {
 		return 0, fmt.Errorf("%w: %q is not in this node's store", models.ErrNotFound, name)
