@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/engine/enginetest"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
@@ -22,9 +22,9 @@ type placed struct {
 	mainGPU   int
 }
 
-// gpuCatalog is a manager over real llama.cpp whose GPU budgets are given as numbers: the
-// machines here have no GPU, so the models run on the CPU while the manager accounts for them
-// as a node with those GPUs would (the budgets are the boundary we do not own).
+// gpuCatalog is a manager over the fake engine (engine/enginetest) with generated model files,
+// whose GPU budgets are given as numbers: the manager accounts for the models as a node with
+// those GPUs would, which is all these tests look at.
 func gpuCatalog(t *testing.T, opts models.Options, decls_ ...placed) (*models.Manager, int64) {
 	t.Helper()
 	dir := t.TempDir()
@@ -37,12 +37,12 @@ func gpuCatalog(t *testing.T, opts models.Options, decls_ ...placed) (*models.Ma
 		}
 		fi, _ := os.Stat(path)
 		size = fi.Size()
-		decls = append(decls, config.Model{Name: p.name, Modality: "llm", Engine: llamacpp.Name, Path: path, Enabled: true,
+		decls = append(decls, config.Model{Name: p.name, Modality: "llm", Engine: engine.DefaultEngine, Path: path, Enabled: true,
 			Threads: 1, BatchSize: 512, Parallel: 1, ContextLength: 256, FlashAttention: "auto",
 			GPULayers: p.gpuLayers, MainGPU: p.mainGPU})
 	}
 	var registry engine.Registry
-	registry.RegisterLLM(llamacpp.New())
+	registry.RegisterLLM(&enginetest.Engine{})
 	m := models.New(&registry, decls, opts)
 	t.Cleanup(func() { m.Close() })
 	return m, size

@@ -11,7 +11,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/models"
 )
 
-// catalog is a manager over real llama.cpp with two generated models, a and b, in RAM.
+// catalog is a manager with two generated models, a and b, in RAM.
 func catalog(t *testing.T, opts models.Options) (*models.Manager, int64) {
 	t.Helper()
 	return gpuCatalog(t, opts, placed{name: "a"}, placed{name: "b"})

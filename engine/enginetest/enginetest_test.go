@@ -1,0 +1,63 @@
+package enginetest_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/engine/enginetest"
+)
+
+func TestFakeEngineBehavesAsTheInterfaceSays(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, []byte("fake"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var e enginetest.Engine
+	if _, err := e.LoadLLM(t.Context(), engine.LoadOptions{Path: path + ".missing"}); err == nil {
+		t.Fatal("loaded a missing file")
+	}
+	llm, err := e.LoadLLM(t.Context(), engine.LoadOptions{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(ctx context.Context, req engine.GenerateRequest) (string, engine.GenerateResult, error) {
+		var out strings.Builder
+		res, err := llm.Generate(ctx, req, func(s string) error { out.WriteString(s); return nil })
+		return out.String(), res, err
+	}
+	if out, res, err := run(t.Context(), engine.GenerateRequest{Prompt: "the cat sat"}); err != nil || out != " the cat sat" || res.FinishReason != engine.FinishStop || res.CompletionTokens != 3 {
+		t.Errorf("echo: %q %+v %v", out, res, err)
+	}
+	if out, res, _ := run(t.Context(), engine.GenerateRequest{Prompt: "a b c d", MaxTokens: 2}); out != " a b" || res.FinishReason != engine.FinishLength {
+		t.Errorf("max tokens: %q %+v", out, res)
+	}
+	if out, _, _ := run(t.Context(), engine.GenerateRequest{Prompt: "one two three", Stop: []string{" th"}}); out != " one two" {
+		t.Errorf("stop: %q", out)
+	}
+	if out, _, _ := run(t.Context(), engine.GenerateRequest{Prompt: "x", IgnoreEOS: true, MaxTokens: 3}); out != " x more more" {
+		t.Errorf("ignore eos: %q", out)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	n := 0
+	_, err = llm.Generate(ctx, engine.GenerateRequest{Prompt: "x", IgnoreEOS: true}, func(string) error {
+		if n++; n == 5 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("until cancelled: %v", err)
+	}
+	if st := llm.Stats(); st.Requests < 4 || st.Active != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	llm.Close()
+	if _, _, err := run(t.Context(), engine.GenerateRequest{Prompt: "x"}); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("after close: %v", err)
+	}
+}
