@@ -91,6 +91,13 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model store: %w", err)
 	}
+	// Nothing is in flight yet: blobs no manifest names (a crash between a blob's commit and its
+	// manifest, or inside a delete) go now.
+	if freed, err := modelStore.Prune(); err != nil {
+		slog.Warn("model store", "err", err)
+	} else if freed > 0 {
+		slog.Info("model store: removed blobs no model uses", "freed_bytes", freed)
+	}
 	decls, toPull := pull.ResolveDecls(cfg.Models, modelStore)
 	var onChange func()
 	catalog := models.New(&registry, decls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,

@@ -21,8 +21,6 @@ type PeerEntry struct {
 	Capability *pb.Capability
 	// LastSeen is when that announcement arrived here (this node's clock).
 	LastSeen time.Time
-	// RTT is the round-trip time the router measured, 0 when unknown.
-	RTT time.Duration
 	// RecentFailures counts requests forwarded to the peer that failed since the last success.
 	RecentFailures int
 	// Connected is true while this host has a direct connection to the peer; gossip also
@@ -48,7 +46,7 @@ func capabilityModelIndex(c *pb.Capability, name string) int {
 }
 
 // PeerTable holds the latest Capability of every peer heard from, keyed by peer ID. It is safe
-// for concurrent use. An Announcer fills and prunes it; the router reads it and records RTT and
+// for concurrent use. An Announcer fills and prunes it; the router reads it and records
 // failures in it.
 type PeerTable struct {
 	mu      sync.Mutex
@@ -65,7 +63,7 @@ func NewPeerTable() *PeerTable {
 }
 
 // Update stores c as id's announcement, seen at seen, unless the table already holds one with
-// an equal or higher sequence. It reports whether the table changed. RTT and failure counts
+// an equal or higher sequence. It reports whether the table changed. Failure counts
 // survive the update.
 func (t *PeerTable) Update(id peer.ID, c *pb.Capability, seen time.Time, connected bool) bool {
 	t.mu.Lock()
@@ -134,11 +132,6 @@ func (t *PeerTable) Remove(id peer.ID) {
 // SetConnected records whether this host has a direct connection to id.
 func (t *PeerTable) SetConnected(id peer.ID, connected bool) {
 	t.modify(id, func(e *PeerEntry) { e.Connected = connected })
-}
-
-// SetRTT records the measured round-trip time to id.
-func (t *PeerTable) SetRTT(id peer.ID, rtt time.Duration) {
-	t.modify(id, func(e *PeerEntry) { e.RTT = rtt })
 }
 
 // RecordFailure counts one failed request forwarded to id.

@@ -125,7 +125,6 @@ func TestPeerTableRouterStats(t *testing.T) {
 	stranger := newPeerTableTestID(t)
 	table.Update(id, peerTableTestCapability(id, 1, "m"), time.Now(), true)
 
-	table.SetRTT(id, 3*time.Millisecond)
 	table.RecordFailure(id)
 	table.RecordFailure(id)
 	table.RecordFailure(stranger) // not in the table: ignored
@@ -133,9 +132,9 @@ func TestPeerTableRouterStats(t *testing.T) {
 	table.Update(id, peerTableTestCapability(id, 2, "m"), time.Now(), true)
 
 	e, _ := table.Get(id)
-	if e.RTT != 3*time.Millisecond || e.RecentFailures != 2 || !e.Connected {
-		t.Errorf("after update: RTT %v, failures %d, connected %v; want 3ms, 2, true (stats survive announcements)",
-			e.RTT, e.RecentFailures, e.Connected)
+	if e.RecentFailures != 2 || !e.Connected {
+		t.Errorf("after update: failures %d, connected %v; want 2, true (stats survive announcements)",
+			e.RecentFailures, e.Connected)
 	}
 	if _, ok := table.Get(stranger); ok {
 		t.Errorf("RecordFailure added an unknown peer")
@@ -184,7 +183,7 @@ func TestPeerTableSubscribe(t *testing.T) {
 	default:
 	}
 	table.Update(id, peerTableTestCapability(id, 2), time.Now(), true) // no change
-	table.SetRTT(id, 0)                                                // no change
+	table.RecordSuccess(id)                                            // no change
 	select {
 	case <-changes:
 		t.Fatal("notification without a change")
@@ -220,7 +219,7 @@ func TestPeerTableConcurrent(t *testing.T) {
 				case 1:
 					table.RecordFailure(id)
 				case 2:
-					table.SetRTT(id, time.Duration(i))
+					table.RecordSuccess(id)
 				case 3:
 					_ = table.WithModel("m")
 				case 4:

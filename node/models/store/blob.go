@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -63,49 +62,6 @@ func (s *Store) BlobWriter(digest string, size int64) (*PartialBlob, error) {
 	}
 	p.unlock = unlock
 	return p, nil
-}
-
-// Ingest copies a blob into the store and returns it as a File with RoleModel. open returns
-// the bytes from offset on: the bytes an interrupted Ingest or transfer of the same digest
-// left are kept, so a copy of a big local file resumes. digest may be "" to compute it (the
-// copy then starts at 0); size is -1 when unknown.
-func (s *Store) Ingest(ctx context.Context, digest string, size int64, open func(offset int64) (io.ReadCloser, error)) (File, error) {
-	var p *PartialBlob
-	var err error
-	if digest != "" {
-		p, err = s.BlobWriter(digest, size)
-	} else {
-		p, err = s.openPartial(tempPrefix+"ingest-"+rand.Text(), "", size)
-	}
-	if err != nil {
-		return File{}, fmt.Errorf("ingest: %w", err)
-	}
-	f, err := p.fill(ctx, open)
-	if err != nil {
-		return File{}, fmt.Errorf("ingest: %w", err)
-	}
-	return f, nil
-}
-
-// fill copies what open returns into p and commits it; on failure p is aborted, or
-// discarded if it holds nothing worth resuming.
-func (p *PartialBlob) fill(ctx context.Context, open func(offset int64) (io.ReadCloser, error)) (File, error) {
-	r, err := open(p.offset)
-	if err == nil {
-		err = copyInto(ctx, p, r, nil)
-		r.Close()
-	}
-	if err != nil {
-		if p.expect == "" || p.offset == 0 {
-			p.Discard()
-		} else {
-			p.Abort()
-		}
-		return File{}, err
-	}
-	p.s.mu.Lock()
-	defer p.s.mu.Unlock()
-	return p.commitLocked()
 }
 
 // copyInto copies r into p until EOF, stopping when ctx is done; each chunk is reported to

@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,58 +106,5 @@ func TestBlobWriterLimits(t *testing.T) {
 	}
 	if _, err := s.BlobWriter("sha256:xyz", 1); err == nil {
 		t.Fatal("BlobWriter accepted a bad digest")
-	}
-}
-
-// failingReader returns its bytes up to n, then a broken-pipe error.
-type failingReader struct {
-	r io.Reader
-	n int
-}
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	if f.n <= 0 {
-		return 0, io.ErrClosedPipe
-	}
-	n, err := f.r.Read(p[:min(len(p), f.n)])
-	f.n -= n
-	return n, err
-}
-
-func TestIngest(t *testing.T) {
-	data := gguf(3 << 20)
-	digest := "sha256:" + sha(data)
-	s := openStore(t)
-	var offsets []int64
-	open := func(fail int) func(int64) (io.ReadCloser, error) {
-		return func(offset int64) (io.ReadCloser, error) {
-			offsets = append(offsets, offset)
-			r := io.Reader(bytes.NewReader(data[offset:]))
-			if fail > 0 {
-				r = &failingReader{r: r, n: fail}
-			}
-			return io.NopCloser(r), nil
-		}
-	}
-	if _, err := s.Ingest(t.Context(), digest, int64(len(data)), open(1<<20)); !errors.Is(err, io.ErrClosedPipe) {
-		t.Fatalf("interrupted Ingest = %v", err)
-	}
-	f, err := s.Ingest(t.Context(), digest, int64(len(data)), open(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if offsets[1] != 1<<20 || f.Digest != digest || f.Size != int64(len(data)) {
-		t.Fatalf("resumed at %d, got %+v", offsets[1], f)
-	}
-	checkBlob(t, s, data)
-
-	// Unknown digest: computed, nothing left in partial/.
-	other := gguf(4096)
-	f, err = s.Ingest(t.Context(), "", -1, func(int64) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(other)), nil })
-	if err != nil || f.Digest != "sha256:"+sha(other) {
-		t.Fatalf("Ingest without digest = %+v, %v", f, err)
-	}
-	if files := storeFiles(t, filepath.Join(s.root, partialDir)); len(files) != 0 {
-		t.Fatalf("partial files left: %v", files)
 	}
 }
