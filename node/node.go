@@ -100,7 +100,11 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	decls, toPull := pull.ResolveDecls(cfg.Models, modelStore)
 	var onChange func()
-	catalog := models.New(&registry, decls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
+	catalogDecls := make([]models.Decl, len(decls))
+	for i, d := range decls {
+		catalogDecls[i] = d.Decl()
+	}
+	catalog := models.New(&registry, catalogDecls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
 		MaxMemory: budget, GPUMemory: gpuBudgets(backends), OnChange: func() {
 			if onChange != nil {
 				onChange()

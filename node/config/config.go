@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
@@ -314,4 +316,12 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
+}
+
+// Decl is the model as the catalog takes it.
+func (m Model) Decl() models.Decl {
+	return models.Decl{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Path: m.Path, Enabled: m.Enabled,
+		Declared: m.Declared, Options: engine.LoadOptions{ContextLength: m.ContextLength, Threads: m.Threads,
+			BatchSize: m.BatchSize, GPULayers: m.GPULayers, MainGPU: m.MainGPU, Parallel: m.Parallel,
+			FlashAttention: m.FlashAttention}}
 }

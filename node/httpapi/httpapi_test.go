@@ -13,7 +13,6 @@ import (
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/enginetest"
 	"github.com/ekisa-team/syn4pse/node/api"
-	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
 	"github.com/ekisa-team/syn4pse/node/models"
 )
@@ -31,8 +30,8 @@ func serve(t *testing.T) string {
 	}
 	var registry engine.Registry
 	registry.RegisterLLM(&enginetest.Engine{})
-	catalog := models.New(&registry, []config.Model{{Name: "echo", Modality: "llm", Engine: engine.DefaultEngine, Path: path,
-		Enabled: true, Parallel: 1, MainGPU: -1, Declared: "test [models.echo]"}}, models.Options{})
+	catalog := models.New(&registry, []models.Decl{{Name: "echo", Modality: "llm", Engine: engine.DefaultEngine, Path: path,
+		Enabled: true, Options: engine.LoadOptions{Parallel: 1, MainGPU: -1}, Declared: "test [models.echo]"}}, models.Options{})
 	t.Cleanup(func() { catalog.Close() })
 	h := httpapi.New(&api.InferenceService{Models: catalog, NodeID: "self"}, &api.ModelService{Models: catalog},
 		&api.NodeService{Models: catalog, NodeID: "self"})

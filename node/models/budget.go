@@ -15,10 +15,10 @@ func (m *Manager) footprint(e *entry) []int64 {
 	fp := make([]int64, 1+len(m.opts.GPUMemory))
 	gpus := m.opts.GPUMemory
 	switch {
-	case len(gpus) == 0 || e.decl.GPULayers == 0:
+	case len(gpus) == 0 || e.decl.Options.GPULayers == 0:
 		fp[0] = e.size
-	case e.decl.MainGPU >= 0 && e.decl.MainGPU < len(gpus):
-		fp[1+e.decl.MainGPU] = e.size
+	case e.decl.Options.MainGPU >= 0 && e.decl.Options.MainGPU < len(gpus):
+		fp[1+e.decl.Options.MainGPU] = e.size
 	default:
 		var total int64
 		for _, b := range gpus {

@@ -11,7 +11,6 @@ import (
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/enginetest"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
-	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
 )
 
@@ -28,7 +27,7 @@ type placed struct {
 func gpuCatalog(t *testing.T, opts models.Options, decls_ ...placed) (*models.Manager, int64) {
 	t.Helper()
 	dir := t.TempDir()
-	var decls []config.Model
+	var decls []models.Decl
 	var size int64
 	for i, p := range decls_ {
 		path := filepath.Join(dir, p.name+".gguf")
@@ -37,9 +36,9 @@ func gpuCatalog(t *testing.T, opts models.Options, decls_ ...placed) (*models.Ma
 		}
 		fi, _ := os.Stat(path)
 		size = fi.Size()
-		decls = append(decls, config.Model{Name: p.name, Modality: "llm", Engine: engine.DefaultEngine, Path: path, Enabled: true,
-			Threads: 1, BatchSize: 512, Parallel: 1, ContextLength: 256, FlashAttention: "auto",
-			GPULayers: p.gpuLayers, MainGPU: p.mainGPU})
+		decls = append(decls, models.Decl{Name: p.name, Modality: "llm", Engine: engine.DefaultEngine, Path: path, Enabled: true,
+			Options: engine.LoadOptions{Threads: 1, BatchSize: 512, Parallel: 1, ContextLength: 256, FlashAttention: "auto",
+				GPULayers: p.gpuLayers, MainGPU: p.mainGPU}})
 	}
 	var registry engine.Registry
 	registry.RegisterLLM(&enginetest.Engine{})

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/node/config"
 )
 
 // Sentinel errors callers branch on.
@@ -68,6 +67,23 @@ type Status struct {
 	ExpiresAt time.Time
 }
 
+// Decl declares a model to the catalog: its name, kind and file, and how its engine loads it.
+type Decl struct {
+	Name string
+	// Modality is llm, embedding, speech_to_text or text_to_speech.
+	Modality string
+	// Engine names the engine in the registry.
+	Engine string
+	// Path is the model file. It need not exist: the model is then listed as unavailable.
+	Path string
+	// Enabled says whether the node offers the model.
+	Enabled bool
+	// Options are the engine options; their Path is set from Path when the model loads.
+	Options engine.LoadOptions
+	// Declared says where the model was declared, for messages: `syn4pse.toml [models.tiny]`.
+	Declared string
+}
+
 // Options tune the manager.
 type Options struct {
 	// DataDir keeps the cache of file digests ("" keeps none).
@@ -99,7 +115,7 @@ type Manager struct {
 }
 
 type entry struct {
-	decl      config.Model
+	decl      Decl
 	state     State
 	reason    string
 	size      int64
@@ -115,7 +131,7 @@ type entry struct {
 }
 
 // New makes a catalog of the declared models. Nothing is loaded until Start or a request.
-func New(registry *engine.Registry, decls []config.Model, opts Options) *Manager {
+func New(registry *engine.Registry, decls []Decl, opts Options) *Manager {
 	m := &Manager{registry: registry, digests: openDigestCache(opts.DataDir), opts: opts,
 		entries: make(map[string]*entry, len(decls)), released: make(chan struct{})}
 	for _, d := range decls {
@@ -126,7 +142,7 @@ func New(registry *engine.Registry, decls []config.Model, opts Options) *Manager
 
 // Register adds a model to the catalog (a pulled one, say), replacing one of the same name that
 // is not loaded, loading or in use; it reports whether it did.
-func (m *Manager) Register(d config.Model) bool {
+func (m *Manager) Register(d Decl) bool {
 	e := &entry{decl: d, state: StateAvailable, keepAlive: m.opts.KeepAlive}
 	if fi, err := os.Stat(d.Path); err == nil {
 		e.size = fi.Size()
@@ -233,7 +249,7 @@ func (m *Manager) computeDigest(name string) {
 	}
 }
 
-func (m *Manager) open(ctx context.Context, d config.Model) (engine.LLM, error) {
+func (m *Manager) open(ctx context.Context, d Decl) (engine.LLM, error) {
 	if d.Modality != "llm" {
 		return nil, fmt.Errorf("modality %q is not served yet by this version", d.Modality)
 	}
@@ -247,10 +263,9 @@ func (m *Manager) open(ctx context.Context, d config.Model) (engine.LLM, error) 
 		}
 		return nil, err
 	}
-	llm, err := eng.LoadLLM(ctx, engine.LoadOptions{
-		Path: d.Path, ContextLength: d.ContextLength, Threads: d.Threads, BatchSize: d.BatchSize,
-		GPULayers: d.GPULayers, MainGPU: d.MainGPU, Parallel: d.Parallel, FlashAttention: d.FlashAttention,
-	})
+	opts := d.Options
+	opts.Path = d.Path
+	llm, err := eng.LoadLLM(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}

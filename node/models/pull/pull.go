@@ -228,10 +228,10 @@ func (p *Puller) register(m store.Manifest) {
 	if !ok {
 		return
 	}
-	decl, declared := p.decls[m.Name]
-	if !declared {
-		decl = config.Model{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Enabled: true, BatchSize: engine.DefaultBatchSize,
-			GPULayers: -1, MainGPU: -1, Parallel: 1, FlashAttention: "auto", Declared: "pulled into the store"}
+	decl := models.Decl{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Enabled: true, Declared: "pulled into the store",
+		Options: engine.LoadOptions{BatchSize: engine.DefaultBatchSize, GPULayers: -1, MainGPU: -1, Parallel: 1, FlashAttention: "auto"}}
+	if declared, ok := p.decls[m.Name]; ok {
+		decl = declared.Decl()
 	}
 	decl.Path = path
 	if p.catalog.Register(decl) {
