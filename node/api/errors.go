@@ -25,23 +25,15 @@ func toStatus(err error) error {
 	}
 	code := codes.Internal
 	switch {
-	case errors.Is(err, models.ErrNotFound), errors.Is(err, router.ErrNoNode):
+	case errors.Is(err, models.ErrNotFound), errors.Is(err, router.ErrNoNode), errors.Is(err, pull.ErrNoSource):
 		code = codes.NotFound
-	case errors.Is(err, models.ErrUnavailable), errors.Is(err, engine.ErrClosed):
+	case errors.Is(err, models.ErrUnavailable), errors.Is(err, engine.ErrClosed), errors.Is(err, pull.ErrPeersFailed):
 		code = codes.Unavailable
-	case errors.Is(err, models.ErrInUse), errors.Is(err, store.ErrDigestMismatch):
-		code = codes.FailedPrecondition
-	case errors.Is(err, pull.ErrInvalid):
-		code = codes.InvalidArgument
-	case errors.Is(err, pull.ErrNoSource):
-		code = codes.NotFound
-	case errors.Is(err, pull.ErrPeersFailed):
-		code = codes.Unavailable
-	case errors.Is(err, pull.ErrDeclaredPath):
+	case errors.Is(err, models.ErrInUse), errors.Is(err, store.ErrDigestMismatch), errors.Is(err, pull.ErrDeclaredPath):
 		code = codes.FailedPrecondition
 	case errors.Is(err, store.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, store.ErrNotGGUF):
+	case errors.Is(err, store.ErrNotGGUF), errors.Is(err, pull.ErrInvalid):
 		code = codes.InvalidArgument
 	case errors.Is(err, store.ErrAccessDenied):
 		code = codes.PermissionDenied
