@@ -34,14 +34,23 @@ func loadBackends(cfg *config.Config) (*llamacpp.Backends, error) {
 	return b, nil
 }
 
-// hardware describes this machine for status and for the capabilities peers route by; device
-// memory is read anew on each call.
+// freeMemoryStep is the granularity of the free GPU memory a node reports: the capability is
+// republished whenever its bytes change, and free memory moves by a few MiB all the time.
+const freeMemoryStep = 256 << 20
+
+// hardware describes this machine for status and for the capabilities peers route by; GPU
+// memory is read anew on each call, in steps of freeMemoryStep. The CPU device carries no
+// memory figure: RAM is memory_bytes (ggml reports the CPU's free memory as its total).
 func hardware(b *llamacpp.Backends) *pb.Hardware {
 	hw := &pb.Hardware{CpuCores: int32(runtime.NumCPU()), MemoryBytes: totalMemory(), CpuVariant: b.CPUVariant,
 		Accelerators: b.GPU}
 	for _, d := range llamacpp.Devices() {
-		hw.Devices = append(hw.Devices, &pb.Device{Name: d.Name, Description: d.Description, Kind: d.Kind,
-			MemoryTotalBytes: int64(d.MemoryTotal), MemoryFreeBytes: int64(d.MemoryFree)})
+		dev := &pb.Device{Name: d.Name, Description: d.Description, Kind: d.Kind}
+		if d.GPU() {
+			dev.MemoryTotalBytes = int64(d.MemoryTotal)
+			dev.MemoryFreeBytes = int64(d.MemoryFree) / freeMemoryStep * freeMemoryStep
+		}
+		hw.Devices = append(hw.Devices, dev)
 	}
 	return hw
 }
