@@ -243,3 +243,35 @@ func TestBrokenGPULibraryLeavesTheCPU(t *testing.T) {
 		t.Fatalf("want a warning and the CPU variant %s:\n%s", b.CPUVariant, out)
 	}
 }
+
+// TestQuantize converts the generated F32 model to Q8_0 with llama.cpp's quantizer, leaves no
+// temporary file behind, and the result loads and generates.
+func TestQuantize(t *testing.T) {
+	if os.Getenv(childVariantEnv) != "" || os.Getenv(childRequireEnv) != "" {
+		t.Skip("child process")
+	}
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "tiny-q8_0.gguf")
+	if err := llamacpp.Quantize(modelPath, dst, "q8_0", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := llamacpp.Quantize(modelPath, filepath.Join(dir, "x.gguf"), "q3_x", 1); err == nil || !strings.Contains(err.Error(), "want q4_0") {
+		t.Fatalf("unknown type: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("files left: %v", entries)
+	}
+	llm, err := llamacpp.New().LoadLLM(t.Context(), engine.LoadOptions{Path: dst, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer llm.Close()
+	if q := llm.Info().Quantization; q != "Q8_0" {
+		t.Errorf("quantization %q, want Q8_0", q)
+	}
+	req := engine.GenerateRequest{Prompt: "Once", Sampling: greedy(), MaxTokens: 4, IgnoreEOS: true}
+	if _, _, res := generate(t, llm, req); res.CompletionTokens != 4 {
+		t.Fatalf("generated %d tokens", res.CompletionTokens)
+	}
+}
