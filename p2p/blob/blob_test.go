@@ -22,6 +22,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/ekisa-team/syn4pse/p2p/hosttest"
 )
 
 // blobTestSink is an in-memory Sink that verifies the digest at commit, as the store does.
@@ -101,8 +103,8 @@ func blobTestSource(blobs ...blobTestBlob) Source {
 // newBlobTestPair returns a serving host and a fetching host, connected on loopback.
 func newBlobTestPair(tb testing.TB, serverOpts ...libp2p.Option) (server, client host.Host) {
 	tb.Helper()
-	server = newTestHost(tb, serverOpts...)
-	client = newTestHost(tb)
+	server = hosttest.New(tb, serverOpts...)
+	client = hosttest.New(tb)
 	if err := client.Connect(tb.Context(), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
 		tb.Fatalf("connect: %v", err)
 	}
@@ -240,7 +242,7 @@ func TestBlobRefused(t *testing.T) {
 		})
 	}
 
-	noBlobs := newTestHost(t) // a peer that does not serve Protocol at all
+	noBlobs := hosttest.New(t) // a peer that does not serve Protocol at all
 	if err := client.Connect(t.Context(), peer.AddrInfo{ID: noBlobs.ID(), Addrs: noBlobs.Addrs()}); err != nil {
 		t.Fatalf("connect: %v", err)
 	}

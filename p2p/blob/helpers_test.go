@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/gologshim"
 )
 
@@ -15,18 +13,6 @@ func TestMain(m *testing.M) {
 	// Keep libp2p's logs (slog through gologshim) to errors, so test output stays readable.
 	gologshim.SetDefaultHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	os.Exit(m.Run())
-}
-
-// newTestHost is a plain libp2p host on loopback, closed when the test ends.
-func newTestHost(tb testing.TB, opts ...libp2p.Option) host.Host {
-	tb.Helper()
-	opts = append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}, opts...)
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		tb.Fatalf("libp2p host: %v", err)
-	}
-	tb.Cleanup(func() { h.Close() })
-	return h
 }
 
 // waitUntil polls cond until it holds, failing the test after timeout.

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/ekisa-team/syn4pse/p2p/hosttest"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -78,17 +79,6 @@ func (s *rpcTestServer) lastCaller() rpcTestCaller {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.last
-}
-
-func newRPCTestHost(tb testing.TB, opts ...libp2p.Option) host.Host {
-	tb.Helper()
-	opts = append([]libp2p.Option{libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0")}, opts...)
-	h, err := libp2p.New(opts...)
-	if err != nil {
-		tb.Fatalf("libp2p host: %v", err)
-	}
-	tb.Cleanup(func() { h.Close() })
-	return h
 }
 
 func startRPCTestServer(tb testing.TB, h host.Host) *rpcTestServer {
@@ -194,8 +184,8 @@ func completeRPCTest(ctx context.Context, cc *grpc.ClientConn, prompt string, ma
 }
 
 func TestRPCCalls(t *testing.T) {
-	server := startRPCTestServer(t, newRPCTestHost(t))
-	client := newRPCTestHost(t)
+	server := startRPCTestServer(t, hosttest.New(t))
+	client := hosttest.New(t)
 	pcs := newRPCTestClients(t, client, server.host)
 	p2pConn := connRPCTest(t, pcs, server.host.ID())
 
@@ -233,8 +223,8 @@ func TestRPCCalls(t *testing.T) {
 }
 
 func TestRPCConnPool(t *testing.T) {
-	server := startRPCTestServer(t, newRPCTestHost(t))
-	pcs := newRPCTestClients(t, newRPCTestHost(t), server.host)
+	server := startRPCTestServer(t, hosttest.New(t))
+	pcs := newRPCTestClients(t, hosttest.New(t), server.host)
 	id := server.host.ID()
 
 	conns := make([]*grpc.ClientConn, 8) // concurrent first use, then one more
@@ -275,9 +265,9 @@ func TestRPCServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := newRPCTestHost(t, libp2p.Identity(key))
+	first := hosttest.New(t, libp2p.Identity(key))
 	startRPCTestServer(t, first)
-	client := newRPCTestHost(t)
+	client := hosttest.New(t)
 	pcs := newRPCTestClients(t, client, first)
 	id := first.ID()
 	cc := connRPCTest(t, pcs, id)
@@ -300,7 +290,7 @@ func TestRPCServerRestart(t *testing.T) {
 	}
 
 	// The same node comes back on another port, and discovery tells the client where.
-	second := newRPCTestHost(t, libp2p.Identity(key))
+	second := hosttest.New(t, libp2p.Identity(key))
 	startRPCTestServer(t, second)
 	client.Peerstore().AddAddrs(id, second.Addrs(), peerstore.PermanentAddrTTL)
 	fresh := connRPCTest(t, pcs, id)
@@ -313,8 +303,8 @@ func TestRPCServerRestart(t *testing.T) {
 }
 
 func TestRPCGarbageRefused(t *testing.T) {
-	server := startRPCTestServer(t, newRPCTestHost(t))
-	client := newRPCTestHost(t)
+	server := startRPCTestServer(t, hosttest.New(t))
+	client := hosttest.New(t)
 	pcs := newRPCTestClients(t, client, server.host)
 	cc := connRPCTest(t, pcs, server.host.ID())
 	const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -362,12 +352,12 @@ func TestRPCGarbageRefused(t *testing.T) {
 }
 
 func TestRPCDialFailures(t *testing.T) {
-	noRPC := newRPCTestHost(t)                          // a real peer that does not serve Protocol
-	stopped := startRPCTestServer(t, newRPCTestHost(t)) // one that stopped serving it
+	noRPC := hosttest.New(t)                          // a real peer that does not serve Protocol
+	stopped := startRPCTestServer(t, hosttest.New(t)) // one that stopped serving it
 	if err := stopped.rpc.Close(); err != nil {
 		t.Fatalf("close rpc listener: %v", err)
 	}
-	client := newRPCTestHost(t)
+	client := hosttest.New(t)
 	pcs := newRPCTestClients(t, client, noRPC, stopped.host)
 
 	// A "peer" that never answers the libp2p handshake: a TCP listener nobody accepts on (the
@@ -414,8 +404,8 @@ func TestRPCDialFailures(t *testing.T) {
 // BenchmarkRPC compares the same gRPC server reached over libp2p (Serve + PeerClients) and
 // over plain loopback TCP, alternating the two in every iteration so both see the same machine.
 func BenchmarkRPC(b *testing.B) {
-	server := startRPCTestServer(b, newRPCTestHost(b))
-	pcs := newRPCTestClients(b, newRPCTestHost(b), server.host)
+	server := startRPCTestServer(b, hosttest.New(b))
+	pcs := newRPCTestClients(b, hosttest.New(b), server.host)
 	p2pConn := connRPCTest(b, pcs, server.host.ID())
 	tcpConn := dialRPCTestTCP(b, server.tcpAddr)
 	if err := checkRPCTestHealth(b.Context(), tcpConn); err != nil {
