@@ -23,6 +23,9 @@ var (
 	ErrUnsupported = errors.New("not supported")
 	// ErrClosed means the model was unloaded.
 	ErrClosed = errors.New("model is closed")
+	// ErrCacheFull means the model's KV cache, shared by its parallel requests, had no room:
+	// the request was ended so that the others could go on.
+	ErrCacheFull = errors.New("KV cache full")
 )
 
 // ContextExceededError says by how much a prompt is too long. It wraps ErrContextExceeded.
@@ -158,6 +161,11 @@ const DefaultEngine = "llama_cpp"
 
 // DefaultBatchSize is the tokens per decode batch when a model's options leave it unset.
 const DefaultBatchSize = 512
+
+// DefaultContextLength caps the context per sequence when a model's options leave it unset:
+// a sequence gets min(the model's training context, DefaultContextLength) tokens, since a
+// training length can be 128k tokens, whose KV cache would not fit a small machine.
+const DefaultContextLength = 4096
 
 // LoadOptions are the engine options of one declared model.
 type LoadOptions struct {

@@ -1,6 +1,7 @@
 // Package llamacpp is the llama.cpp engine ("llama_cpp" in syn4pse.toml): it loads GGUF models
-// through native/llamacpp and runs chat and completion requests on them, one queue per model,
-// a KV-cache sequence (slot) per parallel request and prompt-prefix reuse within a slot.
+// through native/llamacpp and runs chat and completion requests on them: one decode loop per
+// model batches every running request into each llama_decode (continuous batching), with a
+// KV-cache sequence (slot) per parallel request and prompt-prefix reuse across requests.
 package llamacpp
 
 import (
@@ -16,10 +17,6 @@ import (
 
 // Name is the engine's name in syn4pse.toml.
 const Name = engine.DefaultEngine
-
-// defaultContextLength caps the context when the config leaves it unset: the model's training
-// length can be 128k tokens, whose KV cache would not fit a small machine.
-const defaultContextLength = 4096
 
 // Engine loads GGUF models with llama.cpp.
 type Engine struct{}
@@ -54,12 +51,14 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 	parallel := max(opts.Parallel, 1)
 	seqLen := opts.ContextLength
 	if seqLen <= 0 {
-		seqLen = min(m.TrainContextLength(), defaultContextLength)
+		seqLen = min(m.TrainContextLength(), engine.DefaultContextLength)
 	}
 	batchSize := opts.BatchSize
 	if batchSize <= 0 {
 		batchSize = engine.DefaultBatchSize
 	}
+	// Every generating sequence puts a token in each step's batch.
+	batchSize = max(batchSize, parallel)
 	threads := opts.Threads
 	if threads <= 0 {
 		threads = runtime.NumCPU()
@@ -75,6 +74,7 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 		ContextLength:  seqLen * parallel,
 		BatchSize:      batchSize,
 		Sequences:      parallel,
+		UnifiedKV:      true,
 		Threads:        threads,
 		FlashAttention: fa,
 		// Workers sleep as soon as a decode ends instead of spinning (ggml's default 50):
@@ -87,27 +87,22 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 	}
 	arch, _ := m.Meta("general.architecture")
 	md := &model{
-		native:    m,
-		lctx:      lctx,
-		batch:     native.NewBatch(batchSize),
-		slots:     make(chan *slot, parallel),
-		seqLen:    lctx.SequenceLength(),
-		batchSize: batchSize,
-		bos:       m.TokenText(m.BOS()),
-		eos:       m.TokenText(m.EOS()),
+		native: m,
+		lctx:   lctx,
+		loop:   newLoop(lctx, m, batchSize, seqLen, parallel),
+		seqLen: seqLen,
+		bos:    m.TokenText(m.BOS()),
+		eos:    m.TokenText(m.EOS()),
 		info: engine.ModelInfo{
 			Architecture:       arch,
 			Description:        m.Description(),
 			ParameterCount:     m.ParamCount(),
 			SizeBytes:          m.SizeBytes(),
 			Quantization:       fileTypeName(m),
-			ContextLength:      lctx.SequenceLength(),
+			ContextLength:      seqLen,
 			TrainContextLength: m.TrainContextLength(),
 			Parallel:           parallel,
 		},
-	}
-	for i := range parallel {
-		md.slots <- &slot{seq: i}
 	}
 	md.templateSource = m.ChatTemplate()
 	if md.templateSource != "" {

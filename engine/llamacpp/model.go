@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
@@ -14,33 +13,22 @@ import (
 	native "github.com/ekisa-team/syn4pse/native/llamacpp"
 )
 
-// model is one loaded GGUF model with its context. Requests take a slot (a KV-cache sequence);
-// when all are busy they queue on the slots channel. One llama_decode runs at a time on the
-// context: decodeMu guards the context, the batch and the logits until they are sampled.
+// model is one loaded GGUF model with its context, run by its decode loop.
 type model struct {
 	native    *native.Model
 	lctx      *native.Context
-	batch     *native.Batch
-	slots     chan *slot
-	decodeMu  sync.Mutex
-	closed    atomic.Bool
+	loop      *loop
 	closeOnce sync.Once
+	// life is held (read) by each Generate and taken by Close, after the loop has ended every
+	// request, to free the model only when no Generate uses it.
+	life   sync.RWMutex
+	closed bool
 	seqLen    int
-	batchSize int
 	info      engine.ModelInfo
-
-	queued, active                              atomic.Int32
-	requests, promptTokens, genTokens, genNanos atomic.Int64
 
 	template       *chattemplate.Template // nil when the GGUF has none or gonja cannot parse it
 	templateSource string
 	bos, eos       string
-}
-
-// slot is one KV-cache sequence and the tokens it holds, for prefix reuse.
-type slot struct {
-	seq    int
-	tokens []int32
 }
 
 // Info implements engine.LLM.
@@ -48,21 +36,22 @@ func (m *model) Info() engine.ModelInfo { return m.info }
 
 // Stats implements engine.LLM.
 func (m *model) Stats() engine.Stats {
+	l := m.loop
 	return engine.Stats{
-		Active: int(m.active.Load()), Queued: int(m.queued.Load()), Requests: m.requests.Load(),
-		PromptTokens: m.promptTokens.Load(), GeneratedTokens: m.genTokens.Load(),
-		GenerateTime: time.Duration(m.genNanos.Load()),
+		Active: int(l.active.Load()), Queued: int(l.queued.Load()), Requests: l.requests.Load(),
+		PromptTokens: l.promptTokens.Load(), GeneratedTokens: l.genTokens.Load(),
+		GenerateTime: time.Duration(l.genNanos.Load()),
 	}
 }
 
-// Close waits for running generations, then frees the context and the model.
+// Close fails the queued requests, waits for the running ones, then frees the context and the
+// model.
 func (m *model) Close() error {
 	m.closeOnce.Do(func() {
-		m.closed.Store(true)
-		for range cap(m.slots) {
-			<-m.slots
-		}
-		m.batch.Free()
+		m.loop.close()
+		m.life.Lock()
+		defer m.life.Unlock()
+		m.closed = true
 		m.lctx.Close()
 		m.native.Close()
 	})
@@ -72,7 +61,12 @@ func (m *model) Close() error {
 // Generate implements engine.LLM.
 func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit func(string) error) (engine.GenerateResult, error) {
 	var res engine.GenerateResult
-	if m.closed.Load() {
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	m.life.RLock()
+	defer m.life.RUnlock()
+	if m.closed {
 		return res, engine.ErrClosed
 	}
 	prompt, err := m.renderPrompt(req)
@@ -95,38 +89,36 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	if err != nil {
 		return res, fmt.Errorf("%w: grammar: %v", engine.ErrInvalidRequest, err)
 	}
+	// The loop uses the sampler until it ends the request, and Generate returns only then.
 	defer sampler.Close()
 
-	queued := time.Now()
-	m.queued.Add(1)
-	var s *slot
-	select {
-	case s = <-m.slots:
-		m.queued.Add(-1)
-	case <-ctx.Done():
-		m.queued.Add(-1)
-		return res, ctx.Err()
+	r := &request{
+		ctx: ctx, prompt: tokens, sampler: sampler, maxTokens: req.MaxTokens,
+		filter: outputFilter{stops: nonEmpty(req.Stop)}, queuedAt: time.Now(), ready: make(chan struct{}, 1),
 	}
-	m.active.Add(1)
-	m.requests.Add(1)
-	defer func() {
-		m.promptTokens.Add(int64(res.PromptTokens - res.CachedPromptTokens))
-		m.genTokens.Add(int64(res.CompletionTokens))
-		m.genNanos.Add(int64(res.GenerateDuration))
-		m.active.Add(-1)
-		m.slots <- s
-	}()
-	if m.closed.Load() {
-		return res, engine.ErrClosed
+	if err := m.loop.submit(r); err != nil {
+		return res, err
 	}
-	res.QueueDuration = time.Since(queued)
-
-	stopAbort := context.AfterFunc(ctx, func() { m.lctx.SetAbort(true) })
-	defer stopAbort()
-
-	g := generation{m: m, slot: s, sampler: sampler, ctx: ctx, emit: emit,
-		filter: outputFilter{stops: nonEmpty(req.Stop)}, maxTokens: req.MaxTokens}
-	err = g.run(tokens, &res)
+	defer context.AfterFunc(ctx, func() { m.loop.stop(r) })()
+	var emitErr error
+	for {
+		<-r.ready
+		text, done := r.take()
+		if text != "" && emitErr == nil {
+			if emitErr = emit(text); emitErr != nil {
+				m.loop.stop(r)
+			}
+		}
+		if done {
+			break
+		}
+	}
+	r.mu.Lock()
+	res, err = r.res, r.err
+	r.mu.Unlock()
+	if emitErr != nil {
+		return res, emitErr
+	}
 	return res, err
 }
 

@@ -67,6 +67,12 @@ type ContextParams struct {
 	BatchSize int
 	// Sequences is the number of independent sequences (slots) the context holds.
 	Sequences int
+	// UnifiedKV puts every sequence in one KV buffer of ContextLength cells that they share
+	// (llama.cpp's kv_unified): a batch mixing tokens of any sequences then runs as one graph.
+	// Without it each sequence has ContextLength/Sequences cells of its own, and llama.cpp
+	// splits a batch into one graph per run of consecutive sequence ids with equal token
+	// counts, which defeats batching across sequences.
+	UnifiedKV bool
 	// Threads for generation and prompt processing; 0 lets llama.cpp choose.
 	Threads        int
 	FlashAttention FlashAttention
@@ -104,6 +110,7 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 	params.n_batch = C.uint32_t(max(p.BatchSize, 1))
 	params.n_ubatch = params.n_batch
 	params.n_seq_max = C.uint32_t(max(p.Sequences, 1))
+	params.kv_unified = C.bool(p.UnifiedKV)
 	if p.Threads > 0 {
 		params.n_threads = C.int32_t(p.Threads)
 		params.n_threads_batch = C.int32_t(p.Threads)
@@ -154,8 +161,19 @@ func (c *Context) Close() error {
 // ContextLength is the KV cache size in tokens.
 func (c *Context) ContextLength() int { return int(C.llama_n_ctx(c.c)) }
 
-// SequenceLength is the number of tokens one sequence may hold.
+// SequenceLength is the number of tokens one sequence may hold: the whole cache with a unified
+// KV cache.
 func (c *Context) SequenceLength() int { return int(C.llama_n_ctx_seq(c.c)) }
+
+// Logits copies the logits of output idx of the last Decode (its index in the batch).
+func (c *Context) Logits(idx int) []float32 {
+	p := C.llama_get_logits_ith(c.c, C.int32_t(idx))
+	if p == nil {
+		return nil
+	}
+	n := int(C.llama_vocab_n_tokens(c.model.vocab))
+	return append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(p)), n)...)
+}
 
 // SetAbort makes a running or later Decode stop (true) or run normally (false). Safe to call
 // from any goroutine, also after Close (it then does nothing).

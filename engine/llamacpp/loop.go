@@ -1,0 +1,597 @@
+package llamacpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	native "github.com/ekisa-team/syn4pse/native/llamacpp"
+)
+
+// The decode loop. One goroutine per loaded model owns the llama.cpp context, the batch and the
+// slots (KV-cache sequences). Each step it puts into one batch the next token of every sequence
+// that is generating, then prompt chunks of the sequences still reading their prompt, taking
+// turns, and runs one llama_decode; then each sequence samples from its own sampler at its own
+// batch index. While sequences generate, the prompt part of a step is capped so that the step
+// takes at most promptSlowdown times a generation-only step (see stepCost): a long prompt
+// arriving slows the others' tokens by that factor at most instead of stalling them.
+//
+// Requests reach the loop through a queue; the loop sends each request's text back through the
+// request (never blocking on a slow client) and marks it done when it ends.
+
+// promptSlowdown bounds how much longer than a generation-only step a step carrying prompt
+// tokens may take while sequences generate: their time between tokens grows by this factor at
+// most while a prompt is read.
+const promptSlowdown = 1.8
+
+// minPromptChunk is the fewest prompt tokens a step carries, so a prompt always progresses.
+const minPromptChunk = 4
+
+// firstPromptChunk is the prompt chunk while the loop has not yet measured a step that carries
+// prompt tokens next to generating ones.
+const firstPromptChunk = 32
+
+// request is one Generate call as the loop sees it.
+type request struct {
+	ctx       context.Context
+	prompt    []int32
+	sampler   *native.Sampler
+	filter    outputFilter
+	maxTokens int
+	queuedAt  time.Time
+
+	// stopped is set by Generate's side when the request must end early: its context ended or
+	// emit failed. The loop ends it at its next step.
+	stopped atomic.Bool
+
+	// ready has a value when text or the end is waiting for Generate.
+	ready chan struct{}
+	mu    sync.Mutex
+	text  strings.Builder
+	done  bool
+	err   error
+	res   engine.GenerateResult
+}
+
+// send hands text to Generate.
+func (r *request) send(text string) {
+	if text == "" {
+		return
+	}
+	r.mu.Lock()
+	r.text.WriteString(text)
+	r.mu.Unlock()
+	r.signal()
+}
+
+// end hands the result to Generate; the loop no longer touches the request after it.
+func (r *request) end(res engine.GenerateResult, err error) {
+	r.mu.Lock()
+	r.res, r.err, r.done = res, err, true
+	r.mu.Unlock()
+	r.signal()
+}
+
+func (r *request) signal() {
+	select {
+	case r.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the text waiting and whether the request has ended.
+func (r *request) take() (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	text := r.text.String()
+	r.text.Reset()
+	return text, r.done
+}
+
+// slot is one KV-cache sequence: the tokens it holds (kept after a request, for prefix reuse)
+// and the request using it.
+type slot struct {
+	seq    int
+	tokens []int32 // in the KV cache at positions 0..len-1
+	used   uint64  // the loop's step when it last served a request, to reuse the oldest cache
+
+	req     *request
+	res     engine.GenerateResult
+	pending []int32 // prompt tokens still to decode; empty once generating
+	next    int32   // the sampled token to decode next, when generating
+	started time.Time
+	genFrom time.Time
+
+	// In the step being built: the tokens this slot put into the batch and the batch index of
+	// its logits (-1: none).
+	inBatch []int32
+	out     int
+}
+
+func (s *slot) generating() bool { return s.req != nil && len(s.pending) == 0 }
+
+// loop is the decode loop of one model.
+type loop struct {
+	lctx      *native.Context
+	model     *native.Model
+	batch     *native.Batch
+	batchSize int
+	seqLen    int
+	slots     []*slot
+	steps     uint64
+	turn      int // round-robin start among the slots reading a prompt
+	cost      stepCost
+	// promptCap shrinks after the KV cache was full, so steps carry fewer prompt tokens.
+	promptCap int
+
+	wake chan struct{} // a request arrived or stopped
+	done chan struct{} // closed when the loop has ended
+
+	qmu     sync.Mutex
+	queue   []*request
+	closing bool
+
+	// flightMu orders a stopping request's abort against the step starting: inFlight is the
+	// set of requests in the decode running now.
+	flightMu sync.Mutex
+	inFlight []*request
+
+	queued, active                              atomic.Int32
+	requests, promptTokens, genTokens, genNanos atomic.Int64
+}
+
+func newLoop(lctx *native.Context, m *native.Model, batchSize, seqLen, parallel int) *loop {
+	l := &loop{
+		lctx: lctx, model: m, batch: native.NewBatch(batchSize), batchSize: batchSize,
+		seqLen: seqLen, promptCap: batchSize,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	for i := range parallel {
+		l.slots = append(l.slots, &slot{seq: i, out: -1})
+	}
+	go l.run()
+	return l
+}
+
+// submit queues r; it fails when the model is closing.
+func (l *loop) submit(r *request) error {
+	l.qmu.Lock()
+	if l.closing {
+		l.qmu.Unlock()
+		return engine.ErrClosed
+	}
+	l.queue = append(l.queue, r)
+	l.queued.Add(1)
+	l.qmu.Unlock()
+	l.poke()
+	return nil
+}
+
+func (l *loop) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends r early: at once when it is still queued, else at the loop's next step, aborting
+// the running decode when it serves only stopped requests.
+func (l *loop) stop(r *request) {
+	r.stopped.Store(true)
+	l.qmu.Lock()
+	i := slices.Index(l.queue, r)
+	if i >= 0 {
+		l.queue = slices.Delete(l.queue, i, i+1)
+		l.queued.Add(-1)
+	}
+	l.qmu.Unlock()
+	if i >= 0 {
+		r.end(engine.GenerateResult{QueueDuration: time.Since(r.queuedAt)}, stoppedErr(r))
+		return
+	}
+	l.flightMu.Lock()
+	if len(l.inFlight) > 0 && allStopped(l.inFlight) {
+		l.lctx.SetAbort(true)
+	}
+	l.flightMu.Unlock()
+	l.poke()
+}
+
+// close fails the queued requests, lets the running ones finish and waits for the loop to end.
+func (l *loop) close() {
+	l.qmu.Lock()
+	l.closing = true
+	queue := l.queue
+	l.queue = nil
+	l.queued.Store(0)
+	l.qmu.Unlock()
+	for _, r := range queue {
+		r.end(engine.GenerateResult{}, engine.ErrClosed)
+	}
+	l.poke()
+	<-l.done
+	l.batch.Free()
+}
+
+func stoppedErr(r *request) error {
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	return errEmitFailed
+}
+
+// errEmitFailed ends a request whose emit returned an error; Generate returns that error.
+var errEmitFailed = errors.New("emit failed")
+
+func allStopped(rs []*request) bool {
+	for _, r := range rs {
+		if !r.stopped.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *loop) run() {
+	defer close(l.done)
+	for {
+		l.admit()
+		if l.active.Load() == 0 {
+			l.qmu.Lock()
+			closing := l.closing
+			l.qmu.Unlock()
+			if closing {
+				return
+			}
+			<-l.wake
+			continue
+		}
+		l.step()
+	}
+}
+
+// admit gives free slots to queued requests, oldest first.
+func (l *loop) admit() {
+	for {
+		free := l.freeSlots()
+		if len(free) == 0 {
+			return
+		}
+		l.qmu.Lock()
+		if len(l.queue) == 0 {
+			l.qmu.Unlock()
+			return
+		}
+		r := l.queue[0]
+		l.queue = l.queue[1:]
+		l.queued.Add(-1)
+		l.qmu.Unlock()
+		l.start(pickSlot(free, r.prompt), r)
+	}
+}
+
+func (l *loop) freeSlots() []*slot {
+	var free []*slot
+	for _, s := range l.slots {
+		if s.req == nil {
+			free = append(free, s)
+		}
+	}
+	return free
+}
+
+// pickSlot chooses the free slot whose cache shares the longest prefix with prompt, else the
+// one used least recently, so the caches of recent conversations survive longest.
+func pickSlot(free []*slot, prompt []int32) *slot {
+	best, bestLen := free[0], -1
+	for _, s := range free {
+		n := commonPrefix(s.tokens, prompt)
+		if n > bestLen || n == bestLen && s.used < best.used {
+			best, bestLen = s, n
+		}
+	}
+	return best
+}
+
+// start puts r in s, keeping the cached prefix the prompt shares with s's tokens.
+func (l *loop) start(s *slot, r *request) {
+	cached := commonPrefix(s.tokens, r.prompt)
+	if cached == len(r.prompt) {
+		cached-- // the last prompt token must be decoded again to get its logits
+	}
+	if !l.lctx.RemoveTokens(s.seq, cached, -1) {
+		l.lctx.RemoveTokens(s.seq, 0, -1)
+		cached = 0
+	}
+	s.tokens = s.tokens[:cached]
+	s.req = r
+	s.pending = r.prompt[cached:]
+	s.started = time.Now()
+	s.res = engine.GenerateResult{
+		PromptTokens: len(r.prompt), CachedPromptTokens: cached, QueueDuration: s.started.Sub(r.queuedAt),
+	}
+	l.active.Add(1)
+	l.requests.Add(1)
+}
+
+// finish ends the request in s with err (nil: finished normally with s.res.FinishReason).
+func (l *loop) finish(s *slot, err error) {
+	r := s.req
+	if !s.genFrom.IsZero() {
+		s.res.GenerateDuration = time.Since(s.genFrom)
+	}
+	if err == nil {
+		r.send(r.filter.flush())
+	}
+	l.promptTokens.Add(int64(s.res.PromptTokens - s.res.CachedPromptTokens - len(s.pending)))
+	l.genTokens.Add(int64(s.res.CompletionTokens))
+	l.genNanos.Add(int64(s.res.GenerateDuration))
+	l.active.Add(-1)
+	s.req, s.pending, s.genFrom, s.used = nil, nil, time.Time{}, l.steps
+	r.end(s.res, err)
+}
+
+// step builds one batch, decodes it and samples.
+func (l *loop) step() {
+	l.steps++
+	for _, s := range l.slots {
+		if s.req != nil && s.req.stopped.Load() {
+			l.finish(s, stoppedErr(s.req))
+		}
+	}
+	gen := l.fill()
+	if l.batch.Len() == 0 {
+		return
+	}
+
+	l.flightMu.Lock()
+	l.inFlight = l.inFlight[:0]
+	for _, s := range l.slots {
+		if len(s.inBatch) > 0 {
+			l.inFlight = append(l.inFlight, s.req)
+		}
+	}
+	skip := allStopped(l.inFlight)
+	l.lctx.SetAbort(false)
+	l.flightMu.Unlock()
+	if skip {
+		l.unfill()
+		return
+	}
+
+	began := time.Now()
+	err := l.lctx.Decode(l.batch)
+	took := time.Since(began)
+
+	l.flightMu.Lock()
+	l.inFlight = l.inFlight[:0]
+	l.flightMu.Unlock()
+
+	switch {
+	case err == nil:
+	case errors.Is(err, native.ErrAborted):
+		// Every request in the batch stopped: the next step ends them.
+		l.unfill()
+		return
+	case errors.Is(err, native.ErrNoKVSlot):
+		l.unfill()
+		l.relieveCache()
+		return
+	default:
+		// The context is in an unknown state for these sequences: end their requests.
+		l.unfill()
+		for _, s := range l.slots {
+			if s.req != nil {
+				l.lctx.RemoveTokens(s.seq, 0, -1)
+				s.tokens = s.tokens[:0]
+				l.finish(s, fmt.Errorf("llama.cpp failed to decode: %w", err))
+			}
+		}
+		return
+	}
+
+	l.cost.observe(gen, l.batch.Len(), took)
+	if l.promptCap < l.batchSize {
+		l.promptCap = min(l.promptCap*2, l.batchSize) // the cache had room again
+	}
+	for _, s := range l.slots {
+		if len(s.inBatch) == 0 {
+			continue
+		}
+		s.tokens = append(s.tokens, s.inBatch...)
+		if !s.generating() {
+			s.pending = s.pending[len(s.inBatch):]
+		}
+		s.inBatch = s.inBatch[:0]
+		if s.out < 0 {
+			continue
+		}
+		token := s.req.sampler.Sample(l.lctx, s.out)
+		s.out = -1
+		if s.genFrom.IsZero() {
+			s.genFrom = time.Now()
+			s.res.PromptDuration = s.genFrom.Sub(s.started)
+		}
+		l.accept(s, token)
+	}
+}
+
+// fill builds the batch: the next token of every generating sequence, then prompt chunks in
+// turns, within the prompt budget. It returns the number of generating sequences.
+func (l *loop) fill() int {
+	b := l.batch
+	b.Clear()
+	gen := 0
+	for _, s := range l.slots {
+		if s.generating() {
+			s.out = b.Len()
+			s.inBatch = append(s.inBatch[:0], s.next)
+			b.Add(s.next, len(s.tokens), s.seq, true)
+			gen++
+		}
+	}
+	budget := min(l.batchSize-gen, l.promptCap)
+	if gen > 0 {
+		budget = min(budget, l.cost.promptBudget(gen))
+	}
+	var reading []*slot
+	for _, s := range l.slots {
+		if s.req != nil && len(s.pending) > 0 {
+			reading = append(reading, s)
+		}
+	}
+	if len(reading) == 0 {
+		return gen
+	}
+	l.turn = (l.turn + 1) % len(reading)
+	for i := range reading {
+		if budget <= 0 {
+			break
+		}
+		s := reading[(l.turn+i)%len(reading)]
+		n := min(len(s.pending), budget)
+		budget -= n
+		chunk := s.pending[:n]
+		s.inBatch = append(s.inBatch[:0], chunk...)
+		last := n == len(s.pending)
+		for j, t := range chunk {
+			b.Add(t, len(s.tokens)+j, s.seq, last && j == n-1)
+		}
+		if last {
+			s.out = b.Len() - 1
+		}
+	}
+	return gen
+}
+
+// unfill forgets the batch and whatever a failed decode left of it in the cache.
+func (l *loop) unfill() {
+	for _, s := range l.slots {
+		if len(s.inBatch) > 0 {
+			l.lctx.RemoveTokens(s.seq, len(s.tokens), -1)
+			s.inBatch = s.inBatch[:0]
+		}
+		s.out = -1
+	}
+}
+
+// relieveCache makes room after the KV cache had none for a batch: first it drops the caches
+// kept for prefix reuse by idle slots, then it halves the prompt tokens of a step, and when
+// steps carry no prompt it ends the longest request.
+func (l *loop) relieveCache() {
+	freed := false
+	for _, s := range l.slots {
+		if s.req == nil && len(s.tokens) > 0 {
+			l.lctx.RemoveTokens(s.seq, 0, -1)
+			s.tokens = s.tokens[:0]
+			freed = true
+		}
+	}
+	if freed {
+		return
+	}
+	reading := false
+	for _, s := range l.slots {
+		reading = reading || s.req != nil && len(s.pending) > 0
+	}
+	if reading && l.promptCap > 1 {
+		l.promptCap /= 2
+		return
+	}
+	var longest *slot
+	for _, s := range l.slots {
+		if s.req != nil && (longest == nil || len(s.tokens) > len(longest.tokens)) {
+			longest = s
+		}
+	}
+	if longest != nil {
+		l.finish(longest, fmt.Errorf("%w: the KV cache is full with %d requests sharing it; this one, the longest (%d tokens), was ended so the others can go on: retry, or lower parallel or raise context_length", engine.ErrCacheFull, int(l.active.Load()), len(longest.tokens)))
+	}
+}
+
+// accept handles a sampled token: end of generation, text out, stop strings, limits.
+func (l *loop) accept(s *slot, token int32) {
+	r := s.req
+	if l.model.IsEOG(token) {
+		s.res.FinishReason = engine.FinishStop
+		l.finish(s, nil)
+		return
+	}
+	s.res.CompletionTokens++
+	text, stopped := r.filter.push(l.model.AppendPiece(nil, token, false))
+	r.send(text)
+	switch {
+	case stopped:
+		s.res.FinishReason = engine.FinishStop
+		l.finish(s, nil)
+	case r.maxTokens > 0 && s.res.CompletionTokens >= r.maxTokens || len(s.tokens)+1 >= l.seqLen:
+		s.res.FinishReason = engine.FinishLength
+		l.finish(s, nil)
+	default:
+		s.next = token
+	}
+}
+
+// stepCost predicts how long a step takes from the number of tokens in it, t = a + b·n, from
+// two running averages: steps of generating sequences only (small n) and steps that carried
+// prompt tokens as well (large n). It keeps them apart because a generation step is bound by
+// reading the weights and a prompt step by arithmetic; the line through the two gives the
+// extra time per prompt token added to a generation step.
+type stepCost struct {
+	genN, genT       float64 // generation-only steps: mean tokens, mean seconds
+	mixedN, mixedT   float64 // steps with prompt tokens
+	genSeen, mixSeen bool
+}
+
+// costWeight is how much one step moves the averages: about the last 10 steps count.
+const costWeight = 0.1
+
+func (c *stepCost) observe(gen, n int, d time.Duration) {
+	t := d.Seconds()
+	avg := func(mean *float64, seen *bool, v float64) {
+		if !*seen {
+			*mean = v
+			return
+		}
+		*mean += costWeight * (v - *mean)
+	}
+	if n == gen {
+		avg(&c.genN, &c.genSeen, float64(n))
+		avg(&c.genT, &c.genSeen, t)
+		c.genSeen = true
+		return
+	}
+	if n-gen >= minPromptChunk {
+		avg(&c.mixedN, &c.mixSeen, float64(n))
+		avg(&c.mixedT, &c.mixSeen, t)
+		c.mixSeen = true
+	}
+}
+
+// promptBudget is how many prompt tokens may join gen generating tokens in one step.
+func (c *stepCost) promptBudget(gen int) int {
+	if !c.genSeen || !c.mixSeen || c.mixedN <= c.genN+1 {
+		return firstPromptChunk
+	}
+	b := (c.mixedT - c.genT) / (c.mixedN - c.genN)
+	if b <= 0 {
+		return firstPromptChunk
+	}
+	a := max(c.genT-b*c.genN, 0)
+	genStep := a + b*float64(gen)
+	return max(int((promptSlowdown-1)*genStep/b), minPromptChunk)
+}
+
+func commonPrefix(a, b []int32) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
