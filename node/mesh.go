@@ -122,11 +122,18 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 	return m, nil
 }
 
+// pokeGap spaces the looks that pokes ask for: the catalog pokes when any request starts or
+// ends, and on a busy node that is many times a second. It matches the announcer's own gap
+// between republishes, so a queue that moves still reaches peers within a fraction of a second.
+const pokeGap = 100 * time.Millisecond
+
 // watchCapability republishes as soon as what this node serves changes (a model loads, slots
-// fill or free), checking twice a second; the announcer coalesces bursts. It also drops the
-// pooled connections of peers that left the table.
+// fill or free, its queue grows or shrinks): when poked, at most once per pokeGap, and twice a
+// second in any case; the announcer coalesces bursts. It also drops the pooled connections of
+// peers that left the table.
 func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) {
 	var last []byte
+	var looked time.Time
 	known := map[peer.ID]bool{}
 	provided := map[string]time.Time{}
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -137,13 +144,22 @@ func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) 
 			return
 		case <-tick.C:
 		case <-m.poked:
+			if wait := time.Until(looked.Add(pokeGap)); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
-		b, _ := gproto.MarshalOptions{Deterministic: true}.Marshal(self())
+		looked = time.Now()
+		c := self()
+		b, _ := gproto.MarshalOptions{Deterministic: true}.Marshal(c)
 		if string(b) != string(last) {
 			last = b
 			m.announcer.Changed()
 		}
-		m.provideDigests(ctx, self(), provided)
+		m.provideDigests(ctx, c, provided)
 		now := map[peer.ID]bool{}
 		for _, e := range m.announcer.Table().Peers() {
 			now[e.ID] = true
@@ -279,8 +295,10 @@ func selfCapability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.C
 		mc := &pb.ModelCapability{Name: m.Name, Digest: m.Digest, SizeBytes: m.SizeBytes, Modality: api.Modality(m.Modality), Engine: m.Engine,
 			Loaded: m.State == models.StateLoaded, Parallel: int32(m.Info.Parallel)}
 		if mc.Loaded {
-			mc.FreeSlots = int32(max(m.Info.Parallel-m.Stats.Active, 0))
-			mc.QueueDepth = int32(m.Stats.Queued)
+			// From the catalog's count of admitted requests, which moves before the catalog pokes
+			// the watcher; the engine's own counts move a moment later.
+			mc.FreeSlots = int32(max(m.Info.Parallel-m.Requests, 0))
+			mc.QueueDepth = int32(max(m.Requests-m.Info.Parallel, 0))
 			if m.Stats.GenerateTime > 0 {
 				mc.TokensPerSecond = float64(m.Stats.GeneratedTokens) / m.Stats.GenerateTime.Seconds()
 			}
@@ -311,7 +329,7 @@ func localModel(catalog *models.Manager) func(string) router.LocalModel {
 			return router.LocalModel{}
 		}
 		return router.LocalModel{Declared: true, Unavailable: s.State == models.StateUnavailable, Loaded: s.State == models.StateLoaded,
-			FreeSlots: max(s.Info.Parallel-s.Stats.Active, 0)}
+			FreeSlots: max(s.Info.Parallel-s.Requests, 0)}
 	}
 }
 

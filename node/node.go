@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		catalogDecls[i] = d.Decl()
 	}
 	catalog := models.New(&registry, catalogDecls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
-		MaxMemory: budget, GPUMemory: gpuBudgets(backends), OnChange: func() {
+		MaxMemory: budget, GPUMemory: gpuBudgets(backends), MaxQueue: cfg.Lifecycle.MaxQueue, OnChange: func() {
 			if onChange != nil {
 				onChange()
 			}

@@ -266,13 +266,14 @@ func TestMeshForwardsToThePeerWithTheModel(t *testing.T) {
 	if !strings.Contains(string(body), aID) || !strings.Contains(string(body), `"node_name":"alpha"`) {
 		t.Fatalf("/api/peers: %s", body)
 	}
-	// The peer's hardware travels in its capabilities: cores, RAM and the CPU code it runs. The
-	// free slot comes back with the next announcement once alpha's last request has ended (an
-	// announcement may have caught it busy): a liveness bound, not a timing check.
+	// The peer's hardware travels in its capabilities: cores, RAM and the CPU code it runs. All
+	// of x's slots (parallel is auto: 4 on a CPU) are free again with the next announcement
+	// once alpha's last request has ended (an announcement may have caught it busy): a
+	// liveness bound, not a timing check.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, _, code := b.run("peers")
-		if code == 0 && strings.Contains(out, "alpha") && strings.Contains(out, "x* 1/0") &&
+		if code == 0 && strings.Contains(out, "alpha") && strings.Contains(out, "x* 4/0") &&
 			strings.Contains(out, " cores, ") && strings.Contains(out, " RAM, cpu ") {
 			break
 		}

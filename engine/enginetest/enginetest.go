@@ -5,7 +5,9 @@
 // A model loads from any existing file at once. A request is answered with the words of its
 // prompt (or of its last message), one piece per token, as " word"; with IgnoreEOS it then
 // repeats " more" until MaxTokens, or, without a limit, until its context is cancelled. Stop
-// strings, MaxTokens and cancellation behave as the real engine's do.
+// strings, MaxTokens and cancellation behave as the real engine's do, and so do slots: a model
+// runs Parallel requests at once, the others queue for a slot (Stats.Queued counts them).
+// Engine.Gate holds running requests, and Engine.LoadGate loads, until a test lets them go.
 package enginetest
 
 import (
@@ -24,6 +26,11 @@ import (
 type Engine struct {
 	// Loads counts the models loaded so far.
 	Loads atomic.Int64
+	// Gate, when not nil, holds every request that has a slot before its first piece until
+	// Gate is closed or the request's context ends. Set it before the first load.
+	Gate chan struct{}
+	// LoadGate, when not nil, holds every load until it is closed or the load's context ends.
+	LoadGate chan struct{}
 }
 
 // Name implements engine.LLMEngine.
@@ -31,6 +38,12 @@ func (*Engine) Name() string { return engine.DefaultEngine }
 
 // LoadLLM implements engine.LLMEngine.
 func (e *Engine) LoadLLM(ctx context.Context, opts engine.LoadOptions) (engine.LLM, error) {
+	if e.LoadGate != nil {
+		select {
+		case <-e.LoadGate:
+		case <-ctx.Done():
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -39,12 +52,15 @@ func (e *Engine) LoadLLM(ctx context.Context, opts engine.LoadOptions) (engine.L
 		return nil, err
 	}
 	e.Loads.Add(1)
+	parallel := max(opts.Parallel, 1)
 	return &model{info: engine.ModelInfo{Architecture: "fake", SizeBytes: fi.Size(), ContextLength: max(opts.ContextLength, 256),
-		TrainContextLength: 2048, Parallel: max(opts.Parallel, 1)}}, nil
+		TrainContextLength: 2048, Parallel: parallel}, slots: make(chan struct{}, parallel), gate: e.Gate}, nil
 }
 
 type model struct {
 	info    engine.ModelInfo
+	slots   chan struct{} // one element per running request
+	gate    <-chan struct{}
 	mu      sync.Mutex
 	stats   engine.Stats
 	running sync.WaitGroup
@@ -71,20 +87,24 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	}
 	m.running.Add(1)
 	defer m.running.Done()
-	m.mu.Lock()
-	m.stats.Active++
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		m.stats.Active--
-		m.mu.Unlock()
-	}()
+	queued := time.Now()
+	if err := m.takeSlot(ctx); err != nil {
+		return engine.GenerateResult{}, err
+	}
+	defer m.freeSlot()
 	prompt := req.Prompt
 	if n := len(req.Messages); n > 0 {
 		prompt = req.Messages[n-1].Content
 	}
 	words := strings.Fields(prompt)
-	res := engine.GenerateResult{PromptTokens: len(words), FinishReason: engine.FinishStop}
+	res := engine.GenerateResult{PromptTokens: len(words), FinishReason: engine.FinishStop, QueueDuration: time.Since(queued)}
+	if m.gate != nil {
+		select {
+		case <-m.gate:
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
 	start := time.Now()
 	var text strings.Builder
 	for i := 0; ; i++ {
@@ -132,6 +152,33 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	m.stats.GenerateTime += res.GenerateDuration
 	m.mu.Unlock()
 	return res, nil
+}
+
+// takeSlot waits, counted in Stats.Queued, until the model has a free slot for a request.
+func (m *model) takeSlot(ctx context.Context) error {
+	m.mu.Lock()
+	m.stats.Queued++
+	m.mu.Unlock()
+	var err error
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	m.mu.Lock()
+	m.stats.Queued--
+	if err == nil {
+		m.stats.Active++
+	}
+	m.mu.Unlock()
+	return err
+}
+
+func (m *model) freeSlot() {
+	m.mu.Lock()
+	m.stats.Active--
+	m.mu.Unlock()
+	<-m.slots
 }
 
 // firstStop is where the earliest stop string starts in text, or -1.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/enginetest"
@@ -59,5 +60,59 @@ func TestFakeEngineBehavesAsTheInterfaceSays(t *testing.T) {
 	llm.Close()
 	if _, _, err := run(t.Context(), engine.GenerateRequest{Prompt: "x"}); !errors.Is(err, engine.ErrClosed) {
 		t.Errorf("after close: %v", err)
+	}
+}
+
+func TestFakeEngineQueuesPastItsSlotsAndHoldsAtTheGate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, []byte("fake"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := enginetest.Engine{Gate: make(chan struct{})}
+	llm, err := e.LoadLLM(t.Context(), engine.LoadOptions{Path: path, Parallel: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { llm.Close() })
+	generate := func(ctx context.Context, out chan<- error) {
+		_, err := llm.Generate(ctx, engine.GenerateRequest{Prompt: "hi"}, func(string) error { return nil })
+		out <- err
+	}
+	first, second := make(chan error, 1), make(chan error, 1)
+	go generate(t.Context(), first)
+	waitStats(t, llm, engine.Stats{Active: 1})
+	ctx, cancel := context.WithCancel(t.Context())
+	go generate(ctx, second)
+	waitStats(t, llm, engine.Stats{Active: 1, Queued: 1})
+
+	cancel() // a queued request leaves the queue when its context ends
+	if err := <-second; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled while queued: %v", err)
+	}
+	waitStats(t, llm, engine.Stats{Active: 1})
+	select {
+	case err := <-first:
+		t.Fatalf("the gate let a request through while closed: %v", err)
+	default:
+	}
+	close(e.Gate)
+	if err := <-first; err != nil {
+		t.Fatalf("after the gate opened: %v", err)
+	}
+	if st := llm.Stats(); st.Active != 0 || st.Queued != 0 || st.Requests != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// waitStats polls until the model's running and queued requests are want's: a liveness bound
+// for goroutines to reach the engine, not a timing check.
+func waitStats(t *testing.T, llm engine.LLM, want engine.Stats) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for st := llm.Stats(); st.Active != want.Active || st.Queued != want.Queued; st = llm.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, want %d active and %d queued", st, want.Active, want.Queued)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

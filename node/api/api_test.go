@@ -42,6 +42,7 @@ func TestToStatusMapsEachSentinel(t *testing.T) {
 		{engine.ErrInvalidRequest, codes.InvalidArgument},
 		{engine.ErrContextExceeded, codes.InvalidArgument},
 		{store.ErrAccessDenied, codes.PermissionDenied},
+		{models.ErrBusy, codes.ResourceExhausted},
 		{store.ErrBusy, codes.Aborted},
 		{engine.ErrUnsupported, codes.Unimplemented},
 		{context.Canceled, codes.Canceled},

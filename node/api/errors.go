@@ -37,6 +37,8 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, store.ErrAccessDenied):
 		code = codes.PermissionDenied
+	case errors.Is(err, models.ErrBusy), errors.Is(err, engine.ErrCacheFull):
+		code = codes.ResourceExhausted
 	case errors.Is(err, store.ErrBusy):
 		code = codes.Aborted
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, engine.ErrContextExceeded):

@@ -95,7 +95,7 @@ func (s *ModelService) DeleteModel(ctx context.Context, req *pb.DeleteModelReque
 }
 
 func running(st models.Status) *pb.RunningModel {
-	r := &pb.RunningModel{Name: st.Name, MemoryBytes: st.SizeBytes, ActiveRequests: int32(st.Refs),
+	r := &pb.RunningModel{Name: st.Name, MemoryBytes: st.MemoryBytes, ActiveRequests: int32(st.Refs),
 		KeepAlive: keepAliveText(st.KeepAlive), LoadedAtUnixMs: st.LoadedAt.UnixMilli()}
 	if st.Refs == 0 && !st.LastUsed.IsZero() {
 		r.IdleMs = time.Since(st.LastUsed).Milliseconds()

@@ -82,7 +82,7 @@ type P2P struct {
 }
 
 // Lifecycle holds the keys of the [models] table itself (model tables sit beside them, so no
-// model may be called keep_alive, max_memory or allow_remote).
+// model may be called keep_alive, max_memory, allow_remote or max_queue).
 type Lifecycle struct {
 	// KeepAlive is models.keep_alive: how long an idle model stays loaded; 0 unloads at once,
 	// KeepForever never. Requests may override it.
@@ -93,6 +93,10 @@ type Lifecycle struct {
 	// AllowRemote is models.allow_remote: what peers may ask this node to do (load, unload,
 	// pull, delete).
 	AllowRemote []string
+	// MaxQueue is models.max_queue: how many requests may wait for each model beyond its
+	// parallel slots; a request past it is refused at once (HTTP 503, RESOURCE_EXHAUSTED).
+	// 0 means no limit.
+	MaxQueue int
 }
 
 // Router is the [router] table.
@@ -143,7 +147,8 @@ type Model struct {
 	// MainGPU is main_gpu: -1 spreads the layers over every GPU; N runs the whole model on
 	// GPU N (in the order `syn4pse status` lists the devices).
 	MainGPU int
-	// Parallel is parallel: how many sequences the model decodes at once.
+	// Parallel is parallel: how many sequences the model decodes at once; 0 lets the node
+	// choose one that fits memory (auto).
 	Parallel int
 	// FlashAttention is flash_attention: auto, on or off.
 	FlashAttention string
@@ -302,6 +307,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 	cfg.Lifecycle.KeepAlive, _ = ParseKeepAlive(k.String("models.keep_alive"))
 	cfg.Lifecycle.MaxMemory, _ = parseSize(k.String("models.max_memory"))
 	cfg.Lifecycle.AllowRemote = k.Strings("models.allow_remote")
+	cfg.Lifecycle.MaxQueue = k.Int("models.max_queue")
 	var errs []error
 	if p := cfg.Server.HTTPPort; p != 0 && p == cfg.Server.GRPCPort {
 		errs = append(errs, invalidf("server.http_port and server.grpc_port are both %d; the two servers need different ports", p))

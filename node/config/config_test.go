@@ -50,7 +50,7 @@ func defaultConfig(t *testing.T) Config {
 		},
 		Router:    Router{MaxHops: 1},
 		Engine:    Engine{CPUVariant: "auto"},
-		Lifecycle: Lifecycle{KeepAlive: 5 * time.Minute, AllowRemote: []string{"load", "unload"}},
+		Lifecycle: Lifecycle{KeepAlive: 5 * time.Minute, AllowRemote: []string{"load", "unload"}, MaxQueue: 64},
 	}
 }
 
@@ -79,7 +79,7 @@ func TestListKeys(t *testing.T) {
 func llm(name, path, declared string) Model {
 	return Model{
 		Name: name, Modality: "llm", Engine: "llama_cpp", Path: path, Enabled: true,
-		BatchSize: 512, GPULayers: -1, MainGPU: -1, Parallel: 1, FlashAttention: "auto", Declared: declared,
+		BatchSize: 512, GPULayers: -1, MainGPU: -1, Parallel: 0, FlashAttention: "auto", Declared: declared,
 	}
 }
 
@@ -346,17 +346,21 @@ func TestCommittedFile(t *testing.T) {
 func TestLifecycleKeys(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "syn4pse.toml")
-	if err := os.WriteFile(path, []byte("[models]\nkeep_alive = -1\nmax_memory = \"8GiB\"\nallow_remote = [\"load\"]\n[models.tiny]\npath = \"t.gguf\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("[models]\nkeep_alive = -1\nmax_memory = \"8GiB\"\nallow_remote = [\"load\"]\nmax_queue = 0\n[models.tiny]\npath = \"t.gguf\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := Load(LoadOptions{Path: path, Env: []string{"SYN4PSE_MODELS_KEEP_ALIVE=10m"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Lifecycle.KeepAlive != 10*time.Minute || cfg.Lifecycle.MaxMemory != 8<<30 || len(cfg.Models) != 1 || cfg.Models[0].Name != "tiny" {
+	if cfg.Lifecycle.KeepAlive != 10*time.Minute || cfg.Lifecycle.MaxMemory != 8<<30 || cfg.Lifecycle.MaxQueue != 0 || len(cfg.Models) != 1 || cfg.Models[0].Name != "tiny" {
 		t.Fatalf("lifecycle %+v models %+v", cfg.Lifecycle, cfg.Models)
 	}
-	for _, bad := range []string{"[models]\nkeep_alive = \"soon\"\n", "[models]\nmax_memory = \"lots\"\n", "[models]\nallow_remote = [\"format_disk\"]\n"} {
+	cfg, err = Load(LoadOptions{Path: path, Env: []string{"SYN4PSE_MODELS_MAX_QUEUE=8"}})
+	if err != nil || cfg.Lifecycle.MaxQueue != 8 {
+		t.Fatalf("SYN4PSE_MODELS_MAX_QUEUE=8: %+v, %v", cfg.Lifecycle, err)
+	}
+	for _, bad := range []string{"[models]\nkeep_alive = \"soon\"\n", "[models]\nmax_memory = \"lots\"\n", "[models]\nallow_remote = [\"format_disk\"]\n", "[models]\nmax_queue = -1\n"} {
 		if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
 		}

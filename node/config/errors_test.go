@@ -84,9 +84,9 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name: "bad engine option",
-			file: "[backends.llm.llama_cpp]\nmodel = \"a.gguf\"\nparallel = 0\nflash_attention = \"maybe\"\n",
+			file: "[backends.llm.llama_cpp]\nmodel = \"a.gguf\"\nparallel = -1\nflash_attention = \"maybe\"\n",
 			want: []string{
-				`FILE: backends.llm.llama_cpp.parallel: want an integer 1-1024, got 0`,
+				`FILE: backends.llm.llama_cpp.parallel: want an integer 0-1024, got -1`,
 				`FILE: backends.llm.llama_cpp.flash_attention: want one of auto, on, off, got "maybe"`,
 			},
 		},

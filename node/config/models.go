@@ -19,7 +19,7 @@ const (
 	defaultBatchSize      = engine.DefaultBatchSize
 	defaultGPULayers      = -1
 	defaultMainGPU        = -1
-	defaultParallel       = 1
+	defaultParallel       = 0 // auto: node/models picks it for the memory budget
 	defaultFlashAttention = "auto"
 )
 

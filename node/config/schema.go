@@ -44,6 +44,7 @@ func defaultValues() map[string]any {
 		"models.keep_alive":       "5m",
 		"models.max_memory":       "0",
 		"models.allow_remote":     []string{"load", "unload"},
+		"models.max_queue":        64,
 		"engine.library_path":     "",
 		"engine.cpu_variant":      "auto",
 	}
@@ -99,6 +100,7 @@ var schema = &node{children: map[string]*node{
 		"keep_alive":   {field: &field{kind: kindKeepAlive}},
 		"max_memory":   {field: &field{kind: kindSize}},
 		"allow_remote": {field: &field{kind: kindList, choices: remoteOperations}},
+		"max_queue":    {field: &field{kind: kindInt, min: 0, max: math.MaxInt32}},
 	}},
 	"backends": backendTables(),
 	"engine": {children: map[string]*node{
@@ -121,7 +123,7 @@ func engineOptions() map[string]*node {
 		"batch_size":      {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
 		"gpu_layers":      {field: &field{kind: kindInt, min: -1, max: math.MaxInt32}},
 		"main_gpu":        {field: &field{kind: kindInt, min: -1, max: 255}},
-		"parallel":        {field: &field{kind: kindInt, min: 1, max: 1024}},
+		"parallel":        {field: &field{kind: kindInt, min: 0, max: 1024}},
 		"flash_attention": {field: &field{kind: kindChoice, choices: []string{"auto", "on", "off"}, boolOnOff: true}},
 	}
 }

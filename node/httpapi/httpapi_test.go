@@ -3,12 +3,14 @@ package httpapi_test
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/enginetest"
@@ -24,20 +26,27 @@ import (
 // serve is an HTTP API over one model, "echo", on the fake engine.
 func serve(t *testing.T) string {
 	t.Helper()
+	url, _ := serveWith(t, &enginetest.Engine{}, models.Options{})
+	return url
+}
+
+// serveWith is serve over eng with the catalog's options; it returns the catalog too.
+func serveWith(t *testing.T, eng *enginetest.Engine, opts models.Options) (string, *models.Manager) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "echo.gguf")
 	if err := os.WriteFile(path, []byte("fake"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var registry engine.Registry
-	registry.RegisterLLM(&enginetest.Engine{})
+	registry.RegisterLLM(eng)
 	catalog := models.New(&registry, []models.Decl{{Name: "echo", Modality: "llm", Engine: engine.DefaultEngine, Path: path,
-		Enabled: true, Options: engine.LoadOptions{Parallel: 1, MainGPU: -1}, Declared: "test [models.echo]"}}, models.Options{})
+		Enabled: true, Options: engine.LoadOptions{Parallel: 1, MainGPU: -1}, Declared: "test [models.echo]"}}, opts)
 	t.Cleanup(func() { catalog.Close() })
 	h := httpapi.New(&api.InferenceService{Models: catalog, NodeID: "self"}, &api.ModelService{Models: catalog},
 		&api.NodeService{Models: catalog, NodeID: "self"})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return srv.URL, catalog
 }
 
 func post(t *testing.T, url, body string) *http.Response {
@@ -171,5 +180,98 @@ func TestModelsAndHealth(t *testing.T) {
 	health.Body.Close()
 	if health.StatusCode != 200 {
 		t.Fatalf("/healthz: %d", health.StatusCode)
+	}
+}
+
+// reply is an HTTP response read whole, for requests made off the test's goroutine.
+type reply struct {
+	status     int
+	retryAfter string
+	body       string
+	err        error
+}
+
+func postAsync(url, body string) <-chan reply {
+	out := make(chan reply, 1)
+	go func() {
+		res, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			out <- reply{err: err}
+			return
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		out <- reply{status: res.StatusCode, retryAfter: res.Header.Get("Retry-After"), body: string(b), err: err}
+	}()
+	return out
+}
+
+// waitEngine polls until the model runs and queues the given numbers of requests: a liveness
+// bound for requests to reach the engine, not a timing check.
+func waitEngine(t *testing.T, catalog *models.Manager, active, queued int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, _ := catalog.Status("echo")
+		if s.Stats.Active == active && s.Stats.Queued == queued {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("engine stats %+v, want %d active and %d queued", s.Stats, active, queued)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestFullQueueAnswers503AtOnce(t *testing.T) {
+	eng := &enginetest.Engine{Gate: make(chan struct{})}
+	base, catalog := serveWith(t, eng, models.Options{MaxQueue: 1})
+	chat := `{"model":"echo","messages":[{"role":"user","content":"held"}]}`
+	running := postAsync(base+"/v1/chat/completions", chat)
+	waitEngine(t, catalog, 1, 0)
+	queued := postAsync(base+"/v1/chat/completions", chat)
+	waitEngine(t, catalog, 1, 1)
+
+	// The model's slot and its one queue place are taken: more requests are refused while the
+	// two still wait at the gate.
+	refused := []struct{ path, body string }{
+		{"/v1/chat/completions", chat},
+		{"/v1/chat/completions", `{"model":"echo","stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+		{"/v1/completions", `{"model":"echo","prompt":"hi"}`},
+	}
+	for _, r := range refused {
+		res := post(t, base+r.path, r.body)
+		var out struct {
+			Error struct {
+				Message string `json:"message"`
+				Type    string `json:"type"`
+				Code    string `json:"code"`
+			} `json:"error"`
+		}
+		if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+			t.Fatalf("%s: %v", r.body, err)
+		}
+		if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" ||
+			out.Error.Code != "model_busy" || out.Error.Type != "server_error" || !strings.Contains(out.Error.Message, "retry later") {
+			t.Fatalf("%s: status %d, Retry-After %q, error %+v; want 503, Retry-After 1, model_busy",
+				r.body, res.StatusCode, res.Header.Get("Retry-After"), out.Error)
+		}
+	}
+	select {
+	case r := <-running:
+		t.Fatalf("the running request ended at the gate: %+v", r)
+	case r := <-queued:
+		t.Fatalf("the queued request ended: %+v", r)
+	default:
+	}
+
+	close(eng.Gate)
+	for _, ch := range []<-chan reply{running, queued} {
+		if r := <-ch; r.err != nil || r.status != http.StatusOK || !strings.Contains(r.body, " held") {
+			t.Fatalf("a held request after the gate opened: %+v", r)
+		}
+	}
+	if res := post(t, base+"/v1/completions", `{"model":"echo","prompt":"still here"}`); res.StatusCode != http.StatusOK {
+		t.Fatalf("after the queue emptied: %d", res.StatusCode)
 	}
 }

@@ -123,7 +123,9 @@ func statusError(err error) (int, errorBody) {
 	case codes.Unavailable:
 		httpStatus, typ, code = http.StatusServiceUnavailable, "server_error", "model_unavailable"
 	case codes.ResourceExhausted:
-		httpStatus, typ = http.StatusTooManyRequests, "rate_limit_error"
+		// A model's queue is full (models.max_queue): the node is overloaded, not the client
+		// rate limited; OpenAI's SDKs retry a 503 after its Retry-After.
+		httpStatus, typ, code = http.StatusServiceUnavailable, "server_error", "model_busy"
 	case codes.Unimplemented:
 		httpStatus, typ = http.StatusNotImplemented, "invalid_request_error"
 	case codes.PermissionDenied:
@@ -138,8 +140,15 @@ func statusError(err error) (int, errorBody) {
 	return httpStatus, newErrorBody(typ, code, st.Message())
 }
 
+// retryAfter is the Retry-After, in seconds, of a request refused because its model's queue is
+// full: a place frees when any running request ends, and the queue moves in seconds.
+const retryAfter = "1"
+
 func writeStatusError(w http.ResponseWriter, err error) {
 	httpStatus, body := statusError(err)
+	if status.Code(err) == codes.ResourceExhausted {
+		w.Header().Set("Retry-After", retryAfter)
+	}
 	writeJSON(w, httpStatus, body)
 }
 

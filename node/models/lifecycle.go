@@ -16,6 +16,7 @@ type Lease struct {
 	e         *entry
 	llm       engine.LLM
 	keepAlive *time.Duration
+	admitted  bool // a request's lease, counted in e.requests
 	once      sync.Once
 }
 
@@ -24,14 +25,74 @@ func (l *Lease) LLM() engine.LLM { return l.llm }
 
 // Release ends the hold; with no other holder the model's keep-alive starts.
 func (l *Lease) Release() {
-	l.once.Do(func() { l.m.release(l.e, l.keepAlive) })
+	l.once.Do(func() { l.m.release(l.e, l.keepAlive, l.admitted) })
 }
 
 // Acquire returns the model called name loaded and held for one request, loading it (and
 // unloading idle models to make room) when needed. keepAlive, when not nil, replaces the
 // model's keep-alive from this request on. It fails with ErrNotFound (naming the models that
-// exist) or ErrUnavailable (with the reason).
+// exist), ErrUnavailable (with the reason) or, at once, ErrBusy when MaxQueue requests already
+// wait for the model. The request counts in the model's queue until Release, or until Acquire
+// fails (its context ended while it waited, say).
 func (m *Manager) Acquire(ctx context.Context, name string, keepAlive *time.Duration) (*Lease, error) {
+	e, err := m.admit(name)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := m.acquire(ctx, name, keepAlive)
+	if err != nil {
+		m.leave(e)
+		return nil, err
+	}
+	// Register and Remove leave an entry with requests in place, so the lease is e's; without
+	// e the model appeared after admit looked, and the request goes uncounted.
+	lease.admitted = e != nil
+	return lease, nil
+}
+
+// admit counts a request in the queue of the model called name, or refuses it with ErrBusy
+// when the queue is full. It returns the entry counted in, nil when there is none (acquire
+// then says why).
+func (m *Manager) admit(name string) (*entry, error) {
+	m.mu.Lock()
+	e, ok := m.entries[name]
+	if !ok || m.closed {
+		m.mu.Unlock()
+		return nil, nil
+	}
+	if waiting := e.requests - e.slotsLocked(); m.opts.MaxQueue > 0 && waiting >= m.opts.MaxQueue {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: the queue of %q is full (%d waiting for a slot, models.max_queue = %d); retry later or add a node",
+			ErrBusy, name, waiting, m.opts.MaxQueue)
+	}
+	e.requests++
+	m.mu.Unlock()
+	m.changed()
+	return e, nil
+}
+
+// leave takes a request that admit counted out of e's queue.
+func (m *Manager) leave(e *entry) {
+	if e == nil {
+		return
+	}
+	m.mu.Lock()
+	e.requests--
+	m.mu.Unlock()
+	m.changed()
+}
+
+// slotsLocked is how many requests e runs at once: its engine's parallel sequences.
+func (e *entry) slotsLocked() int {
+	if e.llm != nil {
+		return max(e.llm.Info().Parallel, 1)
+	}
+	return max(e.decl.Options.Parallel, 1)
+}
+
+// acquire is Acquire without the queue: Load uses it directly, so that loading a model by hand
+// neither counts as a request nor is refused by a full queue.
+func (m *Manager) acquire(ctx context.Context, name string, keepAlive *time.Duration) (*Lease, error) {
 	for {
 		m.mu.Lock()
 		e, ok := m.entries[name]
@@ -81,7 +142,7 @@ func (m *Manager) Acquire(ctx context.Context, name string, keepAlive *time.Dura
 
 // Load loads the model now (if it is not loaded) and starts its keep-alive.
 func (m *Manager) Load(ctx context.Context, name string, keepAlive *time.Duration) error {
-	lease, err := m.Acquire(ctx, name, keepAlive)
+	lease, err := m.acquire(ctx, name, keepAlive)
 	if err != nil {
 		return err
 	}
@@ -119,7 +180,7 @@ func (m *Manager) Remove(name string, force bool) (string, error) {
 		m.mu.Unlock()
 		return "", fmt.Errorf("%w: %q is not a model of this node", ErrNotFound, name)
 	}
-	if e.refs > 0 || e.loading != nil || (e.llm != nil && !force) {
+	if e.refs > 0 || e.requests > 0 || e.loading != nil || (e.llm != nil && !force) {
 		m.mu.Unlock()
 		return "", fmt.Errorf("%w: %q is loaded; unload it first or force", ErrInUse, name)
 	}
@@ -136,10 +197,13 @@ func (m *Manager) Remove(name string, force bool) (string, error) {
 	return e.decl.Path, nil
 }
 
-// release ends one lease of e.
-func (m *Manager) release(e *entry, keepAlive *time.Duration) {
+// release ends one lease of e; admitted says it was a request's, counted in e's queue.
+func (m *Manager) release(e *entry, keepAlive *time.Duration, admitted bool) {
 	m.mu.Lock()
 	e.refs--
+	if admitted {
+		e.requests--
+	}
 	e.lastUsed = time.Now()
 	if keepAlive != nil {
 		e.keepAlive = *keepAlive
@@ -157,6 +221,8 @@ func (m *Manager) release(e *entry, keepAlive *time.Duration) {
 	m.mu.Unlock()
 	if closing != nil {
 		closing.Close()
+	}
+	if closing != nil || admitted {
 		m.changed()
 	}
 }
@@ -221,7 +287,8 @@ func (m *Manager) loadLocked(name string, e *entry) {
 		slog.Warn("model unavailable", "model", name, "path", e.decl.Path, "reason", e.reason)
 	} else {
 		e.state, e.llm, e.loadedAt, e.lastUsed = StateLoaded, llm, time.Now(), time.Now()
-		slog.Info("model loaded", "model", name, "took", time.Since(start).Round(time.Millisecond), "context", llm.Info().ContextLength)
+		slog.Info("model loaded", "model", name, "took", time.Since(start).Round(time.Millisecond), "context", llm.Info().ContextLength,
+			"parallel", llm.Info().Parallel)
 	}
 	m.wakeLocked()
 	m.mu.Unlock()
@@ -249,7 +316,8 @@ func (e *entry) startExpiry(m *Manager, after time.Duration) {
 	e.stopExpiry()
 	e.expiresAt = time.Now().Add(after)
 	var timer *time.Timer
-	timer = time.AfterFunc(after, func() { m.expire(e, timer) })
+	// expire reads timer under m.mu, which the caller holds until timer is set.
+	timer = time.AfterFunc(after, func() { m.expire(e, &timer) })
 	e.expiry = timer
 }
 
@@ -262,9 +330,9 @@ func (e *entry) stopExpiry() {
 }
 
 // expire unloads e when its keep-alive timer fired and nothing used it since.
-func (m *Manager) expire(e *entry, timer *time.Timer) {
+func (m *Manager) expire(e *entry, timer **time.Timer) {
 	m.mu.Lock()
-	if e.expiry != timer || e.refs > 0 || e.llm == nil || m.closed {
+	if e.expiry != *timer || e.refs > 0 || e.llm == nil || m.closed {
 		m.mu.Unlock()
 		return
 	}

@@ -2,12 +2,17 @@ package models_test
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/engine/enginetest"
 	"github.com/ekisa-team/syn4pse/node/models"
 )
 
@@ -163,5 +168,148 @@ func TestRemoveRefusesLoaded(t *testing.T) {
 	}
 	if _, ok := m.Status("a"); ok {
 		t.Fatal("a still listed")
+	}
+}
+
+// fakeCatalog is a manager over eng (the fake engine) with one model, "m", of one slot.
+func fakeCatalog(t *testing.T, eng *enginetest.Engine, opts models.Options) *models.Manager {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, []byte("fake"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var registry engine.Registry
+	registry.RegisterLLM(eng)
+	m := models.New(&registry, []models.Decl{{Name: "m", Modality: "llm", Engine: engine.DefaultEngine, Path: path, Enabled: true,
+		Options: engine.LoadOptions{Parallel: 1}}}, opts)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// waitRequests polls until the model counts want requests: a liveness bound for goroutines to
+// reach Acquire, not a timing check.
+func waitRequests(t *testing.T, m *models.Manager, name string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, _ := m.Status(name)
+		if s.Requests == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d requests, want %d", name, s.Requests, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestQueueRefusesPastMaxQueueAtOnce(t *testing.T) {
+	m := fakeCatalog(t, &enginetest.Engine{}, models.Options{KeepAlive: time.Hour, MaxQueue: 1})
+	running, err := m.Acquire(t.Context(), "m", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := m.Acquire(t.Context(), "m", nil)
+	if err != nil {
+		t.Fatalf("one request waiting is within max_queue 1: %v", err)
+	}
+	_, err = m.Acquire(t.Context(), "m", nil)
+	if !errors.Is(err, models.ErrBusy) || !strings.Contains(err.Error(), "retry later") {
+		t.Fatalf("third request: %v, want ErrBusy saying what to do", err)
+	}
+	if s, _ := m.Status("m"); s.Requests != 2 || s.Refs != 2 {
+		t.Fatalf("a refused request was counted: %+v", s)
+	}
+	// Loading by hand is no request: a full queue neither refuses nor counts it.
+	if err := m.Load(t.Context(), "m", nil); err != nil {
+		t.Fatalf("load with a full queue: %v", err)
+	}
+	running.Release()
+	next, err := m.Acquire(t.Context(), "m", nil)
+	if err != nil {
+		t.Fatalf("after a request ended: %v", err)
+	}
+	queued.Release()
+	next.Release()
+	next.Release() // a second Release is a no-op
+	if s, _ := m.Status("m"); s.Requests != 0 || s.Refs != 0 {
+		t.Fatalf("after every release: %+v", s)
+	}
+
+	unlimited := fakeCatalog(t, &enginetest.Engine{}, models.Options{KeepAlive: time.Hour})
+	for range 100 {
+		l, err := unlimited.Acquire(t.Context(), "m", nil)
+		if err != nil {
+			t.Fatalf("max_queue 0 is no limit: %v", err)
+		}
+		t.Cleanup(l.Release)
+	}
+}
+
+func TestRequestsWaitingForALoadCountAndCancelledOnesLeave(t *testing.T) {
+	eng := &enginetest.Engine{LoadGate: make(chan struct{})}
+	m := fakeCatalog(t, eng, models.Options{KeepAlive: time.Hour, MaxQueue: 1})
+	type result struct {
+		lease *models.Lease
+		err   error
+	}
+	acquire := func(ctx context.Context) <-chan result {
+		out := make(chan result, 1)
+		go func() {
+			l, err := m.Acquire(ctx, "m", nil)
+			out <- result{l, err}
+		}()
+		return out
+	}
+	first := acquire(t.Context())
+	waitRequests(t, m, "m", 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	second := acquire(ctx)
+	waitRequests(t, m, "m", 2)
+	if _, err := m.Acquire(t.Context(), "m", nil); !errors.Is(err, models.ErrBusy) {
+		t.Fatalf("a third request while the model loads: %v, want ErrBusy", err)
+	}
+
+	cancel()
+	if r := <-second; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled while waiting: %v", r.err)
+	}
+	waitRequests(t, m, "m", 1)
+	third := acquire(t.Context()) // takes the place the cancelled one left
+	waitRequests(t, m, "m", 2)
+	close(eng.LoadGate)
+	for _, ch := range []<-chan result{first, third} {
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("after the load: %v", r.err)
+		}
+		r.lease.Release()
+	}
+	if s, _ := m.Status("m"); s.Requests != 0 || s.State != models.StateLoaded {
+		t.Fatalf("after every release: %+v", s)
+	}
+}
+
+func TestRequestsStartAndEndReportChanges(t *testing.T) {
+	var changes atomic.Int32
+	m := fakeCatalog(t, &enginetest.Engine{}, models.Options{KeepAlive: time.Hour, OnChange: func() { changes.Add(1) }})
+	if err := m.Load(t.Context(), "m", nil); err != nil {
+		t.Fatal(err)
+	}
+	before := changes.Load()
+	lease, err := m.Acquire(t.Context(), "m", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changes.Load() == before {
+		t.Fatal("a request started without a change reported: peers would not see the slot taken")
+	}
+	if s, _ := m.Status("m"); s.Requests != 1 {
+		t.Fatalf("requests %d, want 1", s.Requests)
+	}
+	before = changes.Load()
+	lease.Release()
+	if changes.Load() == before {
+		t.Fatal("a request ended without a change reported")
 	}
 }

@@ -7,6 +7,10 @@
 // unloads after its keep-alive; a load that would pass the memory budget first unloads the
 // least recently used idle model, waiting for a running request to end if it must. Loads of the
 // same model are shared: concurrent requests trigger one load.
+//
+// Back-pressure: each model admits its parallel slots plus Options.MaxQueue requests (waiting
+// for it to load or for a slot); one more is refused at once with ErrBusy, so a client or the
+// router can go elsewhere instead of waiting out a timeout.
 package models
 
 import (
@@ -32,6 +36,9 @@ var (
 	ErrUnavailable = errors.New("model unavailable")
 	// ErrInUse means a model cannot be removed while it is loaded.
 	ErrInUse = errors.New("model in use")
+	// ErrBusy means the model's queue is full (Options.MaxQueue): the request was refused at
+	// once rather than made to wait.
+	ErrBusy = errors.New("model busy")
 )
 
 // State is where a model is in its life.
@@ -54,12 +61,17 @@ type Status struct {
 	State     State
 	Reason    string // why the model is unavailable
 	SizeBytes int64
+	// MemoryBytes is what the model takes when loaded: its file and its KV cache.
+	MemoryBytes int64
 	// Digest is "sha256:<hex>" of the model file, once computed ("" before).
 	Digest string
 	Info   engine.ModelInfo // set while loaded
 	Stats  engine.Stats     // set while loaded
 	// Refs counts the requests holding the model; LastUsed is when the last one ended.
-	Refs      int
+	Refs int
+	// Requests counts the requests admitted by Acquire and not yet released: running, queued
+	// for a slot or waiting for the model to load.
+	Requests  int
 	LastUsed  time.Time
 	LoadedAt  time.Time
 	KeepAlive time.Duration
@@ -79,6 +91,7 @@ type Decl struct {
 	// Enabled says whether the node offers the model.
 	Enabled bool
 	// Options are the engine options; their Path is set from Path when the model loads.
+	// Parallel 0 is auto: the catalog picks it for the memory budget (resolveParallel).
 	Options engine.LoadOptions
 	// Declared says where the model was declared, for messages: `syn4pse.toml [models.tiny]`.
 	Declared string
@@ -95,8 +108,11 @@ type Options struct {
 	// GPUMemory bounds, per GPU (as llama.cpp numbers them), the memory of the models offloaded
 	// to it; empty on a node without GPUs, where every model counts in RAM.
 	GPUMemory []int64
+	// MaxQueue is how many requests may wait for each model beyond its parallel slots; past it
+	// Acquire fails at once with ErrBusy. 0 means no limit.
+	MaxQueue int
 	// OnChange is called (from any goroutine, never under the manager's lock) after a model
-	// loads, unloads or changes state.
+	// loads, unloads or changes state, and when a request for it is admitted or released.
 	OnChange func()
 }
 
@@ -119,10 +135,12 @@ type entry struct {
 	state     State
 	reason    string
 	size      int64
+	kv        kvCache
 	digest    string
 	llm       engine.LLM
 	loading   chan struct{} // non-nil while loading; closed when the load ends
 	refs      int
+	requests  int // admitted by Acquire, not yet released: the queue MaxQueue bounds
 	lastUsed  time.Time
 	loadedAt  time.Time
 	keepAlive time.Duration // of the last request; the default until one sets it
@@ -141,17 +159,27 @@ func New(registry *engine.Registry, decls []Decl, opts Options) *Manager {
 }
 
 // Register adds a model to the catalog (a pulled one, say), replacing one of the same name that
-// is not loaded, loading or in use; it reports whether it did.
+// is not loaded, loading or in use; it reports whether it did. It reads the header of the
+// model's file for the size of its KV cache, and settles an auto parallel: the entry's
+// declaration holds the number the engine gets, the budget counts and Info reports.
 func (m *Manager) Register(d Decl) bool {
 	e := &entry{decl: d, state: StateAvailable, keepAlive: m.opts.KeepAlive}
 	if fi, err := os.Stat(d.Path); err == nil {
 		e.size = fi.Size()
 	}
+	if d.Enabled && e.size > 0 {
+		kv, err := readKVCache(d.Path)
+		if err != nil {
+			slog.Debug("model KV cache size unknown: the memory budget counts its file only", "model", d.Name, "err", err)
+		}
+		e.kv = kv
+	}
+	e.decl.Options.Parallel = m.resolveParallel(e)
 	if !d.Enabled {
 		e.state, e.reason = StateUnavailable, "disabled in the config (enabled = false)"
 	}
 	m.mu.Lock()
-	if old, ok := m.entries[d.Name]; ok && (old.llm != nil || old.loading != nil || old.refs > 0) {
+	if old, ok := m.entries[d.Name]; ok && (old.llm != nil || old.loading != nil || old.refs > 0 || old.requests > 0) {
 		m.mu.Unlock()
 		return false
 	}
@@ -311,7 +339,7 @@ func (m *Manager) Status(name string) (Status, bool) {
 // status describes e; the caller holds the manager's lock.
 func (e *entry) status(name string) Status {
 	s := Status{Name: name, Modality: e.decl.Modality, Engine: e.decl.Engine, Path: e.decl.Path,
-		State: e.state, Reason: e.reason, SizeBytes: e.size, Digest: e.digest, Refs: e.refs,
+		State: e.state, Reason: e.reason, SizeBytes: e.size, MemoryBytes: e.memory(), Digest: e.digest, Refs: e.refs, Requests: e.requests,
 		LastUsed: e.lastUsed, LoadedAt: e.loadedAt, KeepAlive: e.keepAlive, ExpiresAt: e.expiresAt}
 	if e.llm != nil {
 		s.Info = e.llm.Info()

@@ -11,8 +11,9 @@
 //  5. Else NOT_FOUND naming the model.
 //
 // Candidates are tried in order; a peer that fails before the first event is skipped and
-// the next one tried (this node last, when it has the model). After the first event, an error
-// reaches the client as a stream error.
+// the next one tried (this node last, when it has the model), and so is this node when its
+// queue for the model is full (RESOURCE_EXHAUSTED, at once): a busy node's requests spill to its
+// peers. After the first event, an error reaches the client as a stream error.
 package router
 
 import (
@@ -224,18 +225,39 @@ func route(ctx context.Context, r *Router, model string, routing *pb.Routing, se
 		return err
 	}
 	var errs []error
-	for _, t := range targets {
+	busy := false
+	for i, t := range targets {
 		if t.local {
-			return local(ctx, send)
+			started, err := runLocal(ctx, local, send)
+			if err == nil || started || i == len(targets)-1 || status.Code(err) != codes.ResourceExhausted || ctx.Err() != nil {
+				return err
+			}
+			slog.Debug("this node's queue is full; trying a peer", "model", model)
+			busy = true
+			errs = append(errs, fmt.Errorf("this node: %w", err))
+			continue
 		}
 		final, err := r.forward(ctx, t.peer, routing, send, remote)
 		if err == nil || final || ctx.Err() != nil {
 			return err
 		}
 		slog.Warn("peer failed before answering; trying the next", "peer", t.peer.Peer, "model", model, "err", err)
+		busy = busy || status.Code(err) == codes.ResourceExhausted
 		errs = append(errs, fmt.Errorf("%s: %w", t.peer.Peer, err))
 	}
+	if busy {
+		return status.Errorf(codes.ResourceExhausted, "every node that serves %q is busy or failed; retry later: %v", model, errors.Join(errs...))
+	}
 	return status.Errorf(codes.Unavailable, "every node that serves %q failed: %v", model, errors.Join(errs...))
+}
+
+// runLocal serves a request on this node; started says whether an event reached send.
+func runLocal(ctx context.Context, local func(context.Context, Sender) error, send Sender) (started bool, err error) {
+	err = local(ctx, func(ev *pb.GenerateResponse) error {
+		started = true
+		return send(ev)
+	})
+	return started, err
 }
 
 // forward relays the request to a peer. final is false when the peer failed before any event

@@ -229,7 +229,7 @@ func (p *Puller) register(m store.Manifest) {
 		return
 	}
 	decl := models.Decl{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Enabled: true, Declared: "pulled into the store",
-		Options: engine.LoadOptions{BatchSize: engine.DefaultBatchSize, GPULayers: -1, MainGPU: -1, Parallel: 1, FlashAttention: "auto"}}
+		Options: engine.LoadOptions{BatchSize: engine.DefaultBatchSize, GPULayers: -1, MainGPU: -1, FlashAttention: "auto"}} // Parallel 0: auto
 	if declared, ok := p.decls[m.Name]; ok {
 		decl = declared.Decl()
 	}
