@@ -23,8 +23,8 @@ type model struct {
 	// request, to free the model only when no Generate uses it.
 	life   sync.RWMutex
 	closed bool
-	seqLen    int
-	info      engine.ModelInfo
+	seqLen int
+	info   engine.ModelInfo
 
 	template       *chattemplate.Template // nil when the GGUF has none or gonja cannot parse it
 	templateSource string
