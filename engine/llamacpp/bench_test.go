@@ -2,10 +2,15 @@ package llamacpp_test
 
 import (
 	"cmp"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
@@ -78,3 +83,109 @@ func BenchmarkLoad(b *testing.B) {
 		llm.Close()
 	}
 }
+
+// BenchmarkConcurrentStreams measures what continuous batching buys, in one process on the
+// same model: the generation rate of one stream, the aggregate rate of 8 concurrent streams
+// (and its ratio to one stream), and the time between tokens of 4 streams before and while a
+// 2,000-token prompt is read (its ratio is what a long prompt costs the others).
+func BenchmarkConcurrentStreams(b *testing.B) {
+	const streams, tokens = 8, 64
+	llm, err := llamacpp.New().LoadLLM(b.Context(), engine.LoadOptions{Path: benchModel(b), ContextLength: 4096, Parallel: streams})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer llm.Close()
+	sampling := engine.DefaultSampling()
+	sampling.Temperature = 0
+	run := func(prompt string, max int, emit func(string) error) engine.GenerateResult {
+		res, err := llm.Generate(b.Context(), engine.GenerateRequest{Prompt: prompt, Sampling: sampling, MaxTokens: max, IgnoreEOS: true}, emit)
+		if err != nil && !errors.Is(err, errStopBench) {
+			b.Error(err)
+		}
+		return res
+	}
+	none := func(string) error { return nil }
+	var one, many, gapBefore, gapDuring float64
+	b.ResetTimer()
+	for i := range b.N {
+		res := run(fmt.Sprintf("%d one stream", i), tokens, none)
+		one += float64(res.CompletionTokens) / res.GenerateDuration.Seconds()
+
+		start := time.Now()
+		var wg sync.WaitGroup
+		var generated atomic.Int64
+		for s := range streams {
+			wg.Go(func() {
+				res := run(fmt.Sprintf("%d stream %d", i, s), tokens, none)
+				generated.Add(int64(res.CompletionTokens))
+			})
+		}
+		wg.Wait()
+		many += float64(generated.Load()) / time.Since(start).Seconds()
+
+		before, during, longTokens := longPromptGaps(run, i)
+		b.ReportMetric(float64(longTokens), "long_prompt_tokens")
+		gapBefore += before.Seconds()
+		gapDuring += during.Seconds()
+	}
+	n := float64(b.N)
+	b.ReportMetric(one/n, "one_tok/s")
+	b.ReportMetric(many/n, "8x_tok/s")
+	b.ReportMetric(many/one, "8x/one")
+	b.ReportMetric(gapDuring/gapBefore, "gap_long/gap")
+}
+
+// longPromptGaps runs 4 streams, then sends a 2,000-token prompt, and returns the streams'
+// mean time between tokens before it and while it is read.
+func longPromptGaps(run func(string, int, func(string) error) engine.GenerateResult, i int) (before, during time.Duration, promptTokens int) {
+	var mu sync.Mutex
+	var phase int // 0 before the long prompt, 1 while it is read, 2 after
+	var sums [2]time.Duration
+	var counts [2]int
+	ctx := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(4)
+	var wg sync.WaitGroup
+	for s := range 4 {
+		wg.Go(func() {
+			last := time.Time{}
+			first := true
+			run(fmt.Sprintf("%d gap stream %d", i, s), 600, func(string) error {
+				now := time.Now()
+				mu.Lock()
+				if !last.IsZero() && phase < 2 {
+					sums[phase] += now.Sub(last)
+					counts[phase]++
+				}
+				mu.Unlock()
+				last = now
+				if first {
+					first = false
+					started.Done()
+				}
+				select {
+				case <-ctx:
+					return errStopBench
+				default:
+				}
+				return nil
+			})
+		})
+	}
+	started.Wait()
+	time.Sleep(200 * time.Millisecond) // some gaps before
+	mu.Lock()
+	phase = 1
+	mu.Unlock()
+	res := run(strings.Repeat("the long prompt arrives now ", 118), 1, func(string) error {
+		mu.Lock()
+		phase = 2
+		mu.Unlock()
+		return nil
+	})
+	close(ctx)
+	wg.Wait()
+	return sums[0] / time.Duration(max(counts[0], 1)), sums[1] / time.Duration(max(counts[1], 1)), res.PromptTokens
+}
+
+var errStopBench = errors.New("benchmark done")

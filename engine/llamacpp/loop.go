@@ -26,16 +26,16 @@ import (
 // request (never blocking on a slow client) and marks it done when it ends.
 
 // promptSlowdown bounds how much longer than a generation-only step a step carrying prompt
-// tokens may take while sequences generate: their time between tokens grows by this factor at
-// most while a prompt is read.
-const promptSlowdown = 1.8
+// tokens may take while sequences generate: their time between tokens grows by about this
+// factor while a prompt is read (the goal: at most 2x, with room for noise).
+const promptSlowdown = 1.6
 
 // minPromptChunk is the fewest prompt tokens a step carries, so a prompt always progresses.
 const minPromptChunk = 4
 
 // firstPromptChunk is the prompt chunk while the loop has not yet measured a step that carries
 // prompt tokens next to generating ones.
-const firstPromptChunk = 32
+const firstPromptChunk = 16
 
 // request is one Generate call as the loop sees it.
 type request struct {
@@ -538,15 +538,16 @@ func (l *loop) accept(s *slot, token int32) {
 	}
 }
 
-// stepCost predicts how long a step takes from the number of tokens in it, t = a + b·n, from
-// two running averages: steps of generating sequences only (small n) and steps that carried
-// prompt tokens as well (large n). It keeps them apart because a generation step is bound by
-// reading the weights and a prompt step by arithmetic; the line through the two gives the
-// extra time per prompt token added to a generation step.
+// stepCost measures what prompt tokens cost next to generating ones, to size the prompt part of
+// a step. It keeps the time of generation-only steps by the number of generating sequences,
+// and the extra time each prompt token adds to such a step, both as running averages measured
+// as the loop runs. The extra time is measured in mixed steps themselves because it is not the
+// per-token cost of a big prompt batch: a few tokens added to a generation step run in the
+// kernels for small batches, which cost more per token than the large-batch ones (measured on
+// 2 cores: a line through small and large steps gave chunks that slowed the streams 2.5x).
 type stepCost struct {
-	genN, genT       float64 // generation-only steps: mean tokens, mean seconds
-	mixedN, mixedT   float64 // steps with prompt tokens
-	genSeen, mixSeen bool
+	genT     []float64 // seconds of a generation-only step, by generating sequences; 0: unseen
+	perToken float64   // extra seconds per prompt token in a mixed step; 0: unseen
 }
 
 // costWeight is how much one step moves the averages: about the last 10 steps count.
@@ -554,38 +555,54 @@ const costWeight = 0.1
 
 func (c *stepCost) observe(gen, n int, d time.Duration) {
 	t := d.Seconds()
-	avg := func(mean *float64, seen *bool, v float64) {
-		if !*seen {
-			*mean = v
-			return
-		}
-		*mean += costWeight * (v - *mean)
+	if gen == 0 {
+		return // a prompt alone: no stream waits on it
+	}
+	for len(c.genT) <= gen {
+		c.genT = append(c.genT, 0)
 	}
 	if n == gen {
-		avg(&c.genN, &c.genSeen, float64(n))
-		avg(&c.genT, &c.genSeen, t)
-		c.genSeen = true
+		c.genT[gen] = average(c.genT[gen], t)
 		return
 	}
-	if n-gen >= minPromptChunk {
-		avg(&c.mixedN, &c.mixSeen, float64(n))
-		avg(&c.mixedT, &c.mixSeen, t)
-		c.mixSeen = true
+	base := c.genStep(gen)
+	if base == 0 {
+		return
 	}
+	// Noise can make a mixed step look cheaper than a generation step; a prompt token still
+	// costs something.
+	extra := max(t-base, base/100) / float64(n-gen)
+	c.perToken = average(c.perToken, extra)
+}
+
+// average moves the running average mean toward v; a zero mean is unset and takes v.
+func average(mean, v float64) float64 {
+	if mean == 0 {
+		return v
+	}
+	return mean + costWeight*(v-mean)
+}
+
+// genStep is the time of a generation-only step of gen sequences: measured, else that of the
+// nearest count measured, 0 when none was.
+func (c *stepCost) genStep(gen int) float64 {
+	for d := 0; gen-d > 0 || gen+d < len(c.genT); d++ {
+		for _, g := range []int{gen - d, gen + d} {
+			if g > 0 && g < len(c.genT) && c.genT[g] > 0 {
+				return c.genT[g]
+			}
+		}
+	}
+	return 0
 }
 
 // promptBudget is how many prompt tokens may join gen generating tokens in one step.
 func (c *stepCost) promptBudget(gen int) int {
-	if !c.genSeen || !c.mixSeen || c.mixedN <= c.genN+1 {
+	base := c.genStep(gen)
+	if base == 0 || c.perToken == 0 {
 		return firstPromptChunk
 	}
-	b := (c.mixedT - c.genT) / (c.mixedN - c.genN)
-	if b <= 0 {
-		return firstPromptChunk
-	}
-	a := max(c.genT-b*c.genN, 0)
-	genStep := a + b*float64(gen)
-	return max(int((promptSlowdown-1)*genStep/b), minPromptChunk)
+	return max(int((promptSlowdown-1)*base/c.perToken), minPromptChunk)
 }
 
 func commonPrefix(a, b []int32) int {

@@ -46,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -88,11 +89,12 @@ type Context struct {
 	c *C.struct_llama_context
 	// abortMu keeps SetAbort, which may come from any goroutine at any time (a cancelled
 	// request's callback can run after the request ended), off a freed flag.
-	abortMu sync.Mutex
-	abort   *C.int
-	pool    *C.struct_ggml_threadpool
-	poolReg C.ggml_backend_reg_t // the CPU backend that made pool, and must free it
-	model   *Model
+	abortMu  sync.Mutex
+	abort    *C.int
+	aborting bool // the abort flag is set
+	pool     *C.struct_ggml_threadpool
+	poolReg  C.ggml_backend_reg_t // the CPU backend that made pool, and must free it
+	model    *Model
 }
 
 // Errors from Decode.
@@ -149,6 +151,10 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 func (c *Context) Close() error {
 	c.abortMu.Lock()
 	defer c.abortMu.Unlock()
+	if c.aborting {
+		c.aborting = false
+		aborting.Add(-1)
+	}
 	if c.c != nil {
 		C.llama_free(c.c)
 		C.syn_threadpool_free(c.poolReg, c.pool)
@@ -184,10 +190,23 @@ func (c *Context) SetAbort(abort bool) {
 	}
 	c.abortMu.Lock()
 	defer c.abortMu.Unlock()
-	if c.abort != nil {
-		C.syn_store_flag(c.abort, v)
+	if c.abort == nil {
+		return
+	}
+	C.syn_store_flag(c.abort, v)
+	if abort != c.aborting {
+		c.aborting = abort
+		if abort {
+			aborting.Add(1)
+		} else {
+			aborting.Add(-1)
+		}
 	}
 }
+
+// aborting counts the contexts whose decode is being aborted: the errors llama.cpp logs for an
+// aborted decode are then expected, and logged at debug level.
+var aborting atomic.Int32
 
 // Decode runs the model over the batch. Logits of the tokens marked for output are then
 // available to Sampler.Sample.

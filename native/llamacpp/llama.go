@@ -58,6 +58,10 @@ func synLog(level C.int, text *C.char, _ unsafe.Pointer) {
 		// continues the previous line at its level
 	case C.GGML_LOG_LEVEL_ERROR:
 		logLine.level = slog.LevelError
+		if aborting.Load() > 0 {
+			// "failed to compute graph" and the like, for a decode we stopped on purpose.
+			logLine.level = slog.LevelDebug
+		}
 	case C.GGML_LOG_LEVEL_WARN:
 		// llama.cpp's warnings are mostly notes ("n_ctx_seq < n_ctx_train"); what matters to a
 		// user (a model that fails to load) the node reports itself.
