@@ -49,6 +49,8 @@ type request struct {
 	// stopped is set by Generate's side when the request must end early: its context ended or
 	// emit failed. The loop ends it at its next step.
 	stopped atomic.Bool
+	// unread is set when the loop sends text and cleared by Generate once emit has taken it.
+	unread atomic.Bool
 
 	// ready has a value when text or the end is waiting for Generate.
 	ready chan struct{}
@@ -67,6 +69,7 @@ func (r *request) send(text string) {
 	r.mu.Lock()
 	r.text.WriteString(text)
 	r.mu.Unlock()
+	r.unread.Store(true)
 	r.signal()
 }
 
@@ -131,7 +134,11 @@ type loop struct {
 	promptCap int
 
 	wake chan struct{} // a request arrived or stopped
-	done chan struct{} // closed when the loop has ended
+	// read is signalled by Generate when emit has taken a request's text.
+	read chan struct{}
+	// sentTo are the requests the current step sent text to.
+	sentTo []*request
+	done   chan struct{} // closed when the loop has ended
 
 	qmu     sync.Mutex
 	queue   []*request
@@ -150,7 +157,7 @@ func newLoop(lctx *native.Context, m *native.Model, batchSize, seqLen, parallel 
 	l := &loop{
 		lctx: lctx, model: m, batch: native.NewBatch(batchSize), batchSize: batchSize,
 		seqLen: seqLen, promptCap: batchSize,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), read: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	for i := range parallel {
 		l.slots = append(l.slots, &slot{seq: i, out: -1})
@@ -397,6 +404,7 @@ func (l *loop) step() {
 	}
 
 	l.cost.observe(gen, l.batch.Len(), took)
+	l.sentTo = l.sentTo[:0]
 	if l.promptCap < l.batchSize {
 		l.promptCap = min(l.promptCap*2, l.batchSize) // the cache had room again
 	}
@@ -412,6 +420,7 @@ func (l *loop) step() {
 		if s.out < 0 {
 			continue
 		}
+		l.sentTo = append(l.sentTo, s.req)
 		token := s.req.sampler.Sample(l.lctx, s.out)
 		s.out = -1
 		if s.genFrom.IsZero() {
@@ -419,6 +428,40 @@ func (l *loop) step() {
 			s.res.PromptDuration = s.genFrom.Sub(s.started)
 		}
 		l.accept(s, token)
+	}
+	l.awaitReaders()
+}
+
+// readWait bounds how long a step waits for the requests' goroutines to take their text.
+const readWait = 2 * time.Millisecond
+
+// awaitReaders waits, up to readWait, until every request sent text this step has passed it to
+// its emit. On a small machine ggml's threads occupy every core during a decode, and a
+// goroutine streaming a token to its client would preempt one of them, stalling the whole
+// decode at its next barrier: streaming between decodes is cheaper than streaming during one.
+// A slow client costs the others readWait per step at most.
+func (l *loop) awaitReaders() {
+	var timer *time.Timer
+	for {
+		waiting := false
+		for _, r := range l.sentTo {
+			if r.unread.Load() && !r.stopped.Load() {
+				waiting = true
+				break
+			}
+		}
+		if !waiting {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(readWait)
+			defer timer.Stop()
+		}
+		select {
+		case <-l.read:
+		case <-timer.C:
+			return
+		}
 	}
 }
 

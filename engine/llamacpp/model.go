@@ -109,6 +109,12 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 				m.loop.stop(r)
 			}
 		}
+		if r.unread.CompareAndSwap(true, false) {
+			select {
+			case m.loop.read <- struct{}{}:
+			default:
+			}
+		}
 		if done {
 			break
 		}
