@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +18,7 @@ import (
 	"github.com/ekisa-team/syn4pse/engine/enginetest"
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/models/modelstest"
 	"github.com/ekisa-team/syn4pse/node/router"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -32,9 +32,9 @@ func TestFullQueueIsResourceExhaustedAtOnce(t *testing.T) {
 		Local: func(string) router.LocalModel { return router.LocalModel{Declared: true, Loaded: true} }}})
 
 	running := chat(t.Context(), client, "held")
-	waitEngine(t, catalog, 1, 0)
+	modelstest.WaitEngine(t, catalog, "echo", 1, 0)
 	queued := chat(t.Context(), client, "held")
-	waitEngine(t, catalog, 1, 1)
+	modelstest.WaitEngine(t, catalog, "echo", 1, 1)
 
 	refused := <-chat(t.Context(), client, "one too many")
 	if st := status.Convert(refused.err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "retry later") {
@@ -122,21 +122,4 @@ func chat(ctx context.Context, client pb.InferenceServiceClient, content string)
 		}
 	}()
 	return out
-}
-
-// waitEngine polls until the model runs and queues the given numbers of requests: a liveness
-// bound for requests to reach the engine, not a timing check.
-func waitEngine(t *testing.T, catalog *models.Manager, active, queued int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s, _ := catalog.Status("echo")
-		if s.Stats.Active == active && s.Stats.Queued == queued {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("engine stats %+v, want %d active and %d queued", s.Stats, active, queued)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -10,13 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/enginetest"
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
 	"github.com/ekisa-team/syn4pse/node/models"
+	"github.com/ekisa-team/syn4pse/node/models/modelstest"
 )
 
 // These tests run the OpenAI routes over the fake engine (engine/enginetest), which answers
@@ -206,31 +206,14 @@ func postAsync(url, body string) <-chan reply {
 	return out
 }
 
-// waitEngine polls until the model runs and queues the given numbers of requests: a liveness
-// bound for requests to reach the engine, not a timing check.
-func waitEngine(t *testing.T, catalog *models.Manager, active, queued int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s, _ := catalog.Status("echo")
-		if s.Stats.Active == active && s.Stats.Queued == queued {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("engine stats %+v, want %d active and %d queued", s.Stats, active, queued)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestFullQueueAnswers503AtOnce(t *testing.T) {
 	eng := &enginetest.Engine{Gate: make(chan struct{})}
 	base, catalog := serveWith(t, eng, models.Options{MaxQueue: 1})
 	chat := `{"model":"echo","messages":[{"role":"user","content":"held"}]}`
 	running := postAsync(base+"/v1/chat/completions", chat)
-	waitEngine(t, catalog, 1, 0)
+	modelstest.WaitEngine(t, catalog, "echo", 1, 0)
 	queued := postAsync(base+"/v1/chat/completions", chat)
-	waitEngine(t, catalog, 1, 1)
+	modelstest.WaitEngine(t, catalog, "echo", 1, 1)
 
 	// The model's slot and its one queue place are taken: more requests are refused while the
 	// two still wait at the gate.
