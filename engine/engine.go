@@ -209,14 +209,22 @@ func (r *Registry) RegisterLLM(e LLMEngine) {
 // LLM returns the LLM engine called name.
 func (r *Registry) LLM(name string) (LLMEngine, error) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if e, ok := r.llms[name]; ok {
+	e, ok := r.llms[name]
+	r.mu.RUnlock()
+	if ok {
 		return e, nil
 	}
+	return nil, fmt.Errorf("no LLM engine %q (this build has: %v)", name, r.LLMNames())
+}
+
+// LLMNames lists the names of the LLM engines, sorted.
+func (r *Registry) LLMNames() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	names := make([]string, 0, len(r.llms))
 	for n := range r.llms {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return nil, fmt.Errorf("no LLM engine %q (this build has: %v)", name, names)
+	return names
 }

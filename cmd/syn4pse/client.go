@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,16 +80,33 @@ func listModels(ctx context.Context, cmd *cobra.Command, conn *grpc.ClientConn) 
 		fmt.Fprintln(out, "no models configured: add one to syn4pse.toml (see the README)")
 		return nil
 	}
-	fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", "NAME", "ENGINE", "STATE", "SIZE", "DETAILS")
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKIND\tENGINE\tSTATE\tSIZE\tDETAILS")
 	for _, m := range res.GetModels() {
 		details := m.GetUnavailableReason()
 		if d := m.GetDetails(); d != nil {
 			details = fmt.Sprintf("%s %s ctx %d", d.GetArchitecture(), d.GetQuantization(), d.GetContextLength())
 		}
-		fmt.Fprintf(out, "%-24s %-10s %-12s %10s  %s\n", m.GetName(), m.GetEngine(), stateName(m.GetState()), humanBytes(m.GetSizeBytes()), details)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.GetName(), kindName(m.GetModality()), m.GetEngine(), stateName(m.GetState()), humanBytes(m.GetSizeBytes()), details)
 	}
+	tw.Flush()
 	fmt.Fprintf(out, "store: %s on disk\n", humanBytes(res.GetStoreBytes()))
 	return nil
+}
+
+// kindName names a model's modality as syn4pse.toml does.
+func kindName(m pb.Modality) string {
+	switch m {
+	case pb.Modality_MODALITY_LLM:
+		return "llm"
+	case pb.Modality_MODALITY_EMBEDDING:
+		return "embeddings"
+	case pb.Modality_MODALITY_SPEECH_TO_TEXT:
+		return "stt"
+	case pb.Modality_MODALITY_TEXT_TO_SPEECH:
+		return "tts"
+	}
+	return "-"
 }
 
 func stateName(s pb.ModelState) string {

@@ -136,7 +136,7 @@ context_length = 512
 	}
 
 	out, stderr, code := syn4pse(t, dir, "", "models", "list")
-	if code != 0 || !strings.Contains(out, "tiny") || !strings.Contains(out, "loaded") {
+	if code != 0 || !strings.Contains(out, "tiny") || !strings.Contains(out, "loaded") || !strings.Contains(out, " llm ") {
 		t.Fatalf("models list: code %d\n%s%s", code, out, stderr)
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/node/models"
@@ -70,10 +69,17 @@ func modelInfo(m models.Status) *pb.ModelInfo {
 	return info
 }
 
-// Modality maps a config modality ("llm", "speech_to_text"...) to its protobuf value.
+// Modality maps a config modality ("llm", "stt"...) to its protobuf value.
 func Modality(s string) pb.Modality {
-	if v, ok := pb.Modality_value["MODALITY_"+strings.ToUpper(s)]; ok {
-		return pb.Modality(v)
+	switch s {
+	case "llm":
+		return pb.Modality_MODALITY_LLM
+	case "embeddings":
+		return pb.Modality_MODALITY_EMBEDDING
+	case "stt":
+		return pb.Modality_MODALITY_SPEECH_TO_TEXT
+	case "tts":
+		return pb.Modality_MODALITY_TEXT_TO_SPEECH
 	}
 	return pb.Modality_MODALITY_UNSPECIFIED
 }

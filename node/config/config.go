@@ -127,7 +127,8 @@ type Log struct {
 type Model struct {
 	// Name is how requests name the model.
 	Name string
-	// Modality is llm, embedding, speech_to_text or text_to_speech.
+	// Modality is llm, embeddings, stt, tts or vision (the aliases embedding, speech_to_text
+	// and text_to_speech are read as embeddings, stt and tts).
 	Modality string
 	// Engine names the engine in the engine registry, e.g. "llama_cpp".
 	Engine string

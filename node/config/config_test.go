@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -233,11 +234,11 @@ model = "bge.gguf"
 	}
 
 	bge := llm("bge", filepath.Join(dir, "bge.gguf"), path+" [backends.embedding.bert]")
-	bge.Modality = "embedding"
+	bge.Modality = "embeddings" // [backends.embedding] is read as embeddings
 	big := llm("big-one", filepath.Join(dir, "big.GGUF"), path+" [backends.llm.llama_cpp]")
 	big.FlashAttention = "off"
 	minilm := llm("minilm", "", path+" [models.minilm]")
-	minilm.Modality, minilm.Enabled = "embedding", false
+	minilm.Modality, minilm.Enabled = "embeddings", false
 	qwen := llm("qwen2.5-0.5b", filepath.Join(home, "models", "qwen.gguf"), path+` [models."qwen2.5-0.5b"]`)
 	qwen.Threads = 2
 	tiny := llm("tiny", "/models/tiny.gguf", path+" [models.tiny]")
@@ -372,5 +373,54 @@ func TestLifecycleKeys(t *testing.T) {
 		if got, err := ParseKeepAlive(in); err != nil || got != want {
 			t.Errorf("ParseKeepAlive(%q) = %v, %v", in, got, err)
 		}
+	}
+}
+
+// TestSeedConfigLoads loads the configuration of the seed's README as written: its modality
+// keys (stt, tts) and engine names (ng_llama_cpp) are ours; models whose files are missing or
+// whose engines this build lacks become unavailable later, they do not stop the node.
+func TestSeedConfigLoads(t *testing.T) {
+	path := writeConfig(t, `
+[server]
+host = "0.0.0.0"
+http_port = 8080
+grpc_port = 50051
+
+[backends.llm.llama_cpp]
+enabled = true
+engine = "ng_llama_cpp"
+model = "models/llama-3-8b.Q4_K_M.gguf"
+
+[backends.stt.faster_whisper]
+enabled = true
+engine = "ng_faster_whisper"
+model = "models/whisper-large-v3"
+
+[backends.tts.kokoro]
+enabled = true
+engine = "ng_kokoro"
+model = "models/kokoro-1.3b"
+
+[backends.tts.piper]
+enabled = true
+engine = "ng_piper"
+model = "models/piper-1.3b"
+`)
+	cfg, err := Load(LoadOptions{Path: path})
+	if err != nil {
+		t.Fatalf("the seed's configuration: %v", err)
+	}
+	got := map[string]string{}
+	for _, m := range cfg.Models {
+		got[m.Modality+" "+m.Engine] = m.Name
+	}
+	want := map[string]string{
+		"llm llama_cpp":      "llama-3-8b.Q4_K_M",
+		"stt faster_whisper": "whisper-large-v3",
+		"tts kokoro":         "kokoro-1.3b",
+		"tts piper":          "piper-1.3b",
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("models (modality engine: name) = %v, want %v", got, want)
 	}
 }

@@ -74,13 +74,13 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name: "unknown modality",
-			file: "[models.tiny]\nmodality = \"vision\"\npath = \"a.gguf\"\n",
-			want: []string{`FILE: models.tiny.modality: want one of llm, embedding, speech_to_text, text_to_speech, got "vision"`},
+			file: "[models.tiny]\nmodality = \"audio\"\npath = \"a.gguf\"\n",
+			want: []string{`FILE: models.tiny.modality: want one of llm, embeddings, stt, tts, vision, embedding, speech_to_text, text_to_speech, got "audio"`},
 		},
 		{
 			name: "unknown backend modality",
-			file: "[backends.vision.clip]\nmodel = \"a.gguf\"\n",
-			want: []string{`FILE: backends.vision: unknown modality "vision"`},
+			file: "[backends.audio.clip]\nmodel = \"a.gguf\"\n",
+			want: []string{`FILE: backends.audio: unknown modality "audio"`},
 		},
 		{
 			name: "bad engine option",

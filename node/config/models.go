@@ -40,8 +40,8 @@ func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 		}
 		m := newModel(table, declared("models", name))
 		m.Name = name
-		m.Modality = stringOr(table, "modality", defaultModality)
-		m.Engine = stringOr(table, "engine", defaultEngine)
+		m.Modality = canonicalModality(stringOr(table, "modality", defaultModality))
+		m.Engine = canonicalEngine(stringOr(table, "engine", defaultEngine))
 		m.Path = stringOr(table, "path", "")
 		m.Source = stringOr(table, "source", "")
 		m.SHA256 = stringOr(table, "sha256", "")
@@ -77,8 +77,8 @@ func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 func decodeBackend(raw any, modality, id string, label, declared func(...string) string) (Model, error) {
 	table, _ := raw.(map[string]any)
 	m := newModel(table, declared("backends", modality, id))
-	m.Modality = modality
-	m.Engine = stringOr(table, "engine", id)
+	m.Modality = canonicalModality(modality)
+	m.Engine = canonicalEngine(stringOr(table, "engine", id))
 	m.Path = stringOr(table, "model", "")
 	m.Name = stringOr(table, "name", "")
 	switch {

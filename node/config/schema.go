@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"os"
@@ -18,7 +19,29 @@ import (
 
 // The modalities a model may declare. Only llm has an engine so far; the others are accepted
 // so that configs written for later engines already load.
-var modalities = []string{"llm", "embedding", "speech_to_text", "text_to_speech"}
+// modalities are what a model does, as the seed names them: [backends.stt.*], modality = "tts".
+var modalities = []string{"llm", "embeddings", "stt", "tts", "vision"}
+
+// modalityAliases are longer names accepted for the same modalities.
+var modalityAliases = map[string]string{"embedding": "embeddings", "speech_to_text": "stt", "text_to_speech": "tts"}
+
+// acceptedModalities are the modality names a config may use: the modalities and their aliases.
+func acceptedModalities() []string {
+	return append(slices.Clone(modalities), slices.Sorted(maps.Keys(modalityAliases))...)
+}
+
+// canonicalModality is the modality a config name stands for.
+func canonicalModality(s string) string {
+	s = strings.ToLower(s)
+	if m, ok := modalityAliases[s]; ok {
+		return m
+	}
+	return s
+}
+
+// canonicalEngine is the engine a config name stands for: the seed names engines with an "ng_"
+// prefix (engine = "ng_llama_cpp"), which stands for the engine without it.
+func canonicalEngine(s string) string { return strings.TrimPrefix(s, "ng_") }
 
 // defaultValues are the built-in defaults of the static keys, flat. data_dir keeps its "~"
 // until decode, so a node whose data_dir is set elsewhere never needs a home directory.
@@ -131,7 +154,7 @@ func engineOptions() map[string]*node {
 // modelTable is the schema of one [models.<name>] table.
 func modelTable() *node {
 	keys := engineOptions()
-	keys["modality"] = &node{field: &field{kind: kindChoice, choices: modalities}}
+	keys["modality"] = &node{field: &field{kind: kindChoice, choices: acceptedModalities()}}
 	keys["engine"] = &node{field: &field{kind: kindEngine}}
 	keys["path"] = &node{field: &field{kind: kindPath}}
 	keys["source"] = &node{field: &field{kind: kindSource}}
@@ -150,7 +173,7 @@ func backendTables() *node {
 	keys["name"] = &node{field: &field{kind: kindName}}
 	backend := &node{children: keys, aliases: map[string]string{"path": "model"}}
 	byModality := &node{children: map[string]*node{}, keysAre: "modality"}
-	for _, m := range modalities {
+	for _, m := range acceptedModalities() {
 		byModality.children[m] = &node{each: backend}
 	}
 	return byModality

@@ -313,3 +313,31 @@ func TestRequestsStartAndEndReportChanges(t *testing.T) {
 		t.Fatal("a request ended without a change reported")
 	}
 }
+
+// TestModelsWithoutAnEngineAreUnavailable registers models whose engines this build lacks (an
+// LLM engine it does not have, speech engines): they are listed unavailable at once, with a
+// reason that names the engines there are.
+func TestModelsWithoutAnEngineAreUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := os.WriteFile(path, []byte("fake"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var registry engine.Registry
+	registry.RegisterLLM(&enginetest.Engine{})
+	decls := []models.Decl{
+		{Name: "llm", Modality: "llm", Engine: "vllm", Path: path, Enabled: true},
+		{Name: "whisper", Modality: "stt", Engine: "faster_whisper", Path: path, Enabled: true},
+		{Name: "served", Modality: "llm", Engine: engine.DefaultEngine, Path: path, Enabled: true},
+	}
+	m := models.New(&registry, decls, models.Options{KeepAlive: time.Hour})
+	t.Cleanup(func() { m.Close() })
+	for _, name := range []string{"llm", "whisper"} {
+		st, _ := m.Status(name)
+		if st.State != models.StateUnavailable || !strings.Contains(st.Reason, engine.DefaultEngine) {
+			t.Errorf("%s: %v %q; want unavailable, naming the engine there is (%s)", name, st.State, st.Reason, engine.DefaultEngine)
+		}
+	}
+	if st, _ := m.Status("served"); st.State == models.StateUnavailable {
+		t.Errorf("served: unavailable: %s", st.Reason)
+	}
+}

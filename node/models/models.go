@@ -82,7 +82,7 @@ type Status struct {
 // Decl declares a model to the catalog: its name, kind and file, and how its engine loads it.
 type Decl struct {
 	Name string
-	// Modality is llm, embedding, speech_to_text or text_to_speech.
+	// Modality is llm, embeddings, stt, tts or vision.
 	Modality string
 	// Engine names the engine in the registry.
 	Engine string
@@ -177,6 +177,8 @@ func (m *Manager) Register(d Decl) bool {
 	e.decl.Options.Parallel = m.resolveParallel(e)
 	if !d.Enabled {
 		e.state, e.reason = StateUnavailable, "disabled in the config (enabled = false)"
+	} else if reason := m.noEngine(d); reason != "" {
+		e.state, e.reason = StateUnavailable, reason
 	}
 	m.mu.Lock()
 	if old, ok := m.entries[d.Name]; ok && (old.llm != nil || old.loading != nil || old.refs > 0 || old.requests > 0) {
@@ -275,6 +277,18 @@ func (m *Manager) computeDigest(name string) {
 		m.mu.Unlock()
 		m.changed()
 	}
+}
+
+// noEngine says why no engine of this build can serve d, "" when one can.
+func (m *Manager) noEngine(d Decl) string {
+	if d.Modality == "llm" {
+		if _, err := m.registry.LLM(d.Engine); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	return fmt.Sprintf("this build has no %s engine %q: it serves llm models only (engines: %s)",
+		d.Modality, d.Engine, strings.Join(m.registry.LLMNames(), ", "))
 }
 
 func (m *Manager) open(ctx context.Context, d Decl) (engine.LLM, error) {

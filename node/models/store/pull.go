@@ -86,7 +86,7 @@ func (s *Store) pull(ctx context.Context, req PullRequest, progress func(Progres
 	}
 	defer unlock()
 
-	d := &download{s: s, url: src, expect: expect, gguf: m.Modality == "llm" || m.Modality == "embedding", rep: rep}
+	d := &download{s: s, url: src, expect: expect, gguf: m.Modality == "llm" || m.Modality == "embeddings" || m.Modality == "embedding", rep: rep}
 	pb, err := d.run(ctx, key)
 	if err != nil {
 		return Manifest{}, err
