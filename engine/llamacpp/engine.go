@@ -90,7 +90,6 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 		native: m,
 		lctx:   lctx,
 		loop:   newLoop(lctx, m, batchSize, seqLen, parallel),
-		seqLen: seqLen,
 		bos:    m.TokenText(m.BOS()),
 		eos:    m.TokenText(m.EOS()),
 		info: engine.ModelInfo{

@@ -23,7 +23,6 @@ type model struct {
 	// request, to free the model only when no Generate uses it.
 	life   sync.RWMutex
 	closed bool
-	seqLen int
 	info   engine.ModelInfo
 
 	template       *chattemplate.Template // nil when the GGUF has none or gonja cannot parse it
@@ -77,8 +76,8 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	if err != nil {
 		return res, err
 	}
-	if len(tokens) >= m.seqLen {
-		return res, &engine.ContextExceededError{PromptTokens: len(tokens), Limit: m.seqLen}
+	if limit := m.info.ContextLength; len(tokens) >= limit {
+		return res, &engine.ContextExceededError{PromptTokens: len(tokens), Limit: limit}
 	}
 	if req.Grammar == "" && req.JSONSchema != "" {
 		if req.Grammar, err = native.SchemaToGrammar([]byte(req.JSONSchema)); err != nil {
