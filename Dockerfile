@@ -61,10 +61,13 @@ RUN bash scripts/install-deps.sh \
     && rm -rf /out && mkdir -p /out && tar -C /out -xzf dist/syn4pse-*.tar.gz
 
 # ---- runtime images ----
+# The speech engines: PocketSphinx and flite are linked (their shared libraries and the English
+# model come from Debian), espeak-ng, lame and opusenc run as programs.
 FROM debian:bookworm-slim AS runtime
 ARG EXTRA_PACKAGES=""
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libstdc++6 ca-certificates $EXTRA_PACKAGES \
+        libpocketsphinx3 libsphinxbase3 pocketsphinx-en-us libflite1 espeak-ng lame opus-tools \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin syn4pse \
     && mkdir -p /app/models /app/data && chown syn4pse:syn4pse /app/models /app/data

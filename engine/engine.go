@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -118,19 +119,24 @@ type GenerateResult struct {
 	GenerateDuration   time.Duration
 }
 
-// LLM is a loaded language model. Generate may be called from many goroutines: requests beyond
-// the model's parallel sequences wait in a queue.
-type LLM interface {
-	// Generate runs one request and calls emit with each new piece of text as it is produced
-	// (never a split UTF-8 character). It stops when ctx is cancelled, returning ctx's error,
-	// or when emit returns an error, returning that error.
-	Generate(ctx context.Context, req GenerateRequest, emit func(text string) error) (GenerateResult, error)
+// Model is what every loaded model does, whatever its modality.
+type Model interface {
 	// Info describes the model.
 	Info() ModelInfo
 	// Stats counts the model's work so far.
 	Stats() Stats
-	// Close frees the model; it waits for running generations to end.
+	// Close frees the model; it waits for running requests to end.
 	Close() error
+}
+
+// LLM is a loaded language model. Generate may be called from many goroutines: requests beyond
+// the model's parallel sequences wait in a queue.
+type LLM interface {
+	Model
+	// Generate runs one request and calls emit with each new piece of text as it is produced
+	// (never a split UTF-8 character). It stops when ctx is cancelled, returning ctx's error,
+	// or when emit returns an error, returning that error.
+	Generate(ctx context.Context, req GenerateRequest, emit func(text string) error) (GenerateResult, error)
 }
 
 // ModelInfo describes a loaded model, read from its file.
@@ -143,6 +149,13 @@ type ModelInfo struct {
 	ContextLength      int
 	TrainContextLength int
 	Parallel           int
+	// SampleRate is the rate, in Hz, of the audio a speech model takes (stt) or makes (tts,
+	// its default voice); 0 for other models.
+	SampleRate int
+	// Voices are the voices a text-to-speech model speaks with; the first is the default.
+	Voices []string
+	// Languages are the languages a speech model knows, as BCP 47 tags, when it says.
+	Languages []string
 }
 
 // Stats counts a model's requests and tokens since it was loaded.
@@ -180,6 +193,10 @@ type LoadOptions struct {
 	Parallel int
 	// FlashAttention is "auto", "on" or "off".
 	FlashAttention string
+	// Voice is a text-to-speech model's default voice ("" for the engine's).
+	Voice string
+	// Language is a speech model's language, as a BCP 47 tag ("en", "es"; "" for the engine's).
+	Language string
 }
 
 // LLMEngine loads language models.
@@ -190,41 +207,89 @@ type LLMEngine interface {
 	LoadLLM(ctx context.Context, opts LoadOptions) (LLM, error)
 }
 
-// Registry finds engines by name. The zero value is empty and ready to use.
+// Registry finds engines by modality and name. The zero value is empty and ready to use.
 type Registry struct {
 	mu   sync.RWMutex
 	llms map[string]LLMEngine
+	stts map[string]STTEngine
+	ttss map[string]TTSEngine
 }
 
 // RegisterLLM adds an LLM engine under its name, replacing any with the same name.
-func (r *Registry) RegisterLLM(e LLMEngine) {
+func (r *Registry) RegisterLLM(e LLMEngine) { register(r, &r.llms, e) }
+
+// RegisterSTT adds a speech-to-text engine under its name, replacing any with the same name.
+func (r *Registry) RegisterSTT(e STTEngine) { register(r, &r.stts, e) }
+
+// RegisterTTS adds a text-to-speech engine under its name, replacing any with the same name.
+func (r *Registry) RegisterTTS(e TTSEngine) { register(r, &r.ttss, e) }
+
+func register[E interface{ Name() string }](r *Registry, m *map[string]E, e E) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.llms == nil {
-		r.llms = make(map[string]LLMEngine)
+	if *m == nil {
+		*m = make(map[string]E)
 	}
-	r.llms[e.Name()] = e
+	(*m)[e.Name()] = e
 }
 
 // LLM returns the LLM engine called name.
-func (r *Registry) LLM(name string) (LLMEngine, error) {
+func (r *Registry) LLM(name string) (LLMEngine, error) { return lookup(r, r.llms, "llm", name) }
+
+// STT returns the speech-to-text engine called name.
+func (r *Registry) STT(name string) (STTEngine, error) { return lookup(r, r.stts, "stt", name) }
+
+// TTS returns the text-to-speech engine called name.
+func (r *Registry) TTS(name string) (TTSEngine, error) { return lookup(r, r.ttss, "tts", name) }
+
+func lookup[E any](r *Registry, m map[string]E, modality, name string) (E, error) {
 	r.mu.RLock()
-	e, ok := r.llms[name]
+	e, ok := m[name]
 	r.mu.RUnlock()
-	if ok {
-		return e, nil
+	if !ok {
+		return e, fmt.Errorf("this build has no %s engine %q (its engines: %s)", modality, name, r.Describe())
 	}
-	return nil, fmt.Errorf("no LLM engine %q (this build has: %v)", name, r.LLMNames())
+	return e, nil
 }
 
 // LLMNames lists the names of the LLM engines, sorted.
-func (r *Registry) LLMNames() []string {
+func (r *Registry) LLMNames() []string { return r.Names("llm") }
+
+// Names lists the names of the engines of a modality (llm, stt, tts), sorted.
+func (r *Registry) Names(modality string) []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.llms))
-	for n := range r.llms {
-		names = append(names, n)
+	var names []string
+	switch modality {
+	case "llm":
+		names = keys(r.llms)
+	case "stt":
+		names = keys(r.stts)
+	case "tts":
+		names = keys(r.ttss)
 	}
 	sort.Strings(names)
 	return names
+}
+
+func keys[E any](m map[string]E) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Describe lists the engines by modality, for messages: "llm: llama_cpp; stt: pocketsphinx".
+func (r *Registry) Describe() string {
+	var parts []string
+	for _, modality := range []string{"llm", "stt", "tts"} {
+		if names := r.Names(modality); len(names) > 0 {
+			parts = append(parts, modality+": "+strings.Join(names, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "; ")
 }

@@ -22,7 +22,9 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/engine/flite"
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/engine/pocketsphinx"
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
@@ -41,6 +43,7 @@ var Version = "dev"
 // Node is a running node. Start returns one; Shutdown stops it.
 type Node struct {
 	cfg        *config.Config
+	id         string
 	models     *models.Manager
 	grpcServer *grpc.Server
 	health     *health.Server
@@ -83,6 +86,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	var registry engine.Registry
 	registry.RegisterLLM(llamacpp.New())
+	registry.RegisterSTT(pocketsphinx.New())
+	registry.RegisterTTS(flite.New())
 	budget := cfg.Lifecycle.MaxMemory
 	if budget == 0 {
 		budget = totalMemory() / 10 * 8
@@ -126,7 +131,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return nil, err
 	}
 	nodeID := self.String()
-	inference := &api.InferenceService{Models: catalog, NodeID: nodeID}
+	inference := &api.InferenceService{Models: catalog, NodeID: nodeID, MaxAudio: cfg.Server.MaxAudio}
 	modelSvc := &api.ModelService{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
 		_, remote := rpc.PeerFromContext(ctx)
 		return remote
@@ -142,7 +147,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	name := nodeName(cfg)
 
-	n := &Node{cfg: cfg, models: catalog, grpcLn: grpcLn, httpLn: httpLn, served: make(chan error, 2)}
+	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, served: make(chan error, 2)}
 	n.grpcServer = grpc.NewServer()
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
@@ -209,6 +214,9 @@ func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
 
 // HTTPAddr is the address the HTTP server listens on.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
+
+// PeerID is the node's peer ID: its name on the mesh and in served_by.
+func (n *Node) PeerID() string { return n.id }
 
 // Done receives an error if a server stops on its own.
 func (n *Node) Done() <-chan error { return n.served }

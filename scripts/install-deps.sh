@@ -20,6 +20,19 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v cmake >/dev/null || need+=(cmake)
 command -v ninja >/dev/null || need+=(ninja-build)
 command -v ccache >/dev/null || need+=(ccache)
+# Speech engines: PocketSphinx (speech-to-text) and flite (text-to-speech) are linked through cgo
+# (BSD licences); espeak-ng is GPL and runs only as a separate process. pocketsphinx-en-us holds
+# the real English weights, pocketsphinx-testdata human recordings with their transcripts.
+[ -f /usr/include/pocketsphinx/pocketsphinx.h ] || need+=(libpocketsphinx-dev libsphinxbase-dev)
+[ -d /usr/share/pocketsphinx/model/en-us/en-us ] || need+=(pocketsphinx-en-us)
+[ -d /usr/share/pocketsphinx/test/data/cards ] || need+=(pocketsphinx-testdata)
+[ -f /usr/include/flite/flite.h ] || need+=(flite1-dev)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+# mp3 and opus speech output pipe through these encoders (separate processes); flac checks the
+# FLAC we write in tests.
+command -v lame >/dev/null || need+=(lame)
+command -v opusenc >/dev/null || need+=(opus-tools)
+command -v flac >/dev/null || need+=(flac)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq

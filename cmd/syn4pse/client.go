@@ -15,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/node/api"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -96,15 +97,8 @@ func listModels(ctx context.Context, cmd *cobra.Command, conn *grpc.ClientConn) 
 
 // kindName names a model's modality as syn4pse.toml does.
 func kindName(m pb.Modality) string {
-	switch m {
-	case pb.Modality_MODALITY_LLM:
-		return "llm"
-	case pb.Modality_MODALITY_EMBEDDING:
-		return "embeddings"
-	case pb.Modality_MODALITY_SPEECH_TO_TEXT:
-		return "stt"
-	case pb.Modality_MODALITY_TEXT_TO_SPEECH:
-		return "tts"
+	if name := api.ModalityName(m); name != "" {
+		return name
 	}
 	return "-"
 }

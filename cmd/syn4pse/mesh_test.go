@@ -412,3 +412,16 @@ func drain(stream grpc.ServerStreamingClient[pb.GenerateResponse]) (string, *pb.
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// declare appends TOML to the node's config (speech models, say).
+func (n *meshNode) declare(toml string) {
+	n.t.Helper()
+	f, err := os.OpenFile(filepath.Join(n.dir, "syn4pse.toml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("\n" + toml + "\n"); err != nil {
+		n.t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/internal/audio"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
@@ -42,6 +43,11 @@ func toStatus(err error) error {
 	case errors.Is(err, store.ErrBusy):
 		code = codes.Aborted
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, engine.ErrContextExceeded):
+		code = codes.InvalidArgument
+	case errors.Is(err, audio.ErrTooLong):
+		// The one OUT_OF_RANGE: HTTP answers 413.
+		code = codes.OutOfRange
+	case errors.Is(err, audio.ErrUnsupported), errors.Is(err, audio.ErrCorrupt), errors.Is(err, audio.ErrEncoderMissing):
 		code = codes.InvalidArgument
 	case errors.Is(err, engine.ErrUnsupported):
 		code = codes.Unimplemented

@@ -29,6 +29,9 @@ type InferenceService struct {
 	NodeID string
 	// Router picks the node that serves a request; nil serves everything here.
 	Router *router.Router
+	// MaxAudio bounds the duration of the audio a request sends (server.max_audio); 0 is
+	// DefaultMaxAudio.
+	MaxAudio time.Duration
 }
 
 // Sender receives the events of a generation stream, in order: the router's, so a stream passes

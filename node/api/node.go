@@ -56,6 +56,9 @@ func modelInfo(m models.Status) *pb.ModelInfo {
 			Quantization:       m.Info.Quantization,
 			ContextLength:      int32(m.Info.ContextLength),
 			TrainContextLength: int32(m.Info.TrainContextLength),
+			SampleRate:         int32(m.Info.SampleRate),
+			Voices:             m.Info.Voices,
+			Languages:          m.Info.Languages,
 		}
 		info.Stats = &pb.ModelStats{
 			ActiveRequests:       int32(m.Stats.Active),
@@ -82,6 +85,21 @@ func Modality(s string) pb.Modality {
 		return pb.Modality_MODALITY_TEXT_TO_SPEECH
 	}
 	return pb.Modality_MODALITY_UNSPECIFIED
+}
+
+// ModalityName is the config's name of a modality: llm, embeddings, stt, tts ("" when unset).
+func ModalityName(m pb.Modality) string {
+	switch m {
+	case pb.Modality_MODALITY_LLM:
+		return "llm"
+	case pb.Modality_MODALITY_EMBEDDING:
+		return "embeddings"
+	case pb.Modality_MODALITY_SPEECH_TO_TEXT:
+		return "stt"
+	case pb.Modality_MODALITY_TEXT_TO_SPEECH:
+		return "tts"
+	}
+	return ""
 }
 
 func state(s models.State) pb.ModelState {

@@ -55,6 +55,9 @@ type Server struct {
 	// ShutdownTimeout is server.shutdown_timeout: how long a stopping node waits for
 	// in-flight requests before cutting them.
 	ShutdownTimeout time.Duration
+	// MaxAudio is server.max_audio: the longest audio a transcription may send; longer audio
+	// is refused (HTTP 413, gRPC OUT_OF_RANGE).
+	MaxAudio time.Duration
 }
 
 // P2P is the [p2p] table: how the node joins its mesh. The mesh itself (the swarm key) is in
@@ -153,6 +156,10 @@ type Model struct {
 	Parallel int
 	// FlashAttention is flash_attention: auto, on or off.
 	FlashAttention string
+	// Voice is voice: a text-to-speech model's default voice ("" for the engine's).
+	Voice string
+	// Language is language: a speech model's language tag ("" for the engine's).
+	Language string
 	// Source is source: where the model is pulled from when its file is missing (an http(s)
 	// URL or hf://OWNER/REPO/FILE[@REVISION]); "" for a model that is only a path.
 	Source string
@@ -289,6 +296,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			HTTPPort:        k.Int("server.http_port"),
 			GRPCPort:        k.Int("server.grpc_port"),
 			ShutdownTimeout: k.Duration("server.shutdown_timeout"),
+			MaxAudio:        k.Duration("server.max_audio"),
 		},
 		Log: Log{Level: k.String("log.level"), Format: k.String("log.format")},
 		P2P: P2P{
@@ -330,5 +338,5 @@ func (m Model) Decl() models.Decl {
 	return models.Decl{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Path: m.Path, Enabled: m.Enabled,
 		Declared: m.Declared, Options: engine.LoadOptions{ContextLength: m.ContextLength, Threads: m.Threads,
 			BatchSize: m.BatchSize, GPULayers: m.GPULayers, MainGPU: m.MainGPU, Parallel: m.Parallel,
-			FlashAttention: m.FlashAttention}}
+			FlashAttention: m.FlashAttention, Voice: m.Voice, Language: m.Language}}
 }

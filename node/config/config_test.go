@@ -43,7 +43,7 @@ func defaultConfig(t *testing.T) Config {
 	}
 	return Config{
 		DataDir: filepath.Join(home, ".syn4pse"),
-		Server:  Server{Host: "127.0.0.1", HTTPPort: 8080, GRPCPort: 50051, ShutdownTimeout: 30 * time.Second},
+		Server:  Server{Host: "127.0.0.1", HTTPPort: 8080, GRPCPort: 50051, ShutdownTimeout: 30 * time.Second, MaxAudio: 30 * time.Minute},
 		Log:     Log{Level: "info", Format: "text"},
 		P2P: P2P{
 			Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}, Bootstrap: []string{}, Allow: []string{},

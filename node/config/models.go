@@ -41,11 +41,11 @@ func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 		m := newModel(table, declared("models", name))
 		m.Name = name
 		m.Modality = canonicalModality(stringOr(table, "modality", defaultModality))
-		m.Engine = canonicalEngine(stringOr(table, "engine", defaultEngine))
+		m.Engine = canonicalEngine(stringOr(table, "engine", defaultEngineFor(m.Modality)))
 		m.Path = stringOr(table, "path", "")
 		m.Source = stringOr(table, "source", "")
 		m.SHA256 = stringOr(table, "sha256", "")
-		if m.Enabled && m.Path == "" && m.Source == "" {
+		if m.Enabled && m.Path == "" && m.Source == "" && !ownsModel(m.Engine) {
 			errs = append(errs, invalidf("%s: missing: set it to the model file, set source to pull it, or enabled = false", label("models", name, "path")))
 		}
 		models = append(models, m)
@@ -85,7 +85,7 @@ func decodeBackend(raw any, modality, id string, label, declared func(...string)
 	case !engineNameRE.MatchString(m.Engine):
 		return m, invalidf("%s: the engine defaults to the table name %q, which is not an engine name: set engine",
 			label("backends", modality, id), id)
-	case m.Enabled && m.Path == "":
+	case m.Enabled && m.Path == "" && !ownsModel(m.Engine):
 		return m, invalidf("%s: missing: set it to the model file, or enabled = false", label("backends", modality, id, "model"))
 	case m.Name != "":
 		return m, nil
@@ -112,8 +112,32 @@ func newModel(table map[string]any, declared string) Model {
 		MainGPU:        intOr(table, "main_gpu", defaultMainGPU),
 		Parallel:       intOr(table, "parallel", defaultParallel),
 		FlashAttention: stringOr(table, "flash_attention", defaultFlashAttention),
+		Voice:          stringOr(table, "voice", ""),
+		Language:       stringOr(table, "language", ""),
 		Declared:       declared,
 	}
+}
+
+// defaultEngineFor is the engine of a [models.<name>] table that names none: llama.cpp, but
+// PocketSphinx for speech-to-text and flite for text-to-speech.
+func defaultEngineFor(modality string) string {
+	switch modality {
+	case "stt":
+		return "pocketsphinx"
+	case "tts":
+		return "flite"
+	}
+	return defaultEngine
+}
+
+// ownsModel says whether an engine needs no model file: its voices are built in (flite,
+// espeak-ng) or it has a default model directory (PocketSphinx: Debian's en-us model).
+func ownsModel(engine string) bool {
+	switch engine {
+	case "pocketsphinx", "flite", "espeak_ng":
+		return true
+	}
+	return false
 }
 
 // nameFromFile is the model name a file gives: its base name without ".gguf".

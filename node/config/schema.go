@@ -52,6 +52,7 @@ func defaultValues() map[string]any {
 		"server.http_port":        8080,
 		"server.grpc_port":        50051,
 		"server.shutdown_timeout": 30 * time.Second,
+		"server.max_audio":        30 * time.Minute,
 		"log.level":               "info",
 		"log.format":              "text",
 		"p2p.listen":              []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"},
@@ -100,6 +101,7 @@ var schema = &node{children: map[string]*node{
 		"http_port":        {field: &field{kind: kindInt, min: 0, max: 65535}},
 		"grpc_port":        {field: &field{kind: kindInt, min: 0, max: 65535}},
 		"shutdown_timeout": {field: &field{kind: kindDuration}},
+		"max_audio":        {field: &field{kind: kindDuration}},
 	}},
 	"log": {children: map[string]*node{
 		"level":  {field: &field{kind: kindChoice, choices: []string{"debug", "info", "warn", "error"}}},
@@ -148,6 +150,8 @@ func engineOptions() map[string]*node {
 		"main_gpu":        {field: &field{kind: kindInt, min: -1, max: 255}},
 		"parallel":        {field: &field{kind: kindInt, min: 0, max: 1024}},
 		"flash_attention": {field: &field{kind: kindChoice, choices: []string{"auto", "on", "off"}, boolOnOff: true}},
+		"voice":           {field: &field{kind: kindWord}},
+		"language":        {field: &field{kind: kindWord}},
 	}
 }
 
@@ -197,6 +201,7 @@ const (
 	kindSource                // where a model is pulled from: an http(s) URL or hf://OWNER/REPO/FILE[@REV]
 	kindSHA256                // 64 hex digits
 	kindNodeName              // a node name shown to peers, "" for the host name
+	kindWord                  // one word of letters, digits and _ + . : - (a voice, a language tag)
 )
 
 // field describes one value in the schema.
@@ -207,6 +212,8 @@ type field struct {
 	boolOnOff bool // a kindChoice that also takes true/false for "on"/"off"
 	emptyOK   bool // a kindPath whose "" means "the default place"
 }
+
+var wordRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_+.:-]*$`)
 
 var engineNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
@@ -286,6 +293,10 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 	case kindEngine:
 		if !engineNameRE.MatchString(s) {
 			return nil, fmt.Errorf("want an engine name such as \"llama_cpp\", got %q", s)
+		}
+	case kindWord:
+		if !wordRE.MatchString(s) {
+			return nil, fmt.Errorf("want one word such as \"en-us\" or \"slt\", got %q", s)
 		}
 	}
 	return s, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,6 +86,11 @@ func handleGeneration[P any](h *Handler, w http.ResponseWriter, r *http.Request,
 	if !decodeJSON(w, r, req) {
 		return
 	}
+	serveDecoded(h, w, r, f, req, stream)
+}
+
+// serveDecoded serves a request body already decoded into req.
+func serveDecoded[P any](h *Handler, w http.ResponseWriter, r *http.Request, f flavor, req generationRequest[P], stream func(context.Context, P, api.Sender) error) {
 	preq, err := req.toProto(routing(r))
 	if err != nil {
 		writeStatusError(w, err)
@@ -96,7 +102,15 @@ func handleGeneration[P any](h *Handler, w http.ResponseWriter, r *http.Request,
 }
 
 func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
-	handleGeneration(h, w, r, chatFlavor, &chatRequest{}, h.inference.StreamChat)
+	req := &chatRequest{}
+	if !decodeJSON(w, r, req) {
+		return
+	}
+	if slices.Contains(req.Modalities, "audio") {
+		h.chatWithAudio(w, r, req)
+		return
+	}
+	serveDecoded(h, w, r, chatFlavor, req, h.inference.StreamChat)
 }
 
 func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {

@@ -129,7 +129,19 @@ func stringOrList(raw json.RawMessage, field string) ([]string, error) {
 type chatRequest struct {
 	Model    string        `json:"model"`
 	Messages []chatMessage `json:"messages"`
+	// Modalities ["text", "audio"] asks for the answer also as speech, in Audio's voice and
+	// format (OpenAI's audio chat).
+	Modalities []string     `json:"modalities"`
+	Audio      *audioOutput `json:"audio"`
 	samplingFields
+}
+
+// audioOutput is a chat request's "audio": how to speak the answer. Model (ours) names the
+// text-to-speech model; without it the node's first one speaks.
+type audioOutput struct {
+	Voice  string `json:"voice"`
+	Format string `json:"format"`
+	Model  string `json:"model"`
 }
 
 type chatMessage struct {

@@ -36,13 +36,15 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/chat/completions", h.chatCompletions)
 	h.mux.HandleFunc("POST /v1/completions", h.completions)
+	h.mux.HandleFunc("POST /v1/audio/transcriptions", h.transcriptions)
+	h.mux.HandleFunc("POST /v1/audio/speech", h.speech)
 	h.mux.HandleFunc("GET /v1/models", h.listModels)
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.getModel)
 	h.mux.HandleFunc("GET /healthz", h.health)
 	h.registerNative()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
-			fmt.Sprintf("no route %s %s; see /v1/chat/completions, /v1/completions, /v1/models, /healthz", r.Method, r.URL.Path))
+			fmt.Sprintf("no route %s %s; see /v1/chat/completions, /v1/completions, /v1/audio/transcriptions, /v1/audio/speech, /v1/models, /healthz", r.Method, r.URL.Path))
 	})
 	return h
 }
@@ -114,8 +116,11 @@ func statusError(err error) (int, errorBody) {
 	st := status.Convert(err)
 	httpStatus, typ, code := http.StatusInternalServerError, "server_error", ""
 	switch st.Code() {
-	case codes.InvalidArgument, codes.OutOfRange:
+	case codes.InvalidArgument:
 		httpStatus, typ = http.StatusBadRequest, "invalid_request_error"
+	case codes.OutOfRange:
+		// The node's only OUT_OF_RANGE: audio longer than server.max_audio.
+		httpStatus, typ, code = http.StatusRequestEntityTooLarge, "invalid_request_error", "audio_too_long"
 	case codes.NotFound:
 		httpStatus, typ, code = http.StatusNotFound, "invalid_request_error", "model_not_found"
 	case codes.FailedPrecondition:
@@ -178,6 +183,9 @@ type modelObject struct {
 	Object  string `json:"object"`
 	Created int64  `json:"created"`
 	OwnedBy string `json:"owned_by"`
+	// Kind is what the model does (llm, embeddings, stt, tts): OpenAI's list has no such field,
+	// and a client choosing a model for /v1/audio/speech needs it.
+	Kind string `json:"kind,omitempty"`
 }
 
 // listModels lists the models that can serve (loaded, loading or on disk); unavailable ones
@@ -191,7 +199,7 @@ func (h *Handler) listModels(w http.ResponseWriter, r *http.Request) {
 	data := []modelObject{}
 	for _, m := range res.GetModels() {
 		if m.GetState() != pb.ModelState_MODEL_STATE_UNAVAILABLE {
-			data = append(data, h.modelObject(m.GetName()))
+			data = append(data, h.modelObject(m))
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": data})
@@ -206,13 +214,13 @@ func (h *Handler) getModel(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, m := range res.GetModels() {
 		if m.GetName() == name && m.GetState() != pb.ModelState_MODEL_STATE_UNAVAILABLE {
-			writeJSON(w, http.StatusOK, h.modelObject(name))
+			writeJSON(w, http.StatusOK, h.modelObject(m))
 			return
 		}
 	}
 	writeError(w, http.StatusNotFound, "invalid_request_error", "model_not_found", fmt.Sprintf("model %q is not served by this node", name))
 }
 
-func (h *Handler) modelObject(name string) modelObject {
-	return modelObject{ID: name, Object: "model", Created: h.node.Started.Unix(), OwnedBy: "syn4pse"}
+func (h *Handler) modelObject(m *pb.ModelInfo) modelObject {
+	return modelObject{ID: m.GetName(), Object: "model", Created: h.node.Started.Unix(), OwnedBy: "syn4pse", Kind: api.ModalityName(m.GetModality())}
 }

@@ -116,7 +116,7 @@ func poolName(pool int) string {
 func (m *Manager) usedLocked() []int64 {
 	used := make([]int64, 1+len(m.opts.GPUMemory))
 	for _, e := range m.entries {
-		if e.llm != nil || e.loading != nil {
+		if e.model != nil || e.loading != nil {
 			for i, n := range m.footprint(e) {
 				used[i] += n
 			}

@@ -14,14 +14,23 @@ import (
 type Lease struct {
 	m         *Manager
 	e         *entry
-	llm       engine.LLM
+	model     engine.Model
 	keepAlive *time.Duration
 	admitted  bool // a request's lease, counted in e.requests
 	once      sync.Once
 }
 
-// LLM is the loaded model.
-func (l *Lease) LLM() engine.LLM { return l.llm }
+// Model is the loaded model.
+func (l *Lease) Model() engine.Model { return l.model }
+
+// LLM is the loaded model as a language model, nil when it is not one.
+func (l *Lease) LLM() engine.LLM { llm, _ := l.model.(engine.LLM); return llm }
+
+// STT is the loaded model as a speech-to-text model, nil when it is not one.
+func (l *Lease) STT() engine.STT { stt, _ := l.model.(engine.STT); return stt }
+
+// TTS is the loaded model as a text-to-speech model, nil when it is not one.
+func (l *Lease) TTS() engine.TTS { tts, _ := l.model.(engine.TTS); return tts }
 
 // Release ends the hold; with no other holder the model's keep-alive starts.
 func (l *Lease) Release() {
@@ -84,8 +93,8 @@ func (m *Manager) leave(e *entry) {
 
 // slotsLocked is how many requests e runs at once: its engine's parallel sequences.
 func (e *entry) slotsLocked() int {
-	if e.llm != nil {
-		return max(e.llm.Info().Parallel, 1)
+	if e.model != nil {
+		return max(e.model.Info().Parallel, 1)
 	}
 	return max(e.decl.Options.Parallel, 1)
 }
@@ -103,12 +112,12 @@ func (m *Manager) acquire(ctx context.Context, name string, keepAlive *time.Dura
 		case m.closed:
 			m.mu.Unlock()
 			return nil, fmt.Errorf("%w: the node is shutting down", ErrUnavailable)
-		case e.llm != nil:
+		case e.model != nil:
 			e.refs++
 			e.stopExpiry()
-			llm := e.llm
+			model := e.model
 			m.mu.Unlock()
-			return &Lease{m: m, e: e, llm: llm, keepAlive: keepAlive}, nil
+			return &Lease{m: m, e: e, model: model, keepAlive: keepAlive}, nil
 		case e.state == StateUnavailable:
 			reason := e.reason
 			m.mu.Unlock()
@@ -159,7 +168,7 @@ func (m *Manager) Unload(name string) error {
 		return fmt.Errorf("%w: %q is not a model of this node", ErrNotFound, name)
 	}
 	zero := time.Duration(0)
-	if e.llm != nil && e.refs == 0 {
+	if e.model != nil && e.refs == 0 {
 		llm := m.unloadLocked(name, e)
 		m.mu.Unlock()
 		llm.Close()
@@ -180,18 +189,18 @@ func (m *Manager) Remove(name string, force bool) (string, error) {
 		m.mu.Unlock()
 		return "", fmt.Errorf("%w: %q is not a model of this node", ErrNotFound, name)
 	}
-	if e.refs > 0 || e.requests > 0 || e.loading != nil || (e.llm != nil && !force) {
+	if e.refs > 0 || e.requests > 0 || e.loading != nil || (e.model != nil && !force) {
 		m.mu.Unlock()
 		return "", fmt.Errorf("%w: %q is loaded; unload it first or force", ErrInUse, name)
 	}
-	var llm engine.LLM
-	if e.llm != nil {
-		llm = m.unloadLocked(name, e)
+	var model engine.Model
+	if e.model != nil {
+		model = m.unloadLocked(name, e)
 	}
 	delete(m.entries, name)
 	m.mu.Unlock()
-	if llm != nil {
-		llm.Close()
+	if model != nil {
+		model.Close()
 	}
 	m.changed()
 	return e.decl.Path, nil
@@ -208,8 +217,8 @@ func (m *Manager) release(e *entry, keepAlive *time.Duration, admitted bool) {
 	if keepAlive != nil {
 		e.keepAlive = *keepAlive
 	}
-	var closing engine.LLM
-	if e.refs == 0 && e.llm != nil {
+	var closing engine.Model
+	if e.refs == 0 && e.model != nil {
 		switch {
 		case e.keepAlive == 0:
 			closing = m.unloadLocked(e.decl.Name, e)
@@ -258,7 +267,7 @@ func (m *Manager) lruIdleLocked(except *entry, pool int) (string, *entry) {
 	var name string
 	var best *entry
 	for n, e := range m.entries {
-		if e == except || e.llm == nil || e.refs > 0 || m.footprint(e)[pool] == 0 {
+		if e == except || e.model == nil || e.refs > 0 || m.footprint(e)[pool] == 0 {
 			continue
 		}
 		if best == nil || e.lastUsed.Before(best.lastUsed) {
@@ -286,7 +295,7 @@ func (m *Manager) loadLocked(name string, e *entry) {
 		e.state, e.reason = StateUnavailable, err.Error()
 		slog.Warn("model unavailable", "model", name, "path", e.decl.Path, "reason", e.reason)
 	} else {
-		e.state, e.llm, e.loadedAt, e.lastUsed = StateLoaded, llm, time.Now(), time.Now()
+		e.state, e.model, e.loadedAt, e.lastUsed = StateLoaded, llm, time.Now(), time.Now()
 		slog.Info("model loaded", "model", name, "took", time.Since(start).Round(time.Millisecond), "context", llm.Info().ContextLength,
 			"parallel", llm.Info().Parallel)
 	}
@@ -296,14 +305,14 @@ func (m *Manager) loadLocked(name string, e *entry) {
 }
 
 // unloadLocked takes e's model out of the table and returns it for the caller to Close.
-func (m *Manager) unloadLocked(name string, e *entry) engine.LLM {
-	llm := e.llm
-	e.llm, e.state = nil, StateAvailable
+func (m *Manager) unloadLocked(name string, e *entry) engine.Model {
+	model := e.model
+	e.model, e.state = nil, StateAvailable
 	e.stopExpiry()
 	e.keepAlive = m.opts.KeepAlive
 	m.wakeLocked()
 	slog.Info("model unloaded", "model", name)
-	return llm
+	return model
 }
 
 // wakeLocked wakes the loads waiting for memory.
@@ -332,7 +341,7 @@ func (e *entry) stopExpiry() {
 // expire unloads e when its keep-alive timer fired and nothing used it since.
 func (m *Manager) expire(e *entry, timer **time.Timer) {
 	m.mu.Lock()
-	if e.expiry != *timer || e.refs > 0 || e.llm == nil || m.closed {
+	if e.expiry != *timer || e.refs > 0 || e.model == nil || m.closed {
 		m.mu.Unlock()
 		return
 	}

@@ -137,7 +137,7 @@ type entry struct {
 	size      int64
 	kv        kvCache
 	digest    string
-	llm       engine.LLM
+	model     engine.Model
 	loading   chan struct{} // non-nil while loading; closed when the load ends
 	refs      int
 	requests  int // admitted by Acquire, not yet released: the queue MaxQueue bounds
@@ -167,7 +167,7 @@ func (m *Manager) Register(d Decl) bool {
 	if fi, err := os.Stat(d.Path); err == nil {
 		e.size = fi.Size()
 	}
-	if d.Enabled && e.size > 0 {
+	if d.Enabled && e.size > 0 && d.Modality == "llm" {
 		kv, err := readKVCache(d.Path)
 		if err != nil {
 			slog.Debug("model KV cache size unknown: the memory budget counts its file only", "model", d.Name, "err", err)
@@ -181,7 +181,7 @@ func (m *Manager) Register(d Decl) bool {
 		e.state, e.reason = StateUnavailable, reason
 	}
 	m.mu.Lock()
-	if old, ok := m.entries[d.Name]; ok && (old.llm != nil || old.loading != nil || old.refs > 0 || old.requests > 0) {
+	if old, ok := m.entries[d.Name]; ok && (old.model != nil || old.loading != nil || old.refs > 0 || old.requests > 0) {
 		m.mu.Unlock()
 		return false
 	}
@@ -206,7 +206,7 @@ func (m *Manager) SetDigest(name, digest string) {
 // replaces the mark.
 func (m *Manager) MarkUnavailable(name, reason string) {
 	m.mu.Lock()
-	if e, ok := m.entries[name]; ok && e.llm == nil && e.loading == nil {
+	if e, ok := m.entries[name]; ok && e.model == nil && e.loading == nil {
 		e.state, e.reason = StateUnavailable, reason
 	}
 	m.mu.Unlock()
@@ -264,7 +264,9 @@ func (m *Manager) computeDigest(name string) {
 	e := m.entries[name]
 	path, usable := e.decl.Path, e.state != StateUnavailable && e.digest == ""
 	m.mu.Unlock()
-	if !usable {
+	// A model with no file (flite's built-in voices) or a directory (a PocketSphinx model) has
+	// no one file to hash.
+	if fi, err := os.Stat(path); !usable || err != nil || !fi.Mode().IsRegular() {
 		return
 	}
 	d, err := m.digests.digest(path)
@@ -281,37 +283,68 @@ func (m *Manager) computeDigest(name string) {
 
 // noEngine says why no engine of this build can serve d, "" when one can.
 func (m *Manager) noEngine(d Decl) string {
-	if d.Modality == "llm" {
-		if _, err := m.registry.LLM(d.Engine); err != nil {
-			return err.Error()
-		}
-		return ""
+	var err error
+	switch d.Modality {
+	case "llm":
+		_, err = m.registry.LLM(d.Engine)
+	case "stt":
+		_, err = m.registry.STT(d.Engine)
+	case "tts":
+		_, err = m.registry.TTS(d.Engine)
+	default:
+		return fmt.Sprintf("this version serves llm, stt and tts models; %s models are not served yet", d.Modality)
 	}
-	return fmt.Sprintf("this build has no %s engine %q: it serves llm models only (engines: %s)",
-		d.Modality, d.Engine, strings.Join(m.registry.LLMNames(), ", "))
+	if err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
-func (m *Manager) open(ctx context.Context, d Decl) (engine.LLM, error) {
-	if d.Modality != "llm" {
-		return nil, fmt.Errorf("modality %q is not served yet by this version", d.Modality)
-	}
-	eng, err := m.registry.LLM(d.Engine)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := os.Stat(d.Path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("model file %s does not exist (declared in %s)", d.Path, d.Declared)
+// open loads d with its modality's engine. A model file, when the declaration names one, must
+// exist; engines with built-in voices or a default model directory take none.
+func (m *Manager) open(ctx context.Context, d Decl) (engine.Model, error) {
+	if d.Path != "" {
+		if _, err := os.Stat(d.Path); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("model file %s does not exist (declared in %s)", d.Path, d.Declared)
+			}
+			return nil, err
 		}
-		return nil, err
 	}
 	opts := d.Options
 	opts.Path = d.Path
-	llm, err := eng.LoadLLM(ctx, opts)
+	model, err := m.load(ctx, d.Modality, d.Engine, opts)
 	if err != nil {
+		if d.Path == "" {
+			return nil, fmt.Errorf("load %s: %w", d.Name, err)
+		}
 		return nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}
-	return llm, nil
+	return model, nil
+}
+
+func (m *Manager) load(ctx context.Context, modality, name string, opts engine.LoadOptions) (engine.Model, error) {
+	switch modality {
+	case "llm":
+		eng, err := m.registry.LLM(name)
+		if err != nil {
+			return nil, err
+		}
+		return eng.LoadLLM(ctx, opts)
+	case "stt":
+		eng, err := m.registry.STT(name)
+		if err != nil {
+			return nil, err
+		}
+		return eng.LoadSTT(ctx, opts)
+	case "tts":
+		eng, err := m.registry.TTS(name)
+		if err != nil {
+			return nil, err
+		}
+		return eng.LoadTTS(ctx, opts)
+	}
+	return nil, fmt.Errorf("modality %q is not served yet by this version", modality)
 }
 
 func (m *Manager) availableNames() string {
@@ -355,9 +388,9 @@ func (e *entry) status(name string) Status {
 	s := Status{Name: name, Modality: e.decl.Modality, Engine: e.decl.Engine, Path: e.decl.Path,
 		State: e.state, Reason: e.reason, SizeBytes: e.size, MemoryBytes: e.memory(), Digest: e.digest, Refs: e.refs, Requests: e.requests,
 		LastUsed: e.lastUsed, LoadedAt: e.loadedAt, KeepAlive: e.keepAlive, ExpiresAt: e.expiresAt}
-	if e.llm != nil {
-		s.Info = e.llm.Info()
-		s.Stats = e.llm.Stats()
+	if e.model != nil {
+		s.Info = e.model.Info()
+		s.Stats = e.model.Stats()
 	}
 	return s
 }
@@ -374,11 +407,11 @@ func (m *Manager) Close() error {
 	m.wg.Wait()
 	m.mu.Lock()
 	m.closed = true
-	var llms []engine.LLM
+	var loaded []engine.Model
 	for _, e := range m.entries {
-		if e.llm != nil {
-			llms = append(llms, e.llm)
-			e.llm = nil
+		if e.model != nil {
+			loaded = append(loaded, e.model)
+			e.model = nil
 			e.state, e.reason = StateUnavailable, "the node is shutting down"
 			if e.expiry != nil {
 				e.expiry.Stop()
@@ -387,8 +420,8 @@ func (m *Manager) Close() error {
 	}
 	m.mu.Unlock()
 	var errs []error
-	for _, llm := range llms {
-		errs = append(errs, llm.Close())
+	for _, model := range loaded {
+		errs = append(errs, model.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -78,7 +78,7 @@ type Peers interface {
 }
 
 // Sender receives a generation's events in order.
-type Sender func(*pb.GenerateResponse) error
+type Sender = func(*pb.GenerateResponse) error
 
 // Router routes generation requests.
 type Router struct {
@@ -217,9 +217,64 @@ func (r *Router) Complete(ctx context.Context, req *pb.CompleteRequest, send Sen
 		})
 }
 
-type remoteCall func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.GenerateResponse], error)
+// Transcribe runs a transcription where plan says; runLocal serves it on this node. audio
+// returns a reader of the request's audio from its start, once per node tried.
+func (r *Router) Transcribe(ctx context.Context, cfg *pb.TranscribeConfig, audio func() AudioReader, send func(*pb.TranscribeResponse) error, runLocal func(context.Context, func(*pb.TranscribeResponse) error) error) error {
+	return route(ctx, r, cfg.GetModel(), cfg.GetRouting(), send, runLocal,
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.TranscribeResponse], error) {
+			stream, err := pb.NewInferenceServiceClient(conn).Transcribe(ctx)
+			if err != nil {
+				return nil, err
+			}
+			fwd := gproto.Clone(cfg).(*pb.TranscribeConfig)
+			fwd.Routing = routing
+			if err := stream.Send(&pb.TranscribeRequest{Config: fwd}); err != nil {
+				return nil, err
+			}
+			// The audio goes on in the background while the caller reads the events; this
+			// goroutine ends with the audio or with ctx, which forward cancels when it returns.
+			go pumpAudio(ctx, audio(), stream)
+			return stream, nil
+		})
+}
 
-func route(ctx context.Context, r *Router, model string, routing *pb.Routing, send Sender, local func(context.Context, Sender) error, remote remoteCall) error {
+// AudioReader gives the pieces of a request's audio in order: Next blocks until the next piece
+// arrives and returns io.EOF after the last.
+type AudioReader interface {
+	Next(ctx context.Context) ([]byte, error)
+}
+
+func pumpAudio(ctx context.Context, audio AudioReader, stream grpc.BidiStreamingClient[pb.TranscribeRequest, pb.TranscribeResponse]) {
+	for {
+		piece, err := audio.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			stream.CloseSend()
+			return
+		}
+		if err != nil {
+			return // the request ends: ctx is cancelled, and with it the stream
+		}
+		if err := stream.Send(&pb.TranscribeRequest{Audio: piece}); err != nil {
+			return // the peer ended the call; Recv reports why
+		}
+	}
+}
+
+// Synthesize runs a speech synthesis where plan says; runLocal serves it on this node.
+func (r *Router) Synthesize(ctx context.Context, req *pb.SynthesizeRequest, send func(*pb.SynthesizeResponse) error, runLocal func(context.Context, *pb.SynthesizeRequest, func(*pb.SynthesizeResponse) error) error) error {
+	return route(ctx, r, req.GetModel(), req.GetRouting(), send,
+		func(ctx context.Context, s func(*pb.SynthesizeResponse) error) error { return runLocal(ctx, req, s) },
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.SynthesizeResponse], error) {
+			fwd := gproto.Clone(req).(*pb.SynthesizeRequest)
+			fwd.Routing = routing
+			return pb.NewInferenceServiceClient(conn).Synthesize(ctx, fwd)
+		})
+}
+
+// remoteCall starts a request on a peer and returns the stream of its events.
+type remoteCall[E any] func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[E], error)
+
+func route[E any](ctx context.Context, r *Router, model string, routing *pb.Routing, send func(*E) error, local func(context.Context, func(*E) error) error, remote remoteCall[E]) error {
 	targets, err := r.plan(model, routing)
 	if err != nil {
 		return err
@@ -237,7 +292,7 @@ func route(ctx context.Context, r *Router, model string, routing *pb.Routing, se
 			errs = append(errs, fmt.Errorf("this node: %w", err))
 			continue
 		}
-		final, err := r.forward(ctx, t.peer, routing, send, remote)
+		final, err := forward(ctx, r, t.peer, routing, send, remote)
 		if err == nil || final || ctx.Err() != nil {
 			return err
 		}
@@ -252,8 +307,8 @@ func route(ctx context.Context, r *Router, model string, routing *pb.Routing, se
 }
 
 // runLocal serves a request on this node; started says whether an event reached send.
-func runLocal(ctx context.Context, local func(context.Context, Sender) error, send Sender) (started bool, err error) {
-	err = local(ctx, func(ev *pb.GenerateResponse) error {
+func runLocal[E any](ctx context.Context, local func(context.Context, func(*E) error) error, send func(*E) error) (started bool, err error) {
+	err = local(ctx, func(ev *E) error {
 		started = true
 		return send(ev)
 	})
@@ -262,7 +317,7 @@ func runLocal(ctx context.Context, local func(context.Context, Sender) error, se
 
 // forward relays the request to a peer. final is false when the peer failed before any event
 // reached the client, so the request may move to another node.
-func (r *Router) forward(ctx context.Context, c Candidate, routing *pb.Routing, send Sender, call remoteCall) (final bool, err error) {
+func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Routing, send func(*E) error, call remoteCall[E]) (final bool, err error) {
 	started := false
 	conn, err := r.Dial(ctx, c.Peer)
 	if err != nil {
@@ -291,7 +346,7 @@ func (r *Router) forward(ctx context.Context, c Candidate, routing *pb.Routing, 
 			}
 			if started && isPeerFault(st.Code()) && ctx.Err() == nil {
 				r.Peers.RecordFailure(c.Peer)
-				return true, status.Errorf(codes.Unavailable, "node %s failed during generation: %s", c.Peer, st.Message())
+				return true, status.Errorf(codes.Unavailable, "node %s failed during the request: %s", c.Peer, st.Message())
 			}
 			// The peer's own answer (bad request, context too long...): the client's to see.
 			return true, err

@@ -1641,8 +1641,13 @@ type ModelDetails struct {
 	Quantization       string `protobuf:"bytes,3,opt,name=quantization,proto3" json:"quantization,omitempty"`
 	ContextLength      int32  `protobuf:"varint,4,opt,name=context_length,json=contextLength,proto3" json:"context_length,omitempty"`
 	TrainContextLength int32  `protobuf:"varint,5,opt,name=train_context_length,json=trainContextLength,proto3" json:"train_context_length,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// SampleRate is the rate of a speech model's audio, in Hz.
+	SampleRate int32 `protobuf:"varint,6,opt,name=sample_rate,json=sampleRate,proto3" json:"sample_rate,omitempty"`
+	// Voices are a text-to-speech model's voices, the default first.
+	Voices        []string `protobuf:"bytes,7,rep,name=voices,proto3" json:"voices,omitempty"`
+	Languages     []string `protobuf:"bytes,8,rep,name=languages,proto3" json:"languages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ModelDetails) Reset() {
@@ -1708,6 +1713,27 @@ func (x *ModelDetails) GetTrainContextLength() int32 {
 		return x.TrainContextLength
 	}
 	return 0
+}
+
+func (x *ModelDetails) GetSampleRate() int32 {
+	if x != nil {
+		return x.SampleRate
+	}
+	return 0
+}
+
+func (x *ModelDetails) GetVoices() []string {
+	if x != nil {
+		return x.Voices
+	}
+	return nil
+}
+
+func (x *ModelDetails) GetLanguages() []string {
+	if x != nil {
+		return x.Languages
+	}
+	return nil
 }
 
 type GetInfoRequest struct {
@@ -3266,6 +3292,1269 @@ func (x *RunningModel) GetLoadedAtUnixMs() int64 {
 	return 0
 }
 
+// TranscribeRequest is one message of a Transcribe call: the first carries config.
+type TranscribeRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Config *TranscribeConfig      `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// Audio is the next piece of the audio, in config.format.
+	Audio         []byte `protobuf:"bytes,2,opt,name=audio,proto3" json:"audio,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscribeRequest) Reset() {
+	*x = TranscribeRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscribeRequest) ProtoMessage() {}
+
+func (x *TranscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscribeRequest.ProtoReflect.Descriptor instead.
+func (*TranscribeRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TranscribeRequest) GetConfig() *TranscribeConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *TranscribeRequest) GetAudio() []byte {
+	if x != nil {
+		return x.Audio
+	}
+	return nil
+}
+
+type TranscribeConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Language is a BCP 47 tag ("en"); "" for the model's.
+	Language string `protobuf:"bytes,2,opt,name=language,proto3" json:"language,omitempty"`
+	// Prompt is text that may precede the audio (names, spelling); engines may ignore it.
+	Prompt      string   `protobuf:"bytes,3,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	Temperature *float32 `protobuf:"fixed32,4,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
+	// Format says what audio holds: "" (or "file") for a file, WAV, MP3 or FLAC, sniffed from
+	// its first bytes and decoded once it has all arrived; "pcm" for raw signed 16-bit
+	// little-endian samples at sample_rate and channels, transcribed as they arrive.
+	Format     string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
+	SampleRate int32  `protobuf:"varint,6,opt,name=sample_rate,json=sampleRate,proto3" json:"sample_rate,omitempty"`
+	Channels   int32  `protobuf:"varint,7,opt,name=channels,proto3" json:"channels,omitempty"`
+	// Partial asks for the hypothesis of the utterance in progress as it changes.
+	Partial bool     `protobuf:"varint,8,opt,name=partial,proto3" json:"partial,omitempty"`
+	Routing *Routing `protobuf:"bytes,9,opt,name=routing,proto3" json:"routing,omitempty"`
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,10,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscribeConfig) Reset() {
+	*x = TranscribeConfig{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscribeConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscribeConfig) ProtoMessage() {}
+
+func (x *TranscribeConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscribeConfig.ProtoReflect.Descriptor instead.
+func (*TranscribeConfig) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TranscribeConfig) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *TranscribeConfig) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *TranscribeConfig) GetPrompt() string {
+	if x != nil {
+		return x.Prompt
+	}
+	return ""
+}
+
+func (x *TranscribeConfig) GetTemperature() float32 {
+	if x != nil && x.Temperature != nil {
+		return *x.Temperature
+	}
+	return 0
+}
+
+func (x *TranscribeConfig) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *TranscribeConfig) GetSampleRate() int32 {
+	if x != nil {
+		return x.SampleRate
+	}
+	return 0
+}
+
+func (x *TranscribeConfig) GetChannels() int32 {
+	if x != nil {
+		return x.Channels
+	}
+	return 0
+}
+
+func (x *TranscribeConfig) GetPartial() bool {
+	if x != nil {
+		return x.Partial
+	}
+	return false
+}
+
+func (x *TranscribeConfig) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+func (x *TranscribeConfig) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+type TranscribeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*TranscribeResponse_Partial
+	//	*TranscribeResponse_Segment
+	//	*TranscribeResponse_Final
+	Event         isTranscribeResponse_Event `protobuf_oneof:"event"`
+	ServedBy      string                     `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscribeResponse) Reset() {
+	*x = TranscribeResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscribeResponse) ProtoMessage() {}
+
+func (x *TranscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscribeResponse.ProtoReflect.Descriptor instead.
+func (*TranscribeResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *TranscribeResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *TranscribeResponse) GetEvent() isTranscribeResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *TranscribeResponse) GetPartial() string {
+	if x != nil {
+		if x, ok := x.Event.(*TranscribeResponse_Partial); ok {
+			return x.Partial
+		}
+	}
+	return ""
+}
+
+func (x *TranscribeResponse) GetSegment() *TranscriptSegment {
+	if x != nil {
+		if x, ok := x.Event.(*TranscribeResponse_Segment); ok {
+			return x.Segment
+		}
+	}
+	return nil
+}
+
+func (x *TranscribeResponse) GetFinal() *TranscribeFinal {
+	if x != nil {
+		if x, ok := x.Event.(*TranscribeResponse_Final); ok {
+			return x.Final
+		}
+	}
+	return nil
+}
+
+func (x *TranscribeResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+type isTranscribeResponse_Event interface {
+	isTranscribeResponse_Event()
+}
+
+type TranscribeResponse_Partial struct {
+	// Partial is the hypothesis for the utterance being heard; it replaces the previous one.
+	Partial string `protobuf:"bytes,2,opt,name=partial,proto3,oneof"`
+}
+
+type TranscribeResponse_Segment struct {
+	// Segment is a finished utterance.
+	Segment *TranscriptSegment `protobuf:"bytes,3,opt,name=segment,proto3,oneof"`
+}
+
+type TranscribeResponse_Final struct {
+	Final *TranscribeFinal `protobuf:"bytes,4,opt,name=final,proto3,oneof"`
+}
+
+func (*TranscribeResponse_Partial) isTranscribeResponse_Event() {}
+
+func (*TranscribeResponse_Segment) isTranscribeResponse_Event() {}
+
+func (*TranscribeResponse_Final) isTranscribeResponse_Event() {}
+
+type TranscriptSegment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id numbers the segments of a transcription from 0.
+	Id   int32  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	// Start and end are seconds from the start of the audio.
+	Start         float64           `protobuf:"fixed64,3,opt,name=start,proto3" json:"start,omitempty"`
+	End           float64           `protobuf:"fixed64,4,opt,name=end,proto3" json:"end,omitempty"`
+	Words         []*TranscriptWord `protobuf:"bytes,5,rep,name=words,proto3" json:"words,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscriptSegment) Reset() {
+	*x = TranscriptSegment{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscriptSegment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscriptSegment) ProtoMessage() {}
+
+func (x *TranscriptSegment) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscriptSegment.ProtoReflect.Descriptor instead.
+func (*TranscriptSegment) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *TranscriptSegment) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *TranscriptSegment) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *TranscriptSegment) GetStart() float64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *TranscriptSegment) GetEnd() float64 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
+func (x *TranscriptSegment) GetWords() []*TranscriptWord {
+	if x != nil {
+		return x.Words
+	}
+	return nil
+}
+
+type TranscriptWord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Word  string                 `protobuf:"bytes,1,opt,name=word,proto3" json:"word,omitempty"`
+	Start float64                `protobuf:"fixed64,2,opt,name=start,proto3" json:"start,omitempty"`
+	End   float64                `protobuf:"fixed64,3,opt,name=end,proto3" json:"end,omitempty"`
+	// Probability is the engine's confidence in the word, 0..1 (0 when it gives none).
+	Probability   float32 `protobuf:"fixed32,4,opt,name=probability,proto3" json:"probability,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscriptWord) Reset() {
+	*x = TranscriptWord{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscriptWord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscriptWord) ProtoMessage() {}
+
+func (x *TranscriptWord) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscriptWord.ProtoReflect.Descriptor instead.
+func (*TranscriptWord) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *TranscriptWord) GetWord() string {
+	if x != nil {
+		return x.Word
+	}
+	return ""
+}
+
+func (x *TranscriptWord) GetStart() float64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *TranscriptWord) GetEnd() float64 {
+	if x != nil {
+		return x.End
+	}
+	return 0
+}
+
+func (x *TranscriptWord) GetProbability() float32 {
+	if x != nil {
+		return x.Probability
+	}
+	return 0
+}
+
+type TranscribeFinal struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Text     string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	Language string                 `protobuf:"bytes,2,opt,name=language,proto3" json:"language,omitempty"`
+	// DurationSeconds is the length of the audio.
+	DurationSeconds float64              `protobuf:"fixed64,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	Segments        []*TranscriptSegment `protobuf:"bytes,4,rep,name=segments,proto3" json:"segments,omitempty"`
+	// ProcessMs is the time the engine took; duration / process time is the real-time speed.
+	ProcessMs     float64 `protobuf:"fixed64,5,opt,name=process_ms,json=processMs,proto3" json:"process_ms,omitempty"`
+	ServedBy      string  `protobuf:"bytes,6,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscribeFinal) Reset() {
+	*x = TranscribeFinal{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscribeFinal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscribeFinal) ProtoMessage() {}
+
+func (x *TranscribeFinal) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscribeFinal.ProtoReflect.Descriptor instead.
+func (*TranscribeFinal) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *TranscribeFinal) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *TranscribeFinal) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *TranscribeFinal) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *TranscribeFinal) GetSegments() []*TranscriptSegment {
+	if x != nil {
+		return x.Segments
+	}
+	return nil
+}
+
+func (x *TranscribeFinal) GetProcessMs() float64 {
+	if x != nil {
+		return x.ProcessMs
+	}
+	return 0
+}
+
+func (x *TranscribeFinal) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+type SynthesizeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Input string                 `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
+	// Voice is one of the model's voices (ModelDetails.voices); "" for its default.
+	Voice string `protobuf:"bytes,3,opt,name=voice,proto3" json:"voice,omitempty"`
+	// Format of the audio chunks: "pcm" (signed 16-bit little-endian mono at the rate the first
+	// chunk states; the default), "wav", "flac", "mp3" or "opus" (the last two need the lame
+	// or opusenc program on the serving node).
+	Format string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	// Speed scales the speaking rate: 1 normal (0 means 1), 0.25 to 4.
+	Speed   float32  `protobuf:"fixed32,5,opt,name=speed,proto3" json:"speed,omitempty"`
+	Routing *Routing `protobuf:"bytes,6,opt,name=routing,proto3" json:"routing,omitempty"`
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,7,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SynthesizeRequest) Reset() {
+	*x = SynthesizeRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SynthesizeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SynthesizeRequest) ProtoMessage() {}
+
+func (x *SynthesizeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SynthesizeRequest.ProtoReflect.Descriptor instead.
+func (*SynthesizeRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *SynthesizeRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *SynthesizeRequest) GetInput() string {
+	if x != nil {
+		return x.Input
+	}
+	return ""
+}
+
+func (x *SynthesizeRequest) GetVoice() string {
+	if x != nil {
+		return x.Voice
+	}
+	return ""
+}
+
+func (x *SynthesizeRequest) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *SynthesizeRequest) GetSpeed() float32 {
+	if x != nil {
+		return x.Speed
+	}
+	return 0
+}
+
+func (x *SynthesizeRequest) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+func (x *SynthesizeRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+type SynthesizeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*SynthesizeResponse_Audio
+	//	*SynthesizeResponse_Final
+	Event         isSynthesizeResponse_Event `protobuf_oneof:"event"`
+	ServedBy      string                     `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SynthesizeResponse) Reset() {
+	*x = SynthesizeResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SynthesizeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SynthesizeResponse) ProtoMessage() {}
+
+func (x *SynthesizeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SynthesizeResponse.ProtoReflect.Descriptor instead.
+func (*SynthesizeResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SynthesizeResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *SynthesizeResponse) GetEvent() isSynthesizeResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *SynthesizeResponse) GetAudio() *AudioChunk {
+	if x != nil {
+		if x, ok := x.Event.(*SynthesizeResponse_Audio); ok {
+			return x.Audio
+		}
+	}
+	return nil
+}
+
+func (x *SynthesizeResponse) GetFinal() *SynthesizeFinal {
+	if x != nil {
+		if x, ok := x.Event.(*SynthesizeResponse_Final); ok {
+			return x.Final
+		}
+	}
+	return nil
+}
+
+func (x *SynthesizeResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+type isSynthesizeResponse_Event interface {
+	isSynthesizeResponse_Event()
+}
+
+type SynthesizeResponse_Audio struct {
+	Audio *AudioChunk `protobuf:"bytes,2,opt,name=audio,proto3,oneof"`
+}
+
+type SynthesizeResponse_Final struct {
+	Final *SynthesizeFinal `protobuf:"bytes,3,opt,name=final,proto3,oneof"`
+}
+
+func (*SynthesizeResponse_Audio) isSynthesizeResponse_Event() {}
+
+func (*SynthesizeResponse_Final) isSynthesizeResponse_Event() {}
+
+// AudioChunk is the next piece of an audio stream: concatenated, the chunks are one file in
+// its format.
+type AudioChunk struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Data       []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	Format     string                 `protobuf:"bytes,2,opt,name=format,proto3" json:"format,omitempty"`
+	SampleRate int32                  `protobuf:"varint,3,opt,name=sample_rate,json=sampleRate,proto3" json:"sample_rate,omitempty"`
+	// Text is the sentence this audio speaks, on the chunk that starts it.
+	Text          string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AudioChunk) Reset() {
+	*x = AudioChunk{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AudioChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AudioChunk) ProtoMessage() {}
+
+func (x *AudioChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AudioChunk.ProtoReflect.Descriptor instead.
+func (*AudioChunk) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *AudioChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *AudioChunk) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *AudioChunk) GetSampleRate() int32 {
+	if x != nil {
+		return x.SampleRate
+	}
+	return 0
+}
+
+func (x *AudioChunk) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+type SynthesizeFinal struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SampleRate      int32                  `protobuf:"varint,1,opt,name=sample_rate,json=sampleRate,proto3" json:"sample_rate,omitempty"`
+	DurationSeconds float64                `protobuf:"fixed64,2,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	ProcessMs       float64                `protobuf:"fixed64,3,opt,name=process_ms,json=processMs,proto3" json:"process_ms,omitempty"`
+	ServedBy        string                 `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SynthesizeFinal) Reset() {
+	*x = SynthesizeFinal{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SynthesizeFinal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SynthesizeFinal) ProtoMessage() {}
+
+func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SynthesizeFinal.ProtoReflect.Descriptor instead.
+func (*SynthesizeFinal) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *SynthesizeFinal) GetSampleRate() int32 {
+	if x != nil {
+		return x.SampleRate
+	}
+	return 0
+}
+
+func (x *SynthesizeFinal) GetDurationSeconds() float64 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *SynthesizeFinal) GetProcessMs() float64 {
+	if x != nil {
+		return x.ProcessMs
+	}
+	return 0
+}
+
+func (x *SynthesizeFinal) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+// ConverseRequest is one message of a Converse call: the first carries config.
+type ConverseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *ConverseConfig        `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	Audio         []byte                 `protobuf:"bytes,2,opt,name=audio,proto3" json:"audio,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConverseRequest) Reset() {
+	*x = ConverseRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConverseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConverseRequest) ProtoMessage() {}
+
+func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConverseRequest.ProtoReflect.Descriptor instead.
+func (*ConverseRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ConverseRequest) GetConfig() *ConverseConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *ConverseRequest) GetAudio() []byte {
+	if x != nil {
+		return x.Audio
+	}
+	return nil
+}
+
+type ConverseConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The three stages' models; each is routed on its own.
+	SttModel string `protobuf:"bytes,1,opt,name=stt_model,json=sttModel,proto3" json:"stt_model,omitempty"`
+	LlmModel string `protobuf:"bytes,2,opt,name=llm_model,json=llmModel,proto3" json:"llm_model,omitempty"`
+	TtsModel string `protobuf:"bytes,3,opt,name=tts_model,json=ttsModel,proto3" json:"tts_model,omitempty"`
+	// Audio in, as in TranscribeConfig.
+	Format     string `protobuf:"bytes,4,opt,name=format,proto3" json:"format,omitempty"`
+	SampleRate int32  `protobuf:"varint,5,opt,name=sample_rate,json=sampleRate,proto3" json:"sample_rate,omitempty"`
+	Channels   int32  `protobuf:"varint,6,opt,name=channels,proto3" json:"channels,omitempty"`
+	Language   string `protobuf:"bytes,7,opt,name=language,proto3" json:"language,omitempty"`
+	// Messages come before the transcribed question: a system prompt, earlier turns.
+	Messages []*Message      `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	Sampling *SamplingParams `protobuf:"bytes,9,opt,name=sampling,proto3" json:"sampling,omitempty"`
+	// Voice and audio format out, as in SynthesizeRequest.
+	Voice       string `protobuf:"bytes,10,opt,name=voice,proto3" json:"voice,omitempty"`
+	AudioFormat string `protobuf:"bytes,11,opt,name=audio_format,json=audioFormat,proto3" json:"audio_format,omitempty"`
+	// Routing pins or restricts every stage; each stage is otherwise routed on its own.
+	Routing       *Routing `protobuf:"bytes,12,opt,name=routing,proto3" json:"routing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConverseConfig) Reset() {
+	*x = ConverseConfig{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConverseConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConverseConfig) ProtoMessage() {}
+
+func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConverseConfig.ProtoReflect.Descriptor instead.
+func (*ConverseConfig) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ConverseConfig) GetSttModel() string {
+	if x != nil {
+		return x.SttModel
+	}
+	return ""
+}
+
+func (x *ConverseConfig) GetLlmModel() string {
+	if x != nil {
+		return x.LlmModel
+	}
+	return ""
+}
+
+func (x *ConverseConfig) GetTtsModel() string {
+	if x != nil {
+		return x.TtsModel
+	}
+	return ""
+}
+
+func (x *ConverseConfig) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ConverseConfig) GetSampleRate() int32 {
+	if x != nil {
+		return x.SampleRate
+	}
+	return 0
+}
+
+func (x *ConverseConfig) GetChannels() int32 {
+	if x != nil {
+		return x.Channels
+	}
+	return 0
+}
+
+func (x *ConverseConfig) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *ConverseConfig) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *ConverseConfig) GetSampling() *SamplingParams {
+	if x != nil {
+		return x.Sampling
+	}
+	return nil
+}
+
+func (x *ConverseConfig) GetVoice() string {
+	if x != nil {
+		return x.Voice
+	}
+	return ""
+}
+
+func (x *ConverseConfig) GetAudioFormat() string {
+	if x != nil {
+		return x.AudioFormat
+	}
+	return ""
+}
+
+func (x *ConverseConfig) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+type ConverseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*ConverseResponse_Transcript
+	//	*ConverseResponse_Delta
+	//	*ConverseResponse_Audio
+	//	*ConverseResponse_Final
+	Event         isConverseResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConverseResponse) Reset() {
+	*x = ConverseResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConverseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConverseResponse) ProtoMessage() {}
+
+func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConverseResponse.ProtoReflect.Descriptor instead.
+func (*ConverseResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ConverseResponse) GetEvent() isConverseResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ConverseResponse) GetTranscript() *TranscribeFinal {
+	if x != nil {
+		if x, ok := x.Event.(*ConverseResponse_Transcript); ok {
+			return x.Transcript
+		}
+	}
+	return nil
+}
+
+func (x *ConverseResponse) GetDelta() *Delta {
+	if x != nil {
+		if x, ok := x.Event.(*ConverseResponse_Delta); ok {
+			return x.Delta
+		}
+	}
+	return nil
+}
+
+func (x *ConverseResponse) GetAudio() *AudioChunk {
+	if x != nil {
+		if x, ok := x.Event.(*ConverseResponse_Audio); ok {
+			return x.Audio
+		}
+	}
+	return nil
+}
+
+func (x *ConverseResponse) GetFinal() *ConverseFinal {
+	if x != nil {
+		if x, ok := x.Event.(*ConverseResponse_Final); ok {
+			return x.Final
+		}
+	}
+	return nil
+}
+
+type isConverseResponse_Event interface {
+	isConverseResponse_Event()
+}
+
+type ConverseResponse_Transcript struct {
+	// Transcript is the question as heard (partial hypotheses are not sent).
+	Transcript *TranscribeFinal `protobuf:"bytes,1,opt,name=transcript,proto3,oneof"`
+}
+
+type ConverseResponse_Delta struct {
+	// Delta is the next piece of the answer's text.
+	Delta *Delta `protobuf:"bytes,2,opt,name=delta,proto3,oneof"`
+}
+
+type ConverseResponse_Audio struct {
+	// Audio is the next piece of the spoken answer.
+	Audio *AudioChunk `protobuf:"bytes,3,opt,name=audio,proto3,oneof"`
+}
+
+type ConverseResponse_Final struct {
+	Final *ConverseFinal `protobuf:"bytes,4,opt,name=final,proto3,oneof"`
+}
+
+func (*ConverseResponse_Transcript) isConverseResponse_Event() {}
+
+func (*ConverseResponse_Delta) isConverseResponse_Event() {}
+
+func (*ConverseResponse_Audio) isConverseResponse_Event() {}
+
+func (*ConverseResponse_Final) isConverseResponse_Event() {}
+
+type ConverseFinal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The nodes that served each stage.
+	SttServedBy string `protobuf:"bytes,1,opt,name=stt_served_by,json=sttServedBy,proto3" json:"stt_served_by,omitempty"`
+	LlmServedBy string `protobuf:"bytes,2,opt,name=llm_served_by,json=llmServedBy,proto3" json:"llm_served_by,omitempty"`
+	TtsServedBy string `protobuf:"bytes,3,opt,name=tts_served_by,json=ttsServedBy,proto3" json:"tts_served_by,omitempty"`
+	// Answer is the whole text of the answer.
+	Answer string `protobuf:"bytes,4,opt,name=answer,proto3" json:"answer,omitempty"`
+	Usage  *Usage `protobuf:"bytes,5,opt,name=usage,proto3" json:"usage,omitempty"`
+	// Milliseconds from the end of the question's audio to the first answer text and audio.
+	FirstTextMs   float64 `protobuf:"fixed64,6,opt,name=first_text_ms,json=firstTextMs,proto3" json:"first_text_ms,omitempty"`
+	FirstAudioMs  float64 `protobuf:"fixed64,7,opt,name=first_audio_ms,json=firstAudioMs,proto3" json:"first_audio_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConverseFinal) Reset() {
+	*x = ConverseFinal{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConverseFinal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConverseFinal) ProtoMessage() {}
+
+func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConverseFinal.ProtoReflect.Descriptor instead.
+func (*ConverseFinal) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ConverseFinal) GetSttServedBy() string {
+	if x != nil {
+		return x.SttServedBy
+	}
+	return ""
+}
+
+func (x *ConverseFinal) GetLlmServedBy() string {
+	if x != nil {
+		return x.LlmServedBy
+	}
+	return ""
+}
+
+func (x *ConverseFinal) GetTtsServedBy() string {
+	if x != nil {
+		return x.TtsServedBy
+	}
+	return ""
+}
+
+func (x *ConverseFinal) GetAnswer() string {
+	if x != nil {
+		return x.Answer
+	}
+	return ""
+}
+
+func (x *ConverseFinal) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *ConverseFinal) GetFirstTextMs() float64 {
+	if x != nil {
+		return x.FirstTextMs
+	}
+	return 0
+}
+
+func (x *ConverseFinal) GetFirstAudioMs() float64 {
+	if x != nil {
+		return x.FirstAudioMs
+	}
+	return 0
+}
+
 var File_syn4pse_v1_syn4pse_proto protoreflect.FileDescriptor
 
 const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
@@ -3393,13 +4682,17 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\bparallel\x18\x03 \x01(\x05R\bparallel\x12%\n" +
 	"\x0erequests_total\x18\x04 \x01(\x03R\rrequestsTotal\x12.\n" +
 	"\x13prompt_tokens_total\x18\x05 \x01(\x03R\x11promptTokensTotal\x124\n" +
-	"\x16generated_tokens_total\x18\x06 \x01(\x03R\x14generatedTokensTotal\"\xd8\x01\n" +
+	"\x16generated_tokens_total\x18\x06 \x01(\x03R\x14generatedTokensTotal\"\xaf\x02\n" +
 	"\fModelDetails\x12\"\n" +
 	"\farchitecture\x18\x01 \x01(\tR\farchitecture\x12'\n" +
 	"\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12\"\n" +
 	"\fquantization\x18\x03 \x01(\tR\fquantization\x12%\n" +
 	"\x0econtext_length\x18\x04 \x01(\x05R\rcontextLength\x120\n" +
-	"\x14train_context_length\x18\x05 \x01(\x05R\x12trainContextLength\"\x10\n" +
+	"\x14train_context_length\x18\x05 \x01(\x05R\x12trainContextLength\x12\x1f\n" +
+	"\vsample_rate\x18\x06 \x01(\x05R\n" +
+	"sampleRate\x12\x16\n" +
+	"\x06voices\x18\a \x03(\tR\x06voices\x12\x1c\n" +
+	"\tlanguages\x18\b \x03(\tR\tlanguages\"\x10\n" +
 	"\x0eGetInfoRequest\"\x81\x03\n" +
 	"\x0fGetInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -3526,7 +4819,114 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x12expires_at_unix_ms\x18\x05 \x01(\x03R\x0fexpiresAtUnixMs\x12\x1d\n" +
 	"\n" +
 	"keep_alive\x18\x06 \x01(\tR\tkeepAlive\x12)\n" +
-	"\x11loaded_at_unix_ms\x18\a \x01(\x03R\x0eloadedAtUnixMs*\x88\x01\n" +
+	"\x11loaded_at_unix_ms\x18\a \x01(\x03R\x0eloadedAtUnixMs\"_\n" +
+	"\x11TranscribeRequest\x124\n" +
+	"\x06config\x18\x01 \x01(\v2\x1c.syn4pse.v1.TranscribeConfigR\x06config\x12\x14\n" +
+	"\x05audio\x18\x02 \x01(\fR\x05audio\"\xd0\x02\n" +
+	"\x10TranscribeConfig\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1a\n" +
+	"\blanguage\x18\x02 \x01(\tR\blanguage\x12\x16\n" +
+	"\x06prompt\x18\x03 \x01(\tR\x06prompt\x12%\n" +
+	"\vtemperature\x18\x04 \x01(\x02H\x00R\vtemperature\x88\x01\x01\x12\x16\n" +
+	"\x06format\x18\x05 \x01(\tR\x06format\x12\x1f\n" +
+	"\vsample_rate\x18\x06 \x01(\x05R\n" +
+	"sampleRate\x12\x1a\n" +
+	"\bchannels\x18\a \x01(\x05R\bchannels\x12\x18\n" +
+	"\apartial\x18\b \x01(\bR\apartial\x12-\n" +
+	"\arouting\x18\t \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\n" +
+	" \x01(\tR\tkeepAliveB\x0e\n" +
+	"\f_temperature\"\xdc\x01\n" +
+	"\x12TranscribeResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1a\n" +
+	"\apartial\x18\x02 \x01(\tH\x00R\apartial\x129\n" +
+	"\asegment\x18\x03 \x01(\v2\x1d.syn4pse.v1.TranscriptSegmentH\x00R\asegment\x123\n" +
+	"\x05final\x18\x04 \x01(\v2\x1b.syn4pse.v1.TranscribeFinalH\x00R\x05final\x12\x1b\n" +
+	"\tserved_by\x18\x05 \x01(\tR\bservedByB\a\n" +
+	"\x05event\"\x91\x01\n" +
+	"\x11TranscriptSegment\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12\x14\n" +
+	"\x05start\x18\x03 \x01(\x01R\x05start\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\x01R\x03end\x120\n" +
+	"\x05words\x18\x05 \x03(\v2\x1a.syn4pse.v1.TranscriptWordR\x05words\"n\n" +
+	"\x0eTranscriptWord\x12\x12\n" +
+	"\x04word\x18\x01 \x01(\tR\x04word\x12\x14\n" +
+	"\x05start\x18\x02 \x01(\x01R\x05start\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\x01R\x03end\x12 \n" +
+	"\vprobability\x18\x04 \x01(\x02R\vprobability\"\xe3\x01\n" +
+	"\x0fTranscribeFinal\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12\x1a\n" +
+	"\blanguage\x18\x02 \x01(\tR\blanguage\x12)\n" +
+	"\x10duration_seconds\x18\x03 \x01(\x01R\x0fdurationSeconds\x129\n" +
+	"\bsegments\x18\x04 \x03(\v2\x1d.syn4pse.v1.TranscriptSegmentR\bsegments\x12\x1d\n" +
+	"\n" +
+	"process_ms\x18\x05 \x01(\x01R\tprocessMs\x12\x1b\n" +
+	"\tserved_by\x18\x06 \x01(\tR\bservedBy\"\xd1\x01\n" +
+	"\x11SynthesizeRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05input\x18\x02 \x01(\tR\x05input\x12\x14\n" +
+	"\x05voice\x18\x03 \x01(\tR\x05voice\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x14\n" +
+	"\x05speed\x18\x05 \x01(\x02R\x05speed\x12-\n" +
+	"\arouting\x18\x06 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\a \x01(\tR\tkeepAlive\"\xb5\x01\n" +
+	"\x12SynthesizeResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
+	"\x05audio\x18\x02 \x01(\v2\x16.syn4pse.v1.AudioChunkH\x00R\x05audio\x123\n" +
+	"\x05final\x18\x03 \x01(\v2\x1b.syn4pse.v1.SynthesizeFinalH\x00R\x05final\x12\x1b\n" +
+	"\tserved_by\x18\x04 \x01(\tR\bservedByB\a\n" +
+	"\x05event\"m\n" +
+	"\n" +
+	"AudioChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
+	"\x06format\x18\x02 \x01(\tR\x06format\x12\x1f\n" +
+	"\vsample_rate\x18\x03 \x01(\x05R\n" +
+	"sampleRate\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"\x99\x01\n" +
+	"\x0fSynthesizeFinal\x12\x1f\n" +
+	"\vsample_rate\x18\x01 \x01(\x05R\n" +
+	"sampleRate\x12)\n" +
+	"\x10duration_seconds\x18\x02 \x01(\x01R\x0fdurationSeconds\x12\x1d\n" +
+	"\n" +
+	"process_ms\x18\x03 \x01(\x01R\tprocessMs\x12\x1b\n" +
+	"\tserved_by\x18\x04 \x01(\tR\bservedBy\"[\n" +
+	"\x0fConverseRequest\x122\n" +
+	"\x06config\x18\x01 \x01(\v2\x1a.syn4pse.v1.ConverseConfigR\x06config\x12\x14\n" +
+	"\x05audio\x18\x02 \x01(\fR\x05audio\"\xa9\x03\n" +
+	"\x0eConverseConfig\x12\x1b\n" +
+	"\tstt_model\x18\x01 \x01(\tR\bsttModel\x12\x1b\n" +
+	"\tllm_model\x18\x02 \x01(\tR\bllmModel\x12\x1b\n" +
+	"\ttts_model\x18\x03 \x01(\tR\bttsModel\x12\x16\n" +
+	"\x06format\x18\x04 \x01(\tR\x06format\x12\x1f\n" +
+	"\vsample_rate\x18\x05 \x01(\x05R\n" +
+	"sampleRate\x12\x1a\n" +
+	"\bchannels\x18\x06 \x01(\x05R\bchannels\x12\x1a\n" +
+	"\blanguage\x18\a \x01(\tR\blanguage\x12/\n" +
+	"\bmessages\x18\b \x03(\v2\x13.syn4pse.v1.MessageR\bmessages\x126\n" +
+	"\bsampling\x18\t \x01(\v2\x1a.syn4pse.v1.SamplingParamsR\bsampling\x12\x14\n" +
+	"\x05voice\x18\n" +
+	" \x01(\tR\x05voice\x12!\n" +
+	"\faudio_format\x18\v \x01(\tR\vaudioFormat\x12-\n" +
+	"\arouting\x18\f \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\"\xe8\x01\n" +
+	"\x10ConverseResponse\x12=\n" +
+	"\n" +
+	"transcript\x18\x01 \x01(\v2\x1b.syn4pse.v1.TranscribeFinalH\x00R\n" +
+	"transcript\x12)\n" +
+	"\x05delta\x18\x02 \x01(\v2\x11.syn4pse.v1.DeltaH\x00R\x05delta\x12.\n" +
+	"\x05audio\x18\x03 \x01(\v2\x16.syn4pse.v1.AudioChunkH\x00R\x05audio\x121\n" +
+	"\x05final\x18\x04 \x01(\v2\x19.syn4pse.v1.ConverseFinalH\x00R\x05finalB\a\n" +
+	"\x05event\"\x86\x02\n" +
+	"\rConverseFinal\x12\"\n" +
+	"\rstt_served_by\x18\x01 \x01(\tR\vsttServedBy\x12\"\n" +
+	"\rllm_served_by\x18\x02 \x01(\tR\vllmServedBy\x12\"\n" +
+	"\rtts_served_by\x18\x03 \x01(\tR\vttsServedBy\x12\x16\n" +
+	"\x06answer\x18\x04 \x01(\tR\x06answer\x12'\n" +
+	"\x05usage\x18\x05 \x01(\v2\x11.syn4pse.v1.UsageR\x05usage\x12\"\n" +
+	"\rfirst_text_ms\x18\x06 \x01(\x01R\vfirstTextMs\x12$\n" +
+	"\x0efirst_audio_ms\x18\a \x01(\x01R\ffirstAudioMs*\x88\x01\n" +
 	"\bModality\x12\x18\n" +
 	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODALITY_LLM\x10\x01\x12\x16\n" +
@@ -3543,10 +4943,15 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
-	"\x14FINISH_REASON_LENGTH\x10\x022\x9c\x01\n" +
+	"\x14FINISH_REASON_LENGTH\x10\x022\x87\x03\n" +
 	"\x10InferenceService\x12?\n" +
 	"\x04Chat\x12\x17.syn4pse.v1.ChatRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12G\n" +
-	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x012\xdc\x03\n" +
+	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12O\n" +
+	"\n" +
+	"Transcribe\x12\x1d.syn4pse.v1.TranscribeRequest\x1a\x1e.syn4pse.v1.TranscribeResponse(\x010\x01\x12M\n" +
+	"\n" +
+	"Synthesize\x12\x1d.syn4pse.v1.SynthesizeRequest\x1a\x1e.syn4pse.v1.SynthesizeResponse0\x01\x12I\n" +
+	"\bConverse\x12\x1b.syn4pse.v1.ConverseRequest\x1a\x1c.syn4pse.v1.ConverseResponse(\x010\x012\xdc\x03\n" +
 	"\fModelService\x12K\n" +
 	"\n" +
 	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse\x12E\n" +
@@ -3575,7 +4980,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -3624,7 +5029,21 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*ListRunningRequest)(nil),  // 44: syn4pse.v1.ListRunningRequest
 	(*ListRunningResponse)(nil), // 45: syn4pse.v1.ListRunningResponse
 	(*RunningModel)(nil),        // 46: syn4pse.v1.RunningModel
-	nil,                         // 47: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*TranscribeRequest)(nil),   // 47: syn4pse.v1.TranscribeRequest
+	(*TranscribeConfig)(nil),    // 48: syn4pse.v1.TranscribeConfig
+	(*TranscribeResponse)(nil),  // 49: syn4pse.v1.TranscribeResponse
+	(*TranscriptSegment)(nil),   // 50: syn4pse.v1.TranscriptSegment
+	(*TranscriptWord)(nil),      // 51: syn4pse.v1.TranscriptWord
+	(*TranscribeFinal)(nil),     // 52: syn4pse.v1.TranscribeFinal
+	(*SynthesizeRequest)(nil),   // 53: syn4pse.v1.SynthesizeRequest
+	(*SynthesizeResponse)(nil),  // 54: syn4pse.v1.SynthesizeResponse
+	(*AudioChunk)(nil),          // 55: syn4pse.v1.AudioChunk
+	(*SynthesizeFinal)(nil),     // 56: syn4pse.v1.SynthesizeFinal
+	(*ConverseRequest)(nil),     // 57: syn4pse.v1.ConverseRequest
+	(*ConverseConfig)(nil),      // 58: syn4pse.v1.ConverseConfig
+	(*ConverseResponse)(nil),    // 59: syn4pse.v1.ConverseResponse
+	(*ConverseFinal)(nil),       // 60: syn4pse.v1.ConverseFinal
+	nil,                         // 61: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -3649,7 +5068,7 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	47, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	61, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	26, // 23: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
 	4,  // 24: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
 	30, // 25: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
@@ -3660,35 +5079,59 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	0,  // 30: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
 	46, // 31: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
 	46, // 32: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
-	11, // 33: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 34: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	18, // 35: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	36, // 36: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	38, // 37: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	40, // 38: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	42, // 39: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	44, // 40: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	23, // 41: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	27, // 42: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	31, // 43: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	34, // 44: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	13, // 45: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 46: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	19, // 47: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	37, // 48: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	39, // 49: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	41, // 50: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	43, // 51: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	45, // 52: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	24, // 53: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	28, // 54: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	32, // 55: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	35, // 56: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	45, // [45:57] is the sub-list for method output_type
-	33, // [33:45] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	48, // 33: syn4pse.v1.TranscribeRequest.config:type_name -> syn4pse.v1.TranscribeConfig
+	10, // 34: syn4pse.v1.TranscribeConfig.routing:type_name -> syn4pse.v1.Routing
+	50, // 35: syn4pse.v1.TranscribeResponse.segment:type_name -> syn4pse.v1.TranscriptSegment
+	52, // 36: syn4pse.v1.TranscribeResponse.final:type_name -> syn4pse.v1.TranscribeFinal
+	51, // 37: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
+	50, // 38: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
+	10, // 39: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
+	55, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	56, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
+	58, // 42: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
+	5,  // 43: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
+	8,  // 44: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
+	10, // 45: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
+	52, // 46: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
+	14, // 47: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
+	55, // 48: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	60, // 49: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
+	16, // 50: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
+	11, // 51: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 52: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	47, // 53: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
+	53, // 54: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
+	57, // 55: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
+	18, // 56: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	36, // 57: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	38, // 58: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	40, // 59: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	42, // 60: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	44, // 61: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	23, // 62: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	27, // 63: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	31, // 64: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	34, // 65: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	13, // 66: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 67: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	49, // 68: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	54, // 69: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	59, // 70: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	19, // 71: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	37, // 72: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	39, // 73: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	41, // 74: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	43, // 75: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	45, // 76: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	24, // 77: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	28, // 78: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	32, // 79: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	35, // 80: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	66, // [66:81] is the sub-list for method output_type
+	51, // [51:66] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -3706,13 +5149,29 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 		(*GenerateResponse_Delta)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[43].OneofWrappers = []any{}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[44].OneofWrappers = []any{
+		(*TranscribeResponse_Partial)(nil),
+		(*TranscribeResponse_Segment)(nil),
+		(*TranscribeResponse_Final)(nil),
+	}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[49].OneofWrappers = []any{
+		(*SynthesizeResponse_Audio)(nil),
+		(*SynthesizeResponse_Final)(nil),
+	}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[54].OneofWrappers = []any{
+		(*ConverseResponse_Transcript)(nil),
+		(*ConverseResponse_Delta)(nil),
+		(*ConverseResponse_Audio)(nil),
+		(*ConverseResponse_Final)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   43,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

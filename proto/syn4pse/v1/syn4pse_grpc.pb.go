@@ -25,8 +25,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InferenceService_Chat_FullMethodName     = "/syn4pse.v1.InferenceService/Chat"
-	InferenceService_Complete_FullMethodName = "/syn4pse.v1.InferenceService/Complete"
+	InferenceService_Chat_FullMethodName       = "/syn4pse.v1.InferenceService/Chat"
+	InferenceService_Complete_FullMethodName   = "/syn4pse.v1.InferenceService/Complete"
+	InferenceService_Transcribe_FullMethodName = "/syn4pse.v1.InferenceService/Transcribe"
+	InferenceService_Synthesize_FullMethodName = "/syn4pse.v1.InferenceService/Synthesize"
+	InferenceService_Converse_FullMethodName   = "/syn4pse.v1.InferenceService/Converse"
 )
 
 // InferenceServiceClient is the client API for InferenceService service.
@@ -40,6 +43,19 @@ type InferenceServiceClient interface {
 	Chat(ctx context.Context, in *ChatRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GenerateResponse], error)
 	// Complete continues a raw prompt (no chat template) and streams like Chat.
 	Complete(ctx context.Context, in *CompleteRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GenerateResponse], error)
+	// Transcribe turns speech into text. The client streams the audio: the first message holds
+	// the config (and may hold audio), the next ones audio; closing the send side ends the audio.
+	// The server streams partial hypotheses (when asked) and finished segments as they are
+	// heard, then exactly one final event.
+	Transcribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TranscribeRequest, TranscribeResponse], error)
+	// Synthesize speaks text: audio chunks as they are made, sentence by sentence, so playback
+	// can start before the whole text is spoken; then exactly one final event.
+	Synthesize(ctx context.Context, in *SynthesizeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SynthesizeResponse], error)
+	// Converse is a voice turn: audio in -> speech-to-text -> chat -> text-to-speech -> audio
+	// out. The client streams a config, then audio; closing the send side ends the question.
+	// Each stage is routed on its own to the node that serves its model best; the events say
+	// which node served each stage. Answer audio starts with the answer's first sentence.
+	Converse(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConverseRequest, ConverseResponse], error)
 }
 
 type inferenceServiceClient struct {
@@ -88,6 +104,51 @@ func (c *inferenceServiceClient) Complete(ctx context.Context, in *CompleteReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type InferenceService_CompleteClient = grpc.ServerStreamingClient[GenerateResponse]
 
+func (c *inferenceServiceClient) Transcribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TranscribeRequest, TranscribeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &InferenceService_ServiceDesc.Streams[2], InferenceService_Transcribe_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TranscribeRequest, TranscribeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InferenceService_TranscribeClient = grpc.BidiStreamingClient[TranscribeRequest, TranscribeResponse]
+
+func (c *inferenceServiceClient) Synthesize(ctx context.Context, in *SynthesizeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SynthesizeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &InferenceService_ServiceDesc.Streams[3], InferenceService_Synthesize_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SynthesizeRequest, SynthesizeResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InferenceService_SynthesizeClient = grpc.ServerStreamingClient[SynthesizeResponse]
+
+func (c *inferenceServiceClient) Converse(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConverseRequest, ConverseResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &InferenceService_ServiceDesc.Streams[4], InferenceService_Converse_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ConverseRequest, ConverseResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InferenceService_ConverseClient = grpc.BidiStreamingClient[ConverseRequest, ConverseResponse]
+
 // InferenceServiceServer is the server API for InferenceService service.
 // All implementations must embed UnimplementedInferenceServiceServer
 // for forward compatibility.
@@ -99,6 +160,19 @@ type InferenceServiceServer interface {
 	Chat(*ChatRequest, grpc.ServerStreamingServer[GenerateResponse]) error
 	// Complete continues a raw prompt (no chat template) and streams like Chat.
 	Complete(*CompleteRequest, grpc.ServerStreamingServer[GenerateResponse]) error
+	// Transcribe turns speech into text. The client streams the audio: the first message holds
+	// the config (and may hold audio), the next ones audio; closing the send side ends the audio.
+	// The server streams partial hypotheses (when asked) and finished segments as they are
+	// heard, then exactly one final event.
+	Transcribe(grpc.BidiStreamingServer[TranscribeRequest, TranscribeResponse]) error
+	// Synthesize speaks text: audio chunks as they are made, sentence by sentence, so playback
+	// can start before the whole text is spoken; then exactly one final event.
+	Synthesize(*SynthesizeRequest, grpc.ServerStreamingServer[SynthesizeResponse]) error
+	// Converse is a voice turn: audio in -> speech-to-text -> chat -> text-to-speech -> audio
+	// out. The client streams a config, then audio; closing the send side ends the question.
+	// Each stage is routed on its own to the node that serves its model best; the events say
+	// which node served each stage. Answer audio starts with the answer's first sentence.
+	Converse(grpc.BidiStreamingServer[ConverseRequest, ConverseResponse]) error
 	mustEmbedUnimplementedInferenceServiceServer()
 }
 
@@ -114,6 +188,15 @@ func (UnimplementedInferenceServiceServer) Chat(*ChatRequest, grpc.ServerStreami
 }
 func (UnimplementedInferenceServiceServer) Complete(*CompleteRequest, grpc.ServerStreamingServer[GenerateResponse]) error {
 	return status.Error(codes.Unimplemented, "method Complete not implemented")
+}
+func (UnimplementedInferenceServiceServer) Transcribe(grpc.BidiStreamingServer[TranscribeRequest, TranscribeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Transcribe not implemented")
+}
+func (UnimplementedInferenceServiceServer) Synthesize(*SynthesizeRequest, grpc.ServerStreamingServer[SynthesizeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Synthesize not implemented")
+}
+func (UnimplementedInferenceServiceServer) Converse(grpc.BidiStreamingServer[ConverseRequest, ConverseResponse]) error {
+	return status.Error(codes.Unimplemented, "method Converse not implemented")
 }
 func (UnimplementedInferenceServiceServer) mustEmbedUnimplementedInferenceServiceServer() {}
 func (UnimplementedInferenceServiceServer) testEmbeddedByValue()                          {}
@@ -158,6 +241,31 @@ func _InferenceService_Complete_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type InferenceService_CompleteServer = grpc.ServerStreamingServer[GenerateResponse]
 
+func _InferenceService_Transcribe_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InferenceServiceServer).Transcribe(&grpc.GenericServerStream[TranscribeRequest, TranscribeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InferenceService_TranscribeServer = grpc.BidiStreamingServer[TranscribeRequest, TranscribeResponse]
+
+func _InferenceService_Synthesize_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SynthesizeRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(InferenceServiceServer).Synthesize(m, &grpc.GenericServerStream[SynthesizeRequest, SynthesizeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InferenceService_SynthesizeServer = grpc.ServerStreamingServer[SynthesizeResponse]
+
+func _InferenceService_Converse_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(InferenceServiceServer).Converse(&grpc.GenericServerStream[ConverseRequest, ConverseResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InferenceService_ConverseServer = grpc.BidiStreamingServer[ConverseRequest, ConverseResponse]
+
 // InferenceService_ServiceDesc is the grpc.ServiceDesc for InferenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -175,6 +283,23 @@ var InferenceService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Complete",
 			Handler:       _InferenceService_Complete_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Transcribe",
+			Handler:       _InferenceService_Transcribe_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Synthesize",
+			Handler:       _InferenceService_Synthesize_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Converse",
+			Handler:       _InferenceService_Converse_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "syn4pse/v1/syn4pse.proto",

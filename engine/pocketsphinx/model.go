@@ -1,0 +1,156 @@
+package pocketsphinx
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/ekisa-team/syn4pse/engine"
+	native "github.com/ekisa-team/syn4pse/native/pocketsphinx"
+)
+
+// model is a loaded PocketSphinx model: a pool of decoders over one set of files.
+type model struct {
+	config native.Config
+	info   engine.ModelInfo
+	// slots holds a token per decoder in use or being made: at most info.Parallel.
+	slots chan struct{}
+	// idle holds the decoders made and not in use; it never holds more than cap(slots).
+	idle chan *native.Decoder
+	// closing is closed by Close: queued requests stop waiting.
+	closing chan struct{}
+
+	mu       sync.Mutex
+	closed   bool
+	active   int
+	queued   int
+	requests int64
+	// running counts requests between enter and leave; Close waits for it.
+	running sync.WaitGroup
+}
+
+func newModel(config native.Config, info engine.ModelInfo, first *native.Decoder) *model {
+	m := &model{
+		config:  config,
+		info:    info,
+		slots:   make(chan struct{}, info.Parallel),
+		idle:    make(chan *native.Decoder, info.Parallel),
+		closing: make(chan struct{}),
+	}
+	m.idle <- first
+	return m
+}
+
+// Info implements engine.Model.
+func (m *model) Info() engine.ModelInfo {
+	info := m.info
+	info.Languages = append([]string(nil), m.info.Languages...)
+	return info
+}
+
+// Stats implements engine.Model.
+func (m *model) Stats() engine.Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return engine.Stats{Active: m.active, Queued: m.queued, Requests: m.requests}
+}
+
+// Close implements engine.Model: queued requests fail with engine.ErrClosed, running ones end,
+// then every decoder is freed.
+func (m *model) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	close(m.closing)
+	m.mu.Unlock()
+	m.running.Wait()
+	for {
+		select {
+		case d := <-m.idle:
+			d.Close()
+		default:
+			return nil
+		}
+	}
+}
+
+// acquire waits for a free decoder, making one when none is idle and the pool is not full.
+// A nil error means the caller must call release with the decoder.
+func (m *model) acquire(ctx context.Context) (*native.Decoder, error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, engine.ErrClosed
+	}
+	m.running.Add(1)
+	m.requests++
+	m.queued++
+	m.mu.Unlock()
+
+	var err error
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-m.closing:
+		err = engine.ErrClosed
+	}
+	m.mu.Lock()
+	m.queued--
+	if err == nil {
+		m.active++
+	}
+	m.mu.Unlock()
+	if err != nil {
+		m.running.Done()
+		return nil, err
+	}
+	select {
+	case d := <-m.idle:
+		return d, nil
+	default:
+	}
+	d, err := native.NewDecoder(m.config)
+	if err != nil {
+		m.release(nil)
+		return nil, fmt.Errorf("another decoder for a parallel request: %w", err)
+	}
+	return d, nil
+}
+
+// release returns a decoder (nil when making it failed) to the pool.
+func (m *model) release(d *native.Decoder) {
+	if d != nil {
+		m.idle <- d
+	}
+	<-m.slots
+	m.mu.Lock()
+	m.active--
+	m.mu.Unlock()
+	m.running.Done()
+}
+
+// checkLanguage accepts "" and any tag of the model's language ("en", "en-US").
+func (m *model) checkLanguage(tag string) error {
+	want := m.info.Languages[0]
+	if tag == "" || strings.EqualFold(primary(tag), primary(want)) {
+		return nil
+	}
+	name := want
+	if primary(want) == "en" {
+		name = "English (" + want + ")"
+	}
+	return fmt.Errorf("%w: language %q: this PocketSphinx model is %s; load a model for that language", engine.ErrInvalidRequest, tag, name)
+}
+
+// primary is a BCP 47 tag's language subtag: "en" for "en-US" (and "en_US").
+func primary(tag string) string {
+	if i := strings.IndexAny(tag, "-_"); i >= 0 {
+		return tag[:i]
+	}
+	return tag
+}

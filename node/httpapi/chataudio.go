@@ -1,0 +1,201 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ekisa-team/syn4pse/node/api"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
+)
+
+// messageAudio is OpenAI's message.audio (and, streamed, delta.audio): the spoken answer.
+type messageAudio struct {
+	ID         string `json:"id,omitempty"`
+	Data       string `json:"data,omitempty"`
+	ExpiresAt  int64  `json:"expires_at,omitempty"`
+	Transcript string `json:"transcript,omitempty"`
+}
+
+// audioMessage is the assistant message of an audio chat.
+type audioMessage struct {
+	Role    string        `json:"role,omitempty"`
+	Content *string       `json:"content"`
+	Audio   *messageAudio `json:"audio,omitempty"`
+}
+
+type audioChoice struct {
+	Index        int           `json:"index"`
+	Message      *audioMessage `json:"message,omitempty"`
+	Delta        *audioMessage `json:"delta,omitempty"`
+	FinishReason *string       `json:"finish_reason"`
+}
+
+// chatWithAudio serves a chat whose answer is also spoken (modalities ["text", "audio"]), in
+// OpenAI's shape: message.audio holds the speech (base64) and its transcript, content is null.
+// Streamed, the transcript arrives as the model writes it and the audio, sentence by sentence,
+// once the text is complete. The speech is its own routed request, so a node without a
+// text-to-speech model can answer with a peer's.
+func (h *Handler) chatWithAudio(w http.ResponseWriter, r *http.Request, req *chatRequest) {
+	speech, err := h.speechRequest(r, req.Audio)
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	preq, err := req.toProto(routing(r))
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	if req.Stream {
+		h.streamChatWithAudio(w, r, preq, speech)
+		return
+	}
+	var text strings.Builder
+	var final *pb.Final
+	var id string
+	err = h.inference.StreamChat(r.Context(), preq, func(ev *pb.GenerateResponse) error {
+		id = ev.GetId()
+		text.WriteString(ev.GetDelta().GetText())
+		if f := ev.GetFinal(); f != nil {
+			final = f
+		}
+		return nil
+	})
+	if err != nil {
+		writeStatusError(w, err)
+		return
+	}
+	audio := &messageAudio{ID: "audio_" + id, ExpiresAt: time.Now().Add(time.Hour).Unix(), Transcript: text.String()}
+	if strings.TrimSpace(text.String()) != "" {
+		speech.Input = text.String()
+		data, err := h.synthesizeAll(r.Context(), speech)
+		if err != nil {
+			writeStatusError(w, err)
+			return
+		}
+		audio.Data = base64.StdEncoding.EncodeToString(data)
+	}
+	setServedBy(w, final)
+	reason := finishReason(final)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id": "chatcmpl-" + id, "object": "chat.completion", "created": time.Now().Unix(), "model": preq.GetModel(),
+		"system_fingerprint": fingerprint, "usage": usageOf(final),
+		"choices": []audioChoice{{Message: &audioMessage{Role: "assistant", Audio: audio}, FinishReason: &reason}},
+	})
+}
+
+// speechRequest checks a chat's audio options and returns the synthesis they ask for, less the
+// text.
+func (h *Handler) speechRequest(r *http.Request, out *audioOutput) (*pb.SynthesizeRequest, error) {
+	if out == nil || out.Format == "" {
+		return nil, status.Error(codes.InvalidArgument, `modalities "audio" needs audio: {"voice": ..., "format": "wav" | "mp3" | "flac" | "opus" | "pcm16"}`)
+	}
+	format := out.Format
+	if format == "pcm16" {
+		format = "pcm"
+	}
+	voice := out.Voice
+	if slices.Contains(openAIVoices, strings.ToLower(voice)) {
+		voice = ""
+	}
+	model := out.Model
+	if model == "" {
+		var err error
+		if model, err = h.firstModel(r.Context(), pb.Modality_MODALITY_TEXT_TO_SPEECH); err != nil {
+			return nil, err
+		}
+	}
+	return &pb.SynthesizeRequest{Model: model, Voice: voice, Format: format, Routing: routing(r)}, nil
+}
+
+// firstModel names the first usable model of a modality on this node, else in its peers'
+// announcements.
+func (h *Handler) firstModel(ctx context.Context, modality pb.Modality) (string, error) {
+	res, err := h.models.ListModels(ctx, &pb.ListModelsRequest{})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range res.GetModels() {
+		if m.GetModality() == modality && m.GetState() != pb.ModelState_MODEL_STATE_UNAVAILABLE {
+			return m.GetName(), nil
+		}
+	}
+	if peers, err := h.node.ListPeers(ctx, &pb.ListPeersRequest{}); err == nil {
+		for _, p := range peers.GetPeers() {
+			for _, m := range p.GetCapability().GetModels() {
+				if m.GetModality() == modality {
+					return m.GetName(), nil
+				}
+			}
+		}
+	}
+	return "", status.Errorf(codes.NotFound, "no %s model on this node or its peers: declare one (see syn4pse.toml's [backends.%s.*]) or name it in audio.model",
+		api.ModalityName(modality), api.ModalityName(modality))
+}
+
+// synthesizeAll returns the whole audio of a synthesis.
+func (h *Handler) synthesizeAll(ctx context.Context, req *pb.SynthesizeRequest) ([]byte, error) {
+	var data []byte
+	err := h.inference.StreamSynthesize(ctx, req, func(ev *pb.SynthesizeResponse) error {
+		data = append(data, ev.GetAudio().GetData()...)
+		return nil
+	})
+	return data, err
+}
+
+func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, req *pb.ChatRequest, speech *pb.SynthesizeRequest) {
+	s := &sseStream{w: w}
+	created := time.Now().Unix()
+	var id, audioID string
+	var text strings.Builder
+	var final *pb.Final
+	chunk := func(delta *audioMessage, reason *string) error {
+		return s.write(map[string]any{"id": "chatcmpl-" + id, "object": "chat.completion.chunk", "created": created,
+			"model": req.GetModel(), "system_fingerprint": fingerprint,
+			"choices": []audioChoice{{Delta: delta, FinishReason: reason}}})
+	}
+	err := h.inference.StreamChat(r.Context(), req, func(ev *pb.GenerateResponse) error {
+		if !s.started {
+			id, audioID = ev.GetId(), "audio_"+ev.GetId()
+			s.start(ev.GetServedBy())
+			if err := chunk(&audioMessage{Role: "assistant"}, nil); err != nil {
+				return err
+			}
+		}
+		if f := ev.GetFinal(); f != nil {
+			final = f
+			return nil
+		}
+		text.WriteString(ev.GetDelta().GetText())
+		return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Transcript: ev.GetDelta().GetText()}}, nil)
+	})
+	if err == nil && strings.TrimSpace(text.String()) != "" {
+		speech.Input = text.String()
+		err = h.inference.StreamSynthesize(r.Context(), speech, func(ev *pb.SynthesizeResponse) error {
+			if a := ev.GetAudio(); a != nil {
+				return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Data: base64.StdEncoding.EncodeToString(a.GetData())}}, nil)
+			}
+			return nil
+		})
+	}
+	switch {
+	case s.failed:
+	case err != nil && !s.started:
+		writeStatusError(w, err)
+	case err != nil:
+		_, body := statusError(err)
+		s.write(body)
+	default:
+		reason := finishReason(final)
+		if chunk(&audioMessage{Audio: &messageAudio{ID: audioID, ExpiresAt: time.Now().Add(time.Hour).Unix()}}, &reason) == nil {
+			s.writeRaw([]byte("data: [DONE]\n\n"))
+		}
+	}
+}
