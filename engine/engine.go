@@ -47,6 +47,19 @@ func (e *ContextExceededError) Unwrap() error { return ErrContextExceeded }
 type Message struct {
 	Role    string
 	Content string
+	// Media are the images and audio of the turn, in order, for a model with a projector
+	// (LoadOptions.Projector). Content holds MediaMarker once per item, where it goes.
+	Media []Media
+}
+
+// MediaMarker stands in Message.Content for the next item of Message.Media.
+const MediaMarker = "<__media__>"
+
+// Media is one image or audio file (PNG, JPEG, WAV, MP3, FLAC...) as sent, undecoded.
+type Media struct {
+	Data []byte
+	// MIME is the type as sent ("image/png", "audio/wav"); "" to sniff it from Data.
+	MIME string
 }
 
 // Sampling controls token selection; Defaults gives the values used when a request sets none.
@@ -197,6 +210,12 @@ type LoadOptions struct {
 	Voice string
 	// Language is a speech model's language, as a BCP 47 tag ("en", "es"; "" for the engine's).
 	Language string
+	// Projector is the multimodal projector file (a GGUF "mmproj") that lets an LLM take
+	// images or audio; "" for a text-only model.
+	Projector string
+	// Vocoder is the file of the model that turns a text-to-speech LLM's audio codes into
+	// sound (OuteTTS: a WavTokenizer decoder GGUF).
+	Vocoder string
 }
 
 // LLMEngine loads language models.

@@ -3,8 +3,8 @@ package node_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -600,7 +600,9 @@ func TestChatAnswersWithAudio(t *testing.T) {
 	for stream.Next() {
 		var chunk struct {
 			Choices []struct {
-				Delta struct{ Audio struct{ Transcript, Data string } }
+				Delta struct {
+					Audio struct{ Transcript, Data string }
+				}
 			}
 		}
 		if err := json.Unmarshal([]byte(stream.Current().RawJSON()), &chunk); err != nil {

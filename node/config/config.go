@@ -160,6 +160,11 @@ type Model struct {
 	Voice string
 	// Language is language: a speech model's language tag ("" for the engine's).
 	Language string
+	// Projector is mmproj: the multimodal projector GGUF of an LLM that takes images or audio.
+	Projector string
+	// Vocoder is vocoder: the model that turns a TTS LLM's audio codes into sound (OuteTTS's
+	// WavTokenizer decoder GGUF).
+	Vocoder string
 	// Source is source: where the model is pulled from when its file is missing (an http(s)
 	// URL or hf://OWNER/REPO/FILE[@REVISION]); "" for a model that is only a path.
 	Source string
@@ -338,5 +343,6 @@ func (m Model) Decl() models.Decl {
 	return models.Decl{Name: m.Name, Modality: m.Modality, Engine: m.Engine, Path: m.Path, Enabled: m.Enabled,
 		Declared: m.Declared, Options: engine.LoadOptions{ContextLength: m.ContextLength, Threads: m.Threads,
 			BatchSize: m.BatchSize, GPULayers: m.GPULayers, MainGPU: m.MainGPU, Parallel: m.Parallel,
-			FlashAttention: m.FlashAttention, Voice: m.Voice, Language: m.Language}}
+			FlashAttention: m.FlashAttention, Voice: m.Voice, Language: m.Language,
+			Projector: m.Projector, Vocoder: m.Vocoder}}
 }

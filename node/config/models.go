@@ -114,6 +114,8 @@ func newModel(table map[string]any, declared string) Model {
 		FlashAttention: stringOr(table, "flash_attention", defaultFlashAttention),
 		Voice:          stringOr(table, "voice", ""),
 		Language:       stringOr(table, "language", ""),
+		Projector:      stringOr(table, "mmproj", ""),
+		Vocoder:        stringOr(table, "vocoder", ""),
 		Declared:       declared,
 	}
 }

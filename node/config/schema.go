@@ -152,6 +152,8 @@ func engineOptions() map[string]*node {
 		"flash_attention": {field: &field{kind: kindChoice, choices: []string{"auto", "on", "off"}, boolOnOff: true}},
 		"voice":           {field: &field{kind: kindWord}},
 		"language":        {field: &field{kind: kindWord}},
+		"mmproj":          {field: &field{kind: kindPath}},
+		"vocoder":         {field: &field{kind: kindPath}},
 	}
 }
 
