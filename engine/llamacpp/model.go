@@ -68,6 +68,11 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	if m.closed {
 		return res, engine.ErrClosed
 	}
+	for _, msg := range req.Messages {
+		if len(msg.Media) > 0 {
+			return res, fmt.Errorf("%w: this model takes text only; images and audio need a model declared with its projector (mmproj = \"...\")", engine.ErrUnsupported)
+		}
+	}
 	prompt, err := m.renderPrompt(req)
 	if err != nil {
 		return res, err

@@ -72,19 +72,22 @@ func (s *InferenceService) localChat(ctx context.Context, req *pb.ChatRequest, s
 	}
 	msgs := make([]engine.Message, len(req.GetMessages()))
 	for i, m := range req.GetMessages() {
-		text := m.GetContent()
+		msgs[i] = engine.Message{Role: m.GetRole(), Content: m.GetContent()}
 		if len(m.GetParts()) > 0 {
-			text = ""
-			for j, p := range m.GetParts() {
-				switch p.GetPart().(type) {
+			msgs[i].Content = ""
+			for _, p := range m.GetParts() {
+				switch part := p.GetPart().(type) {
 				case *pb.ContentPart_Text:
-					text += p.GetText()
-				default:
-					return invalid("messages[%d].parts[%d]: only text parts are served by this version", i, j)
+					msgs[i].Content += part.Text
+				case *pb.ContentPart_Image:
+					msgs[i].Content += engine.MediaMarker
+					msgs[i].Media = append(msgs[i].Media, engine.Media{Data: part.Image.GetData(), MIME: part.Image.GetMimeType()})
+				case *pb.ContentPart_Audio:
+					msgs[i].Content += engine.MediaMarker
+					msgs[i].Media = append(msgs[i].Media, engine.Media{Data: part.Audio.GetData(), MIME: part.Audio.GetMimeType()})
 				}
 			}
 		}
-		msgs[i] = engine.Message{Role: m.GetRole(), Content: text}
 	}
 	gen := engine.GenerateRequest{Messages: msgs}
 	return s.generate(ctx, req.GetModel(), req.GetKeepAlive(), gen, req.GetSampling(), req.GetResponseFormat(), send)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -151,8 +152,15 @@ type chatMessage struct {
 }
 
 type contentPart struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
+	Type     string `json:"type"`
+	Text     string `json:"text"`
+	ImageURL *struct {
+		URL string `json:"url"`
+	} `json:"image_url"`
+	InputAudio *struct {
+		Data   string `json:"data"`
+		Format string `json:"format"`
+	} `json:"input_audio"`
 }
 
 func (r *chatRequest) toProto(routing *pb.Routing) (*pb.ChatRequest, error) {
@@ -183,15 +191,61 @@ func parseContent(raw json.RawMessage, msg *pb.Message) error {
 	if err := json.Unmarshal(raw, &parts); err != nil {
 		return fmt.Errorf("want a string or a list of content parts")
 	}
-	var text strings.Builder
 	for j, p := range parts {
-		if p.Type != "text" {
-			return fmt.Errorf("part %d has type %q: only \"text\" parts are served by this version", j, p.Type)
+		part, err := p.toProto()
+		if err != nil {
+			return fmt.Errorf("part %d: %w", j, err)
 		}
-		text.WriteString(p.Text)
+		msg.Parts = append(msg.Parts, part)
 	}
-	msg.Content = text.String()
 	return nil
+}
+
+// toProto converts one content part: text, an image as a data: URL (the node fetches no
+// URLs), or input_audio (base64 WAV or MP3, OpenAI's formats; FLAC too).
+func (p contentPart) toProto() (*pb.ContentPart, error) {
+	switch p.Type {
+	case "text":
+		return &pb.ContentPart{Part: &pb.ContentPart_Text{Text: p.Text}}, nil
+	case "image_url":
+		if p.ImageURL == nil {
+			return nil, fmt.Errorf(`image_url is missing: {"type": "image_url", "image_url": {"url": "data:image/png;base64,..."}}`)
+		}
+		mime, data, err := parseDataURL(p.ImageURL.URL)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.ContentPart{Part: &pb.ContentPart_Image{Image: &pb.Media{Data: data, MimeType: mime}}}, nil
+	case "input_audio":
+		if p.InputAudio == nil || p.InputAudio.Data == "" {
+			return nil, fmt.Errorf(`input_audio is missing: {"type": "input_audio", "input_audio": {"data": "<base64>", "format": "wav"}}`)
+		}
+		data, err := base64.StdEncoding.DecodeString(p.InputAudio.Data)
+		if err != nil {
+			return nil, fmt.Errorf("input_audio.data is not base64: %v", err)
+		}
+		format := strings.ToLower(p.InputAudio.Format)
+		if format != "wav" && format != "mp3" && format != "flac" {
+			return nil, fmt.Errorf("input_audio.format %q: want wav, mp3 or flac", p.InputAudio.Format)
+		}
+		return &pb.ContentPart{Part: &pb.ContentPart_Audio{Audio: &pb.Media{Data: data, MimeType: "audio/" + format}}}, nil
+	}
+	return nil, fmt.Errorf("type %q: want text, image_url or input_audio", p.Type)
+}
+
+// parseDataURL reads data:<mime>;base64,<data>.
+func parseDataURL(url string) (string, []byte, error) {
+	rest, ok := strings.CutPrefix(url, "data:")
+	meta, payload, found := strings.Cut(rest, ",")
+	mime, isBase64 := strings.CutSuffix(meta, ";base64")
+	if !ok || !found || !isBase64 {
+		return "", nil, fmt.Errorf("image_url.url: want a data:image/...;base64,... URL (this node fetches no URLs)")
+	}
+	data, err := base64.StdEncoding.DecodeString(payload)
+	if err != nil {
+		return "", nil, fmt.Errorf("image_url.url: the data is not base64: %v", err)
+	}
+	return mime, data, nil
 }
 
 type completionRequest struct {
