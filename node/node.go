@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/engine/espeak"
 	"github.com/ekisa-team/syn4pse/engine/flite"
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
 	"github.com/ekisa-team/syn4pse/engine/pocketsphinx"
@@ -88,6 +89,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	registry.RegisterLLM(llamacpp.New())
 	registry.RegisterSTT(pocketsphinx.New())
 	registry.RegisterTTS(flite.New())
+	registry.RegisterTTS(espeak.New())
 	budget := cfg.Lifecycle.MaxMemory
 	if budget == 0 {
 		budget = totalMemory() / 10 * 8

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/ekisa-team/syn4pse/engine/pocketsphinx/speechtest"
+	"github.com/ekisa-team/syn4pse/engine/speechtest"
 	"github.com/ekisa-team/syn4pse/internal/audio"
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"

@@ -19,7 +19,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/pocketsphinx"
-	"github.com/ekisa-team/syn4pse/engine/pocketsphinx/speechtest"
+	"github.com/ekisa-team/syn4pse/engine/speechtest"
 )
 
 // englishWERBound is the word error rate espeak-ng's English must stay under when PocketSphinx

@@ -42,7 +42,8 @@ func New() *Engine { return &Engine{} }
 func (*Engine) Name() string { return Name }
 
 // LoadTTS implements engine.TTSEngine: LoadOptions.Voice is the default voice (DefaultVoice
-// when ""); Path is not used, the voices are compiled in.
+// when ""); Path is not used and Info's SizeBytes is 0: the voices are compiled into flite's
+// shared libraries.
 func (*Engine) LoadTTS(ctx context.Context, opts engine.LoadOptions) (engine.TTS, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

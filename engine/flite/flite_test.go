@@ -12,7 +12,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/pocketsphinx"
-	"github.com/ekisa-team/syn4pse/engine/pocketsphinx/speechtest"
+	"github.com/ekisa-team/syn4pse/engine/speechtest"
 )
 
 // werBound is the word error rate each voice's speech must stay under when PocketSphinx

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/engine/pocketsphinx/speechtest"
+	"github.com/ekisa-team/syn4pse/engine/speechtest"
 )
 
 // librivoxAll is the five LibriVox recordings one after the other (about 34 s).

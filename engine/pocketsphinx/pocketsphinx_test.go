@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/engine/pocketsphinx/speechtest"
+	"github.com/ekisa-team/syn4pse/engine/speechtest"
 	"github.com/ekisa-team/syn4pse/internal/audio"
 )
 

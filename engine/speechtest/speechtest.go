@@ -1,13 +1,13 @@
 // Package speechtest has what the tests of the speech engines share: word error rate, a
-// resampler and a reader that feeds samples to engine.STT in chunks. It lives beside the
-// PocketSphinx engine because every speech test scores its audio with PocketSphinx.
+// resampler and a reader that feeds samples to engine.STT in chunks.
 package speechtest
 
 import (
 	"io"
-	"math"
 	"strings"
 	"unicode"
+
+	"github.com/ekisa-team/syn4pse/internal/audio"
 )
 
 // Words splits text into lowercase words without punctuation ("Don't stop." is "don't",
@@ -47,41 +47,9 @@ func WER(ref, hyp string) (rate float64, errs, words int) {
 	return float64(errs) / float64(len(r)), errs, len(r)
 }
 
-// Resample converts mono samples from one rate to another with a windowed-sinc (Hann, 16
-// zero crossings) low-pass interpolator: good enough that a recogniser hears no artefacts.
+// Resample converts mono samples from one rate to another, as the node does (internal/audio).
 func Resample(samples []float32, from, to int) []float32 {
-	if from == to || len(samples) == 0 {
-		return append([]float32(nil), samples...)
-	}
-	const zeros = 16
-	ratio := float64(to) / float64(from)
-	cutoff := min(1, ratio) // of the input's Nyquist frequency
-	n := int(math.Round(float64(len(samples)) * ratio))
-	out := make([]float32, n)
-	half := float64(zeros) / cutoff
-	for i := range out {
-		center := float64(i) / ratio
-		lo, hi := int(math.Ceil(center-half)), int(math.Floor(center+half))
-		var sum, norm float64
-		for k := max(lo, 0); k <= min(hi, len(samples)-1); k++ {
-			x := (float64(k) - center) * cutoff
-			w := 0.5 + 0.5*math.Cos(math.Pi*x/zeros)
-			s := w * sinc(x)
-			sum += s * float64(samples[k])
-			norm += s
-		}
-		if norm != 0 {
-			out[i] = float32(sum / norm)
-		}
-	}
-	return out
-}
-
-func sinc(x float64) float64 {
-	if x == 0 {
-		return 1
-	}
-	return math.Sin(math.Pi*x) / (math.Pi * x)
+	return audio.Resample(audio.Audio{Rate: from, Channels: 1, Samples: samples}, to).Samples
 }
 
 // Reader returns a TranscribeRequest.Read over samples, chunk samples at a time, then io.EOF.
