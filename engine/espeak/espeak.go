@@ -79,8 +79,7 @@ func (e *Engine) LoadTTS(ctx context.Context, opts engine.LoadOptions) (engine.T
 	if parallel <= 0 {
 		parallel = runtime.NumCPU()
 	}
-	m.slots = make(chan struct{}, parallel)
-	m.closing = make(chan struct{})
+	m.slots = engine.NewSlots(parallel)
 	version, dataDir := describe(ctx, path)
 	m.info = engine.ModelInfo{
 		Architecture: "espeak-ng",

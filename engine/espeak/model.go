@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
@@ -34,17 +33,8 @@ type model struct {
 	variants  []string
 	voice     string
 	info      engine.ModelInfo
-	// slots holds a token per running process.
-	slots chan struct{}
-	// closing is closed by Close: queued requests stop waiting.
-	closing chan struct{}
-
-	mu       sync.Mutex
-	closed   bool
-	active   int
-	queued   int
-	requests int64
-	running  sync.WaitGroup
+	// slots admits a request per running process.
+	slots *engine.Slots
 }
 
 // Info implements engine.Model.
@@ -56,62 +46,13 @@ func (m *model) Info() engine.ModelInfo {
 }
 
 // Stats implements engine.Model.
-func (m *model) Stats() engine.Stats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return engine.Stats{Active: m.active, Queued: m.queued, Requests: m.requests}
-}
+func (m *model) Stats() engine.Stats { return m.slots.Stats() }
 
 // Close implements engine.Model: queued requests fail with engine.ErrClosed and running ones
 // end (their processes are waited for).
 func (m *model) Close() error {
-	m.mu.Lock()
-	if !m.closed {
-		m.closed = true
-		close(m.closing)
-	}
-	m.mu.Unlock()
-	m.running.Wait()
+	m.slots.Close()
 	return nil
-}
-
-// acquire waits for a process slot; a nil error means the caller must call release.
-func (m *model) acquire(ctx context.Context) error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return engine.ErrClosed
-	}
-	m.running.Add(1)
-	m.requests++
-	m.queued++
-	m.mu.Unlock()
-	var err error
-	select {
-	case m.slots <- struct{}{}:
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-m.closing:
-		err = engine.ErrClosed
-	}
-	m.mu.Lock()
-	m.queued--
-	if err == nil {
-		m.active++
-	}
-	m.mu.Unlock()
-	if err != nil {
-		m.running.Done()
-	}
-	return err
-}
-
-func (m *model) release() {
-	<-m.slots
-	m.mu.Lock()
-	m.active--
-	m.mu.Unlock()
-	m.running.Done()
 }
 
 // Synthesize implements engine.TTS.
@@ -120,10 +61,10 @@ func (m *model) Synthesize(ctx context.Context, req engine.SynthesizeRequest, em
 	if err != nil {
 		return engine.SynthesizeResult{}, err
 	}
-	if err := m.acquire(ctx); err != nil {
+	if err := m.slots.Acquire(ctx); err != nil {
 		return engine.SynthesizeResult{}, err
 	}
-	defer m.release()
+	defer m.slots.Release()
 	start := time.Now()
 	rate, samples, err := m.run(ctx, args, req.Text, emit)
 	if ctxErr := ctx.Err(); ctxErr != nil {

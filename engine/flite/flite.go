@@ -11,6 +11,7 @@ package flite
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -65,14 +66,20 @@ func (*Engine) LoadTTS(ctx context.Context, opts engine.LoadOptions) (engine.TTS
 			voices = append(voices, v)
 		}
 	}
+	parallel := opts.Parallel
+	if parallel <= 0 {
+		parallel = runtime.NumCPU()
+	}
 	return &model{
 		voice: voice,
+		slots: engine.NewSlots(parallel),
 		info: engine.ModelInfo{
 			Architecture: "flite",
 			Description:  "flite 2.2 (CMU), US English voices: slt, awb, rms (clustergen, 16 kHz), kal (diphone, 8 kHz), kal16 (diphone, 16 kHz)",
 			SampleRate:   voice.SampleRate(),
 			Voices:       voices,
 			Languages:    []string{"en"},
+			Parallel:     parallel,
 		},
 	}, nil
 }
@@ -82,11 +89,8 @@ type model struct {
 	voice *native.Voice
 	info  engine.ModelInfo
 
-	mu       sync.Mutex
-	closed   bool
-	active   int
-	requests int64
-	running  sync.WaitGroup
+	// slots bounds the requests synthesizing at once (each voice still speaks one at a time).
+	slots *engine.Slots
 }
 
 // Info implements engine.Model.
@@ -98,47 +102,21 @@ func (m *model) Info() engine.ModelInfo {
 }
 
 // Stats implements engine.Model.
-func (m *model) Stats() engine.Stats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return engine.Stats{Active: m.active, Requests: m.requests}
-}
+func (m *model) Stats() engine.Stats { return m.slots.Stats() }
 
 // Close implements engine.Model: it waits for running requests. The voices stay registered in
 // flite for the life of the process (they are static data).
 func (m *model) Close() error {
-	m.mu.Lock()
-	m.closed = true
-	m.mu.Unlock()
-	m.running.Wait()
+	m.slots.Close()
 	return nil
-}
-
-func (m *model) enter() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return engine.ErrClosed
-	}
-	m.running.Add(1)
-	m.active++
-	m.requests++
-	return nil
-}
-
-func (m *model) leave() {
-	m.mu.Lock()
-	m.active--
-	m.mu.Unlock()
-	m.running.Done()
 }
 
 // Synthesize implements engine.TTS.
 func (m *model) Synthesize(ctx context.Context, req engine.SynthesizeRequest, emit func(engine.AudioChunk) error) (engine.SynthesizeResult, error) {
-	if err := m.enter(); err != nil {
+	if err := m.slots.Acquire(ctx); err != nil {
 		return engine.SynthesizeResult{}, err
 	}
-	defer m.leave()
+	defer m.slots.Release()
 	voice, stretch, err := m.parse(req)
 	if err != nil {
 		return engine.SynthesizeResult{}, err

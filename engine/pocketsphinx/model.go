@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/ekisa-team/syn4pse/engine"
 	native "github.com/ekisa-team/syn4pse/native/pocketsphinx"
@@ -14,30 +13,14 @@ import (
 type model struct {
 	config native.Config
 	info   engine.ModelInfo
-	// slots holds a token per decoder in use or being made: at most info.Parallel.
-	slots chan struct{}
-	// idle holds the decoders made and not in use; it never holds more than cap(slots).
+	// slots admits a request per decoder in use or being made: at most info.Parallel.
+	slots *engine.Slots
+	// idle holds the decoders made and not in use; it never holds more than info.Parallel.
 	idle chan *native.Decoder
-	// closing is closed by Close: queued requests stop waiting.
-	closing chan struct{}
-
-	mu       sync.Mutex
-	closed   bool
-	active   int
-	queued   int
-	requests int64
-	// running counts requests between enter and leave; Close waits for it.
-	running sync.WaitGroup
 }
 
 func newModel(config native.Config, info engine.ModelInfo, first *native.Decoder) *model {
-	m := &model{
-		config:  config,
-		info:    info,
-		slots:   make(chan struct{}, info.Parallel),
-		idle:    make(chan *native.Decoder, info.Parallel),
-		closing: make(chan struct{}),
-	}
+	m := &model{config: config, info: info, slots: engine.NewSlots(info.Parallel), idle: make(chan *native.Decoder, info.Parallel)}
 	m.idle <- first
 	return m
 }
@@ -50,24 +33,14 @@ func (m *model) Info() engine.ModelInfo {
 }
 
 // Stats implements engine.Model.
-func (m *model) Stats() engine.Stats {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return engine.Stats{Active: m.active, Queued: m.queued, Requests: m.requests}
-}
+func (m *model) Stats() engine.Stats { return m.slots.Stats() }
 
 // Close implements engine.Model: queued requests fail with engine.ErrClosed, running ones end,
 // then every decoder is freed.
 func (m *model) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	if !m.slots.Close() {
 		return nil
 	}
-	m.closed = true
-	close(m.closing)
-	m.mu.Unlock()
-	m.running.Wait()
 	for {
 		select {
 		case d := <-m.idle:
@@ -81,32 +54,7 @@ func (m *model) Close() error {
 // acquire waits for a free decoder, making one when none is idle and the pool is not full.
 // A nil error means the caller must call release with the decoder.
 func (m *model) acquire(ctx context.Context) (*native.Decoder, error) {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, engine.ErrClosed
-	}
-	m.running.Add(1)
-	m.requests++
-	m.queued++
-	m.mu.Unlock()
-
-	var err error
-	select {
-	case m.slots <- struct{}{}:
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-m.closing:
-		err = engine.ErrClosed
-	}
-	m.mu.Lock()
-	m.queued--
-	if err == nil {
-		m.active++
-	}
-	m.mu.Unlock()
-	if err != nil {
-		m.running.Done()
+	if err := m.slots.Acquire(ctx); err != nil {
 		return nil, err
 	}
 	select {
@@ -127,11 +75,7 @@ func (m *model) release(d *native.Decoder) {
 	if d != nil {
 		m.idle <- d
 	}
-	<-m.slots
-	m.mu.Lock()
-	m.active--
-	m.mu.Unlock()
-	m.running.Done()
+	m.slots.Release()
 }
 
 // checkLanguage accepts "" and any tag of the model's language ("en", "en-US").
