@@ -15,13 +15,14 @@ import (
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 )
 
-// ttsPair writes the tiny OuteTTS LLM and WavTokenizer decoder once per test binary.
+// ttsPair writes the tiny OuteTTS LLM and WavTokenizer decoder once per test binary. One
+// thread: on a busy 2-core machine ggml's spin barrier made 2 threads 10-15 times slower.
 var ttsPair = sync.OnceValues(func() (engine.LoadOptions, error) {
 	dir, err := os.MkdirTemp("", "syn4pse-outetts-test-")
 	if err != nil {
 		return engine.LoadOptions{}, err
 	}
-	opts := engine.LoadOptions{Path: filepath.Join(dir, "outetts.gguf"), Vocoder: filepath.Join(dir, "wavtokenizer.gguf"), Threads: 2}
+	opts := engine.LoadOptions{Path: filepath.Join(dir, "outetts.gguf"), Vocoder: filepath.Join(dir, "wavtokenizer.gguf"), Threads: 1}
 	if err := tinygguf.Write(opts.Path, tinygguf.Options{Arch: "outetts", Seed: 1}); err != nil {
 		return opts, err
 	}
@@ -153,6 +154,36 @@ func TestOuteTTSLoadErrors(t *testing.T) {
 			t.Errorf("%s: loaded", tt.name)
 		} else {
 			t.Logf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+func TestOuteTTSSpeakerProfile(t *testing.T) {
+	opts, err := ttsPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Voice = filepath.Join(t.TempDir(), "anna.json")
+	profile := `{"version": "0.2", "words": [{"word": "the", "duration": 0.08, "codes": [257, 40, 36]}, {"word": "end", "duration": 0.16, "codes": [1, 2, 3, 4, 5, 6]}]}`
+	if err := os.WriteFile(opts.Voice, []byte(profile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := llamacpp.NewOuteTTS().LoadTTS(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if v := m.Info().Voices; len(v) != 2 || v[0] != "anna" || v[1] != "default" {
+		t.Fatalf("voices %q, want [anna default]", v)
+	}
+	for _, voice := range []string{"", "anna", "default"} {
+		var n int
+		_, err := m.Synthesize(t.Context(), engine.SynthesizeRequest{Text: "hello world", Voice: voice}, func(c engine.AudioChunk) error {
+			n += len(c.Samples)
+			return nil
+		})
+		if err != nil || n%320 != 0 {
+			t.Errorf("voice %q: %d samples, %v", voice, n, err)
 		}
 	}
 }

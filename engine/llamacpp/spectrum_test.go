@@ -84,3 +84,22 @@ func TestISTFTClampsMagnitude(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkISTFT measures the spectrum-to-wave step alone at its real size (1280-point frames,
+// hop 320): rtf is its time over the length of the audio it makes.
+func BenchmarkISTFT(b *testing.B) {
+	const frames = 75 // one second at 24 kHz
+	s := newISTFT(1280, 320)
+	spec := make([]float32, frames*s.frameSize())
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range spec {
+		spec[i] = float32(rng.NormFloat64())
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.synthesize(spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "rtf")
+}

@@ -49,9 +49,6 @@ func newVocoder(path string, maxCodes, threads int, mp native.ModelParams) (*voc
 	return &vocoder{model: m, lctx: lctx, batch: native.NewBatch(maxCodes), istft: newISTFT(n, n/4), codes: m.VocabSize()}, nil
 }
 
-// hop is the number of samples per code.
-func (v *vocoder) hop() int { return v.istft.hop }
-
 // maxCodes is the most codes one call takes.
 func (v *vocoder) maxCodes() int { return v.batch.Cap() }
 
