@@ -125,20 +125,23 @@ var codeToken = regexp.MustCompile(`^<\|(\d+)\|>$`)
 func readOuteTTSVocab(m *native.Model) (outettsVocab, error) {
 	v := outettsVocab{audioEnd: -1, codes: map[int32]int32{}}
 	markers := map[string]bool{}
+	// Codes are matched by text whatever their token type (converters store added tokens as
+	// user-defined or control); no ordinary piece looks like <|123|>.
 	for t := range int32(m.VocabSize()) {
-		control, user := m.TokenAttr(t)
-		if !control && !user {
+		text := m.VocabText(t)
+		if !strings.HasPrefix(text, "<|") {
 			continue
 		}
-		text := m.VocabText(t)
 		if sub := codeToken.FindStringSubmatch(text); sub != nil {
 			if n, err := strconv.Atoi(sub[1]); err == nil {
 				v.codes[t] = int32(n)
 			}
 			continue
 		}
-		markers[text] = true
-		if text == "<|audio_end|>" {
+		if control, user := m.TokenAttr(t); control || user {
+			markers[text] = true
+		}
+		if text == "<|audio_end|>" && markers[text] {
 			v.audioEnd = t
 		}
 	}
