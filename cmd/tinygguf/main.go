@@ -2,6 +2,9 @@
 // for tests, benchmarks and trying SYN4PSE without downloading weights.
 //
 //	go run ./cmd/tinygguf -arch llama -o models/tiny.gguf [-size tiny|bench] [-seed N] [-ctx N]
+//
+// A text-to-speech pair for the "outetts" engine: -arch outetts (the LLM, path) and
+// -arch wavtokenizer (its vocoder).
 package main
 
 import (
@@ -20,13 +23,13 @@ func main() {
 	var out, templatePath string
 	flags := flag.NewFlagSet("tinygguf", flag.ContinueOnError)
 	flags.StringVar(&out, "o", "", "output `path` (required); an existing file is replaced whole")
-	flags.StringVar(&opts.Arch, "arch", "llama", "architecture: llama (chat LLM) or bert (embeddings)")
+	flags.StringVar(&opts.Arch, "arch", "llama", "architecture: llama (chat LLM), bert (embeddings), outetts (text-to-speech LLM, audio-code vocabulary) or wavtokenizer (OuteTTS's vocoder, wavtokenizer-dec)")
 	flags.StringVar(&opts.Size, "size", "tiny", "tiny (a few hundred KB, F32) or bench (a few hundred MB, F16)")
 	flags.Int64Var(&opts.Seed, "seed", 1, "seed of the random weights: the same seed writes the same bytes")
 	flags.IntVar(&opts.ContextLength, "ctx", 0, "trained context length (0 = the size's default)")
 	flags.StringVar(&templatePath, "chat-template", "", "`file` holding a Jinja chat template (default: ChatML)")
 	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: tinygguf -o PATH [-arch llama|bert] [-size tiny|bench] [-seed N] [-ctx N]\n\n"+
+		fmt.Fprint(flags.Output(), "Usage: tinygguf -o PATH [-arch llama|bert|outetts|wavtokenizer] [-size tiny|bench] [-seed N] [-ctx N]\n\n"+
 			"Writes a random-weight GGUF model that llama.cpp loads and runs. Its output is gibberish;\n"+
 			"its loading, tokenizing and decoding are real.\n\n")
 		flags.PrintDefaults()

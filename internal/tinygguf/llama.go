@@ -24,10 +24,11 @@ const (
 
 // SentencePiece token types, as tokenizer.ggml.token_type stores them.
 const (
-	tokenNormal  = 1
-	tokenUnknown = 2
-	tokenControl = 3
-	tokenByte    = 6
+	tokenNormal      = 1
+	tokenUnknown     = 2
+	tokenControl     = 3
+	tokenUserDefined = 4
+	tokenByte        = 6
 )
 
 // llamaSubwords are frequent English word pieces, most frequent first.
@@ -130,6 +131,11 @@ func llamaVocab(size int) (tokens []string, scores []float32, types []int32) {
 // and a SwiGLU feed-forward, with the output projection tied to the token embedding.
 func llamaModel(s shape, opts Options) (ggml.KV, []*ggml.Tensor) {
 	tokens, scores, types := llamaVocab(s.vocab)
+	return llamaModelVocab(s, opts, tokens, scores, types)
+}
+
+// llamaModelVocab is llamaModel with the given vocabulary.
+func llamaModelVocab(s shape, opts Options, tokens []string, scores []float32, types []int32) (ggml.KV, []*ggml.Tensor) {
 	template := opts.ChatTemplate
 	if template == "" {
 		template = ChatMLTemplate

@@ -100,6 +100,12 @@ func (ts *tensorSet) addF32(name string, f fill, dims ...int) {
 	ts.addKind(name, false, f, dims...)
 }
 
+// addF16 appends a tensor stored F16 whatever the model's type (convolution kernels, which
+// ggml's im2col path wants in F16).
+func (ts *tensorSet) addF16(name string, f fill, dims ...int) {
+	ts.addKind(name, true, f, dims...)
+}
+
 func (ts *tensorSet) addKind(name string, f16 bool, f fill, dims ...int) {
 	n := uint64(1)
 	shape := make([]uint64, len(dims))

@@ -1,6 +1,7 @@
 // Package tinygguf writes small random-weight GGUF models that real llama.cpp loads and runs:
-// a llama-architecture LLM with a SentencePiece-style vocabulary and a ChatML chat template, or a
-// BERT embedding model with a WordPiece vocabulary. Tests and benchmarks use them, since no
+// a llama-architecture LLM with a SentencePiece-style vocabulary and a ChatML chat template, a
+// BERT embedding model with a WordPiece vocabulary, or the two models of OuteTTS text-to-speech
+// (an LLM whose vocabulary holds audio codes, and a WavTokenizer decoder). Tests and benchmarks use them, since no
 // weights can be downloaded where they run. The output is gibberish, but it goes through the real
 // loading, tokenizing, decoding and sampling code.
 package tinygguf
@@ -16,7 +17,10 @@ import (
 
 // Options says what model to write.
 type Options struct {
-	// Arch is "llama" (the default: a chat LLM) or "bert" (an embedding model, mean pooling).
+	// Arch is "llama" (the default: a chat LLM), "bert" (an embedding model, mean pooling),
+	// "outetts" (a llama LLM with OuteTTS's audio-code vocabulary: text-to-codes) or
+	// "wavtokenizer" (a WavTokenizer decoder, "wavtokenizer-dec": codes-to-spectrum, the
+	// vocoder of OuteTTS).
 	Arch string
 	// Size is "tiny" (the default: vocabulary 512, n_embd 64, 2 layers, F32, a few hundred KB)
 	// or "bench" (12 layers, F16 matrices, a few hundred MB: big enough that timings reflect
@@ -68,31 +72,45 @@ func Write(path string, opts Options) error {
 	if size == "" {
 		size = "tiny"
 	}
-	if arch != "llama" && arch != "bert" {
-		return fmt.Errorf("unknown arch %q: want llama or bert", opts.Arch)
-	}
-	s, err := shapeFor(arch, size)
-	if err != nil {
-		return err
-	}
-	if opts.ContextLength < 0 {
-		return fmt.Errorf("context length %d: must not be negative", opts.ContextLength)
-	}
-	if opts.ContextLength > 0 {
-		s.ctx = opts.ContextLength
-	}
-
 	var kv ggml.KV
 	var tensors []*ggml.Tensor
 	name := "syn4pse-" + arch + "-" + size
 	switch arch {
-	case "llama":
-		kv, tensors = llamaModel(s, opts)
-	case "bert":
-		kv, tensors = bertModel(s, opts)
+	case "llama", "bert", "outetts":
+		shapeArch := arch
+		if arch == "outetts" {
+			shapeArch = "llama"
+		}
+		s, err := shapeFor(shapeArch, size)
+		if err != nil {
+			return err
+		}
+		if opts.ContextLength < 0 {
+			return fmt.Errorf("context length %d: must not be negative", opts.ContextLength)
+		}
+		if opts.ContextLength > 0 {
+			s.ctx = opts.ContextLength
+		}
+		switch arch {
+		case "llama":
+			kv, tensors = llamaModel(s, opts)
+		case "bert":
+			kv, tensors = bertModel(s, opts)
+		case "outetts":
+			kv, tensors = outettsModel(s, opts)
+		}
+		kv["general.file_type"] = uint32(fileType(s))
+	case "wavtokenizer":
+		s, err := wavTokenizerShapeFor(size)
+		if err != nil {
+			return err
+		}
+		kv, tensors = wavTokenizerModel(s, opts)
+		kv["general.file_type"] = uint32(1) // the convolutions are F16
+	default:
+		return fmt.Errorf("unknown arch %q: want llama, bert, outetts or wavtokenizer", opts.Arch)
 	}
 	kv["general.name"] = name
-	kv["general.file_type"] = uint32(fileType(s))
 	kv["general.parameter_count"] = parameterCount(tensors)
 	// 0644: a model is not a secret.
 	if err := durable.Write(path, 0o644, func(f *os.File) error { return ggml.WriteGGUF(f, kv, tensors) }); err != nil {

@@ -3,7 +3,8 @@
 // The compiled llama.cpp and ggml come from the Go module github.com/ollama/ollama (its llama
 // package and sub-packages hold the vendored sources and their cgo build); this package only
 // includes the headers and calls the C API, so it owns what that binding lacks: freeing contexts,
-// contexts without embeddings, an abort callback for cancellation, llama.cpp's sampler chain,
+// contexts with or without embeddings (and reading per-token output vectors, for encoders such as
+// WavTokenizer's decoder), an abort callback for cancellation, llama.cpp's sampler chain,
 // chat templates, system info and log routing. The header paths reach the compiler through
 // CGO_CPPFLAGS, set once in Taskfile.yaml.
 //
