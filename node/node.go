@@ -90,6 +90,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	registry.RegisterSTT(pocketsphinx.New())
 	registry.RegisterTTS(flite.New())
 	registry.RegisterTTS(espeak.New())
+	registry.RegisterTTS(llamacpp.NewOuteTTS())
 	budget := cfg.Lifecycle.MaxMemory
 	if budget == 0 {
 		budget = totalMemory() / 10 * 8

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine/speechtest"
 	"github.com/ekisa-team/syn4pse/internal/audio"
+	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -622,5 +624,33 @@ func TestChatAnswersWithAudio(t *testing.T) {
 	// Each delta's data is its own base64 piece of one WAV stream.
 	if data.Len() == 0 {
 		t.Errorf("streamed no audio")
+	}
+}
+
+// OuteTTS through the speech route: a generated random-weight OuteTTS LLM and WavTokenizer
+// decoder through real llama.cpp (the audio is noise; the path, the rate and the format are
+// real).
+func TestOuteTTSThroughSpeechRoute(t *testing.T) {
+	dir := t.TempDir()
+	llm, vocoder := filepath.Join(dir, "outetts.gguf"), filepath.Join(dir, "wavtokenizer.gguf")
+	if err := tinygguf.Write(llm, tinygguf.Options{Arch: "outetts", Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tinygguf.Write(vocoder, tinygguf.Options{Arch: "wavtokenizer", Seed: 2}); err != nil {
+		t.Fatal(err)
+	}
+	decl := config.Model{Name: "oute", Modality: "tts", Engine: "outetts", Path: llm, Vocoder: vocoder, Enabled: true,
+		Threads: 1, BatchSize: 512, Parallel: 1, FlashAttention: "auto", GPULayers: -1, MainGPU: -1, Declared: "test [models.oute]"}
+	n := startNode(t, decl)
+	res, wav := speak(t, n.HTTPAddr(), map[string]any{"model": "oute", "input": "Hello there. Two sentences here.", "response_format": "wav"})
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", res.StatusCode, wav)
+	}
+	a, err := audio.Decode(wav)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Rate != 24000 || a.Duration() <= 0 {
+		t.Errorf("OuteTTS audio: %d Hz, %v", a.Rate, a.Duration())
 	}
 }
