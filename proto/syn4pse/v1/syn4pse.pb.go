@@ -3296,7 +3296,8 @@ func (x *RunningModel) GetLoadedAtUnixMs() int64 {
 type TranscribeRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Config *TranscribeConfig      `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
-	// Audio is the next piece of the audio, in config.format.
+	// Audio is the next piece of the audio, in config.format: pieces below 4 MiB (gRPC's
+	// default message limit), e.g. 64 KiB each.
 	Audio         []byte `protobuf:"bytes,2,opt,name=audio,proto3" json:"audio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
