@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/internal/audio"
 	native "github.com/ekisa-team/syn4pse/native/llamacpp"
 )
 
@@ -23,29 +24,39 @@ import (
 // of any prompt, so no later request reuses that cache.
 const mediaPosition int32 = -1
 
-// checkMedia returns the data of the media of req's messages, in order, or nil when there are
-// none. It fails when the model cannot take them or the markers do not match the items.
-func (m *model) checkMedia(req engine.GenerateRequest) ([][]byte, error) {
+// checkMedia returns the media of req's messages, in order, audio decoded, or nil when there
+// are none. It fails when the model cannot take them or the markers do not match the items.
+func (m *model) checkMedia(req engine.GenerateRequest) ([]native.Media, error) {
 	if !hasMedia(req.Messages) {
 		return nil, nil
 	}
 	if m.proj == nil {
 		return nil, fmt.Errorf("%w: this model takes text only: it has no multimodal projector (set mmproj in its model config to the projector GGUF of a model that takes images or audio)", engine.ErrUnsupported)
 	}
-	var media [][]byte
+	var media []native.Media
 	for i, msg := range req.Messages {
 		if n := strings.Count(msg.Content, engine.MediaMarker); n != len(msg.Media) {
 			return nil, fmt.Errorf("%w: messages[%d] has %d media items and %d markers %q in its content: want one marker per item, where it goes", engine.ErrInvalidRequest, i, len(msg.Media), n, engine.MediaMarker)
 		}
 		for j, item := range msg.Media {
-			audio := isAudio(item)
+			audio := isAudio(item.Data)
 			switch {
 			case audio && !m.proj.Audio():
 				return nil, fmt.Errorf("%w: messages[%d].media[%d] is audio, but this model takes images only", engine.ErrInvalidRequest, i, j)
+			case !audio && strings.HasPrefix(item.MIME, "audio/"):
+				return nil, fmt.Errorf("%w: messages[%d].media[%d] is typed %s but is not WAV, MP3 or FLAC data: send one of those", engine.ErrInvalidRequest, i, j, item.MIME)
 			case !audio && !m.proj.Vision():
 				return nil, fmt.Errorf("%w: messages[%d].media[%d] is not WAV, MP3 or FLAC audio, and this model takes audio only", engine.ErrInvalidRequest, i, j)
 			}
-			media = append(media, item.Data)
+			if !audio {
+				media = append(media, native.Media{Data: item.Data})
+				continue
+			}
+			samples, err := m.decodeAudio(item.Data)
+			if err != nil {
+				return nil, fmt.Errorf("%w: messages[%d].media[%d]: %v", engine.ErrInvalidRequest, i, j, err)
+			}
+			media = append(media, native.Media{Samples: samples})
 		}
 	}
 	return media, nil
@@ -60,24 +71,47 @@ func hasMedia(msgs []engine.Message) bool {
 	return false
 }
 
-// isAudio tells audio from images by the MIME type, else by the magic numbers of the formats
-// mtmd decodes (miniaudio's WAV, MP3 and FLAC).
-func isAudio(item engine.Media) bool {
-	switch {
-	case strings.HasPrefix(item.MIME, "audio/"):
-		return true
-	case strings.HasPrefix(item.MIME, "image/"):
-		return false
-	}
-	d := item.Data
+// isAudio tells audio from images as mtmd does, by the magic numbers of the formats it decodes
+// (miniaudio's WAV, MP3 and FLAC); anything else it takes for an image.
+func isAudio(d []byte) bool {
 	return len(d) >= 12 && string(d[:4]) == "RIFF" && string(d[8:12]) == "WAVE" ||
 		len(d) >= 4 && string(d[:4]) == "fLaC" ||
 		len(d) >= 3 && string(d[:3]) == "ID3" ||
 		len(d) >= 2 && d[0] == 0xFF && d[1]&0xE0 == 0xE0
 }
 
+// decodeAudio decodes a WAV, MP3 or FLAC file to what the projector encodes: mono samples at its
+// rate, padded with silence to whole 30-second windows plus one second. mtmd's Whisper
+// preprocessor encodes audio in 30-second windows and drops the last one when it is partial
+// (it pads only audio shorter than 31 seconds), so 45 seconds of audio would lose their last 15.
+func (m *model) decodeAudio(data []byte) ([]float32, error) {
+	a, err := audio.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if a.Frames() == 0 {
+		return nil, errors.New("the audio is empty")
+	}
+	if a.Channels > 1 {
+		mono := make([]float32, a.Frames())
+		for i := range mono {
+			var sum float32
+			for _, s := range a.Samples[i*a.Channels : (i+1)*a.Channels] {
+				sum += s
+			}
+			mono[i] = sum / float32(a.Channels)
+		}
+		a = audio.Audio{Rate: a.Rate, Channels: 1, Samples: mono}
+	}
+	rate := m.proj.AudioSampleRate()
+	samples := audio.Resample(a, rate).Samples
+	window := 30 * rate
+	padded := (len(samples)+window-1)/window*window + rate
+	return append(samples, make([]float32, padded-len(samples))...), nil
+}
+
 // tokenizeMedia tokenizes the rendered prompt with its media. The caller frees the result.
-func (m *model) tokenizeMedia(prompt string, media [][]byte) (*native.MediaPrompt, error) {
+func (m *model) tokenizeMedia(prompt string, media []native.Media) (*native.MediaPrompt, error) {
 	prompt = strings.ReplaceAll(prompt, engine.MediaMarker, native.MediaMarker())
 	addSpecial := !(m.bos != "" && strings.HasPrefix(prompt, m.bos))
 	mp, err := m.proj.Tokenize(prompt, addSpecial, media)

@@ -156,16 +156,29 @@ func TestGenerateWithAudio(t *testing.T) {
 	}
 }
 
-// TestAudioEvalTime reports how long the audio prompt takes by audio length (each 30 seconds
-// of audio is one encoder pass).
-func TestAudioEvalTime(t *testing.T) {
+// TestAudioLength checks that audio is encoded whole, one encoder pass per 30 seconds begun
+// (mtmd alone drops a last partial window), and reports how long the prompt takes.
+func TestAudioLength(t *testing.T) {
 	if testing.Short() {
-		t.Skip("slow: encodes a minute of audio")
+		t.Skip("slow: encodes two minutes of audio")
 	}
 	llm := loadAudio(t, engine.LoadOptions{Threads: 2, ContextLength: 8192})
-	for _, seconds := range []float64{1, 10, 30, 60} {
-		_, _, res := generate(t, llm, audioRequest(sineWAV(seconds), 1))
-		t.Logf("%2.0f s of audio: %d prompt tokens in %v", seconds, res.PromptTokens, res.PromptDuration)
+	var perWindow int
+	for _, c := range []struct {
+		seconds float64
+		windows int
+	}{{1, 1}, {10, 1}, {30, 1}, {45, 2}, {61, 3}} {
+		_, _, res := generate(t, llm, audioRequest(sineWAV(c.seconds), 1))
+		t.Logf("%2.0f s of audio: %d prompt tokens in %v", c.seconds, res.PromptTokens, res.PromptDuration)
+		if c.seconds == 1 {
+			perWindow = res.PromptTokens
+			continue
+		}
+		// The text around the audio is the same every time; each window adds as many tokens.
+		text := perWindow - 750
+		if got := (res.PromptTokens - text) / 750; got != c.windows {
+			t.Errorf("%v s of audio: %d prompt tokens, %d windows of 750; want %d", c.seconds, res.PromptTokens, got, c.windows)
+		}
 	}
 }
 
@@ -185,10 +198,10 @@ func TestMediaErrors(t *testing.T) {
 	}{
 		{"audio to a text model", text, engine.Message{Role: "user", Content: engine.MediaMarker, Media: []engine.Media{{Data: sineWAV(1)}}}, engine.ErrUnsupported, "mmproj"},
 		{"image to an audio projector", withAudio, engine.Message{Role: "user", Content: "Describe " + engine.MediaMarker, Media: []engine.Media{{Data: png.Bytes()}}}, engine.ErrInvalidRequest, "audio only"},
-		{"image typed as audio", withAudio, engine.Message{Role: "user", Content: "Describe " + engine.MediaMarker, Media: []engine.Media{{Data: png.Bytes(), MIME: "audio/wav"}}}, engine.ErrInvalidRequest, "media 0"},
+		{"image typed as audio", withAudio, engine.Message{Role: "user", Content: "Describe " + engine.MediaMarker, Media: []engine.Media{{Data: png.Bytes(), MIME: "audio/wav"}}}, engine.ErrInvalidRequest, "not WAV, MP3 or FLAC"},
 		{"no marker", withAudio, engine.Message{Role: "user", Content: "Listen", Media: []engine.Media{{Data: sineWAV(1)}}}, engine.ErrInvalidRequest, "marker"},
 		{"two markers for one item", withAudio, engine.Message{Role: "user", Content: engine.MediaMarker + engine.MediaMarker, Media: []engine.Media{{Data: sineWAV(1)}}}, engine.ErrInvalidRequest, "marker"},
-		{"garbage audio", withAudio, engine.Message{Role: "user", Content: engine.MediaMarker, Media: []engine.Media{{Data: []byte("RIFF\x00\x00\x00\x00WAVEjunk"), MIME: "audio/wav"}}}, engine.ErrInvalidRequest, "media 0"},
+		{"garbage audio", withAudio, engine.Message{Role: "user", Content: engine.MediaMarker, Media: []engine.Media{{Data: []byte("RIFF\x00\x00\x00\x00WAVEjunk"), MIME: "audio/wav"}}}, engine.ErrInvalidRequest, "media[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

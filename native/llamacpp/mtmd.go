@@ -112,23 +112,37 @@ func (mp *MediaPrompt) Free() {
 	}
 }
 
-// Tokenize splits prompt at its MediaMarkers and tokenizes the text around them, decoding each
-// media item (an image, or WAV/MP3/FLAC audio resampled to the encoder's rate) for the marker
-// at its place. addSpecial adds BOS as Model.Tokenize does. The prompt must end with text: its
-// last token gives the logits the generation starts from.
-func (p *Projector) Tokenize(prompt string, addSpecial bool, media [][]byte) (*MediaPrompt, error) {
+// Media is one item for Tokenize: decoded audio, or a file's bytes.
+type Media struct {
+	// Samples is mono audio at the projector's AudioSampleRate; nil for a file in Data.
+	Samples []float32
+	// Data is an image file, or a WAV, MP3 or FLAC file that mtmd decodes and resamples.
+	Data []byte
+}
+
+// bitmap makes the mtmd bitmap of m; the caller frees it. The C side copies what it reads.
+func (p *Projector) bitmap(m Media) *C.struct_mtmd_bitmap {
+	switch {
+	case len(m.Samples) > 0:
+		return C.mtmd_bitmap_init_from_audio(C.size_t(len(m.Samples)), (*C.float)(unsafe.Pointer(&m.Samples[0])))
+	case len(m.Data) > 0:
+		return C.mtmd_helper_bitmap_init_from_buf(p.c, (*C.uchar)(unsafe.Pointer(&m.Data[0])), C.size_t(len(m.Data)))
+	}
+	return nil
+}
+
+// Tokenize splits prompt at its MediaMarkers and tokenizes the text around them, with each
+// media item for the marker at its place. addSpecial adds BOS as Model.Tokenize does. The
+// prompt must end with text: its last token gives the logits the generation starts from.
+func (p *Projector) Tokenize(prompt string, addSpecial bool, media []Media) (*MediaPrompt, error) {
 	bitmaps := make([]*C.struct_mtmd_bitmap, 0, len(media))
 	defer func() {
 		for _, b := range bitmaps {
 			C.mtmd_bitmap_free(b)
 		}
 	}()
-	for i, data := range media {
-		if len(data) == 0 {
-			return nil, fmt.Errorf("media %d: empty: %w", i, ErrMedia)
-		}
-		// The C side reads data during the call only.
-		b := C.mtmd_helper_bitmap_init_from_buf(p.c, (*C.uchar)(unsafe.Pointer(&data[0])), C.size_t(len(data)))
+	for i, m := range media {
+		b := p.bitmap(m)
 		if b == nil {
 			return nil, fmt.Errorf("media %d: %w", i, ErrMedia)
 		}
