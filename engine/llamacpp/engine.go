@@ -1,7 +1,8 @@
 // Package llamacpp is the llama.cpp engine ("llama_cpp" in syn4pse.toml): it loads GGUF models
 // through native/llamacpp and runs chat and completion requests on them: one decode loop per
 // model batches every running request into each llama_decode (continuous batching), with a
-// KV-cache sequence (slot) per parallel request and prompt-prefix reuse across requests.
+// KV-cache sequence (slot) per parallel request and prompt-prefix reuse across requests. A model
+// loaded with a projector (mmproj) also takes images or audio in its messages (media.go).
 package llamacpp
 
 import (

@@ -39,27 +39,34 @@ func (m *model) checkMedia(req engine.GenerateRequest) ([]native.Media, error) {
 			return nil, fmt.Errorf("%w: messages[%d] has %d media items and %d markers %q in its content: want one marker per item, where it goes", engine.ErrInvalidRequest, i, len(msg.Media), n, engine.MediaMarker)
 		}
 		for j, item := range msg.Media {
-			audio := isAudio(item.Data)
-			switch {
-			case audio && !m.proj.Audio():
-				return nil, fmt.Errorf("%w: messages[%d].media[%d] is audio, but this model takes images only", engine.ErrInvalidRequest, i, j)
-			case !audio && strings.HasPrefix(item.MIME, "audio/"):
-				return nil, fmt.Errorf("%w: messages[%d].media[%d] is typed %s but is not WAV, MP3 or FLAC data: send one of those", engine.ErrInvalidRequest, i, j, item.MIME)
-			case !audio && !m.proj.Vision():
-				return nil, fmt.Errorf("%w: messages[%d].media[%d] is not WAV, MP3 or FLAC audio, and this model takes audio only", engine.ErrInvalidRequest, i, j)
-			}
-			if !audio {
-				media = append(media, native.Media{Data: item.Data})
-				continue
-			}
-			samples, err := m.decodeAudio(item.Data)
+			mi, err := m.mediaItem(item)
 			if err != nil {
-				return nil, fmt.Errorf("%w: messages[%d].media[%d]: %v", engine.ErrInvalidRequest, i, j, err)
+				return nil, fmt.Errorf("%w: messages[%d].media[%d] %v", engine.ErrInvalidRequest, i, j, err)
 			}
-			media = append(media, native.Media{Samples: samples})
+			media = append(media, mi)
 		}
 	}
 	return media, nil
+}
+
+// mediaItem checks item against what the projector takes and decodes it if it is audio.
+func (m *model) mediaItem(item engine.Media) (native.Media, error) {
+	sound := isAudio(item.Data)
+	switch {
+	case sound && !m.proj.Audio():
+		return native.Media{}, errors.New("is audio, but this model takes images only")
+	case !sound && strings.HasPrefix(item.MIME, "audio/"):
+		return native.Media{}, fmt.Errorf("is typed %s but is not WAV, MP3 or FLAC data: send one of those", item.MIME)
+	case !sound && !m.proj.Vision():
+		return native.Media{}, errors.New("is not WAV, MP3 or FLAC audio, and this model takes audio only")
+	case !sound:
+		return native.Media{Data: item.Data}, nil
+	}
+	samples, err := m.decodeAudio(item.Data)
+	if err != nil {
+		return native.Media{}, fmt.Errorf("is audio that cannot be decoded: %v", err)
+	}
+	return native.Media{Samples: samples}, nil
 }
 
 func hasMedia(msgs []engine.Message) bool {

@@ -253,15 +253,18 @@ func TestAudioAndTextConcurrently(t *testing.T) {
 }
 
 func TestAudioCancel(t *testing.T) {
-	llm := loadAudio(t, engine.LoadOptions{Threads: 2})
-	// Cancelled while its prompt is read (the request's step of its own), then while generating.
+	llm := loadAudio(t, engine.LoadOptions{Threads: 2, ContextLength: 4096})
+	// Cancelled while its prompt is read (the request's step of its own: a minute of audio, three
+	// encoder passes, each followed by decodes that the cancel aborts), then while generating.
 	for _, after := range []int{0, 3} {
 		ctx, cancel := context.WithCancel(t.Context())
 		n := 0
-		if after == 0 {
-			time.AfterFunc(5*time.Millisecond, cancel)
-		}
 		req := audioRequest(sineWAV(1), 0)
+		if after == 0 {
+			req = audioRequest(sineWAV(61), 0)
+			time.AfterFunc(300*time.Millisecond, cancel)
+		}
+		began := time.Now()
 		_, err := llm.Generate(ctx, req, func(string) error {
 			if n++; n == after {
 				cancel()
@@ -272,6 +275,7 @@ func TestAudioCancel(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancel after %d tokens: err = %v, want context.Canceled", after, err)
 		}
+		t.Logf("cancel after %d tokens: Generate returned after %v", after, time.Since(began))
 	}
 	// The slot is free again.
 	qctx, qcancel := context.WithTimeout(t.Context(), time.Minute)
