@@ -34,7 +34,7 @@ esac
 declare -A want=(
   [CGO_CFLAGS]="$opt"
   [CGO_CXXFLAGS]="$opt"
-  [CGO_CPPFLAGS]="-I$module/llama/llama.cpp/include -I$module/ml/backend/ggml/ggml/include"
+  [CGO_CPPFLAGS]="-I$module/llama/llama.cpp/include -I$module/ml/backend/ggml/ggml/include -I$module/llama/llama.cpp/tools/mtmd"
 )
 
 if [ "${1:-}" = --print-env ]; then

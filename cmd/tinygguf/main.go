@@ -2,6 +2,7 @@
 // for tests, benchmarks and trying SYN4PSE without downloading weights.
 //
 //	go run ./cmd/tinygguf -arch llama -o models/tiny.gguf [-size tiny|bench] [-seed N] [-ctx N]
+//	go run ./cmd/tinygguf -o models/tiny.gguf -mmproj-audio models/tiny-mmproj.gguf
 //
 // A text-to-speech pair for the "outetts" engine: -arch outetts (the LLM, path) and
 // -arch wavtokenizer (its vocoder).
@@ -20,7 +21,7 @@ import (
 
 func main() {
 	var opts tinygguf.Options
-	var out, templatePath string
+	var out, templatePath, audioProjector string
 	flags := flag.NewFlagSet("tinygguf", flag.ContinueOnError)
 	flags.StringVar(&out, "o", "", "output `path` (required); an existing file is replaced whole")
 	flags.StringVar(&opts.Arch, "arch", "llama", "architecture: llama (chat LLM), bert (embeddings), outetts (text-to-speech LLM, audio-code vocabulary) or wavtokenizer (OuteTTS's vocoder, wavtokenizer-dec)")
@@ -28,8 +29,9 @@ func main() {
 	flags.Int64Var(&opts.Seed, "seed", 1, "seed of the random weights: the same seed writes the same bytes")
 	flags.IntVar(&opts.ContextLength, "ctx", 0, "trained context length (0 = the size's default)")
 	flags.StringVar(&templatePath, "chat-template", "", "`file` holding a Jinja chat template (default: ChatML)")
+	flags.StringVar(&audioProjector, "mmproj-audio", "", "also write a random Qwen2-Audio projector (mmproj) for the tiny llama model to `path`: it makes the model take audio")
 	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: tinygguf -o PATH [-arch llama|bert|outetts|wavtokenizer] [-size tiny|bench] [-seed N] [-ctx N]\n\n"+
+		fmt.Fprint(flags.Output(), "Usage: tinygguf -o PATH [-arch llama|bert|outetts|wavtokenizer] [-size tiny|bench] [-seed N] [-ctx N] [-mmproj-audio PATH]\n\n"+
 			"Writes a random-weight GGUF model that llama.cpp loads and runs. Its output is gibberish;\n"+
 			"its loading, tokenizing and decoding are real.\n\n")
 		flags.PrintDefaults()
@@ -44,9 +46,20 @@ func main() {
 		flags.Usage()
 		os.Exit(2)
 	}
+	if audioProjector != "" && (opts.Arch != "llama" || opts.Size != "tiny") {
+		fmt.Fprintln(flags.Output(), "-mmproj-audio: the projector fits the tiny llama model only (-arch llama -size tiny)")
+		os.Exit(2)
+	}
 	if err := run(out, templatePath, opts); err != nil {
 		slog.Error("tinygguf failed", "err", err)
 		os.Exit(1)
+	}
+	if audioProjector != "" {
+		if err := tinygguf.WriteAudioProjector(audioProjector, opts.Seed); err != nil {
+			slog.Error("tinygguf failed", "err", err)
+			os.Exit(1)
+		}
+		fmt.Printf("wrote %s: a Qwen2-Audio projector (%d Hz audio) for %s\n", audioProjector, tinygguf.AudioSampleRate, out)
 	}
 }
 

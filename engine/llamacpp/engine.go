@@ -1,14 +1,17 @@
 // Package llamacpp is the llama.cpp engine ("llama_cpp" in syn4pse.toml): it loads GGUF models
 // through native/llamacpp and runs chat and completion requests on them: one decode loop per
 // model batches every running request into each llama_decode (continuous batching), with a
-// KV-cache sequence (slot) per parallel request and prompt-prefix reuse across requests.
+// KV-cache sequence (slot) per parallel request and prompt-prefix reuse across requests. A model
+// loaded with a projector (mmproj) also takes images or audio in its messages (media.go).
 package llamacpp
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strconv"
+	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/chattemplate"
@@ -39,15 +42,30 @@ func (*Engine) LoadLLM(ctx context.Context, opts engine.LoadOptions) (engine.LLM
 	if err != nil {
 		return nil, err
 	}
-	llm, err := newModel(m, opts)
+	var proj *native.Projector
+	if opts.Projector != "" {
+		began := time.Now()
+		proj, err = native.OpenProjector(opts.Projector, m, native.ProjectorParams{GPU: opts.GPULayers != 0, Threads: threads(opts)})
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("mmproj %s: %w", opts.Projector, err)
+		}
+		slog.Debug("projector loaded", "path", opts.Projector, "audio", proj.Audio(), "vision", proj.Vision(), "took", time.Since(began))
+	}
+	llm, err := newModel(m, proj, opts)
 	if err != nil {
+		if proj != nil {
+			proj.Close()
+		}
 		m.Close()
 		return nil, err
 	}
 	return llm, nil
 }
 
-func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
+// newModel creates the context and starts the decode loop of m; proj is its multimodal
+// projector, nil for a text-only model. The model owns both from then on.
+func newModel(m *native.Model, proj *native.Projector, opts engine.LoadOptions) (*model, error) {
 	parallel := max(opts.Parallel, 1)
 	seqLen := opts.ContextLength
 	if seqLen <= 0 {
@@ -59,10 +77,6 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 	}
 	// Every generating sequence puts a token in each step's batch.
 	batchSize = max(batchSize, parallel)
-	threads := opts.Threads
-	if threads <= 0 {
-		threads = runtime.NumCPU()
-	}
 	fa := native.FlashAttentionAuto
 	switch opts.FlashAttention {
 	case "on":
@@ -75,7 +89,7 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 		BatchSize:      batchSize,
 		Sequences:      parallel,
 		UnifiedKV:      true,
-		Threads:        threads,
+		Threads:        threads(opts),
 		FlashAttention: fa,
 		// Workers sleep as soon as a decode ends instead of spinning (ggml's default 50):
 		// measured on 2 cores with two models loaded, spinning idle pools cost 25% of the
@@ -89,7 +103,8 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 	md := &model{
 		native: m,
 		lctx:   lctx,
-		loop:   newLoop(lctx, m, batchSize, seqLen, parallel),
+		loop:   newLoop(lctx, m, proj, batchSize, seqLen, parallel),
+		proj:   proj,
 		bos:    m.TokenText(m.BOS()),
 		eos:    m.TokenText(m.EOS()),
 		info: engine.ModelInfo{
@@ -109,6 +124,14 @@ func newModel(m *native.Model, opts engine.LoadOptions) (*model, error) {
 		md.template, _ = chattemplate.Parse(md.templateSource)
 	}
 	return md, nil
+}
+
+// threads is the CPU threads a model computes with: all the cores unless its options say.
+func threads(opts engine.LoadOptions) int {
+	if opts.Threads > 0 {
+		return opts.Threads
+	}
+	return runtime.NumCPU()
 }
 
 // fileTypeName names the model's quantization from general.file_type (llama_ftype).

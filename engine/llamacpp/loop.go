@@ -45,6 +45,9 @@ type request struct {
 	filter    outputFilter
 	maxTokens int
 	queuedAt  time.Time
+	// media is the prompt of a request with images or audio, instead of prompt: the loop
+	// evaluates it in a step of its own (media.go). Generate owns and frees it.
+	media *native.MediaPrompt
 
 	// stopped is set by Generate's side when the request must end early: its context ended or
 	// emit failed. The loop ends it at its next step.
@@ -107,6 +110,7 @@ type slot struct {
 	req     *request
 	res     engine.GenerateResult
 	pending []int32 // prompt tokens still to decode; empty once generating
+	media   bool    // the request's media prompt is still to evaluate
 	next    int32   // the sampled token to decode next, when generating
 	started time.Time
 	genFrom time.Time
@@ -117,12 +121,13 @@ type slot struct {
 	out     int
 }
 
-func (s *slot) generating() bool { return s.req != nil && len(s.pending) == 0 }
+func (s *slot) generating() bool { return s.req != nil && len(s.pending) == 0 && !s.media }
 
 // loop is the decode loop of one model.
 type loop struct {
 	lctx      *native.Context
 	model     *native.Model
+	proj      *native.Projector // nil for a text-only model
 	batch     *native.Batch
 	batchSize int
 	seqLen    int
@@ -153,9 +158,9 @@ type loop struct {
 	requests, promptTokens, genTokens, genNanos atomic.Int64
 }
 
-func newLoop(lctx *native.Context, m *native.Model, batchSize, seqLen, parallel int) *loop {
+func newLoop(lctx *native.Context, m *native.Model, proj *native.Projector, batchSize, seqLen, parallel int) *loop {
 	l := &loop{
-		lctx: lctx, model: m, batch: native.NewBatch(batchSize), batchSize: batchSize,
+		lctx: lctx, model: m, proj: proj, batch: native.NewBatch(batchSize), batchSize: batchSize,
 		seqLen: seqLen, promptCap: batchSize,
 		wake: make(chan struct{}, 1), read: make(chan struct{}, 1), done: make(chan struct{}),
 	}
@@ -308,6 +313,10 @@ func pickSlot(free []*slot, prompt []int32) *slot {
 
 // start puts r in s, keeping the cached prefix the prompt shares with s's tokens.
 func (l *loop) start(s *slot, r *request) {
+	if r.media != nil {
+		l.startMedia(s, r)
+		return
+	}
 	cached := commonPrefix(s.tokens, r.prompt)
 	if cached == len(r.prompt) {
 		cached-- // the last prompt token must be decoded again to get its logits
@@ -336,11 +345,15 @@ func (l *loop) finish(s *slot, err error) {
 	if err == nil {
 		r.send(r.filter.flush())
 	}
-	l.promptTokens.Add(int64(s.res.PromptTokens - s.res.CachedPromptTokens - len(s.pending)))
+	read := s.res.PromptTokens - s.res.CachedPromptTokens - len(s.pending)
+	if s.media {
+		read = 0 // its media prompt was never evaluated
+	}
+	l.promptTokens.Add(int64(read))
 	l.genTokens.Add(int64(s.res.CompletionTokens))
 	l.genNanos.Add(int64(s.res.GenerateDuration))
 	l.active.Add(-1)
-	s.req, s.pending, s.genFrom, s.used = nil, nil, time.Time{}, l.steps
+	s.req, s.pending, s.media, s.genFrom, s.used = nil, nil, false, time.Time{}, l.steps
 	r.end(s.res, err)
 }
 
@@ -351,6 +364,10 @@ func (l *loop) step() {
 		if s.req != nil && s.req.stopped.Load() {
 			l.finish(s, stoppedErr(s.req))
 		}
+	}
+	if s := l.mediaSlot(); s != nil {
+		l.evalMedia(s)
+		return
 	}
 	gen := l.fill()
 	if l.batch.Len() == 0 {

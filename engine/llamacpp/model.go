@@ -18,6 +18,7 @@ type model struct {
 	native    *native.Model
 	lctx      *native.Context
 	loop      *loop
+	proj      *native.Projector // nil for a text-only model
 	closeOnce sync.Once
 	// life is held (read) by each Generate and taken by Close, after the loop has ended every
 	// request, to free the model only when no Generate uses it.
@@ -52,6 +53,9 @@ func (m *model) Close() error {
 		defer m.life.Unlock()
 		m.closed = true
 		m.lctx.Close()
+		if m.proj != nil {
+			m.proj.Close()
+		}
 		m.native.Close()
 	})
 	return nil
@@ -68,21 +72,32 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	if m.closed {
 		return res, engine.ErrClosed
 	}
-	for _, msg := range req.Messages {
-		if len(msg.Media) > 0 {
-			return res, fmt.Errorf("%w: this model takes text only; images and audio need a model declared with its projector (mmproj = \"...\")", engine.ErrUnsupported)
-		}
+	media, err := m.checkMedia(req)
+	if err != nil {
+		return res, err
 	}
 	prompt, err := m.renderPrompt(req)
 	if err != nil {
 		return res, err
 	}
-	tokens, err := m.tokenize(prompt)
-	if err != nil {
-		return res, err
+	var tokens []int32
+	var mp *native.MediaPrompt
+	size := 0
+	if media == nil {
+		if tokens, err = m.tokenize(prompt); err != nil {
+			return res, err
+		}
+		size = len(tokens)
+	} else {
+		if mp, err = m.tokenizeMedia(prompt, media); err != nil {
+			return res, err
+		}
+		// The loop evaluates the chunks until it ends the request, and Generate returns only then.
+		defer mp.Free()
+		size = max(mp.Tokens, mp.Positions)
 	}
-	if limit := m.info.ContextLength; len(tokens) >= limit {
-		return res, &engine.ContextExceededError{PromptTokens: len(tokens), Limit: limit}
+	if limit := m.info.ContextLength; size >= limit {
+		return res, &engine.ContextExceededError{PromptTokens: size, Limit: limit}
 	}
 	if req.Grammar == "" && req.JSONSchema != "" {
 		if req.Grammar, err = native.SchemaToGrammar([]byte(req.JSONSchema)); err != nil {
@@ -97,7 +112,7 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	defer sampler.Close()
 
 	r := &request{
-		ctx: ctx, prompt: tokens, sampler: sampler, maxTokens: req.MaxTokens,
+		ctx: ctx, prompt: tokens, media: mp, sampler: sampler, maxTokens: req.MaxTokens,
 		filter: outputFilter{stops: nonEmpty(req.Stop)}, queuedAt: time.Now(), ready: make(chan struct{}, 1),
 	}
 	if err := m.loop.submit(r); err != nil {

@@ -448,3 +448,27 @@ func TestFloat16(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteAudioProjector(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := WriteAudioProjector(path, 1); err != nil {
+		t.Fatal(err)
+	}
+	g := decode(t, path)
+	kv := g.KV()
+	if kv.String("general.architecture") != "clip" || kv.String("projector_type") != "qwen2a" || !kv.Bool("has_audio_encoder") {
+		t.Fatalf("metadata: arch %q, projector %q", kv.String("general.architecture"), kv.String("projector_type"))
+	}
+	llm, _ := shapeFor("llama", "tiny")
+	shapes := map[string][]uint64{}
+	for _, tensor := range g.Tensors().Items() {
+		shapes[tensor.Name] = tensor.Shape
+	}
+	// The projection's output is the LLM's embedding width, which mtmd checks on load.
+	if got := shapes["mm.a.fc.weight"]; !slices.Equal(got, []uint64{audioEmbd, uint64(llm.embd)}) {
+		t.Fatalf("mm.a.fc.weight shape %v", got)
+	}
+	if got := shapes["a.position_embd.weight"]; !slices.Equal(got, []uint64{audioEmbd, audioPositions}) {
+		t.Fatalf("a.position_embd.weight shape %v", got)
+	}
+}
