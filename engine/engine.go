@@ -169,6 +169,9 @@ type ModelInfo struct {
 	Voices []string
 	// Languages are the languages a speech model knows, as BCP 47 tags, when it says.
 	Languages []string
+	// Inputs are what an LLM's messages may carry: "text", and "image" or "audio" when its
+	// projector takes them.
+	Inputs []string
 }
 
 // Stats counts a model's requests and tokens since it was loaded.

@@ -296,7 +296,7 @@ func TestSpeechBadInputKeepsServing(t *testing.T) {
 		{"no file", nil, map[string]string{"model": "ears"}, 400, "file is missing"},
 		{"no model", long, map[string]string{}, 400, "model is missing"},
 		{"unknown model", long, map[string]string{"model": "nope"}, 404, "nope"},
-		{"an llm", long, map[string]string{"model": "tiny"}, 400, "is a llm model"},
+		{"a text-only llm", long, map[string]string{"model": "tiny"}, 400, "without audio input"},
 		{"bad format", long, map[string]string{"model": "ears", "response_format": "xml"}, 400, "response_format"},
 	}
 	for _, tc := range tests {
@@ -652,5 +652,53 @@ func TestOuteTTSThroughSpeechRoute(t *testing.T) {
 	}
 	if a.Rate != 24000 || a.Duration() <= 0 {
 		t.Errorf("OuteTTS audio: %d Hz, %v", a.Rate, a.Duration())
+	}
+}
+
+// An audio-input LLM (the tiny model with a generated Qwen2-Audio projector, through llama.cpp's
+// mtmd) answers a chat whose message carries speech as an OpenAI input_audio part; the same
+// audio to a text-only model is refused naming mmproj.
+func TestChatWithInputAudio(t *testing.T) {
+	projector := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := tinygguf.WriteAudioProjector(projector, 4); err != nil {
+		t.Fatal(err)
+	}
+	listener := tinyDecl("listener")
+	listener.Projector, listener.ContextLength = projector, 4096
+	n := startNode(t, listener, tinyDecl("tiny"), ttsDecl("voice", "flite", "slt"))
+	_, wav := speak(t, n.HTTPAddr(), map[string]any{"model": "voice", "input": "What is the weather like?", "response_format": "wav"})
+	client := openaiClient("http://" + n.HTTPAddr())
+	params := openai.ChatCompletionNewParams{
+		Model: "listener",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{
+			openai.TextContentPart("Answer the question:"),
+			openai.InputAudioContentPart(openai.ChatCompletionContentPartInputAudioInputAudioParam{
+				Data: base64.StdEncoding.EncodeToString(wav), Format: "wav"}),
+		})},
+		MaxTokens: openai.Int(6),
+		Seed:      openai.Int(1),
+	}
+	res, err := client.Chat.Completions.New(t.Context(), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The audio took one 30-second window of the encoder: hundreds of prompt positions.
+	if res.Usage.CompletionTokens != 6 || res.Usage.PromptTokens < 700 {
+		t.Errorf("usage %+v: want 6 generated after a prompt holding the audio", res.Usage)
+	}
+	// The same model as a neural speech-to-text engine, through the transcription route.
+	tr, body := upload(t, n.HTTPAddr(), wav, map[string]string{"model": "listener", "response_format": "verbose_json"})
+	if tr.StatusCode != http.StatusOK || !strings.Contains(string(body), `"segments":[{"id":0`) {
+		t.Errorf("transcription by the audio LLM: %d %s", tr.StatusCode, body)
+	}
+	list, err := client.Models.Get(t.Context(), "listener")
+	if err != nil || list.JSON.ExtraFields["inputs"].Raw() != `["text","audio"]` {
+		t.Errorf("/v1/models/listener inputs: %v %v", list.JSON.ExtraFields["inputs"].Raw(), err)
+	}
+	params.Model = "tiny"
+	_, err = client.Chat.Completions.New(t.Context(), params)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotImplemented || !strings.Contains(apiErr.Message, "mmproj") {
+		t.Errorf("audio to a text-only model: %v", err)
 	}
 }

@@ -116,6 +116,7 @@ func newModel(m *native.Model, proj *native.Projector, opts engine.LoadOptions) 
 			ContextLength:      seqLen,
 			TrainContextLength: m.TrainContextLength(),
 			Parallel:           parallel,
+			Inputs:             inputs(proj),
 		},
 	}
 	md.templateSource = m.ChatTemplate()
@@ -124,6 +125,18 @@ func newModel(m *native.Model, proj *native.Projector, opts engine.LoadOptions) 
 		md.template, _ = chattemplate.Parse(md.templateSource)
 	}
 	return md, nil
+}
+
+// inputs are what a model's messages may carry: text, and what its projector takes.
+func inputs(proj *native.Projector) []string {
+	in := []string{"text"}
+	if proj != nil && proj.Vision() {
+		in = append(in, "image")
+	}
+	if proj != nil && proj.Audio() {
+		in = append(in, "audio")
+	}
+	return in
 }
 
 // threads is the CPU threads a model computes with: all the cores unless its options say.

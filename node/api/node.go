@@ -59,6 +59,7 @@ func modelInfo(m models.Status) *pb.ModelInfo {
 			SampleRate:         int32(m.Info.SampleRate),
 			Voices:             m.Info.Voices,
 			Languages:          m.Info.Languages,
+			Inputs:             m.Info.Inputs,
 		}
 		info.Stats = &pb.ModelStats{
 			ActiveRequests:       int32(m.Stats.Active),

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,8 +79,8 @@ func (s *InferenceService) StreamTranscribe(ctx context.Context, cfg *pb.Transcr
 
 func (s *InferenceService) localTranscribe(ctx context.Context, cfg *pb.TranscribeConfig, in router.AudioReader, send func(*pb.TranscribeResponse) error) error {
 	model := cfg.GetModel()
-	if err := s.checkModality(model, "stt", "Transcribe and /v1/audio/transcriptions"); err != nil {
-		return err
+	if st, ok := s.Models.Status(model); ok && st.Modality != "stt" && st.Modality != "llm" {
+		return invalid("%q is a %s model; Transcribe and /v1/audio/transcriptions need an stt model or an LLM that takes audio", model, st.Modality)
 	}
 	keepAlive, err := parseKeepAlive(cfg.GetKeepAlive())
 	if err != nil {
@@ -93,6 +96,9 @@ func (s *InferenceService) localTranscribe(ctx context.Context, cfg *pb.Transcri
 	}
 	defer lease.Release()
 	stt := lease.STT()
+	if llm := lease.LLM(); llm != nil {
+		return s.transcribeWithLLM(ctx, cfg, in, llm, send)
+	}
 	if stt == nil {
 		return invalid("%q is not a speech-to-text model", model)
 	}
@@ -123,6 +129,71 @@ func (s *InferenceService) localTranscribe(ctx context.Context, cfg *pb.Transcri
 	for i, seg := range res.Segments {
 		final.Segments = append(final.Segments, segmentProto(i, seg))
 	}
+	return send(&pb.TranscribeResponse{Model: model, ServedBy: s.NodeID, Event: &pb.TranscribeResponse_Final{Final: final}})
+}
+
+// llmTranscriptRate is the audio an audio-input LLM hears, in Hz (Whisper-family encoders).
+const llmTranscriptRate = 16000
+
+// transcribeWithLLM transcribes with an audio-input LLM (Voxtral, Qwen2-Audio, Ultravox through
+// mtmd): the audio goes in a chat message that asks for its transcript, and the answer is the
+// text, as one segment (these models give no timings).
+func (s *InferenceService) transcribeWithLLM(ctx context.Context, cfg *pb.TranscribeConfig, in router.AudioReader, llm engine.LLM, send func(*pb.TranscribeResponse) error) error {
+	model := cfg.GetModel()
+	if !slices.Contains(llm.Info().Inputs, "audio") {
+		return invalid("%q is an LLM without audio input: declare it with an audio projector (mmproj), or use an stt model", model)
+	}
+	read, err := s.audioSource(ctx, cfg, in, llmTranscriptRate)
+	if err != nil {
+		return err
+	}
+	var samples []float32
+	for {
+		chunk, err := read()
+		samples = append(samples, chunk...)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return toStatus(err)
+		}
+	}
+	var wav bytes.Buffer
+	enc, err := audio.NewEncoder(&wav, "wav", llmTranscriptRate)
+	if err == nil {
+		err = enc.Write(samples)
+	}
+	if err == nil {
+		err = enc.Close()
+	}
+	if err != nil {
+		return toStatus(err)
+	}
+	ask := "Transcribe the audio word for word. Reply with the transcript only."
+	if cfg.GetLanguage() != "" {
+		ask += " The speech is in " + cfg.GetLanguage() + "."
+	}
+	if cfg.GetPrompt() != "" {
+		ask += " Context: " + cfg.GetPrompt()
+	}
+	duration := time.Duration(len(samples)) * time.Second / llmTranscriptRate
+	gen := engine.GenerateRequest{
+		Messages:  []engine.Message{{Role: "user", Content: ask + "\n" + engine.MediaMarker, Media: []engine.Media{{Data: wav.Bytes(), MIME: "audio/wav"}}}},
+		Sampling:  engine.DefaultSampling(),
+		MaxTokens: 32 + int(duration.Seconds()*8), // speech is 2-4 words a second
+	}
+	gen.Sampling.Temperature = cfg.GetTemperature()
+	var text strings.Builder
+	start := time.Now()
+	if _, err := llm.Generate(ctx, gen, func(piece string) error { text.WriteString(piece); return nil }); err != nil {
+		return toStatus(err)
+	}
+	seg := engine.Segment{Text: strings.TrimSpace(text.String()), End: duration}
+	if err := send(&pb.TranscribeResponse{Model: model, ServedBy: s.NodeID, Event: &pb.TranscribeResponse_Segment{Segment: segmentProto(0, seg)}}); err != nil {
+		return err
+	}
+	final := &pb.TranscribeFinal{Text: seg.Text, Language: cfg.GetLanguage(), DurationSeconds: duration.Seconds(),
+		ProcessMs: ms(time.Since(start)), ServedBy: s.NodeID, Segments: []*pb.TranscriptSegment{segmentProto(0, seg)}}
 	return send(&pb.TranscribeResponse{Model: model, ServedBy: s.NodeID, Event: &pb.TranscribeResponse_Final{Final: final}})
 }
 

@@ -186,6 +186,8 @@ type modelObject struct {
 	// Kind is what the model does (llm, embeddings, stt, tts): OpenAI's list has no such field,
 	// and a client choosing a model for /v1/audio/speech needs it.
 	Kind string `json:"kind,omitempty"`
+	// Inputs are what a loaded LLM's messages may carry (text, image, audio).
+	Inputs []string `json:"inputs,omitempty"`
 }
 
 // listModels lists the models that can serve (loaded, loading or on disk); unavailable ones
@@ -222,5 +224,6 @@ func (h *Handler) getModel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) modelObject(m *pb.ModelInfo) modelObject {
-	return modelObject{ID: m.GetName(), Object: "model", Created: h.node.Started.Unix(), OwnedBy: "syn4pse", Kind: api.ModalityName(m.GetModality())}
+	return modelObject{ID: m.GetName(), Object: "model", Created: h.node.Started.Unix(), OwnedBy: "syn4pse", Kind: api.ModalityName(m.GetModality()),
+		Inputs: m.GetDetails().GetInputs()}
 }

@@ -1644,8 +1644,10 @@ type ModelDetails struct {
 	// SampleRate is the rate of a speech model's audio, in Hz.
 	SampleRate int32 `protobuf:"varint,6,opt,name=sample_rate,json=sampleRate,proto3" json:"sample_rate,omitempty"`
 	// Voices are a text-to-speech model's voices, the default first.
-	Voices        []string `protobuf:"bytes,7,rep,name=voices,proto3" json:"voices,omitempty"`
-	Languages     []string `protobuf:"bytes,8,rep,name=languages,proto3" json:"languages,omitempty"`
+	Voices    []string `protobuf:"bytes,7,rep,name=voices,proto3" json:"voices,omitempty"`
+	Languages []string `protobuf:"bytes,8,rep,name=languages,proto3" json:"languages,omitempty"`
+	// Inputs are what an LLM's messages may carry: "text", "image", "audio".
+	Inputs        []string `protobuf:"bytes,9,rep,name=inputs,proto3" json:"inputs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1732,6 +1734,13 @@ func (x *ModelDetails) GetVoices() []string {
 func (x *ModelDetails) GetLanguages() []string {
 	if x != nil {
 		return x.Languages
+	}
+	return nil
+}
+
+func (x *ModelDetails) GetInputs() []string {
+	if x != nil {
+		return x.Inputs
 	}
 	return nil
 }
@@ -2239,7 +2248,9 @@ type ModelCapability struct {
 	TokensPerSecond float64 `protobuf:"fixed64,8,opt,name=tokens_per_second,json=tokensPerSecond,proto3" json:"tokens_per_second,omitempty"`
 	Parallel        int32   `protobuf:"varint,9,opt,name=parallel,proto3" json:"parallel,omitempty"`
 	// SizeBytes is the model file's size, for peers that fetch it.
-	SizeBytes     int64 `protobuf:"varint,10,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	SizeBytes int64 `protobuf:"varint,10,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// Inputs are what a loaded LLM's messages may carry: "text", "image", "audio".
+	Inputs        []string `protobuf:"bytes,11,rep,name=inputs,proto3" json:"inputs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2342,6 +2353,13 @@ func (x *ModelCapability) GetSizeBytes() int64 {
 		return x.SizeBytes
 	}
 	return 0
+}
+
+func (x *ModelCapability) GetInputs() []string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
 }
 
 type ListPeersRequest struct {
@@ -4683,7 +4701,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\bparallel\x18\x03 \x01(\x05R\bparallel\x12%\n" +
 	"\x0erequests_total\x18\x04 \x01(\x03R\rrequestsTotal\x12.\n" +
 	"\x13prompt_tokens_total\x18\x05 \x01(\x03R\x11promptTokensTotal\x124\n" +
-	"\x16generated_tokens_total\x18\x06 \x01(\x03R\x14generatedTokensTotal\"\xaf\x02\n" +
+	"\x16generated_tokens_total\x18\x06 \x01(\x03R\x14generatedTokensTotal\"\xc7\x02\n" +
 	"\fModelDetails\x12\"\n" +
 	"\farchitecture\x18\x01 \x01(\tR\farchitecture\x12'\n" +
 	"\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12\"\n" +
@@ -4693,7 +4711,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\vsample_rate\x18\x06 \x01(\x05R\n" +
 	"sampleRate\x12\x16\n" +
 	"\x06voices\x18\a \x03(\tR\x06voices\x12\x1c\n" +
-	"\tlanguages\x18\b \x03(\tR\tlanguages\"\x10\n" +
+	"\tlanguages\x18\b \x03(\tR\tlanguages\x12\x16\n" +
+	"\x06inputs\x18\t \x03(\tR\x06inputs\"\x10\n" +
 	"\x0eGetInfoRequest\"\x81\x03\n" +
 	"\x0fGetInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
@@ -4738,7 +4757,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06models\x18\x04 \x03(\v2\x1b.syn4pse.v1.ModelCapabilityR\x06models\x120\n" +
 	"\bhardware\x18\x05 \x01(\v2\x14.syn4pse.v1.HardwareR\bhardware\x12\x1a\n" +
 	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12*\n" +
-	"\x11timestamp_unix_ms\x18\a \x01(\x03R\x0ftimestampUnixMs\"\xc6\x02\n" +
+	"\x11timestamp_unix_ms\x18\a \x01(\x03R\x0ftimestampUnixMs\"\xde\x02\n" +
 	"\x0fModelCapability\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x120\n" +
@@ -4753,7 +4772,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\bparallel\x18\t \x01(\x05R\bparallel\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\n" +
-	" \x01(\x03R\tsizeBytes\"\x12\n" +
+	" \x01(\x03R\tsizeBytes\x12\x16\n" +
+	"\x06inputs\x18\v \x03(\tR\x06inputs\"\x12\n" +
 	"\x10ListPeersRequest\"?\n" +
 	"\x11ListPeersResponse\x12*\n" +
 	"\x05peers\x18\x01 \x03(\v2\x14.syn4pse.v1.PeerInfoR\x05peers\"\x97\x02\n" +
