@@ -25,6 +25,7 @@ import (
 	"github.com/ekisa-team/syn4pse/engine/espeak"
 	"github.com/ekisa-team/syn4pse/engine/flite"
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/engine/outetts"
 	"github.com/ekisa-team/syn4pse/engine/pocketsphinx"
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/config"
@@ -90,7 +91,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	registry.RegisterSTT(pocketsphinx.New())
 	registry.RegisterTTS(flite.New())
 	registry.RegisterTTS(espeak.New())
-	registry.RegisterTTS(llamacpp.NewOuteTTS())
+	registry.RegisterTTS(outetts.New())
 	budget := cfg.Lifecycle.MaxMemory
 	if budget == 0 {
 		budget = totalMemory() / 10 * 8

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"unsafe"
 
 	"github.com/ekisa-team/syn4pse/internal/durable"
@@ -220,4 +221,28 @@ func Quantize(src, dst, typ string, threads int) error {
 		return fmt.Errorf("quantize %s to %s: llama.cpp failed (code %d; the debug log has its reason)", src, typ, rc)
 	}
 	return durable.Commit(tmp, dst)
+}
+
+// FileType names the model's quantization from general.file_type (llama_ftype): "Q4_K_M".
+func (m *Model) FileType() string {
+	s, ok := m.Meta("general.file_type")
+	if !ok {
+		return ""
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return s
+	}
+	names := map[int]string{
+		0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
+		10: "Q2_K", 11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M",
+		16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S",
+		22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+		28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
+		38: "MXFP4",
+	}
+	if name, ok := names[n]; ok {
+		return name
+	}
+	return fmt.Sprintf("type %d", n)
 }

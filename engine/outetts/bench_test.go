@@ -1,4 +1,4 @@
-package llamacpp_test
+package outetts_test
 
 import (
 	"os"
@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/engine/outetts"
 )
 
 // BenchmarkOuteTTS measures text-to-speech on the tiny generated pair: rtf is processing time
@@ -18,7 +18,7 @@ func BenchmarkOuteTTS(b *testing.B) {
 	var m engine.TTS
 	if llm, voc := os.Getenv("SYN4PSE_BENCH_OUTETTS"), os.Getenv("SYN4PSE_BENCH_VOCODER"); llm != "" && voc != "" {
 		var err error
-		if m, err = llamacpp.NewOuteTTS().LoadTTS(b.Context(), engine.LoadOptions{Path: llm, Vocoder: voc}); err != nil {
+		if m, err = outetts.New().LoadTTS(b.Context(), engine.LoadOptions{Path: llm, Vocoder: voc}); err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { m.Close() })

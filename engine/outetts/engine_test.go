@@ -1,8 +1,9 @@
-package llamacpp_test
+package outetts_test
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,8 +13,37 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/engine/outetts"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 )
+
+// modelPath is a plain tiny llama model: not an OuteTTS LLM.
+var modelPath string
+
+func TestMain(m *testing.M) {
+	// The backends as a node configured with SYN4PSE_ENGINE_LIBRARY_PATH loads them.
+	var opts llamacpp.BackendOptions
+	if dir := os.Getenv("SYN4PSE_ENGINE_LIBRARY_PATH"); dir != "" {
+		opts.LibraryPath = []string{dir}
+	}
+	if _, err := llamacpp.LoadBackends(opts); err != nil {
+		fmt.Fprintln(os.Stderr, "native backends:", err)
+		os.Exit(1)
+	}
+	dir, err := os.MkdirTemp("", "syn4pse-outetts-llama-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	modelPath = filepath.Join(dir, "tiny.gguf")
+	if err := tinygguf.Write(modelPath, tinygguf.Options{Arch: "llama", Seed: 1}); err != nil {
+		fmt.Fprintln(os.Stderr, "generate model:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // ttsPair writes the tiny OuteTTS LLM and WavTokenizer decoder once per test binary. One
 // thread: on a busy 2-core machine ggml's spin barrier made 2 threads 10-15 times slower.
@@ -36,7 +66,7 @@ func loadOuteTTS(t testing.TB) engine.TTS {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	m, err := llamacpp.NewOuteTTS().LoadTTS(t.Context(), opts)
+	m, err := outetts.New().LoadTTS(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +168,7 @@ func TestOuteTTSLoadErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := llamacpp.NewOuteTTS()
+	e := outetts.New()
 	tests := []struct {
 		name string
 		opts engine.LoadOptions
@@ -168,7 +198,7 @@ func TestOuteTTSSpeakerProfile(t *testing.T) {
 	if err := os.WriteFile(opts.Voice, []byte(profile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, err := llamacpp.NewOuteTTS().LoadTTS(t.Context(), opts)
+	m, err := outetts.New().LoadTTS(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,9 @@
-package llamacpp
+// Package outetts is a neural text-to-speech engine: OuteTTS models through llama.cpp, as
+// llama.cpp's tts tool runs them, written in Go. An LLM (LoadOptions.Path) writes the text's
+// audio codes, a WavTokenizer decoder (LoadOptions.Vocoder) turns them into spectrum frames,
+// and our inverse STFT (spectrum.go) into 24 kHz audio. It shares only the native layer with
+// the LLM engine (engine/llamacpp): no decode loop, no slots; one synthesis at a time.
+package outetts
 
 import (
 	"context"
@@ -17,22 +22,20 @@ import (
 	native "github.com/ekisa-team/syn4pse/native/llamacpp"
 )
 
-// OuteTTSName is the OuteTTS text-to-speech engine's name in syn4pse.toml.
-const OuteTTSName = "outetts"
+// Name is the engine's name in syn4pse.toml.
+const Name = "outetts"
 
-// OuteTTS speaks with OuteTTS models through llama.cpp: an LLM (LoadOptions.Path) writes the
-// text's audio codes, a WavTokenizer decoder (LoadOptions.Vocoder) turns them into spectrum
-// frames, and an inverse STFT into 24 kHz audio, as llama.cpp's tts tool does.
-type OuteTTS struct{}
+// Engine speaks with OuteTTS models through llama.cpp.
+type Engine struct{}
 
-// NewOuteTTS returns the OuteTTS engine.
-func NewOuteTTS() *OuteTTS {
+// New returns the OuteTTS engine.
+func New() *Engine {
 	native.Init()
-	return &OuteTTS{}
+	return &Engine{}
 }
 
 // Name implements engine.TTSEngine.
-func (*OuteTTS) Name() string { return OuteTTSName }
+func (*Engine) Name() string { return Name }
 
 // Limits of one synthesis. The node speaks long text sentence by sentence.
 const (
@@ -51,7 +54,7 @@ const (
 
 // LoadTTS implements engine.TTSEngine. opts.Voice may name an OuteTTS speaker profile (a JSON
 // file of words with their codes) that becomes the default voice, named after the file.
-func (*OuteTTS) LoadTTS(ctx context.Context, opts engine.LoadOptions) (engine.TTS, error) {
+func (*Engine) LoadTTS(ctx context.Context, opts engine.LoadOptions) (engine.TTS, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -186,7 +189,7 @@ func newOuteTTSModel(m *native.Model, opts engine.LoadOptions, threads int) (*ou
 			Description:        m.Description() + " (" + arch + ")",
 			ParameterCount:     m.ParamCount(),
 			SizeBytes:          m.SizeBytes(),
-			Quantization:       fileTypeName(m),
+			Quantization:       m.FileType(),
 			ContextLength:      ctxLen,
 			TrainContextLength: m.TrainContextLength(),
 			Parallel:           1,
