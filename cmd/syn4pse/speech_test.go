@@ -19,7 +19,7 @@ func TestMeshConverseAcrossThreeNodes(t *testing.T) {
 		t.Skip("starts three node processes")
 	}
 	a := newMeshNode(t, "alpha", nil)
-	a.declare("[backends.tts.flite]\nvoice = \"slt\"")
+	a.declare("[backends.tts.flite]\nvoice = \"kal16\"")
 	b := newMeshNode(t, "beta", nil)
 	b.declare("[backends.stt.pocketsphinx]")
 	c := newMeshNode(t, "gamma", map[string]string{"x": writeModel(t, "tiny")})

@@ -78,40 +78,72 @@ func (s *InferenceService) converse(ctx context.Context, cfg *pb.ConverseConfig,
 	if strings.TrimSpace(transcript.GetText()) == "" {
 		return invalid("no speech was recognised in the audio: nothing to answer")
 	}
-	final := &pb.ConverseFinal{SttServedBy: transcript.GetServedBy()}
-
-	speaker := s.newSpeaker(ctx, cfg, send, heard)
-	var splitter sentenceSplitter
-	var answer strings.Builder
 	chat := &pb.ChatRequest{Model: cfg.GetLlmModel(), Sampling: cfg.GetSampling(), Routing: cfg.GetRouting(),
 		Messages: append(append([]*pb.Message(nil), cfg.GetMessages()...), &pb.Message{Role: "user", Content: transcript.GetText()})}
-	err = s.StreamChat(ctx, chat, func(ev *pb.GenerateResponse) error {
+	speech := &pb.SynthesizeRequest{Model: cfg.GetTtsModel(), Voice: cfg.GetVoice(), Format: cfg.GetAudioFormat(), Routing: cfg.GetRouting()}
+	aloud, err := s.ChatAloud(ctx, chat, speech, heard,
+		func(text string) error {
+			return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Delta{Delta: &pb.Delta{Text: text}}})
+		},
+		func(c *pb.AudioChunk) error {
+			return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Audio{Audio: c}})
+		})
+	if err != nil {
+		return err
+	}
+	final := &pb.ConverseFinal{SttServedBy: transcript.GetServedBy(), LlmServedBy: aloud.Final.GetServedBy(), TtsServedBy: aloud.TTSServedBy,
+		Answer: aloud.Answer, Usage: aloud.Final.GetUsage(), FirstTextMs: ms(aloud.FirstText), FirstAudioMs: ms(aloud.FirstAudio)}
+	return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Final{Final: final}})
+}
+
+// Aloud is what ChatAloud did: the answer, the chat's final event, the node that spoke, and
+// how long after its start the first text and the first audio came.
+type Aloud struct {
+	Answer      string
+	Final       *pb.Final
+	TTSServedBy string
+	FirstText   time.Duration
+	FirstAudio  time.Duration
+}
+
+// ChatAloud runs a chat and speaks its answer sentence by sentence as the model writes it: each
+// sentence is its own routed synthesis (speech names the model, voice, output format and
+// routing; its input is ignored), encoded here into one stream in speech's format. text gets the
+// answer's pieces, audio the chunks; they may be called from two goroutines at once. since is
+// when the clock of FirstText and FirstAudio starts.
+func (s *InferenceService) ChatAloud(ctx context.Context, chat *pb.ChatRequest, speech *pb.SynthesizeRequest, since time.Time,
+	text func(string) error, audio func(*pb.AudioChunk) error) (Aloud, error) {
+	var out Aloud
+	speaker := s.newSpeaker(ctx, speech, audio, since)
+	var splitter sentenceSplitter
+	var answer strings.Builder
+	err := s.StreamChat(ctx, chat, func(ev *pb.GenerateResponse) error {
 		if f := ev.GetFinal(); f != nil {
-			final.LlmServedBy, final.Usage = f.GetServedBy(), f.GetUsage()
+			out.Final = f
 			return nil
 		}
-		text := ev.GetDelta().GetText()
+		piece := ev.GetDelta().GetText()
 		if answer.Len() == 0 {
-			final.FirstTextMs = ms(time.Since(heard))
+			out.FirstText = time.Since(since)
 		}
-		answer.WriteString(text)
-		for _, sentence := range splitter.Add(text) {
+		answer.WriteString(piece)
+		for _, sentence := range splitter.Add(piece) {
 			speaker.say(sentence)
 		}
-		return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Delta{Delta: &pb.Delta{Text: text}}})
+		return text(piece)
 	})
 	if rest := splitter.Flush(); rest != "" && err == nil {
 		speaker.say(rest)
 	}
 	spoken := speaker.finish(err != nil)
 	if err != nil {
-		return err
+		return out, err
 	}
 	if spoken.err != nil {
-		return spoken.err
+		return out, spoken.err
 	}
-	final.Answer, final.TtsServedBy, final.FirstAudioMs = answer.String(), spoken.servedBy, spoken.firstAudioMs
-	return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Final{Final: final}})
+	out.Answer, out.TTSServedBy, out.FirstAudio = answer.String(), spoken.servedBy, spoken.firstAudio
+	return out, nil
 }
 
 // hear runs the speech-to-text stage and returns its final event.
@@ -139,7 +171,7 @@ func (s *InferenceService) hear(ctx context.Context, cfg *pb.ConverseConfig, buf
 // stream in the client's format.
 type speaker struct {
 	s         *InferenceService
-	cfg       *pb.ConverseConfig
+	speech    *pb.SynthesizeRequest
 	sentences chan string
 	done      chan struct{}
 	cancel    context.CancelFunc
@@ -147,19 +179,19 @@ type speaker struct {
 }
 
 type spoken struct {
-	servedBy     string
-	firstAudioMs float64
-	err          error
+	servedBy   string
+	firstAudio time.Duration
+	err        error
 }
 
-func (s *InferenceService) newSpeaker(ctx context.Context, cfg *pb.ConverseConfig, send func(*pb.ConverseResponse) error, heard time.Time) *speaker {
+func (s *InferenceService) newSpeaker(ctx context.Context, speech *pb.SynthesizeRequest, audio func(*pb.AudioChunk) error, since time.Time) *speaker {
 	ctx, cancel := context.WithCancel(ctx)
-	sp := &speaker{s: s, cfg: cfg, sentences: make(chan string, 64), done: make(chan struct{}), cancel: cancel}
-	out := &speechOut{format: formatOr(cfg.GetAudioFormat(), "pcm"), send: func(c *pb.AudioChunk) error {
-		if sp.result.firstAudioMs == 0 {
-			sp.result.firstAudioMs = ms(time.Since(heard))
+	sp := &speaker{s: s, speech: speech, sentences: make(chan string, 64), done: make(chan struct{}), cancel: cancel}
+	out := &speechOut{format: formatOr(speech.GetFormat(), "pcm"), send: func(c *pb.AudioChunk) error {
+		if sp.result.firstAudio == 0 {
+			sp.result.firstAudio = time.Since(since)
 		}
-		return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Audio{Audio: c}})
+		return audio(c)
 	}}
 	go sp.run(ctx, out)
 	return sp
@@ -190,7 +222,8 @@ func (sp *speaker) run(ctx context.Context, out *speechOut) {
 		if ctx.Err() != nil {
 			break
 		}
-		req := &pb.SynthesizeRequest{Model: sp.cfg.GetTtsModel(), Input: sentence, Voice: sp.cfg.GetVoice(), Format: "pcm", Routing: sp.cfg.GetRouting()}
+		req := &pb.SynthesizeRequest{Model: sp.speech.GetModel(), Input: sentence, Voice: sp.speech.GetVoice(), Speed: sp.speech.GetSpeed(),
+			Format: "pcm", Routing: sp.speech.GetRouting(), KeepAlive: sp.speech.GetKeepAlive()}
 		err := sp.s.StreamSynthesize(ctx, req, func(ev *pb.SynthesizeResponse) error {
 			if f := ev.GetFinal(); f != nil {
 				sp.result.servedBy = f.GetServedBy()

@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -39,8 +42,8 @@ type audioChoice struct {
 
 // chatWithAudio serves a chat whose answer is also spoken (modalities ["text", "audio"]), in
 // OpenAI's shape: message.audio holds the speech (base64) and its transcript, content is null.
-// Streamed, the transcript arrives as the model writes it and the audio, sentence by sentence,
-// once the text is complete. The speech is its own routed request, so a node without a
+// Streamed, the transcript arrives as the model writes it and the audio sentence by sentence,
+// as each sentence is complete. The speech is its own routed request, so a node without a
 // text-to-speech model can answer with a peer's.
 func (h *Handler) chatWithAudio(w http.ResponseWriter, r *http.Request, req *chatRequest) {
 	speech, err := h.speechRequest(r, req.Audio)
@@ -150,41 +153,32 @@ func (h *Handler) synthesizeAll(ctx context.Context, req *pb.SynthesizeRequest) 
 	return data, err
 }
 
+// streamChatWithAudio streams the transcript as the model writes it and the speech, sentence
+// by sentence, as each sentence is complete (api's ChatAloud).
 func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, req *pb.ChatRequest, speech *pb.SynthesizeRequest) {
 	s := &sseStream{w: w}
+	var mu sync.Mutex // text and audio come from two goroutines
 	created := time.Now().Unix()
-	var id, audioID string
-	var text strings.Builder
-	var final *pb.Final
+	id := newChunkID()
+	audioID := "audio_" + id
 	chunk := func(delta *audioMessage, reason *string) error {
-		return s.write(map[string]any{"id": "chatcmpl-" + id, "object": "chat.completion.chunk", "created": created,
-			"model": req.GetModel(), "system_fingerprint": fingerprint,
-			"choices": []audioChoice{{Delta: delta, FinishReason: reason}}})
-	}
-	err := h.inference.StreamChat(r.Context(), req, func(ev *pb.GenerateResponse) error {
+		mu.Lock()
+		defer mu.Unlock()
 		if !s.started {
-			id, audioID = ev.GetId(), "audio_"+ev.GetId()
-			s.start(ev.GetServedBy())
-			if err := chunk(&audioMessage{Role: "assistant"}, nil); err != nil {
+			s.start("")
+			if err := s.write(audioChunkObject(id, created, req.GetModel(), &audioMessage{Role: "assistant"}, nil)); err != nil {
 				return err
 			}
 		}
-		if f := ev.GetFinal(); f != nil {
-			final = f
-			return nil
-		}
-		text.WriteString(ev.GetDelta().GetText())
-		return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Transcript: ev.GetDelta().GetText()}}, nil)
-	})
-	if err == nil && strings.TrimSpace(text.String()) != "" {
-		speech.Input = text.String()
-		err = h.inference.StreamSynthesize(r.Context(), speech, func(ev *pb.SynthesizeResponse) error {
-			if a := ev.GetAudio(); a != nil {
-				return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Data: base64.StdEncoding.EncodeToString(a.GetData())}}, nil)
-			}
-			return nil
-		})
+		return s.write(audioChunkObject(id, created, req.GetModel(), delta, reason))
 	}
+	aloud, err := h.inference.ChatAloud(r.Context(), req, speech, time.Now(),
+		func(text string) error {
+			return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Transcript: text}}, nil)
+		},
+		func(a *pb.AudioChunk) error {
+			return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Data: base64.StdEncoding.EncodeToString(a.GetData())}}, nil)
+		})
 	switch {
 	case s.failed:
 	case err != nil && !s.started:
@@ -193,9 +187,22 @@ func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, re
 		_, body := statusError(err)
 		s.write(body)
 	default:
-		reason := finishReason(final)
+		reason := finishReason(aloud.Final)
 		if chunk(&audioMessage{Audio: &messageAudio{ID: audioID, ExpiresAt: time.Now().Add(time.Hour).Unix()}}, &reason) == nil {
 			s.writeRaw([]byte("data: [DONE]\n\n"))
 		}
 	}
+}
+
+func audioChunkObject(id string, created int64, model string, delta *audioMessage, reason *string) map[string]any {
+	return map[string]any{"id": "chatcmpl-" + id, "object": "chat.completion.chunk", "created": created,
+		"model": model, "system_fingerprint": fingerprint, "choices": []audioChoice{{Delta: delta, FinishReason: reason}}}
+}
+
+// newChunkID names a streamed audio chat (the chat's own id arrives with its first event, after
+// the stream may have started).
+func newChunkID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
