@@ -74,7 +74,7 @@ func sentenceEnd(buf string, start, i int, r rune) bool {
 }
 
 // abbreviation says whether the word before a full stop is one that does not end a sentence:
-// a title, a single letter (an initial), a common Latin short form.
+// a title, a single letter (an initial), dotted short forms (e.g., p.m.).
 func abbreviation(before string) bool {
 	fields := strings.Fields(before)
 	if len(fields) == 0 {
@@ -84,8 +84,11 @@ func abbreviation(before string) bool {
 	if utf8.RuneCountInString(word) == 1 && unicode.IsLetter([]rune(word)[0]) {
 		return true
 	}
+	if strings.Contains(strings.TrimRight(word, "."), ".") { // e.g. i.e. p.m. U.S., not an ellipsis
+		return true
+	}
 	switch word {
-	case "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "fig", "sra", "srta", "dra":
+	case "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "fig", "sra", "srta", "dra":
 		return true
 	}
 	return false
