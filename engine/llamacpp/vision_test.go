@@ -158,7 +158,7 @@ func TestImageErrors(t *testing.T) {
 		want    error
 		mention string
 	}{
-		{"image to a text model", text, png, engine.ErrUnsupported, "mmproj"},
+		{"image to a text model", text, png, engine.ErrInvalidRequest, "no vision"},
 		{"audio to a vision projector", vision, sineWAV(1), engine.ErrInvalidRequest, "images only"},
 		{"not an image", vision, []byte("this is no image at all"), engine.ErrInvalidRequest, "media"},
 	}
