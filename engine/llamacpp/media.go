@@ -73,12 +73,13 @@ func (m *model) mediaItem(item engine.Media) (native.Media, error) {
 // mediaSense names the sense the first media item of msgs needs: "vision" or "hearing".
 func mediaSense(msgs []engine.Message) string {
 	for _, msg := range msgs {
-		for _, item := range msg.Media {
-			if isAudio(item.Data) || strings.HasPrefix(item.MIME, "audio/") {
-				return "hearing"
-			}
-			return "vision"
+		if len(msg.Media) == 0 {
+			continue
 		}
+		if item := msg.Media[0]; isAudio(item.Data) || strings.HasPrefix(item.MIME, "audio/") {
+			return "hearing"
+		}
+		break
 	}
 	return "vision"
 }
