@@ -173,7 +173,7 @@ func TestHTTPBadInput(t *testing.T) {
 		{"bad temperature", "/v1/chat/completions", `{"model":"tiny","temperature":-1,"messages":[{"role":"user","content":"hi"}]}`, 400, "temperature"},
 		{"n > 1", "/v1/chat/completions", `{"model":"tiny","n":2,"messages":[{"role":"user","content":"hi"}]}`, 400, "n = 2"},
 		{"image part", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}`, 400, "image_url"},
-		{"audio part to a text model", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":[{"type":"text","text":"What is said?"},{"type":"input_audio","input_audio":{"data":"UklGRg==","format":"wav"}}]}]}`, 501, "mmproj"},
+		{"audio part to a text model", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":[{"type":"text","text":"What is said?"},{"type":"input_audio","input_audio":{"data":"UklGRg==","format":"wav"}}]}]}`, 400, "mmproj"},
 		{"audio part in an unknown format", "/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklGRg==","format":"aiff"}}]}]}`, 400, "wav, mp3 or flac"},
 	}
 	for _, tt := range tests {

@@ -699,7 +699,7 @@ func TestChatWithInputAudio(t *testing.T) {
 	params.Model = "tiny"
 	_, err = client.Chat.Completions.New(t.Context(), params)
 	var apiErr *openai.Error
-	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotImplemented || !strings.Contains(apiErr.Message, "mmproj") {
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || !strings.Contains(apiErr.Message, "mmproj") {
 		t.Errorf("audio to a text-only model: %v", err)
 	}
 }

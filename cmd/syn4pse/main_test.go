@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"net"
 	"os"
 	"os/exec"
@@ -80,6 +83,9 @@ func TestServeAndRun(t *testing.T) {
 	if err := tinygguf.Write(filepath.Join(dir, "models", "tiny.gguf"), tinygguf.Options{Seed: 5}); err != nil {
 		t.Fatal(err)
 	}
+	if err := tinygguf.WriteVisionProjector(filepath.Join(dir, "models", "tiny-mmproj.gguf"), 5); err != nil {
+		t.Fatal(err)
+	}
 	grpcPort, httpPort := freePort(t), freePort(t)
 	conf := fmt.Sprintf(`data_dir = "data"
 
@@ -92,6 +98,7 @@ http_port = %d
 enabled = true
 engine = "llama_cpp"
 model = "models/tiny.gguf"
+mmproj = "models/tiny-mmproj.gguf"
 threads = 1
 context_length = 512
 `, grpcPort, httpPort)
@@ -157,6 +164,29 @@ context_length = 512
 	out, stderr, code = syn4pse(t, dir, "", "run", "tiny", "--max-tokens", "8", "--seed", "1", "Hello", "there")
 	if code != 0 || strings.TrimSpace(out) == "" {
 		t.Fatalf("run: code %d, stdout %q, stderr %q", code, out, stderr)
+	}
+
+	// Images go with the prompt: each fills VisionImageTokens prompt positions.
+	promptTokens := func(args ...string) int {
+		t.Helper()
+		args = append([]string{"run", "tiny", "--max-tokens", "2", "--verbose"}, args...)
+		out, stderr, code := syn4pse(t, dir, "", args...)
+		var n int
+		if _, err := fmt.Sscanf(stderr[strings.LastIndex(stderr, "[")+1:], "%d prompt tokens", &n); code != 0 || err != nil {
+			t.Fatalf("%v: code %d, %v, stdout %q, stderr %q", args, code, err, out, stderr)
+		}
+		return n
+	}
+	imagePath := filepath.Join(dir, "gradient.png")
+	if err := os.WriteFile(imagePath, pngGradient(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain, one, two := promptTokens("Describe"), promptTokens("--image", imagePath, "Describe"), promptTokens("--image", imagePath, "--image", imagePath, "Describe")
+	if one-plain < tinygguf.VisionImageTokens || two-one != one-plain {
+		t.Fatalf("prompt tokens with 0, 1, 2 images: %d %d %d", plain, one, two)
+	}
+	if _, stderr, code := syn4pse(t, dir, "", "run", "tiny", "--image", "missing.png", "Describe"); code != 1 || !strings.Contains(stderr, "missing.png") {
+		t.Fatalf("missing image: code %d, %q", code, stderr)
 	}
 
 	// A piped prompt works the same.
@@ -258,4 +288,20 @@ func checkCPUVariant(t *testing.T, dir string) {
 	if !strings.Contains(out, "device    CPU") {
 		t.Fatalf("status lists no CPU device:\n%s", out)
 	}
+}
+
+// pngGradient is a small PNG image.
+func pngGradient(t *testing.T) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 24, 16))
+	for y := range 16 {
+		for x := range 24 {
+			img.Set(x, y, color.RGBA{uint8(10 * x), uint8(15 * y), 64, 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,9 +24,10 @@ func newRunCmd() *cobra.Command {
 		seed        int64
 		format      string
 		verbose     bool
+		images      []string
 	)
 	cmd := &cobra.Command{
-		Use:   "run MODEL [PROMPT...]",
+		Use:   "run MODEL [--image FILE]... [PROMPT...]",
 		Short: "Chat with a model: one answer for a prompt, or an interactive chat",
 		Long: `Chat with a model served by a node.
 
@@ -33,6 +35,9 @@ func newRunCmd() *cobra.Command {
   echo "Summarise this" | syn4pse run tiny    the prompt is read from stdin
   syn4pse run tiny                            interactive chat with history;
                                               /clear forgets it, /bye or Ctrl-D exits
+  syn4pse run llava --image cat.png "What is this?"
+                                              images go with the first prompt (PNG, JPEG,
+                                              GIF, BMP; the model needs its mmproj)
 
 Piped stdin and a PROMPT together send the PROMPT, a blank line, then stdin.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -76,6 +81,9 @@ Piped stdin and a PROMPT together send the PROMPT, a blank line, then stdin.`,
 			if system != "" {
 				c.system = &pb.Message{Role: "system", Content: system}
 			}
+			if c.images, err = readImages(images); err != nil {
+				return err
+			}
 
 			prompt := strings.Join(args[1:], " ")
 			piped, err := readPipedStdin(cmd.InOrStdin())
@@ -100,6 +108,7 @@ Piped stdin and a PROMPT together send the PROMPT, a blank line, then stdin.`,
 	f.Int64Var(&seed, "seed", 0, "sampling seed, for reproducible output")
 	f.StringVar(&format, "format", "", `constrain the output: "json"`)
 	f.BoolVar(&verbose, "verbose", false, "print token counts and speed after each answer")
+	f.StringArrayVar(&images, "image", nil, "send the image in `FILE` with the first prompt (repeat the flag for several)")
 	return cmd
 }
 
@@ -129,6 +138,7 @@ type chatSession struct {
 	format   *pb.ResponseFormat
 	system   *pb.Message   // sent first in every request when set
 	history  []*pb.Message // the turns so far, without the system message
+	images   []*pb.Media   // sent with the next prompt, then kept in the history
 	out      io.Writer
 	errOut   io.Writer
 	verbose  bool
@@ -136,7 +146,7 @@ type chatSession struct {
 
 // turn sends prompt with the history, streams the answer to out and keeps both in the history.
 func (c *chatSession) turn(ctx context.Context, prompt string) error {
-	turns := append(c.history[:len(c.history):len(c.history)], &pb.Message{Role: "user", Content: prompt})
+	turns := append(c.history[:len(c.history):len(c.history)], c.userMessage(prompt))
 	msgs := turns
 	if c.system != nil {
 		msgs = append([]*pb.Message{c.system}, turns...)
@@ -169,7 +179,34 @@ func (c *chatSession) turn(ctx context.Context, prompt string) error {
 	}
 	fmt.Fprintln(c.out)
 	c.history = append(turns, &pb.Message{Role: "assistant", Content: answer.String()})
+	c.images = nil
 	return nil
+}
+
+// userMessage is prompt as a user turn, after the images still to send as parts.
+func (c *chatSession) userMessage(prompt string) *pb.Message {
+	msg := &pb.Message{Role: "user", Content: prompt}
+	if len(c.images) == 0 {
+		return msg
+	}
+	for _, img := range c.images {
+		msg.Parts = append(msg.Parts, &pb.ContentPart{Part: &pb.ContentPart_Image{Image: img}})
+	}
+	msg.Parts = append(msg.Parts, &pb.ContentPart{Part: &pb.ContentPart_Text{Text: prompt}})
+	return msg
+}
+
+// readImages reads the image files of --image; the node decodes them.
+func readImages(paths []string) ([]*pb.Media, error) {
+	var media []*pb.Media
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--image: %w", err)
+		}
+		media = append(media, &pb.Media{Data: data, MimeType: http.DetectContentType(data)})
+	}
+	return media, nil
 }
 
 func (c *chatSession) interactive(ctx context.Context, in io.Reader) error {

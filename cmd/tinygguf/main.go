@@ -3,6 +3,7 @@
 //
 //	go run ./cmd/tinygguf -arch llama -o models/tiny.gguf [-size tiny|bench] [-seed N] [-ctx N]
 //	go run ./cmd/tinygguf -o models/tiny.gguf -mmproj-audio models/tiny-mmproj.gguf
+//	go run ./cmd/tinygguf -o models/tiny.gguf -mmproj-vision models/tiny-mmproj-vision.gguf
 //
 // A text-to-speech pair for the "outetts" engine: -arch outetts (the LLM, path) and
 // -arch wavtokenizer (its vocoder).
@@ -21,7 +22,7 @@ import (
 
 func main() {
 	var opts tinygguf.Options
-	var out, templatePath, audioProjector string
+	var out, templatePath, audioProjector, visionProjector string
 	flags := flag.NewFlagSet("tinygguf", flag.ContinueOnError)
 	flags.StringVar(&out, "o", "", "output `path` (required); an existing file is replaced whole")
 	flags.StringVar(&opts.Arch, "arch", "llama", "architecture: llama (chat LLM), bert (embeddings), outetts (text-to-speech LLM, audio-code vocabulary) or wavtokenizer (OuteTTS's vocoder, wavtokenizer-dec)")
@@ -30,8 +31,9 @@ func main() {
 	flags.IntVar(&opts.ContextLength, "ctx", 0, "trained context length (0 = the size's default)")
 	flags.StringVar(&templatePath, "chat-template", "", "`file` holding a Jinja chat template (default: ChatML)")
 	flags.StringVar(&audioProjector, "mmproj-audio", "", "also write a random Qwen2-Audio projector (mmproj) for the tiny llama model to `path`: it makes the model take audio")
+	flags.StringVar(&visionProjector, "mmproj-vision", "", "also write a random LLaVA projector (mmproj: CLIP encoder, mlp projector) for the tiny llama model to `path`: it makes the model take images")
 	flags.Usage = func() {
-		fmt.Fprint(flags.Output(), "Usage: tinygguf -o PATH [-arch llama|bert|outetts|wavtokenizer] [-size tiny|bench] [-seed N] [-ctx N] [-mmproj-audio PATH]\n\n"+
+		fmt.Fprint(flags.Output(), "Usage: tinygguf -o PATH [-arch llama|bert|outetts|wavtokenizer] [-size tiny|bench] [-seed N] [-ctx N] [-mmproj-audio PATH] [-mmproj-vision PATH]\n\n"+
 			"Writes a random-weight GGUF model that llama.cpp loads and runs. Its output is gibberish;\n"+
 			"its loading, tokenizing and decoding are real.\n\n")
 		flags.PrintDefaults()
@@ -46,8 +48,8 @@ func main() {
 		flags.Usage()
 		os.Exit(2)
 	}
-	if audioProjector != "" && (opts.Arch != "llama" || opts.Size != "tiny") {
-		fmt.Fprintln(flags.Output(), "-mmproj-audio: the projector fits the tiny llama model only (-arch llama -size tiny)")
+	if (audioProjector != "" || visionProjector != "") && (opts.Arch != "llama" || opts.Size != "tiny") {
+		fmt.Fprintln(flags.Output(), "-mmproj-audio, -mmproj-vision: the projectors fit the tiny llama model only (-arch llama -size tiny)")
 		os.Exit(2)
 	}
 	if err := run(out, templatePath, opts); err != nil {
@@ -60,6 +62,13 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Printf("wrote %s: a Qwen2-Audio projector (%d Hz audio) for %s\n", audioProjector, tinygguf.AudioSampleRate, out)
+	}
+	if visionProjector != "" {
+		if err := tinygguf.WriteVisionProjector(visionProjector, opts.Seed); err != nil {
+			slog.Error("tinygguf failed", "err", err)
+			os.Exit(1)
+		}
+		fmt.Printf("wrote %s: a LLaVA projector (%d tokens an image) for %s\n", visionProjector, tinygguf.VisionImageTokens, out)
 	}
 }
 

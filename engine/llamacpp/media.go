@@ -31,7 +31,8 @@ func (m *model) checkMedia(req engine.GenerateRequest) ([]native.Media, error) {
 		return nil, nil
 	}
 	if m.proj == nil {
-		return nil, fmt.Errorf("%w: this model takes text only: it has no multimodal projector (set mmproj in its model config to the projector GGUF of a model that takes images or audio)", engine.ErrUnsupported)
+		// An invalid request for this model, as OpenAI answers an image to a text model: 400.
+		return nil, fmt.Errorf("%w: this model has no %s: it takes text only, having no multimodal projector (set mmproj in its model config to the projector GGUF of a model that takes images or audio)", engine.ErrInvalidRequest, mediaSense(req.Messages))
 	}
 	var media []native.Media
 	for i, msg := range req.Messages {
@@ -67,6 +68,20 @@ func (m *model) mediaItem(item engine.Media) (native.Media, error) {
 		return native.Media{}, fmt.Errorf("is audio that cannot be decoded: %v", err)
 	}
 	return native.Media{Samples: samples}, nil
+}
+
+// mediaSense names the sense the first media item of msgs needs: "vision" or "hearing".
+func mediaSense(msgs []engine.Message) string {
+	for _, msg := range msgs {
+		if len(msg.Media) == 0 {
+			continue
+		}
+		if item := msg.Media[0]; isAudio(item.Data) || strings.HasPrefix(item.MIME, "audio/") {
+			return "hearing"
+		}
+		break
+	}
+	return "vision"
 }
 
 func hasMedia(msgs []engine.Message) bool {

@@ -196,7 +196,7 @@ func TestMediaErrors(t *testing.T) {
 		want    error
 		mention string
 	}{
-		{"audio to a text model", text, engine.Message{Role: "user", Content: engine.MediaMarker, Media: []engine.Media{{Data: sineWAV(1)}}}, engine.ErrUnsupported, "mmproj"},
+		{"audio to a text model", text, engine.Message{Role: "user", Content: engine.MediaMarker, Media: []engine.Media{{Data: sineWAV(1)}}}, engine.ErrInvalidRequest, "no hearing"},
 		{"image to an audio projector", withAudio, engine.Message{Role: "user", Content: "Describe " + engine.MediaMarker, Media: []engine.Media{{Data: png.Bytes()}}}, engine.ErrInvalidRequest, "audio only"},
 		{"image typed as audio", withAudio, engine.Message{Role: "user", Content: "Describe " + engine.MediaMarker, Media: []engine.Media{{Data: png.Bytes(), MIME: "audio/wav"}}}, engine.ErrInvalidRequest, "not WAV, MP3 or FLAC"},
 		{"no marker", withAudio, engine.Message{Role: "user", Content: "Listen", Media: []engine.Media{{Data: sineWAV(1)}}}, engine.ErrInvalidRequest, "marker"},

@@ -472,3 +472,31 @@ func TestWriteAudioProjector(t *testing.T) {
 		t.Fatalf("a.position_embd.weight shape %v", got)
 	}
 }
+
+func TestWriteVisionProjector(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := WriteVisionProjector(path, 1); err != nil {
+		t.Fatal(err)
+	}
+	g := decode(t, path)
+	kv := g.KV()
+	if kv.String("general.architecture") != "clip" || kv.String("projector_type") != "mlp" || !kv.Bool("has_vision_encoder") {
+		t.Fatalf("metadata: arch %q, projector %q", kv.String("general.architecture"), kv.String("projector_type"))
+	}
+	llm, _ := shapeFor("llama", "tiny")
+	shapes := map[string][]uint64{}
+	for _, tensor := range g.Tensors().Items() {
+		shapes[tensor.Name] = tensor.Shape
+	}
+	// The projection's output is the LLM's embedding width (mtmd checks it on load); one
+	// position embedding a patch.
+	for name, want := range map[string][]uint64{
+		"mm.2.weight":            {visionHidden, uint64(llm.embd)},
+		"v.position_embd.weight": {visionEmbd, VisionImageTokens},
+		"v.patch_embd.weight":    {visionPatch, visionPatch, 3, visionEmbd},
+	} {
+		if got := shapes[name]; !slices.Equal(got, want) {
+			t.Errorf("%s shape %v, want %v", name, got, want)
+		}
+	}
+}
