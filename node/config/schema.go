@@ -154,6 +154,7 @@ func engineOptions() map[string]*node {
 		"language":        {field: &field{kind: kindWord}},
 		"mmproj":          {field: &field{kind: kindPath}},
 		"vocoder":         {field: &field{kind: kindPath}},
+		"pooling":         {field: &field{kind: kindChoice, choices: []string{"mean", "cls", "last"}}},
 	}
 }
 

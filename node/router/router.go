@@ -366,3 +366,43 @@ func isPeerFault(c codes.Code) bool {
 	}
 	return false
 }
+
+// Embed runs an embeddings request where plan says; runLocal serves it on this node. The unary
+// call takes the streaming path as a stream of one response, so it fails over the same way.
+func (r *Router) Embed(ctx context.Context, req *pb.EmbedRequest, runLocal func(context.Context, *pb.EmbedRequest) (*pb.EmbedResponse, error)) (*pb.EmbedResponse, error) {
+	var resp *pb.EmbedResponse
+	keep := func(res *pb.EmbedResponse) error { resp = res; return nil }
+	err := route(ctx, r, req.GetModel(), req.GetRouting(), keep,
+		func(ctx context.Context, send func(*pb.EmbedResponse) error) error {
+			res, err := runLocal(ctx, req)
+			if err != nil {
+				return err
+			}
+			return send(res)
+		},
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.EmbedResponse], error) {
+			fwd := gproto.Clone(req).(*pb.EmbedRequest)
+			fwd.Routing = routing
+			res, err := pb.NewInferenceServiceClient(conn).Embed(ctx, fwd)
+			return &unaryStream[pb.EmbedResponse]{resp: res, err: err}, nil
+		})
+	return resp, err
+}
+
+// unaryStream is a unary call's answer as a stream: its response (or error), then io.EOF.
+// Only Recv is used by forward; the embedded ClientStream is nil.
+type unaryStream[E any] struct {
+	grpc.ClientStream
+	resp *E
+	err  error
+	done bool
+}
+
+// Recv returns the response or the call's error once, then io.EOF.
+func (u *unaryStream[E]) Recv() (*E, error) {
+	if u.done {
+		return nil, io.EOF
+	}
+	u.done = true
+	return u.resp, u.err
+}

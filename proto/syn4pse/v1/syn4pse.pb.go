@@ -4033,6 +4033,350 @@ func (*SynthesizeResponse_Audio) isSynthesizeResponse_Event() {}
 
 func (*SynthesizeResponse_Final) isSynthesizeResponse_Event() {}
 
+type EmbedRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Model  string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Inputs []*EmbedInput          `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	// Normalize scales each vector to unit length (L2).
+	Normalize bool `protobuf:"varint,3,opt,name=normalize,proto3" json:"normalize,omitempty"`
+	// Dimensions shortens the vectors (Matryoshka models only; 0 keeps the model's length).
+	Dimensions int32 `protobuf:"varint,4,opt,name=dimensions,proto3" json:"dimensions,omitempty"`
+	// Truncate cuts an input longer than the model's context instead of failing.
+	Truncate bool     `protobuf:"varint,5,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	Routing  *Routing `protobuf:"bytes,6,opt,name=routing,proto3" json:"routing,omitempty"`
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,7,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedRequest) Reset() {
+	*x = EmbedRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedRequest) ProtoMessage() {}
+
+func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
+func (*EmbedRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *EmbedRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *EmbedRequest) GetInputs() []*EmbedInput {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *EmbedRequest) GetNormalize() bool {
+	if x != nil {
+		return x.Normalize
+	}
+	return false
+}
+
+func (x *EmbedRequest) GetDimensions() int32 {
+	if x != nil {
+		return x.Dimensions
+	}
+	return 0
+}
+
+func (x *EmbedRequest) GetTruncate() bool {
+	if x != nil {
+		return x.Truncate
+	}
+	return false
+}
+
+func (x *EmbedRequest) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+func (x *EmbedRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+// EmbedInput is text, or token ids of the model's vocabulary taken as they are.
+type EmbedInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Input:
+	//
+	//	*EmbedInput_Text
+	//	*EmbedInput_Tokens
+	Input         isEmbedInput_Input `protobuf_oneof:"input"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedInput) Reset() {
+	*x = EmbedInput{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedInput) ProtoMessage() {}
+
+func (x *EmbedInput) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedInput.ProtoReflect.Descriptor instead.
+func (*EmbedInput) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *EmbedInput) GetInput() isEmbedInput_Input {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *EmbedInput) GetText() string {
+	if x != nil {
+		if x, ok := x.Input.(*EmbedInput_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *EmbedInput) GetTokens() *TokenIDs {
+	if x != nil {
+		if x, ok := x.Input.(*EmbedInput_Tokens); ok {
+			return x.Tokens
+		}
+	}
+	return nil
+}
+
+type isEmbedInput_Input interface {
+	isEmbedInput_Input()
+}
+
+type EmbedInput_Text struct {
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+type EmbedInput_Tokens struct {
+	Tokens *TokenIDs `protobuf:"bytes,2,opt,name=tokens,proto3,oneof"`
+}
+
+func (*EmbedInput_Text) isEmbedInput_Input() {}
+
+func (*EmbedInput_Tokens) isEmbedInput_Input() {}
+
+type TokenIDs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []int32                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenIDs) Reset() {
+	*x = TokenIDs{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenIDs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenIDs) ProtoMessage() {}
+
+func (x *TokenIDs) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenIDs.ProtoReflect.Descriptor instead.
+func (*TokenIDs) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *TokenIDs) GetIds() []int32 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type EmbedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Embeddings are the vectors, one per input in order.
+	Embeddings    []*Embedding `protobuf:"bytes,2,rep,name=embeddings,proto3" json:"embeddings,omitempty"`
+	PromptTokens  int32        `protobuf:"varint,3,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	ProcessMs     float64      `protobuf:"fixed64,4,opt,name=process_ms,json=processMs,proto3" json:"process_ms,omitempty"`
+	ServedBy      string       `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedResponse) Reset() {
+	*x = EmbedResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedResponse) ProtoMessage() {}
+
+func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
+func (*EmbedResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *EmbedResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *EmbedResponse) GetEmbeddings() []*Embedding {
+	if x != nil {
+		return x.Embeddings
+	}
+	return nil
+}
+
+func (x *EmbedResponse) GetPromptTokens() int32 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *EmbedResponse) GetProcessMs() float64 {
+	if x != nil {
+		return x.ProcessMs
+	}
+	return 0
+}
+
+func (x *EmbedResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+type Embedding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []float32              `protobuf:"fixed32,1,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Embedding) Reset() {
+	*x = Embedding{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Embedding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Embedding) ProtoMessage() {}
+
+func (x *Embedding) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
+func (*Embedding) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *Embedding) GetValues() []float32 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // AudioChunk is the next piece of an audio stream: concatenated, the chunks are one file in
 // its format.
 type AudioChunk struct {
@@ -4048,7 +4392,7 @@ type AudioChunk struct {
 
 func (x *AudioChunk) Reset() {
 	*x = AudioChunk{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4060,7 +4404,7 @@ func (x *AudioChunk) String() string {
 func (*AudioChunk) ProtoMessage() {}
 
 func (x *AudioChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4073,7 +4417,7 @@ func (x *AudioChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AudioChunk.ProtoReflect.Descriptor instead.
 func (*AudioChunk) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *AudioChunk) GetData() []byte {
@@ -4116,7 +4460,7 @@ type SynthesizeFinal struct {
 
 func (x *SynthesizeFinal) Reset() {
 	*x = SynthesizeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4128,7 +4472,7 @@ func (x *SynthesizeFinal) String() string {
 func (*SynthesizeFinal) ProtoMessage() {}
 
 func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4141,7 +4485,7 @@ func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeFinal.ProtoReflect.Descriptor instead.
 func (*SynthesizeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SynthesizeFinal) GetSampleRate() int32 {
@@ -4183,7 +4527,7 @@ type ConverseRequest struct {
 
 func (x *ConverseRequest) Reset() {
 	*x = ConverseRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4539,7 @@ func (x *ConverseRequest) String() string {
 func (*ConverseRequest) ProtoMessage() {}
 
 func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4552,7 @@ func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseRequest.ProtoReflect.Descriptor instead.
 func (*ConverseRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ConverseRequest) GetConfig() *ConverseConfig {
@@ -4250,7 +4594,7 @@ type ConverseConfig struct {
 
 func (x *ConverseConfig) Reset() {
 	*x = ConverseConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4262,7 +4606,7 @@ func (x *ConverseConfig) String() string {
 func (*ConverseConfig) ProtoMessage() {}
 
 func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4275,7 +4619,7 @@ func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseConfig.ProtoReflect.Descriptor instead.
 func (*ConverseConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ConverseConfig) GetSttModel() string {
@@ -4377,7 +4721,7 @@ type ConverseResponse struct {
 
 func (x *ConverseResponse) Reset() {
 	*x = ConverseResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4389,7 +4733,7 @@ func (x *ConverseResponse) String() string {
 func (*ConverseResponse) ProtoMessage() {}
 
 func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4402,7 +4746,7 @@ func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseResponse.ProtoReflect.Descriptor instead.
 func (*ConverseResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ConverseResponse) GetEvent() isConverseResponse_Event {
@@ -4497,7 +4841,7 @@ type ConverseFinal struct {
 
 func (x *ConverseFinal) Reset() {
 	*x = ConverseFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4509,7 +4853,7 @@ func (x *ConverseFinal) String() string {
 func (*ConverseFinal) ProtoMessage() {}
 
 func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4522,7 +4866,7 @@ func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseFinal.ProtoReflect.Descriptor instead.
 func (*ConverseFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConverseFinal) GetSttServedBy() string {
@@ -4899,7 +5243,36 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x05audio\x18\x02 \x01(\v2\x16.syn4pse.v1.AudioChunkH\x00R\x05audio\x123\n" +
 	"\x05final\x18\x03 \x01(\v2\x1b.syn4pse.v1.SynthesizeFinalH\x00R\x05final\x12\x1b\n" +
 	"\tserved_by\x18\x04 \x01(\tR\bservedByB\a\n" +
-	"\x05event\"m\n" +
+	"\x05event\"\xfc\x01\n" +
+	"\fEmbedRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
+	"\x06inputs\x18\x02 \x03(\v2\x16.syn4pse.v1.EmbedInputR\x06inputs\x12\x1c\n" +
+	"\tnormalize\x18\x03 \x01(\bR\tnormalize\x12\x1e\n" +
+	"\n" +
+	"dimensions\x18\x04 \x01(\x05R\n" +
+	"dimensions\x12\x1a\n" +
+	"\btruncate\x18\x05 \x01(\bR\btruncate\x12-\n" +
+	"\arouting\x18\x06 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\a \x01(\tR\tkeepAlive\"[\n" +
+	"\n" +
+	"EmbedInput\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12.\n" +
+	"\x06tokens\x18\x02 \x01(\v2\x14.syn4pse.v1.TokenIDsH\x00R\x06tokensB\a\n" +
+	"\x05input\"\x1c\n" +
+	"\bTokenIDs\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x05R\x03ids\"\xbd\x01\n" +
+	"\rEmbedResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x125\n" +
+	"\n" +
+	"embeddings\x18\x02 \x03(\v2\x15.syn4pse.v1.EmbeddingR\n" +
+	"embeddings\x12#\n" +
+	"\rprompt_tokens\x18\x03 \x01(\x05R\fpromptTokens\x12\x1d\n" +
+	"\n" +
+	"process_ms\x18\x04 \x01(\x01R\tprocessMs\x12\x1b\n" +
+	"\tserved_by\x18\x05 \x01(\tR\bservedBy\"#\n" +
+	"\tEmbedding\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\x02R\x06values\"m\n" +
 	"\n" +
 	"AudioChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
@@ -4964,7 +5337,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
-	"\x14FINISH_REASON_LENGTH\x10\x022\x87\x03\n" +
+	"\x14FINISH_REASON_LENGTH\x10\x022\xc5\x03\n" +
 	"\x10InferenceService\x12?\n" +
 	"\x04Chat\x12\x17.syn4pse.v1.ChatRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12G\n" +
 	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12O\n" +
@@ -4972,7 +5345,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"Transcribe\x12\x1d.syn4pse.v1.TranscribeRequest\x1a\x1e.syn4pse.v1.TranscribeResponse(\x010\x01\x12M\n" +
 	"\n" +
 	"Synthesize\x12\x1d.syn4pse.v1.SynthesizeRequest\x1a\x1e.syn4pse.v1.SynthesizeResponse0\x01\x12I\n" +
-	"\bConverse\x12\x1b.syn4pse.v1.ConverseRequest\x1a\x1c.syn4pse.v1.ConverseResponse(\x010\x012\xdc\x03\n" +
+	"\bConverse\x12\x1b.syn4pse.v1.ConverseRequest\x1a\x1c.syn4pse.v1.ConverseResponse(\x010\x01\x12<\n" +
+	"\x05Embed\x12\x18.syn4pse.v1.EmbedRequest\x1a\x19.syn4pse.v1.EmbedResponse2\xdc\x03\n" +
 	"\fModelService\x12K\n" +
 	"\n" +
 	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse\x12E\n" +
@@ -5001,7 +5375,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -5058,13 +5432,18 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*TranscribeFinal)(nil),     // 52: syn4pse.v1.TranscribeFinal
 	(*SynthesizeRequest)(nil),   // 53: syn4pse.v1.SynthesizeRequest
 	(*SynthesizeResponse)(nil),  // 54: syn4pse.v1.SynthesizeResponse
-	(*AudioChunk)(nil),          // 55: syn4pse.v1.AudioChunk
-	(*SynthesizeFinal)(nil),     // 56: syn4pse.v1.SynthesizeFinal
-	(*ConverseRequest)(nil),     // 57: syn4pse.v1.ConverseRequest
-	(*ConverseConfig)(nil),      // 58: syn4pse.v1.ConverseConfig
-	(*ConverseResponse)(nil),    // 59: syn4pse.v1.ConverseResponse
-	(*ConverseFinal)(nil),       // 60: syn4pse.v1.ConverseFinal
-	nil,                         // 61: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*EmbedRequest)(nil),        // 55: syn4pse.v1.EmbedRequest
+	(*EmbedInput)(nil),          // 56: syn4pse.v1.EmbedInput
+	(*TokenIDs)(nil),            // 57: syn4pse.v1.TokenIDs
+	(*EmbedResponse)(nil),       // 58: syn4pse.v1.EmbedResponse
+	(*Embedding)(nil),           // 59: syn4pse.v1.Embedding
+	(*AudioChunk)(nil),          // 60: syn4pse.v1.AudioChunk
+	(*SynthesizeFinal)(nil),     // 61: syn4pse.v1.SynthesizeFinal
+	(*ConverseRequest)(nil),     // 62: syn4pse.v1.ConverseRequest
+	(*ConverseConfig)(nil),      // 63: syn4pse.v1.ConverseConfig
+	(*ConverseResponse)(nil),    // 64: syn4pse.v1.ConverseResponse
+	(*ConverseFinal)(nil),       // 65: syn4pse.v1.ConverseFinal
+	nil,                         // 66: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -5089,7 +5468,7 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	61, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	66, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	26, // 23: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
 	4,  // 24: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
 	30, // 25: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
@@ -5107,52 +5486,58 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	51, // 37: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
 	50, // 38: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
 	10, // 39: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
-	55, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	56, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
-	58, // 42: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
-	5,  // 43: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
-	8,  // 44: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
-	10, // 45: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
-	52, // 46: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
-	14, // 47: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
-	55, // 48: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	60, // 49: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
-	16, // 50: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
-	11, // 51: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 52: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	47, // 53: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
-	53, // 54: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
-	57, // 55: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
-	18, // 56: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	36, // 57: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	38, // 58: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	40, // 59: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	42, // 60: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	44, // 61: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	23, // 62: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	27, // 63: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	31, // 64: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	34, // 65: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	13, // 66: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 67: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	49, // 68: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
-	54, // 69: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
-	59, // 70: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
-	19, // 71: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	37, // 72: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	39, // 73: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	41, // 74: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	43, // 75: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	45, // 76: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	24, // 77: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	28, // 78: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	32, // 79: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	35, // 80: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	66, // [66:81] is the sub-list for method output_type
-	51, // [51:66] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	60, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	61, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
+	56, // 42: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
+	10, // 43: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
+	57, // 44: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
+	59, // 45: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
+	63, // 46: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
+	5,  // 47: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
+	8,  // 48: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
+	10, // 49: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
+	52, // 50: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
+	14, // 51: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
+	60, // 52: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	65, // 53: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
+	16, // 54: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
+	11, // 55: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 56: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	47, // 57: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
+	53, // 58: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
+	62, // 59: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
+	55, // 60: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
+	18, // 61: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	36, // 62: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	38, // 63: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	40, // 64: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	42, // 65: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	44, // 66: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	23, // 67: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	27, // 68: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	31, // 69: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	34, // 70: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	13, // 71: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 72: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	49, // 73: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	54, // 74: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	64, // 75: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	58, // 76: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
+	19, // 77: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	37, // 78: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	39, // 79: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	41, // 80: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	43, // 81: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	45, // 82: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	24, // 83: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	28, // 84: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	32, // 85: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	35, // 86: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	71, // [71:87] is the sub-list for method output_type
+	55, // [55:71] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -5180,7 +5565,11 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 		(*SynthesizeResponse_Audio)(nil),
 		(*SynthesizeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[54].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[51].OneofWrappers = []any{
+		(*EmbedInput_Text)(nil),
+		(*EmbedInput_Tokens)(nil),
+	}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[59].OneofWrappers = []any{
 		(*ConverseResponse_Transcript)(nil),
 		(*ConverseResponse_Delta)(nil),
 		(*ConverseResponse_Audio)(nil),
@@ -5192,7 +5581,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   57,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
