@@ -156,10 +156,6 @@ func (e *embedder) Embed(ctx context.Context, req engine.EmbedRequest) (engine.E
 		return engine.EmbedResult{}, fmt.Errorf("%w: no inputs to embed", engine.ErrInvalidRequest)
 	}
 	began := time.Now()
-	inputs, total, err := e.tokenize(req)
-	if err != nil {
-		return engine.EmbedResult{}, err
-	}
 	e.queued.Add(1)
 	e.mu.Lock()
 	e.queued.Add(-1)
@@ -167,13 +163,24 @@ func (e *embedder) Embed(ctx context.Context, req engine.EmbedRequest) (engine.E
 	if e.closed {
 		return engine.EmbedResult{}, engine.ErrClosed
 	}
+	inputs, total, err := e.tokenizeLocked(req)
+	if err != nil {
+		return engine.EmbedResult{}, err
+	}
 	e.active.Add(1)
 	defer e.active.Add(-1)
 	e.requests.Add(1)
 	e.promptTokens.Add(int64(total))
-	stop := context.AfterFunc(ctx, func() { e.lctx.SetAbort(true) })
+	// A cancelled request aborts its decode; the flag is cleared once the callback has run,
+	// so that it cannot reach the next request.
+	aborted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(aborted)
+		e.lctx.SetAbort(true)
+	})
 	defer func() {
 		if !stop() {
+			<-aborted
 			e.lctx.SetAbort(false)
 		}
 	}()
@@ -192,8 +199,8 @@ func (e *embedder) Embed(ctx context.Context, req engine.EmbedRequest) (engine.E
 	return engine.EmbedResult{Embeddings: out, PromptTokens: total, ProcessDuration: time.Since(began)}, nil
 }
 
-// tokenize turns each input into tokens, checking ids and lengths.
-func (e *embedder) tokenize(req engine.EmbedRequest) ([][]int32, int, error) {
+// tokenizeLocked turns each input into tokens, checking ids and lengths.
+func (e *embedder) tokenizeLocked(req engine.EmbedRequest) ([][]int32, int, error) {
 	inputs := make([][]int32, len(req.Inputs))
 	total := 0
 	vocab := int32(e.native.VocabSize())

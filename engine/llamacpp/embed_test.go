@@ -1,6 +1,7 @@
 package llamacpp_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -89,6 +90,24 @@ func TestEmbedPackedEqualsOneByOne(t *testing.T) {
 	}
 }
 
+// TestEmbedPoolingFromGGUF: the GGUF's pooling is used unless the model's options set one.
+func TestEmbedPoolingFromGGUF(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cls.gguf")
+	if err := tinygguf.Write(path, tinygguf.Options{Arch: "bert", Seed: 3, Pooling: "cls"}); err != nil {
+		t.Fatal(err)
+	}
+	for configured, want := range map[string]string{"": "cls", "mean": "mean"} {
+		e, err := llamacpp.New().LoadEmbedder(t.Context(), engine.LoadOptions{Path: path, Threads: 2, Pooling: configured})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Info().Pooling; got != want {
+			t.Errorf("configured %q: pooling %q, want %q", configured, got, want)
+		}
+		e.Close()
+	}
+}
+
 func TestEmbedNormalizeTokensAndLimits(t *testing.T) {
 	e := loadEmbedder(t, "bert", "tiny", engine.LoadOptions{Threads: 2, ContextLength: 32})
 	res, err := e.Embed(t.Context(), engine.EmbedRequest{Inputs: texts("the cat", "sat on the mat"), Normalize: true})
@@ -126,6 +145,15 @@ func TestEmbedNormalizeTokensAndLimits(t *testing.T) {
 		if _, err := e.Embed(t.Context(), bad); !errors.Is(err, engine.ErrInvalidRequest) {
 			t.Errorf("%+v: %v, want ErrInvalidRequest", bad, err)
 		}
+	}
+	// A cancelled request stops, and leaves the model serving.
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := e.Embed(cancelled, engine.EmbedRequest{Inputs: texts("cat")}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+	if _, err := e.Embed(t.Context(), engine.EmbedRequest{Inputs: texts("cat")}); err != nil {
+		t.Errorf("after a cancelled request: %v", err)
 	}
 	if _, err := llamacpp.New().LoadEmbedder(t.Context(), engine.LoadOptions{Path: "x", Pooling: "max"}); err == nil {
 		t.Error("pooling max loaded")

@@ -62,6 +62,17 @@ func bertVocab(size int) (tokens []string, types []int32) {
 	return v.tokens, v.types
 }
 
+// bertPooling is llama.cpp's pooling type number of a pooling name: mean 1, cls 2, last 3.
+func bertPooling(name string) uint32 {
+	switch name {
+	case "cls":
+		return 2
+	case "last":
+		return 3
+	}
+	return 1
+}
+
 // bertModel is a BERT encoder (post-norm, learned positions, GELU feed-forward) whose token
 // vectors llama.cpp mean-pools into one embedding per sequence.
 func bertModel(s shape, opts Options) (ggml.KV, []*ggml.Tensor) {
@@ -76,7 +87,7 @@ func bertModel(s shape, opts Options) (ggml.KV, []*ggml.Tensor) {
 		"bert.attention.head_count":         uint32(s.heads),
 		"bert.attention.layer_norm_epsilon": float32(1e-12),
 		"bert.attention.causal":             false,
-		"bert.pooling_type":                 uint32(1), // mean
+		"bert.pooling_type":                 bertPooling(opts.Pooling),
 		"tokenizer.ggml.model":              "bert",
 		"tokenizer.ggml.tokens":             tokens,
 		"tokenizer.ggml.token_type":         types,
