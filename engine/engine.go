@@ -242,6 +242,7 @@ type Registry struct {
 	stts map[string]STTEngine
 	ttss map[string]TTSEngine
 	embs map[string]EmbedderEngine
+	rrks map[string]RerankerEngine
 }
 
 // RegisterLLM adds an LLM engine under its name, replacing any with the same name.
@@ -255,6 +256,9 @@ func (r *Registry) RegisterTTS(e TTSEngine) { register(r, &r.ttss, e) }
 
 // RegisterEmbedder adds an embeddings engine under its name, replacing any with the same name.
 func (r *Registry) RegisterEmbedder(e EmbedderEngine) { register(r, &r.embs, e) }
+
+// RegisterReranker adds a reranking engine under its name, replacing any with the same name.
+func (r *Registry) RegisterReranker(e RerankerEngine) { register(r, &r.rrks, e) }
 
 func register[E interface{ Name() string }](r *Registry, m *map[string]E, e E) {
 	r.mu.Lock()
@@ -279,6 +283,11 @@ func (r *Registry) Embedder(name string) (EmbedderEngine, error) {
 	return lookup(r, r.embs, "embeddings", name)
 }
 
+// Reranker returns the reranking engine called name.
+func (r *Registry) Reranker(name string) (RerankerEngine, error) {
+	return lookup(r, r.rrks, "rerank", name)
+}
+
 func lookup[E any](r *Registry, m map[string]E, modality, name string) (E, error) {
 	r.mu.RLock()
 	e, ok := m[name]
@@ -292,7 +301,7 @@ func lookup[E any](r *Registry, m map[string]E, modality, name string) (E, error
 // LLMNames lists the names of the LLM engines, sorted.
 func (r *Registry) LLMNames() []string { return r.Names("llm") }
 
-// Names lists the names of the engines of a modality (llm, stt, tts, embeddings), sorted.
+// Names lists the names of the engines of a modality (llm, stt, tts, embeddings, rerank), sorted.
 func (r *Registry) Names(modality string) []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -306,6 +315,8 @@ func (r *Registry) Names(modality string) []string {
 		names = keys(r.ttss)
 	case "embeddings":
 		names = keys(r.embs)
+	case "rerank":
+		names = keys(r.rrks)
 	}
 	sort.Strings(names)
 	return names
@@ -322,7 +333,7 @@ func keys[E any](m map[string]E) []string {
 // Describe lists the engines by modality, for messages: "llm: llama_cpp; stt: pocketsphinx".
 func (r *Registry) Describe() string {
 	var parts []string
-	for _, modality := range []string{"llm", "stt", "tts", "embeddings"} {
+	for _, modality := range []string{"llm", "stt", "tts", "embeddings", "rerank"} {
 		if names := r.Names(modality); len(names) > 0 {
 			parts = append(parts, modality+": "+strings.Join(names, ", "))
 		}

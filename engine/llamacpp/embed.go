@@ -47,7 +47,7 @@ func (*Engine) LoadEmbedder(ctx context.Context, opts engine.LoadOptions) (engin
 	if err != nil {
 		return nil, err
 	}
-	e, err := newEmbedder(m, pooling, opts)
+	e, err := newEmbedder(m, pooling, false, opts)
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -70,9 +70,10 @@ func parsePooling(name string) (native.Pooling, error) {
 	return 0, fmt.Errorf("pooling %q: want mean, cls or last", name)
 }
 
-// newEmbedder creates the embeddings context of m. A model whose GGUF names no pooling (a plain
-// decoder) is mean-pooled. The embedder owns m from then on.
-func newEmbedder(m *native.Model, pooling native.Pooling, opts engine.LoadOptions) (*embedder, error) {
+// newEmbedder creates the embeddings context of m: a reranker's when rank, whose GGUF must name
+// rank pooling. An embeddings model whose GGUF names no pooling (a plain decoder) is
+// mean-pooled. The embedder owns m from then on.
+func newEmbedder(m *native.Model, pooling native.Pooling, rank bool, opts engine.LoadOptions) (*embedder, error) {
 	limit := opts.ContextLength
 	if limit <= 0 {
 		limit = min(m.TrainContextLength(), engine.DefaultContextLength)
@@ -87,16 +88,19 @@ func newEmbedder(m *native.Model, pooling native.Pooling, opts engine.LoadOption
 	if err != nil {
 		return nil, err
 	}
-	switch lctx.Pooling() {
-	case native.PoolingNone, native.PoolingUnspecified:
+	switch got := lctx.Pooling(); {
+	case rank && got != native.PoolingRank:
+		lctx.Close()
+		return nil, fmt.Errorf("%s is not a reranker: its GGUF names %q pooling, not rank (a classification head)", opts.Path, got)
+	case !rank && got == native.PoolingRank:
+		lctx.Close()
+		return nil, fmt.Errorf("%s is a reranker (rank pooling), not an embeddings model: declare it with modality = \"rerank\"", opts.Path)
+	case !rank && (got == native.PoolingNone || got == native.PoolingUnspecified):
 		lctx.Close()
 		slog.Debug("model names no pooling: mean-pooling it", "path", opts.Path)
 		if lctx, err = newEmbedContext(m, native.PoolingMean, batchSize, opts); err != nil {
 			return nil, err
 		}
-	case native.PoolingRank:
-		lctx.Close()
-		return nil, fmt.Errorf("%s is a reranker (rank pooling), not an embeddings model", opts.Path)
 	}
 	arch, _ := m.Meta("general.architecture")
 	return &embedder{
@@ -163,9 +167,24 @@ func (e *embedder) Embed(ctx context.Context, req engine.EmbedRequest) (engine.E
 	if e.closed {
 		return engine.EmbedResult{}, engine.ErrClosed
 	}
-	inputs, total, err := e.tokenizeLocked(req)
+	out, total, err := e.runLocked(ctx, req)
 	if err != nil {
 		return engine.EmbedResult{}, err
+	}
+	if req.Normalize {
+		for _, v := range out {
+			normalize(v)
+		}
+	}
+	return engine.EmbedResult{Embeddings: out, PromptTokens: total, ProcessDuration: time.Since(began)}, nil
+}
+
+// runLocked tokenizes the request's inputs and runs them, returning one pooled vector per input
+// and the tokens they took.
+func (e *embedder) runLocked(ctx context.Context, req engine.EmbedRequest) ([][]float32, int, error) {
+	inputs, total, err := e.tokenizeLocked(req)
+	if err != nil {
+		return nil, 0, err
 	}
 	e.active.Add(1)
 	defer e.active.Add(-1)
@@ -187,16 +206,11 @@ func (e *embedder) Embed(ctx context.Context, req engine.EmbedRequest) (engine.E
 	out, err := e.embedLocked(ctx, inputs)
 	if err != nil {
 		if ctx.Err() != nil {
-			return engine.EmbedResult{}, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
-		return engine.EmbedResult{}, err
+		return nil, 0, err
 	}
-	if req.Normalize {
-		for _, v := range out {
-			normalize(v)
-		}
-	}
-	return engine.EmbedResult{Embeddings: out, PromptTokens: total, ProcessDuration: time.Since(began)}, nil
+	return out, total, nil
 }
 
 // tokenizeLocked turns each input into tokens, checking ids and lengths.

@@ -35,7 +35,8 @@ type Options struct {
 	// ContextLength is the trained context length; 0 = the size's default (2048 tiny, 4096
 	// bench for llama; 512 for bert, whose position table grows with it).
 	ContextLength int
-	// Pooling is a bert model's bert.pooling_type: "mean" (the default), "cls" or "last".
+	// Pooling is a bert model's bert.pooling_type: "mean" (the default), "cls", "last", or
+	// "rank" for a reranker with a classification head.
 	Pooling string
 }
 
@@ -97,8 +98,8 @@ func Write(path string, opts Options) error {
 		case "llama":
 			kv, tensors = llamaModel(s, opts)
 		case "bert":
-			if p := opts.Pooling; p != "" && p != "mean" && p != "cls" && p != "last" {
-				return fmt.Errorf("pooling %q: want mean, cls or last", p)
+			if p := opts.Pooling; p != "" && p != "mean" && p != "cls" && p != "last" && p != "rank" {
+				return fmt.Errorf("pooling %q: want mean, cls, last or rank", p)
 			}
 			kv, tensors = bertModel(s, opts)
 		case "outetts":
