@@ -182,3 +182,58 @@ func TestEmbedRoutedToPeer(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func TestRerankOverHTTP(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rank.gguf")
+	if err := tinygguf.Write(path, tinygguf.Options{Arch: "bert", Seed: 5, Pooling: "rank"}); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, config.Model{Name: "ranker", Modality: "rerank", Engine: "llama_cpp", Path: path, Enabled: true,
+		Threads: 1, BatchSize: 512, Parallel: 1, FlashAttention: "auto", ContextLength: 64, Declared: "test [models.ranker]"},
+		embedDecl(t, "vec"))
+	url := "http://" + n.HTTPAddr() + "/v1/rerank"
+	docs := `["the cat sat on the mat", {"text": "stock markets fell"}, "a cat", "rain in the hills"]`
+	res, err := http.Post(url, "application/json", strings.NewReader(`{"model":"ranker","query":"where is the cat","top_n":3,"return_documents":true,"documents":`+docs+`}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Results []struct {
+			Index          int
+			RelevanceScore float64 `json:"relevance_score"`
+			Document       struct{ Text string }
+		}
+		Usage struct {
+			PromptTokens int `json:"prompt_tokens"`
+		}
+	}
+	json.NewDecoder(res.Body).Decode(&body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || len(body.Results) != 3 || body.Usage.PromptTokens == 0 {
+		t.Fatalf("%d: %+v", res.StatusCode, body)
+	}
+	seen := map[int]bool{}
+	for i, r := range body.Results {
+		if i > 0 && r.RelevanceScore > body.Results[i-1].RelevanceScore {
+			t.Errorf("results not sorted: %+v", body.Results)
+		}
+		if seen[r.Index] || r.Document.Text == "" {
+			t.Errorf("result %d: %+v", i, r)
+		}
+		seen[r.Index] = true
+	}
+	for _, bad := range []string{
+		`{"model":"ranker","query":"q","documents":[]}`,
+		`{"model":"ranker","query":"q","documents":[1]}`,
+		`{"model":"vec","query":"q","documents":["a"]}`,
+	} {
+		res, err := http.Post(url, "application/json", strings.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", bad, res.StatusCode)
+		}
+	}
+}

@@ -90,6 +90,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	llama := llamacpp.New()
 	registry.RegisterLLM(llama)
 	registry.RegisterEmbedder(llama)
+	registry.RegisterReranker(llama)
 	registry.RegisterSTT(pocketsphinx.New())
 	registry.RegisterTTS(flite.New())
 	registry.RegisterTTS(espeak.New())

@@ -130,7 +130,7 @@ type Log struct {
 type Model struct {
 	// Name is how requests name the model.
 	Name string
-	// Modality is llm, embeddings, stt, tts or vision (the aliases embedding, speech_to_text
+	// Modality is llm, embeddings, rerank, stt, tts or vision (the aliases embedding, speech_to_text
 	// and text_to_speech are read as embeddings, stt and tts).
 	Modality string
 	// Engine names the engine in the engine registry, e.g. "llama_cpp".

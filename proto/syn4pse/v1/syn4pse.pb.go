@@ -36,6 +36,7 @@ const (
 	Modality_MODALITY_EMBEDDING      Modality = 2
 	Modality_MODALITY_SPEECH_TO_TEXT Modality = 3
 	Modality_MODALITY_TEXT_TO_SPEECH Modality = 4
+	Modality_MODALITY_RERANK         Modality = 5
 )
 
 // Enum value maps for Modality.
@@ -46,6 +47,7 @@ var (
 		2: "MODALITY_EMBEDDING",
 		3: "MODALITY_SPEECH_TO_TEXT",
 		4: "MODALITY_TEXT_TO_SPEECH",
+		5: "MODALITY_RERANK",
 	}
 	Modality_value = map[string]int32{
 		"MODALITY_UNSPECIFIED":    0,
@@ -53,6 +55,7 @@ var (
 		"MODALITY_EMBEDDING":      2,
 		"MODALITY_SPEECH_TO_TEXT": 3,
 		"MODALITY_TEXT_TO_SPEECH": 4,
+		"MODALITY_RERANK":         5,
 	}
 )
 
@@ -4377,6 +4380,232 @@ func (x *Embedding) GetValues() []float32 {
 	return nil
 }
 
+type RerankRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Model     string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Query     string                 `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	Documents []string               `protobuf:"bytes,3,rep,name=documents,proto3" json:"documents,omitempty"`
+	// TopN keeps the n most relevant results; 0 keeps all.
+	TopN int32 `protobuf:"varint,4,opt,name=top_n,json=topN,proto3" json:"top_n,omitempty"`
+	// Truncate cuts a query-document pair longer than the model's context instead of failing.
+	Truncate bool     `protobuf:"varint,5,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	Routing  *Routing `protobuf:"bytes,6,opt,name=routing,proto3" json:"routing,omitempty"`
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,7,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankRequest) Reset() {
+	*x = RerankRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankRequest) ProtoMessage() {}
+
+func (x *RerankRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
+func (*RerankRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RerankRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *RerankRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *RerankRequest) GetDocuments() []string {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+func (x *RerankRequest) GetTopN() int32 {
+	if x != nil {
+		return x.TopN
+	}
+	return 0
+}
+
+func (x *RerankRequest) GetTruncate() bool {
+	if x != nil {
+		return x.Truncate
+	}
+	return false
+}
+
+func (x *RerankRequest) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+func (x *RerankRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+type RerankResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Results are sorted by relevance_score, highest first.
+	Results       []*RerankResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	PromptTokens  int32           `protobuf:"varint,3,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	ProcessMs     float64         `protobuf:"fixed64,4,opt,name=process_ms,json=processMs,proto3" json:"process_ms,omitempty"`
+	ServedBy      string          `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankResponse) Reset() {
+	*x = RerankResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankResponse) ProtoMessage() {}
+
+func (x *RerankResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
+func (*RerankResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *RerankResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *RerankResponse) GetResults() []*RerankResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *RerankResponse) GetPromptTokens() int32 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *RerankResponse) GetProcessMs() float64 {
+	if x != nil {
+		return x.ProcessMs
+	}
+	return 0
+}
+
+func (x *RerankResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+type RerankResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index is the document's position in the request.
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// RelevanceScore is the model's raw score: higher is more relevant.
+	RelevanceScore float32 `protobuf:"fixed32,2,opt,name=relevance_score,json=relevanceScore,proto3" json:"relevance_score,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RerankResult) Reset() {
+	*x = RerankResult{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankResult) ProtoMessage() {}
+
+func (x *RerankResult) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankResult.ProtoReflect.Descriptor instead.
+func (*RerankResult) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RerankResult) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RerankResult) GetRelevanceScore() float32 {
+	if x != nil {
+		return x.RelevanceScore
+	}
+	return 0
+}
+
 // AudioChunk is the next piece of an audio stream: concatenated, the chunks are one file in
 // its format.
 type AudioChunk struct {
@@ -4392,7 +4621,7 @@ type AudioChunk struct {
 
 func (x *AudioChunk) Reset() {
 	*x = AudioChunk{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4404,7 +4633,7 @@ func (x *AudioChunk) String() string {
 func (*AudioChunk) ProtoMessage() {}
 
 func (x *AudioChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4417,7 +4646,7 @@ func (x *AudioChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AudioChunk.ProtoReflect.Descriptor instead.
 func (*AudioChunk) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AudioChunk) GetData() []byte {
@@ -4460,7 +4689,7 @@ type SynthesizeFinal struct {
 
 func (x *SynthesizeFinal) Reset() {
 	*x = SynthesizeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4472,7 +4701,7 @@ func (x *SynthesizeFinal) String() string {
 func (*SynthesizeFinal) ProtoMessage() {}
 
 func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4485,7 +4714,7 @@ func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeFinal.ProtoReflect.Descriptor instead.
 func (*SynthesizeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SynthesizeFinal) GetSampleRate() int32 {
@@ -4527,7 +4756,7 @@ type ConverseRequest struct {
 
 func (x *ConverseRequest) Reset() {
 	*x = ConverseRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4539,7 +4768,7 @@ func (x *ConverseRequest) String() string {
 func (*ConverseRequest) ProtoMessage() {}
 
 func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4552,7 +4781,7 @@ func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseRequest.ProtoReflect.Descriptor instead.
 func (*ConverseRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConverseRequest) GetConfig() *ConverseConfig {
@@ -4594,7 +4823,7 @@ type ConverseConfig struct {
 
 func (x *ConverseConfig) Reset() {
 	*x = ConverseConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4606,7 +4835,7 @@ func (x *ConverseConfig) String() string {
 func (*ConverseConfig) ProtoMessage() {}
 
 func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4619,7 +4848,7 @@ func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseConfig.ProtoReflect.Descriptor instead.
 func (*ConverseConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ConverseConfig) GetSttModel() string {
@@ -4721,7 +4950,7 @@ type ConverseResponse struct {
 
 func (x *ConverseResponse) Reset() {
 	*x = ConverseResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4733,7 +4962,7 @@ func (x *ConverseResponse) String() string {
 func (*ConverseResponse) ProtoMessage() {}
 
 func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4746,7 +4975,7 @@ func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseResponse.ProtoReflect.Descriptor instead.
 func (*ConverseResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ConverseResponse) GetEvent() isConverseResponse_Event {
@@ -4841,7 +5070,7 @@ type ConverseFinal struct {
 
 func (x *ConverseFinal) Reset() {
 	*x = ConverseFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4853,7 +5082,7 @@ func (x *ConverseFinal) String() string {
 func (*ConverseFinal) ProtoMessage() {}
 
 func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4866,7 +5095,7 @@ func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseFinal.ProtoReflect.Descriptor instead.
 func (*ConverseFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ConverseFinal) GetSttServedBy() string {
@@ -5272,7 +5501,26 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"process_ms\x18\x04 \x01(\x01R\tprocessMs\x12\x1b\n" +
 	"\tserved_by\x18\x05 \x01(\tR\bservedBy\"#\n" +
 	"\tEmbedding\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\x02R\x06values\"m\n" +
+	"\x06values\x18\x01 \x03(\x02R\x06values\"\xd8\x01\n" +
+	"\rRerankRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12\x1c\n" +
+	"\tdocuments\x18\x03 \x03(\tR\tdocuments\x12\x13\n" +
+	"\x05top_n\x18\x04 \x01(\x05R\x04topN\x12\x1a\n" +
+	"\btruncate\x18\x05 \x01(\bR\btruncate\x12-\n" +
+	"\arouting\x18\x06 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\a \x01(\tR\tkeepAlive\"\xbb\x01\n" +
+	"\x0eRerankResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x122\n" +
+	"\aresults\x18\x02 \x03(\v2\x18.syn4pse.v1.RerankResultR\aresults\x12#\n" +
+	"\rprompt_tokens\x18\x03 \x01(\x05R\fpromptTokens\x12\x1d\n" +
+	"\n" +
+	"process_ms\x18\x04 \x01(\x01R\tprocessMs\x12\x1b\n" +
+	"\tserved_by\x18\x05 \x01(\tR\bservedBy\"M\n" +
+	"\fRerankResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12'\n" +
+	"\x0frelevance_score\x18\x02 \x01(\x02R\x0erelevanceScore\"m\n" +
 	"\n" +
 	"AudioChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
@@ -5320,13 +5568,14 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06answer\x18\x04 \x01(\tR\x06answer\x12'\n" +
 	"\x05usage\x18\x05 \x01(\v2\x11.syn4pse.v1.UsageR\x05usage\x12\"\n" +
 	"\rfirst_text_ms\x18\x06 \x01(\x01R\vfirstTextMs\x12$\n" +
-	"\x0efirst_audio_ms\x18\a \x01(\x01R\ffirstAudioMs*\x88\x01\n" +
+	"\x0efirst_audio_ms\x18\a \x01(\x01R\ffirstAudioMs*\x9d\x01\n" +
 	"\bModality\x12\x18\n" +
 	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODALITY_LLM\x10\x01\x12\x16\n" +
 	"\x12MODALITY_EMBEDDING\x10\x02\x12\x1b\n" +
 	"\x17MODALITY_SPEECH_TO_TEXT\x10\x03\x12\x1b\n" +
-	"\x17MODALITY_TEXT_TO_SPEECH\x10\x04*\x92\x01\n" +
+	"\x17MODALITY_TEXT_TO_SPEECH\x10\x04\x12\x13\n" +
+	"\x0fMODALITY_RERANK\x10\x05*\x92\x01\n" +
 	"\n" +
 	"ModelState\x12\x1b\n" +
 	"\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -5337,7 +5586,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
-	"\x14FINISH_REASON_LENGTH\x10\x022\xc5\x03\n" +
+	"\x14FINISH_REASON_LENGTH\x10\x022\x86\x04\n" +
 	"\x10InferenceService\x12?\n" +
 	"\x04Chat\x12\x17.syn4pse.v1.ChatRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12G\n" +
 	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12O\n" +
@@ -5346,7 +5595,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\n" +
 	"Synthesize\x12\x1d.syn4pse.v1.SynthesizeRequest\x1a\x1e.syn4pse.v1.SynthesizeResponse0\x01\x12I\n" +
 	"\bConverse\x12\x1b.syn4pse.v1.ConverseRequest\x1a\x1c.syn4pse.v1.ConverseResponse(\x010\x01\x12<\n" +
-	"\x05Embed\x12\x18.syn4pse.v1.EmbedRequest\x1a\x19.syn4pse.v1.EmbedResponse2\xdc\x03\n" +
+	"\x05Embed\x12\x18.syn4pse.v1.EmbedRequest\x1a\x19.syn4pse.v1.EmbedResponse\x12?\n" +
+	"\x06Rerank\x12\x19.syn4pse.v1.RerankRequest\x1a\x1a.syn4pse.v1.RerankResponse2\xdc\x03\n" +
 	"\fModelService\x12K\n" +
 	"\n" +
 	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse\x12E\n" +
@@ -5375,7 +5625,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -5437,13 +5687,16 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*TokenIDs)(nil),            // 57: syn4pse.v1.TokenIDs
 	(*EmbedResponse)(nil),       // 58: syn4pse.v1.EmbedResponse
 	(*Embedding)(nil),           // 59: syn4pse.v1.Embedding
-	(*AudioChunk)(nil),          // 60: syn4pse.v1.AudioChunk
-	(*SynthesizeFinal)(nil),     // 61: syn4pse.v1.SynthesizeFinal
-	(*ConverseRequest)(nil),     // 62: syn4pse.v1.ConverseRequest
-	(*ConverseConfig)(nil),      // 63: syn4pse.v1.ConverseConfig
-	(*ConverseResponse)(nil),    // 64: syn4pse.v1.ConverseResponse
-	(*ConverseFinal)(nil),       // 65: syn4pse.v1.ConverseFinal
-	nil,                         // 66: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*RerankRequest)(nil),       // 60: syn4pse.v1.RerankRequest
+	(*RerankResponse)(nil),      // 61: syn4pse.v1.RerankResponse
+	(*RerankResult)(nil),        // 62: syn4pse.v1.RerankResult
+	(*AudioChunk)(nil),          // 63: syn4pse.v1.AudioChunk
+	(*SynthesizeFinal)(nil),     // 64: syn4pse.v1.SynthesizeFinal
+	(*ConverseRequest)(nil),     // 65: syn4pse.v1.ConverseRequest
+	(*ConverseConfig)(nil),      // 66: syn4pse.v1.ConverseConfig
+	(*ConverseResponse)(nil),    // 67: syn4pse.v1.ConverseResponse
+	(*ConverseFinal)(nil),       // 68: syn4pse.v1.ConverseFinal
+	nil,                         // 69: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -5468,7 +5721,7 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	66, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	69, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	26, // 23: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
 	4,  // 24: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
 	30, // 25: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
@@ -5486,58 +5739,62 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	51, // 37: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
 	50, // 38: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
 	10, // 39: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
-	60, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	61, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
+	63, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	64, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
 	56, // 42: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
 	10, // 43: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
 	57, // 44: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
 	59, // 45: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
-	63, // 46: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
-	5,  // 47: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
-	8,  // 48: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
-	10, // 49: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
-	52, // 50: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
-	14, // 51: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
-	60, // 52: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	65, // 53: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
-	16, // 54: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
-	11, // 55: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 56: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	47, // 57: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
-	53, // 58: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
-	62, // 59: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
-	55, // 60: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
-	18, // 61: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	36, // 62: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	38, // 63: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	40, // 64: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	42, // 65: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	44, // 66: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	23, // 67: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	27, // 68: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	31, // 69: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	34, // 70: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	13, // 71: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 72: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	49, // 73: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
-	54, // 74: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
-	64, // 75: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
-	58, // 76: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
-	19, // 77: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	37, // 78: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	39, // 79: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	41, // 80: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	43, // 81: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	45, // 82: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	24, // 83: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	28, // 84: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	32, // 85: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	35, // 86: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	71, // [71:87] is the sub-list for method output_type
-	55, // [55:71] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	10, // 46: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
+	62, // 47: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
+	66, // 48: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
+	5,  // 49: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
+	8,  // 50: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
+	10, // 51: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
+	52, // 52: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
+	14, // 53: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
+	63, // 54: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	68, // 55: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
+	16, // 56: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
+	11, // 57: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 58: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	47, // 59: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
+	53, // 60: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
+	65, // 61: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
+	55, // 62: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
+	60, // 63: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
+	18, // 64: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	36, // 65: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	38, // 66: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	40, // 67: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	42, // 68: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	44, // 69: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	23, // 70: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	27, // 71: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	31, // 72: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	34, // 73: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	13, // 74: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 75: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	49, // 76: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	54, // 77: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	67, // 78: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	58, // 79: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
+	61, // 80: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
+	19, // 81: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	37, // 82: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	39, // 83: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	41, // 84: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	43, // 85: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	45, // 86: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	24, // 87: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	28, // 88: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	32, // 89: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	35, // 90: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	74, // [74:91] is the sub-list for method output_type
+	57, // [57:74] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -5569,7 +5826,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 		(*EmbedInput_Text)(nil),
 		(*EmbedInput_Tokens)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[59].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[62].OneofWrappers = []any{
 		(*ConverseResponse_Transcript)(nil),
 		(*ConverseResponse_Delta)(nil),
 		(*ConverseResponse_Audio)(nil),
@@ -5581,7 +5838,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   62,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -31,6 +31,7 @@ const (
 	InferenceService_Synthesize_FullMethodName = "/syn4pse.v1.InferenceService/Synthesize"
 	InferenceService_Converse_FullMethodName   = "/syn4pse.v1.InferenceService/Converse"
 	InferenceService_Embed_FullMethodName      = "/syn4pse.v1.InferenceService/Embed"
+	InferenceService_Rerank_FullMethodName     = "/syn4pse.v1.InferenceService/Rerank"
 )
 
 // InferenceServiceClient is the client API for InferenceService service.
@@ -60,6 +61,9 @@ type InferenceServiceClient interface {
 	// Embed turns each input into a vector with an embeddings model, in one call; the inputs
 	// are packed into as few model runs as fit its batch.
 	Embed(ctx context.Context, in *EmbedRequest, opts ...grpc.CallOption) (*EmbedResponse, error)
+	// Rerank scores documents against a query with a cross-encoder reranker, sorted by
+	// relevance, most relevant first.
+	Rerank(ctx context.Context, in *RerankRequest, opts ...grpc.CallOption) (*RerankResponse, error)
 }
 
 type inferenceServiceClient struct {
@@ -163,6 +167,16 @@ func (c *inferenceServiceClient) Embed(ctx context.Context, in *EmbedRequest, op
 	return out, nil
 }
 
+func (c *inferenceServiceClient) Rerank(ctx context.Context, in *RerankRequest, opts ...grpc.CallOption) (*RerankResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RerankResponse)
+	err := c.cc.Invoke(ctx, InferenceService_Rerank_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InferenceServiceServer is the server API for InferenceService service.
 // All implementations must embed UnimplementedInferenceServiceServer
 // for forward compatibility.
@@ -190,6 +204,9 @@ type InferenceServiceServer interface {
 	// Embed turns each input into a vector with an embeddings model, in one call; the inputs
 	// are packed into as few model runs as fit its batch.
 	Embed(context.Context, *EmbedRequest) (*EmbedResponse, error)
+	// Rerank scores documents against a query with a cross-encoder reranker, sorted by
+	// relevance, most relevant first.
+	Rerank(context.Context, *RerankRequest) (*RerankResponse, error)
 	mustEmbedUnimplementedInferenceServiceServer()
 }
 
@@ -217,6 +234,9 @@ func (UnimplementedInferenceServiceServer) Converse(grpc.BidiStreamingServer[Con
 }
 func (UnimplementedInferenceServiceServer) Embed(context.Context, *EmbedRequest) (*EmbedResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Embed not implemented")
+}
+func (UnimplementedInferenceServiceServer) Rerank(context.Context, *RerankRequest) (*RerankResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rerank not implemented")
 }
 func (UnimplementedInferenceServiceServer) mustEmbedUnimplementedInferenceServiceServer() {}
 func (UnimplementedInferenceServiceServer) testEmbeddedByValue()                          {}
@@ -304,6 +324,24 @@ func _InferenceService_Embed_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InferenceService_Rerank_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RerankRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InferenceServiceServer).Rerank(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InferenceService_Rerank_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InferenceServiceServer).Rerank(ctx, req.(*RerankRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InferenceService_ServiceDesc is the grpc.ServiceDesc for InferenceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -314,6 +352,10 @@ var InferenceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Embed",
 			Handler:    _InferenceService_Embed_Handler,
+		},
+		{
+			MethodName: "Rerank",
+			Handler:    _InferenceService_Rerank_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
