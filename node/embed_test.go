@@ -140,8 +140,8 @@ func TestEmbeddingsBadRequests(t *testing.T) {
 	}
 }
 
-// TestEmbedRoutedToPeer: an Embed call to a node without the model is served by the peer that
-// has it.
+// TestEmbedRoutedToPeer: in a mesh of three, an Embed call to a node without the model is
+// served by the peer that has it.
 func TestEmbedRoutedToPeer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a mesh")
@@ -164,7 +164,12 @@ func TestEmbedRoutedToPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Shutdown(t.Context()) })
-	client := pb.NewInferenceServiceClient(grpcConn(t, b))
+	c, err := node.Start(t.Context(), meshConfig(t, key, "c", st.GetListenAddrs(), tinyDecl("tiny")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown(t.Context()) })
+	client := pb.NewInferenceServiceClient(grpcConn(t, c))
 	req := &pb.EmbedRequest{Model: "vec", Normalize: true, Inputs: []*pb.EmbedInput{
 		{Input: &pb.EmbedInput_Text{Text: "the cat"}}, {Input: &pb.EmbedInput_Tokens{Tokens: &pb.TokenIDs{Ids: []int32{2, 10, 3}}}}}}
 	deadline := time.Now().Add(30 * time.Second)
@@ -177,7 +182,7 @@ func TestEmbedRoutedToPeer(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("embed through b: %v", err)
+			t.Fatalf("embed through c: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
