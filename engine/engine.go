@@ -169,6 +169,10 @@ type ModelInfo struct {
 	Voices []string
 	// Languages are the languages a speech model knows, as BCP 47 tags, when it says.
 	Languages []string
+	// EmbeddingLength is the length of an embeddings model's vectors; Pooling how it pools
+	// token vectors into them ("mean", "cls", "last"). Both are unset for other models.
+	EmbeddingLength int
+	Pooling         string
 	// Inputs are what an LLM's messages may carry: "text", and "image" or "audio" when its
 	// projector takes them.
 	Inputs []string
@@ -219,6 +223,8 @@ type LoadOptions struct {
 	// Vocoder is the file of the model that turns a text-to-speech LLM's audio codes into
 	// sound (OuteTTS: a WavTokenizer decoder GGUF).
 	Vocoder string
+	// Pooling is an embeddings model's pooling ("mean", "cls", "last"); "" for its GGUF's.
+	Pooling string
 }
 
 // LLMEngine loads language models.
@@ -235,6 +241,8 @@ type Registry struct {
 	llms map[string]LLMEngine
 	stts map[string]STTEngine
 	ttss map[string]TTSEngine
+	embs map[string]EmbedderEngine
+	rrks map[string]RerankerEngine
 }
 
 // RegisterLLM adds an LLM engine under its name, replacing any with the same name.
@@ -245,6 +253,12 @@ func (r *Registry) RegisterSTT(e STTEngine) { register(r, &r.stts, e) }
 
 // RegisterTTS adds a text-to-speech engine under its name, replacing any with the same name.
 func (r *Registry) RegisterTTS(e TTSEngine) { register(r, &r.ttss, e) }
+
+// RegisterEmbedder adds an embeddings engine under its name, replacing any with the same name.
+func (r *Registry) RegisterEmbedder(e EmbedderEngine) { register(r, &r.embs, e) }
+
+// RegisterReranker adds a reranking engine under its name, replacing any with the same name.
+func (r *Registry) RegisterReranker(e RerankerEngine) { register(r, &r.rrks, e) }
 
 func register[E interface{ Name() string }](r *Registry, m *map[string]E, e E) {
 	r.mu.Lock()
@@ -264,6 +278,16 @@ func (r *Registry) STT(name string) (STTEngine, error) { return lookup(r, r.stts
 // TTS returns the text-to-speech engine called name.
 func (r *Registry) TTS(name string) (TTSEngine, error) { return lookup(r, r.ttss, "tts", name) }
 
+// Embedder returns the embeddings engine called name.
+func (r *Registry) Embedder(name string) (EmbedderEngine, error) {
+	return lookup(r, r.embs, "embeddings", name)
+}
+
+// Reranker returns the reranking engine called name.
+func (r *Registry) Reranker(name string) (RerankerEngine, error) {
+	return lookup(r, r.rrks, "rerank", name)
+}
+
 func lookup[E any](r *Registry, m map[string]E, modality, name string) (E, error) {
 	r.mu.RLock()
 	e, ok := m[name]
@@ -277,7 +301,7 @@ func lookup[E any](r *Registry, m map[string]E, modality, name string) (E, error
 // LLMNames lists the names of the LLM engines, sorted.
 func (r *Registry) LLMNames() []string { return r.Names("llm") }
 
-// Names lists the names of the engines of a modality (llm, stt, tts), sorted.
+// Names lists the names of the engines of a modality (llm, stt, tts, embeddings, rerank), sorted.
 func (r *Registry) Names(modality string) []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -289,6 +313,10 @@ func (r *Registry) Names(modality string) []string {
 		names = keys(r.stts)
 	case "tts":
 		names = keys(r.ttss)
+	case "embeddings":
+		names = keys(r.embs)
+	case "rerank":
+		names = keys(r.rrks)
 	}
 	sort.Strings(names)
 	return names
@@ -305,7 +333,7 @@ func keys[E any](m map[string]E) []string {
 // Describe lists the engines by modality, for messages: "llm: llama_cpp; stt: pocketsphinx".
 func (r *Registry) Describe() string {
 	var parts []string
-	for _, modality := range []string{"llm", "stt", "tts"} {
+	for _, modality := range []string{"llm", "stt", "tts", "embeddings", "rerank"} {
 		if names := r.Names(modality); len(names) > 0 {
 			parts = append(parts, modality+": "+strings.Join(names, ", "))
 		}

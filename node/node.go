@@ -87,7 +87,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return nil, err
 	}
 	var registry engine.Registry
-	registry.RegisterLLM(llamacpp.New())
+	llama := llamacpp.New()
+	registry.RegisterLLM(llama)
+	registry.RegisterEmbedder(llama)
+	registry.RegisterReranker(llama)
 	registry.RegisterSTT(pocketsphinx.New())
 	registry.RegisterTTS(flite.New())
 	registry.RegisterTTS(espeak.New())

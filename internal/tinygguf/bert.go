@@ -62,6 +62,20 @@ func bertVocab(size int) (tokens []string, types []int32) {
 	return v.tokens, v.types
 }
 
+// bertPooling is llama.cpp's pooling type number of a pooling name: mean 1, cls 2, last 3,
+// rank 4 (a reranker: the [CLS] vector through a classification head to one score).
+func bertPooling(name string) uint32 {
+	switch name {
+	case "cls":
+		return 2
+	case "last":
+		return 3
+	case "rank":
+		return 4
+	}
+	return 1
+}
+
 // bertModel is a BERT encoder (post-norm, learned positions, GELU feed-forward) whose token
 // vectors llama.cpp mean-pools into one embedding per sequence.
 func bertModel(s shape, opts Options) (ggml.KV, []*ggml.Tensor) {
@@ -76,7 +90,7 @@ func bertModel(s shape, opts Options) (ggml.KV, []*ggml.Tensor) {
 		"bert.attention.head_count":         uint32(s.heads),
 		"bert.attention.layer_norm_epsilon": float32(1e-12),
 		"bert.attention.causal":             false,
-		"bert.pooling_type":                 uint32(1), // mean
+		"bert.pooling_type":                 bertPooling(opts.Pooling),
 		"tokenizer.ggml.model":              "bert",
 		"tokenizer.ggml.tokens":             tokens,
 		"tokenizer.ggml.token_type":         types,
@@ -113,6 +127,13 @@ func bertModel(s shape, opts Options) (ggml.KV, []*ggml.Tensor) {
 		ts.add(blk+"ffn_down.bias", zeros, s.embd)
 		ts.add(blk+"layer_output_norm.weight", ones, s.embd)
 		ts.add(blk+"layer_output_norm.bias", zeros, s.embd)
+	}
+	if opts.Pooling == "rank" {
+		// RoBERTa's classification head: dense + tanh, then one output (the relevance).
+		ts.add("cls.weight", random, s.embd, s.embd)
+		ts.add("cls.bias", zeros, s.embd)
+		ts.add("cls.output.weight", random, s.embd, 1)
+		ts.add("cls.output.bias", zeros, 1)
 	}
 	return kv, ts.tensors
 }

@@ -17,7 +17,7 @@ import (
 
 // Options says what model to write.
 type Options struct {
-	// Arch is "llama" (the default: a chat LLM), "bert" (an embedding model, mean pooling),
+	// Arch is "llama" (the default: a chat LLM), "bert" (an embedding model, Pooling),
 	// "outetts" (a llama LLM with OuteTTS's audio-code vocabulary: text-to-codes) or
 	// "wavtokenizer" (a WavTokenizer decoder, "wavtokenizer-dec": codes-to-spectrum, the
 	// vocoder of OuteTTS).
@@ -35,6 +35,9 @@ type Options struct {
 	// ContextLength is the trained context length; 0 = the size's default (2048 tiny, 4096
 	// bench for llama; 512 for bert, whose position table grows with it).
 	ContextLength int
+	// Pooling is a bert model's bert.pooling_type: "mean" (the default), "cls", "last", or
+	// "rank" for a reranker with a classification head.
+	Pooling string
 }
 
 // shape is a model's dimensions.
@@ -95,6 +98,9 @@ func Write(path string, opts Options) error {
 		case "llama":
 			kv, tensors = llamaModel(s, opts)
 		case "bert":
+			if p := opts.Pooling; p != "" && p != "mean" && p != "cls" && p != "last" && p != "rank" {
+				return fmt.Errorf("pooling %q: want mean, cls, last or rank", p)
+			}
 			kv, tensors = bertModel(s, opts)
 		case "outetts":
 			kv, tensors = outettsModel(s, opts)

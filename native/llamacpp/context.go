@@ -79,6 +79,9 @@ type ContextParams struct {
 	FlashAttention FlashAttention
 	// Embeddings makes Decode extract embeddings; generation does not need them.
 	Embeddings bool
+	// Pooling is how an embeddings context pools token vectors into one per sequence:
+	// PoolingUnspecified (the zero value) for what the model's GGUF says.
+	Pooling Pooling
 	// Poll is how long ggml's worker threads spin waiting for work before they sleep, 0 to
 	// 100 (ggml's default is 50). Spinning threads compete with the Go side on small machines.
 	Poll int
@@ -126,6 +129,7 @@ func NewContext(m *Model, p ContextParams) (*Context, error) {
 		params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO
 	}
 	params.embeddings = C.bool(p.Embeddings)
+	params.pooling_type = C.enum_llama_pooling_type(p.Pooling.c())
 	params.no_perf = C.bool(true)
 	flag := C.syn_new_flag()
 	C.syn_set_abort(&params, flag)

@@ -37,6 +37,73 @@ func (c *Context) Embeddings(dst []float32, idx int) []float32 {
 	return append(dst, unsafe.Slice((*float32)(unsafe.Pointer(p)), n)...)
 }
 
+// Pooling is how token vectors become one vector per sequence.
+type Pooling int
+
+// Pooling values. The zero value leaves the choice to the model's GGUF (bert.pooling_type...).
+const (
+	PoolingUnspecified Pooling = iota
+	PoolingNone
+	PoolingMean
+	PoolingCLS
+	PoolingLast
+	PoolingRank
+)
+
+// c is the llama_pooling_type value.
+func (p Pooling) c() int {
+	if p == PoolingUnspecified {
+		return C.LLAMA_POOLING_TYPE_UNSPECIFIED
+	}
+	return int(p) - 1
+}
+
+// String is the pooling's name: "mean", "cls", "last", "rank", "none" or "".
+func (p Pooling) String() string {
+	switch p {
+	case PoolingNone:
+		return "none"
+	case PoolingMean:
+		return "mean"
+	case PoolingCLS:
+		return "cls"
+	case PoolingLast:
+		return "last"
+	case PoolingRank:
+		return "rank"
+	}
+	return ""
+}
+
+// Pooling is the pooling the context applies: the one it was created with, else the model's.
+func (c *Context) Pooling() Pooling {
+	t := int(C.llama_pooling_type(c.c))
+	if t < 0 {
+		return PoolingUnspecified
+	}
+	return Pooling(t + 1)
+}
+
+// HasMemory reports whether the context keeps a KV cache: false for encoders (BERT), whose
+// every Decode sees only its own batch.
+func (c *Context) HasMemory() bool { return C.llama_get_memory(c.c) != nil }
+
+// SequenceEmbeddings appends to dst the pooled vector of sequence seq after the last Decode or
+// Encode (EmbeddingLength floats; ClassifierOutputs floats with rank pooling). It returns dst
+// unchanged when the context has no pooling or seq had no tokens in the batch. The values are
+// copied.
+func (c *Context) SequenceEmbeddings(dst []float32, seq int) []float32 {
+	p := C.llama_get_embeddings_seq(c.c, C.llama_seq_id(seq))
+	if p == nil {
+		return dst
+	}
+	n := int(C.llama_model_n_embd(c.model.c))
+	if c.Pooling() == PoolingRank {
+		n = int(C.llama_model_n_cls_out(c.model.c))
+	}
+	return append(dst, unsafe.Slice((*float32)(unsafe.Pointer(p)), n)...)
+}
+
 // TokenAttr reports whether token is a control token (<|im_start|>) or a user-defined one (an
 // added token such as OuteTTS's <|123|>): both are matched whole in text when tokenizing with
 // parseSpecial.

@@ -132,6 +132,9 @@ func (m *Model) BOS() int32 { return int32(C.llama_vocab_bos(m.vocab)) }
 // EOS is the end-of-sequence token, or -1.
 func (m *Model) EOS() int32 { return int32(C.llama_vocab_eos(m.vocab)) }
 
+// SEP is the sentence separator token (BERT's [SEP]), or -1.
+func (m *Model) SEP() int32 { return int32(C.llama_vocab_sep(m.vocab)) }
+
 // IsEOG reports whether token ends generation (EOS, EOT, <|im_end|> and the like).
 func (m *Model) IsEOG(token int32) bool {
 	return bool(C.llama_vocab_is_eog(m.vocab, C.llama_token(token)))

@@ -80,6 +80,8 @@ func Modality(s string) pb.Modality {
 		return pb.Modality_MODALITY_LLM
 	case "embeddings":
 		return pb.Modality_MODALITY_EMBEDDING
+	case "rerank":
+		return pb.Modality_MODALITY_RERANK
 	case "stt":
 		return pb.Modality_MODALITY_SPEECH_TO_TEXT
 	case "tts":
@@ -95,6 +97,8 @@ func ModalityName(m pb.Modality) string {
 		return "llm"
 	case pb.Modality_MODALITY_EMBEDDING:
 		return "embeddings"
+	case pb.Modality_MODALITY_RERANK:
+		return "rerank"
 	case pb.Modality_MODALITY_SPEECH_TO_TEXT:
 		return "stt"
 	case pb.Modality_MODALITY_TEXT_TO_SPEECH:

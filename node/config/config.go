@@ -130,7 +130,7 @@ type Log struct {
 type Model struct {
 	// Name is how requests name the model.
 	Name string
-	// Modality is llm, embeddings, stt, tts or vision (the aliases embedding, speech_to_text
+	// Modality is llm, embeddings, rerank, stt, tts or vision (the aliases embedding, speech_to_text
 	// and text_to_speech are read as embeddings, stt and tts).
 	Modality string
 	// Engine names the engine in the engine registry, e.g. "llama_cpp".
@@ -165,6 +165,9 @@ type Model struct {
 	// Vocoder is vocoder: the model that turns a TTS LLM's audio codes into sound (OuteTTS's
 	// WavTokenizer decoder GGUF).
 	Vocoder string
+	// Pooling is pooling: how an embeddings model pools token vectors (mean, cls, last; ""
+	// for what its GGUF says).
+	Pooling string
 	// Source is source: where the model is pulled from when its file is missing (an http(s)
 	// URL or hf://OWNER/REPO/FILE[@REVISION]); "" for a model that is only a path.
 	Source string
@@ -344,5 +347,5 @@ func (m Model) Decl() models.Decl {
 		Declared: m.Declared, Options: engine.LoadOptions{ContextLength: m.ContextLength, Threads: m.Threads,
 			BatchSize: m.BatchSize, GPULayers: m.GPULayers, MainGPU: m.MainGPU, Parallel: m.Parallel,
 			FlashAttention: m.FlashAttention, Voice: m.Voice, Language: m.Language,
-			Projector: m.Projector, Vocoder: m.Vocoder}}
+			Projector: m.Projector, Vocoder: m.Vocoder, Pooling: m.Pooling}}
 }

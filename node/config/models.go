@@ -116,6 +116,7 @@ func newModel(table map[string]any, declared string) Model {
 		Language:       stringOr(table, "language", ""),
 		Projector:      stringOr(table, "mmproj", ""),
 		Vocoder:        stringOr(table, "vocoder", ""),
+		Pooling:        stringOr(table, "pooling", ""),
 		Declared:       declared,
 	}
 }

@@ -20,7 +20,7 @@ import (
 // The modalities a model may declare. Only llm has an engine so far; the others are accepted
 // so that configs written for later engines already load.
 // modalities are what a model does, as the seed names them: [backends.stt.*], modality = "tts".
-var modalities = []string{"llm", "embeddings", "stt", "tts", "vision"}
+var modalities = []string{"llm", "embeddings", "rerank", "stt", "tts", "vision"}
 
 // modalityAliases are longer names accepted for the same modalities.
 var modalityAliases = map[string]string{"embedding": "embeddings", "speech_to_text": "stt", "text_to_speech": "tts"}
@@ -154,6 +154,7 @@ func engineOptions() map[string]*node {
 		"language":        {field: &field{kind: kindWord}},
 		"mmproj":          {field: &field{kind: kindPath}},
 		"vocoder":         {field: &field{kind: kindPath}},
+		"pooling":         {field: &field{kind: kindChoice, choices: []string{"mean", "cls", "last"}}},
 	}
 }
 

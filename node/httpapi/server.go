@@ -38,6 +38,8 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 	h.mux.HandleFunc("POST /v1/completions", h.completions)
 	h.mux.HandleFunc("POST /v1/audio/transcriptions", h.transcriptions)
 	h.mux.HandleFunc("POST /v1/audio/speech", h.speech)
+	h.mux.HandleFunc("POST /v1/embeddings", h.embeddings)
+	h.mux.HandleFunc("POST /v1/rerank", h.rerank)
 	h.mux.HandleFunc("GET /v1/models", h.listModels)
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.getModel)
 	h.mux.HandleFunc("GET /healthz", h.health)

@@ -32,6 +32,12 @@ func (l *Lease) STT() engine.STT { stt, _ := l.model.(engine.STT); return stt }
 // TTS is the loaded model as a text-to-speech model, nil when it is not one.
 func (l *Lease) TTS() engine.TTS { tts, _ := l.model.(engine.TTS); return tts }
 
+// Embedder is the leased model as an embeddings model, nil when it is not one.
+func (l *Lease) Embedder() engine.Embedder { e, _ := l.model.(engine.Embedder); return e }
+
+// Reranker is the leased model as a reranker, nil when it is not one.
+func (l *Lease) Reranker() engine.Reranker { r, _ := l.model.(engine.Reranker); return r }
+
 // Release ends the hold; with no other holder the model's keep-alive starts.
 func (l *Lease) Release() {
 	l.once.Do(func() { l.m.release(l.e, l.keepAlive, l.admitted) })

@@ -291,8 +291,12 @@ func (m *Manager) noEngine(d Decl) string {
 		_, err = m.registry.STT(d.Engine)
 	case "tts":
 		_, err = m.registry.TTS(d.Engine)
+	case "embeddings":
+		_, err = m.registry.Embedder(d.Engine)
+	case "rerank":
+		_, err = m.registry.Reranker(d.Engine)
 	default:
-		return fmt.Sprintf("this version serves llm, stt and tts models; %s models are not served yet", d.Modality)
+		return fmt.Sprintf("this version serves llm, embeddings, rerank, stt and tts models; %s models are not served yet", d.Modality)
 	}
 	if err != nil {
 		return err.Error()
@@ -343,6 +347,18 @@ func (m *Manager) load(ctx context.Context, modality, name string, opts engine.L
 			return nil, err
 		}
 		return eng.LoadTTS(ctx, opts)
+	case "embeddings":
+		eng, err := m.registry.Embedder(name)
+		if err != nil {
+			return nil, err
+		}
+		return eng.LoadEmbedder(ctx, opts)
+	case "rerank":
+		eng, err := m.registry.Reranker(name)
+		if err != nil {
+			return nil, err
+		}
+		return eng.LoadReranker(ctx, opts)
 	}
 	return nil, fmt.Errorf("modality %q is not served yet by this version", modality)
 }

@@ -366,3 +366,63 @@ func isPeerFault(c codes.Code) bool {
 	}
 	return false
 }
+
+// Embed runs an embeddings request where plan says; runLocal serves it on this node.
+func (r *Router) Embed(ctx context.Context, req *pb.EmbedRequest, runLocal func(context.Context, *pb.EmbedRequest) (*pb.EmbedResponse, error)) (*pb.EmbedResponse, error) {
+	return routeUnary(ctx, r, req, req.GetModel(), req.GetRouting(), runLocal,
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (*pb.EmbedResponse, error) {
+			fwd := gproto.Clone(req).(*pb.EmbedRequest)
+			fwd.Routing = routing
+			return pb.NewInferenceServiceClient(conn).Embed(ctx, fwd)
+		})
+}
+
+// Rerank runs a reranking request where plan says; runLocal serves it on this node.
+func (r *Router) Rerank(ctx context.Context, req *pb.RerankRequest, runLocal func(context.Context, *pb.RerankRequest) (*pb.RerankResponse, error)) (*pb.RerankResponse, error) {
+	return routeUnary(ctx, r, req, req.GetModel(), req.GetRouting(), runLocal,
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (*pb.RerankResponse, error) {
+			fwd := gproto.Clone(req).(*pb.RerankRequest)
+			fwd.Routing = routing
+			return pb.NewInferenceServiceClient(conn).Rerank(ctx, fwd)
+		})
+}
+
+// routeUnary routes a unary call through route as a stream of one response, so that it fails
+// over the same way.
+func routeUnary[Req, Resp any](ctx context.Context, r *Router, req Req, model string, routing *pb.Routing,
+	local func(context.Context, Req) (Resp, error),
+	remote func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (Resp, error)) (Resp, error) {
+	var resp Resp
+	keep := func(res *Resp) error { resp = *res; return nil }
+	err := route(ctx, r, model, routing, keep,
+		func(ctx context.Context, send func(*Resp) error) error {
+			res, err := local(ctx, req)
+			if err != nil {
+				return err
+			}
+			return send(&res)
+		},
+		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[Resp], error) {
+			res, err := remote(ctx, conn, routing)
+			return &unaryStream[Resp]{resp: &res, err: err}, nil
+		})
+	return resp, err
+}
+
+// unaryStream is a unary call's answer as a stream: its response (or error), then io.EOF.
+// Only Recv is used by forward; the embedded ClientStream is nil.
+type unaryStream[E any] struct {
+	grpc.ClientStream
+	resp *E
+	err  error
+	done bool
+}
+
+// Recv returns the response or the call's error once, then io.EOF.
+func (u *unaryStream[E]) Recv() (*E, error) {
+	if u.done {
+		return nil, io.EOF
+	}
+	u.done = true
+	return u.resp, u.err
+}

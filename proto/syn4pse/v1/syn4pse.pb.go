@@ -36,6 +36,7 @@ const (
 	Modality_MODALITY_EMBEDDING      Modality = 2
 	Modality_MODALITY_SPEECH_TO_TEXT Modality = 3
 	Modality_MODALITY_TEXT_TO_SPEECH Modality = 4
+	Modality_MODALITY_RERANK         Modality = 5
 )
 
 // Enum value maps for Modality.
@@ -46,6 +47,7 @@ var (
 		2: "MODALITY_EMBEDDING",
 		3: "MODALITY_SPEECH_TO_TEXT",
 		4: "MODALITY_TEXT_TO_SPEECH",
+		5: "MODALITY_RERANK",
 	}
 	Modality_value = map[string]int32{
 		"MODALITY_UNSPECIFIED":    0,
@@ -53,6 +55,7 @@ var (
 		"MODALITY_EMBEDDING":      2,
 		"MODALITY_SPEECH_TO_TEXT": 3,
 		"MODALITY_TEXT_TO_SPEECH": 4,
+		"MODALITY_RERANK":         5,
 	}
 )
 
@@ -4033,6 +4036,576 @@ func (*SynthesizeResponse_Audio) isSynthesizeResponse_Event() {}
 
 func (*SynthesizeResponse_Final) isSynthesizeResponse_Event() {}
 
+type EmbedRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Model  string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Inputs []*EmbedInput          `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	// Normalize scales each vector to unit length (L2).
+	Normalize bool `protobuf:"varint,3,opt,name=normalize,proto3" json:"normalize,omitempty"`
+	// Dimensions shortens the vectors (Matryoshka models only; 0 keeps the model's length).
+	Dimensions int32 `protobuf:"varint,4,opt,name=dimensions,proto3" json:"dimensions,omitempty"`
+	// Truncate cuts an input longer than the model's context instead of failing.
+	Truncate bool     `protobuf:"varint,5,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	Routing  *Routing `protobuf:"bytes,6,opt,name=routing,proto3" json:"routing,omitempty"`
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,7,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedRequest) Reset() {
+	*x = EmbedRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedRequest) ProtoMessage() {}
+
+func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
+func (*EmbedRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *EmbedRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *EmbedRequest) GetInputs() []*EmbedInput {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *EmbedRequest) GetNormalize() bool {
+	if x != nil {
+		return x.Normalize
+	}
+	return false
+}
+
+func (x *EmbedRequest) GetDimensions() int32 {
+	if x != nil {
+		return x.Dimensions
+	}
+	return 0
+}
+
+func (x *EmbedRequest) GetTruncate() bool {
+	if x != nil {
+		return x.Truncate
+	}
+	return false
+}
+
+func (x *EmbedRequest) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+func (x *EmbedRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+// EmbedInput is text, or token ids of the model's vocabulary taken as they are.
+type EmbedInput struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Input:
+	//
+	//	*EmbedInput_Text
+	//	*EmbedInput_Tokens
+	Input         isEmbedInput_Input `protobuf_oneof:"input"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedInput) Reset() {
+	*x = EmbedInput{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedInput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedInput) ProtoMessage() {}
+
+func (x *EmbedInput) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedInput.ProtoReflect.Descriptor instead.
+func (*EmbedInput) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *EmbedInput) GetInput() isEmbedInput_Input {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *EmbedInput) GetText() string {
+	if x != nil {
+		if x, ok := x.Input.(*EmbedInput_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *EmbedInput) GetTokens() *TokenIDs {
+	if x != nil {
+		if x, ok := x.Input.(*EmbedInput_Tokens); ok {
+			return x.Tokens
+		}
+	}
+	return nil
+}
+
+type isEmbedInput_Input interface {
+	isEmbedInput_Input()
+}
+
+type EmbedInput_Text struct {
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+type EmbedInput_Tokens struct {
+	Tokens *TokenIDs `protobuf:"bytes,2,opt,name=tokens,proto3,oneof"`
+}
+
+func (*EmbedInput_Text) isEmbedInput_Input() {}
+
+func (*EmbedInput_Tokens) isEmbedInput_Input() {}
+
+type TokenIDs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []int32                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenIDs) Reset() {
+	*x = TokenIDs{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenIDs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenIDs) ProtoMessage() {}
+
+func (x *TokenIDs) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenIDs.ProtoReflect.Descriptor instead.
+func (*TokenIDs) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *TokenIDs) GetIds() []int32 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+type EmbedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Embeddings are the vectors, one per input in order.
+	Embeddings    []*Embedding `protobuf:"bytes,2,rep,name=embeddings,proto3" json:"embeddings,omitempty"`
+	PromptTokens  int32        `protobuf:"varint,3,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	ProcessMs     float64      `protobuf:"fixed64,4,opt,name=process_ms,json=processMs,proto3" json:"process_ms,omitempty"`
+	ServedBy      string       `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedResponse) Reset() {
+	*x = EmbedResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedResponse) ProtoMessage() {}
+
+func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
+func (*EmbedResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *EmbedResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *EmbedResponse) GetEmbeddings() []*Embedding {
+	if x != nil {
+		return x.Embeddings
+	}
+	return nil
+}
+
+func (x *EmbedResponse) GetPromptTokens() int32 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *EmbedResponse) GetProcessMs() float64 {
+	if x != nil {
+		return x.ProcessMs
+	}
+	return 0
+}
+
+func (x *EmbedResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+type Embedding struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []float32              `protobuf:"fixed32,1,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Embedding) Reset() {
+	*x = Embedding{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Embedding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Embedding) ProtoMessage() {}
+
+func (x *Embedding) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
+func (*Embedding) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *Embedding) GetValues() []float32 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+type RerankRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Model     string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Query     string                 `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	Documents []string               `protobuf:"bytes,3,rep,name=documents,proto3" json:"documents,omitempty"`
+	// TopN keeps the n most relevant results; 0 keeps all.
+	TopN int32 `protobuf:"varint,4,opt,name=top_n,json=topN,proto3" json:"top_n,omitempty"`
+	// Truncate cuts a query-document pair longer than the model's context instead of failing.
+	Truncate bool     `protobuf:"varint,5,opt,name=truncate,proto3" json:"truncate,omitempty"`
+	Routing  *Routing `protobuf:"bytes,6,opt,name=routing,proto3" json:"routing,omitempty"`
+	// KeepAlive as in ChatRequest.
+	KeepAlive     string `protobuf:"bytes,7,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankRequest) Reset() {
+	*x = RerankRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankRequest) ProtoMessage() {}
+
+func (x *RerankRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
+func (*RerankRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RerankRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *RerankRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *RerankRequest) GetDocuments() []string {
+	if x != nil {
+		return x.Documents
+	}
+	return nil
+}
+
+func (x *RerankRequest) GetTopN() int32 {
+	if x != nil {
+		return x.TopN
+	}
+	return 0
+}
+
+func (x *RerankRequest) GetTruncate() bool {
+	if x != nil {
+		return x.Truncate
+	}
+	return false
+}
+
+func (x *RerankRequest) GetRouting() *Routing {
+	if x != nil {
+		return x.Routing
+	}
+	return nil
+}
+
+func (x *RerankRequest) GetKeepAlive() string {
+	if x != nil {
+		return x.KeepAlive
+	}
+	return ""
+}
+
+type RerankResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Results are sorted by relevance_score, highest first.
+	Results       []*RerankResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	PromptTokens  int32           `protobuf:"varint,3,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	ProcessMs     float64         `protobuf:"fixed64,4,opt,name=process_ms,json=processMs,proto3" json:"process_ms,omitempty"`
+	ServedBy      string          `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerankResponse) Reset() {
+	*x = RerankResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankResponse) ProtoMessage() {}
+
+func (x *RerankResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
+func (*RerankResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *RerankResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *RerankResponse) GetResults() []*RerankResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *RerankResponse) GetPromptTokens() int32 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *RerankResponse) GetProcessMs() float64 {
+	if x != nil {
+		return x.ProcessMs
+	}
+	return 0
+}
+
+func (x *RerankResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+type RerankResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Index is the document's position in the request.
+	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// RelevanceScore is the model's raw score: higher is more relevant.
+	RelevanceScore float32 `protobuf:"fixed32,2,opt,name=relevance_score,json=relevanceScore,proto3" json:"relevance_score,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RerankResult) Reset() {
+	*x = RerankResult{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerankResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerankResult) ProtoMessage() {}
+
+func (x *RerankResult) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerankResult.ProtoReflect.Descriptor instead.
+func (*RerankResult) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *RerankResult) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RerankResult) GetRelevanceScore() float32 {
+	if x != nil {
+		return x.RelevanceScore
+	}
+	return 0
+}
+
 // AudioChunk is the next piece of an audio stream: concatenated, the chunks are one file in
 // its format.
 type AudioChunk struct {
@@ -4048,7 +4621,7 @@ type AudioChunk struct {
 
 func (x *AudioChunk) Reset() {
 	*x = AudioChunk{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4060,7 +4633,7 @@ func (x *AudioChunk) String() string {
 func (*AudioChunk) ProtoMessage() {}
 
 func (x *AudioChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4073,7 +4646,7 @@ func (x *AudioChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AudioChunk.ProtoReflect.Descriptor instead.
 func (*AudioChunk) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *AudioChunk) GetData() []byte {
@@ -4116,7 +4689,7 @@ type SynthesizeFinal struct {
 
 func (x *SynthesizeFinal) Reset() {
 	*x = SynthesizeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4128,7 +4701,7 @@ func (x *SynthesizeFinal) String() string {
 func (*SynthesizeFinal) ProtoMessage() {}
 
 func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4141,7 +4714,7 @@ func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeFinal.ProtoReflect.Descriptor instead.
 func (*SynthesizeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *SynthesizeFinal) GetSampleRate() int32 {
@@ -4183,7 +4756,7 @@ type ConverseRequest struct {
 
 func (x *ConverseRequest) Reset() {
 	*x = ConverseRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4195,7 +4768,7 @@ func (x *ConverseRequest) String() string {
 func (*ConverseRequest) ProtoMessage() {}
 
 func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4208,7 +4781,7 @@ func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseRequest.ProtoReflect.Descriptor instead.
 func (*ConverseRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConverseRequest) GetConfig() *ConverseConfig {
@@ -4250,7 +4823,7 @@ type ConverseConfig struct {
 
 func (x *ConverseConfig) Reset() {
 	*x = ConverseConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4262,7 +4835,7 @@ func (x *ConverseConfig) String() string {
 func (*ConverseConfig) ProtoMessage() {}
 
 func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4275,7 +4848,7 @@ func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseConfig.ProtoReflect.Descriptor instead.
 func (*ConverseConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ConverseConfig) GetSttModel() string {
@@ -4377,7 +4950,7 @@ type ConverseResponse struct {
 
 func (x *ConverseResponse) Reset() {
 	*x = ConverseResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4389,7 +4962,7 @@ func (x *ConverseResponse) String() string {
 func (*ConverseResponse) ProtoMessage() {}
 
 func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4402,7 +4975,7 @@ func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseResponse.ProtoReflect.Descriptor instead.
 func (*ConverseResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ConverseResponse) GetEvent() isConverseResponse_Event {
@@ -4497,7 +5070,7 @@ type ConverseFinal struct {
 
 func (x *ConverseFinal) Reset() {
 	*x = ConverseFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4509,7 +5082,7 @@ func (x *ConverseFinal) String() string {
 func (*ConverseFinal) ProtoMessage() {}
 
 func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4522,7 +5095,7 @@ func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseFinal.ProtoReflect.Descriptor instead.
 func (*ConverseFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ConverseFinal) GetSttServedBy() string {
@@ -4899,7 +5472,55 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x05audio\x18\x02 \x01(\v2\x16.syn4pse.v1.AudioChunkH\x00R\x05audio\x123\n" +
 	"\x05final\x18\x03 \x01(\v2\x1b.syn4pse.v1.SynthesizeFinalH\x00R\x05final\x12\x1b\n" +
 	"\tserved_by\x18\x04 \x01(\tR\bservedByB\a\n" +
-	"\x05event\"m\n" +
+	"\x05event\"\xfc\x01\n" +
+	"\fEmbedRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
+	"\x06inputs\x18\x02 \x03(\v2\x16.syn4pse.v1.EmbedInputR\x06inputs\x12\x1c\n" +
+	"\tnormalize\x18\x03 \x01(\bR\tnormalize\x12\x1e\n" +
+	"\n" +
+	"dimensions\x18\x04 \x01(\x05R\n" +
+	"dimensions\x12\x1a\n" +
+	"\btruncate\x18\x05 \x01(\bR\btruncate\x12-\n" +
+	"\arouting\x18\x06 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\a \x01(\tR\tkeepAlive\"[\n" +
+	"\n" +
+	"EmbedInput\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12.\n" +
+	"\x06tokens\x18\x02 \x01(\v2\x14.syn4pse.v1.TokenIDsH\x00R\x06tokensB\a\n" +
+	"\x05input\"\x1c\n" +
+	"\bTokenIDs\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x05R\x03ids\"\xbd\x01\n" +
+	"\rEmbedResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x125\n" +
+	"\n" +
+	"embeddings\x18\x02 \x03(\v2\x15.syn4pse.v1.EmbeddingR\n" +
+	"embeddings\x12#\n" +
+	"\rprompt_tokens\x18\x03 \x01(\x05R\fpromptTokens\x12\x1d\n" +
+	"\n" +
+	"process_ms\x18\x04 \x01(\x01R\tprocessMs\x12\x1b\n" +
+	"\tserved_by\x18\x05 \x01(\tR\bservedBy\"#\n" +
+	"\tEmbedding\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\x02R\x06values\"\xd8\x01\n" +
+	"\rRerankRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12\x1c\n" +
+	"\tdocuments\x18\x03 \x03(\tR\tdocuments\x12\x13\n" +
+	"\x05top_n\x18\x04 \x01(\x05R\x04topN\x12\x1a\n" +
+	"\btruncate\x18\x05 \x01(\bR\btruncate\x12-\n" +
+	"\arouting\x18\x06 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
+	"\n" +
+	"keep_alive\x18\a \x01(\tR\tkeepAlive\"\xbb\x01\n" +
+	"\x0eRerankResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x122\n" +
+	"\aresults\x18\x02 \x03(\v2\x18.syn4pse.v1.RerankResultR\aresults\x12#\n" +
+	"\rprompt_tokens\x18\x03 \x01(\x05R\fpromptTokens\x12\x1d\n" +
+	"\n" +
+	"process_ms\x18\x04 \x01(\x01R\tprocessMs\x12\x1b\n" +
+	"\tserved_by\x18\x05 \x01(\tR\bservedBy\"M\n" +
+	"\fRerankResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12'\n" +
+	"\x0frelevance_score\x18\x02 \x01(\x02R\x0erelevanceScore\"m\n" +
 	"\n" +
 	"AudioChunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x16\n" +
@@ -4947,13 +5568,14 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06answer\x18\x04 \x01(\tR\x06answer\x12'\n" +
 	"\x05usage\x18\x05 \x01(\v2\x11.syn4pse.v1.UsageR\x05usage\x12\"\n" +
 	"\rfirst_text_ms\x18\x06 \x01(\x01R\vfirstTextMs\x12$\n" +
-	"\x0efirst_audio_ms\x18\a \x01(\x01R\ffirstAudioMs*\x88\x01\n" +
+	"\x0efirst_audio_ms\x18\a \x01(\x01R\ffirstAudioMs*\x9d\x01\n" +
 	"\bModality\x12\x18\n" +
 	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODALITY_LLM\x10\x01\x12\x16\n" +
 	"\x12MODALITY_EMBEDDING\x10\x02\x12\x1b\n" +
 	"\x17MODALITY_SPEECH_TO_TEXT\x10\x03\x12\x1b\n" +
-	"\x17MODALITY_TEXT_TO_SPEECH\x10\x04*\x92\x01\n" +
+	"\x17MODALITY_TEXT_TO_SPEECH\x10\x04\x12\x13\n" +
+	"\x0fMODALITY_RERANK\x10\x05*\x92\x01\n" +
 	"\n" +
 	"ModelState\x12\x1b\n" +
 	"\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -4964,7 +5586,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
-	"\x14FINISH_REASON_LENGTH\x10\x022\x87\x03\n" +
+	"\x14FINISH_REASON_LENGTH\x10\x022\x86\x04\n" +
 	"\x10InferenceService\x12?\n" +
 	"\x04Chat\x12\x17.syn4pse.v1.ChatRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12G\n" +
 	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12O\n" +
@@ -4972,7 +5594,9 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"Transcribe\x12\x1d.syn4pse.v1.TranscribeRequest\x1a\x1e.syn4pse.v1.TranscribeResponse(\x010\x01\x12M\n" +
 	"\n" +
 	"Synthesize\x12\x1d.syn4pse.v1.SynthesizeRequest\x1a\x1e.syn4pse.v1.SynthesizeResponse0\x01\x12I\n" +
-	"\bConverse\x12\x1b.syn4pse.v1.ConverseRequest\x1a\x1c.syn4pse.v1.ConverseResponse(\x010\x012\xdc\x03\n" +
+	"\bConverse\x12\x1b.syn4pse.v1.ConverseRequest\x1a\x1c.syn4pse.v1.ConverseResponse(\x010\x01\x12<\n" +
+	"\x05Embed\x12\x18.syn4pse.v1.EmbedRequest\x1a\x19.syn4pse.v1.EmbedResponse\x12?\n" +
+	"\x06Rerank\x12\x19.syn4pse.v1.RerankRequest\x1a\x1a.syn4pse.v1.RerankResponse2\xdc\x03\n" +
 	"\fModelService\x12K\n" +
 	"\n" +
 	"ListModels\x12\x1d.syn4pse.v1.ListModelsRequest\x1a\x1e.syn4pse.v1.ListModelsResponse\x12E\n" +
@@ -5001,7 +5625,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -5058,13 +5682,21 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*TranscribeFinal)(nil),     // 52: syn4pse.v1.TranscribeFinal
 	(*SynthesizeRequest)(nil),   // 53: syn4pse.v1.SynthesizeRequest
 	(*SynthesizeResponse)(nil),  // 54: syn4pse.v1.SynthesizeResponse
-	(*AudioChunk)(nil),          // 55: syn4pse.v1.AudioChunk
-	(*SynthesizeFinal)(nil),     // 56: syn4pse.v1.SynthesizeFinal
-	(*ConverseRequest)(nil),     // 57: syn4pse.v1.ConverseRequest
-	(*ConverseConfig)(nil),      // 58: syn4pse.v1.ConverseConfig
-	(*ConverseResponse)(nil),    // 59: syn4pse.v1.ConverseResponse
-	(*ConverseFinal)(nil),       // 60: syn4pse.v1.ConverseFinal
-	nil,                         // 61: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*EmbedRequest)(nil),        // 55: syn4pse.v1.EmbedRequest
+	(*EmbedInput)(nil),          // 56: syn4pse.v1.EmbedInput
+	(*TokenIDs)(nil),            // 57: syn4pse.v1.TokenIDs
+	(*EmbedResponse)(nil),       // 58: syn4pse.v1.EmbedResponse
+	(*Embedding)(nil),           // 59: syn4pse.v1.Embedding
+	(*RerankRequest)(nil),       // 60: syn4pse.v1.RerankRequest
+	(*RerankResponse)(nil),      // 61: syn4pse.v1.RerankResponse
+	(*RerankResult)(nil),        // 62: syn4pse.v1.RerankResult
+	(*AudioChunk)(nil),          // 63: syn4pse.v1.AudioChunk
+	(*SynthesizeFinal)(nil),     // 64: syn4pse.v1.SynthesizeFinal
+	(*ConverseRequest)(nil),     // 65: syn4pse.v1.ConverseRequest
+	(*ConverseConfig)(nil),      // 66: syn4pse.v1.ConverseConfig
+	(*ConverseResponse)(nil),    // 67: syn4pse.v1.ConverseResponse
+	(*ConverseFinal)(nil),       // 68: syn4pse.v1.ConverseFinal
+	nil,                         // 69: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -5089,7 +5721,7 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	61, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	69, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	26, // 23: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
 	4,  // 24: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
 	30, // 25: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
@@ -5107,52 +5739,62 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	51, // 37: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
 	50, // 38: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
 	10, // 39: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
-	55, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	56, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
-	58, // 42: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
-	5,  // 43: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
-	8,  // 44: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
-	10, // 45: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
-	52, // 46: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
-	14, // 47: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
-	55, // 48: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	60, // 49: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
-	16, // 50: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
-	11, // 51: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 52: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	47, // 53: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
-	53, // 54: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
-	57, // 55: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
-	18, // 56: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	36, // 57: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	38, // 58: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	40, // 59: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	42, // 60: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	44, // 61: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	23, // 62: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	27, // 63: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	31, // 64: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	34, // 65: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	13, // 66: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 67: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	49, // 68: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
-	54, // 69: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
-	59, // 70: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
-	19, // 71: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	37, // 72: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	39, // 73: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	41, // 74: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	43, // 75: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	45, // 76: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	24, // 77: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	28, // 78: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	32, // 79: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	35, // 80: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	66, // [66:81] is the sub-list for method output_type
-	51, // [51:66] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	63, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	64, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
+	56, // 42: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
+	10, // 43: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
+	57, // 44: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
+	59, // 45: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
+	10, // 46: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
+	62, // 47: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
+	66, // 48: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
+	5,  // 49: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
+	8,  // 50: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
+	10, // 51: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
+	52, // 52: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
+	14, // 53: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
+	63, // 54: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	68, // 55: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
+	16, // 56: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
+	11, // 57: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	12, // 58: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	47, // 59: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
+	53, // 60: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
+	65, // 61: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
+	55, // 62: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
+	60, // 63: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
+	18, // 64: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	36, // 65: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	38, // 66: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	40, // 67: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	42, // 68: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	44, // 69: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	23, // 70: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	27, // 71: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	31, // 72: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	34, // 73: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	13, // 74: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	13, // 75: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	49, // 76: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	54, // 77: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	67, // 78: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	58, // 79: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
+	61, // 80: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
+	19, // 81: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	37, // 82: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	39, // 83: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	41, // 84: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	43, // 85: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	45, // 86: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	24, // 87: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	28, // 88: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	32, // 89: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	35, // 90: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	74, // [74:91] is the sub-list for method output_type
+	57, // [57:74] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -5180,7 +5822,11 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 		(*SynthesizeResponse_Audio)(nil),
 		(*SynthesizeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[54].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[51].OneofWrappers = []any{
+		(*EmbedInput_Text)(nil),
+		(*EmbedInput_Tokens)(nil),
+	}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[62].OneofWrappers = []any{
 		(*ConverseResponse_Transcript)(nil),
 		(*ConverseResponse_Delta)(nil),
 		(*ConverseResponse_Audio)(nil),
@@ -5192,7 +5838,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   57,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
