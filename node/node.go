@@ -165,8 +165,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	for _, svc := range []string{"", pb.InferenceService_ServiceDesc.ServiceName, pb.ModelService_ServiceDesc.ServiceName, pb.NodeService_ServiceDesc.ServiceName} {
 		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
+	httpHandler := httpapi.New(inference, modelSvc, nodeSvc)
+	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
 	n.httpServer = &http.Server{
-		Handler:           httpapi.New(inference, modelSvc, nodeSvc),
+		Handler:           httpHandler,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 

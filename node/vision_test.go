@@ -2,19 +2,24 @@ package node_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"errors"
 	"image"
 	"image/color"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+	"github.com/ekisa-team/syn4pse/node"
+	"github.com/ekisa-team/syn4pse/node/config"
 )
 
 // pngDataURL is a w×h gradient as a data: URL, as the SDKs send a local image.
@@ -86,5 +91,74 @@ func TestChatWithImages(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest ||
 		!strings.Contains(apiErr.Message, "no vision") || !strings.Contains(apiErr.Message, "mmproj") {
 		t.Errorf("image to a text-only model: %v", err)
+	}
+}
+
+// An image part may name an http(s) URL only where server.fetch_image_urls is on: the node then
+// fetches it (here from a server on loopback) and counts it as the same image sent inline;
+// elsewhere, and for a URL that holds no image, the answer is a 400 that says what to do.
+func TestImageURLsFetchedOnlyWhenAllowed(t *testing.T) {
+	projector := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := tinygguf.WriteVisionProjector(projector, 4); err != nil {
+		t.Fatal(err)
+	}
+	dataURL := pngDataURL(t, 24, 24)
+	png, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(dataURL, "data:image/png;base64,"))
+	images := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/cat.png":
+			w.Write(png)
+		case "/page.html":
+			w.Write([]byte("<html><body>not an image</body></html>"))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(images.Close)
+
+	viewer := tinyDecl("viewer")
+	viewer.Projector = projector
+	start := func(fetch bool) string {
+		cfg := &config.Config{DataDir: t.TempDir(), Server: config.Server{Host: "127.0.0.1", ShutdownTimeout: 10 * time.Second, FetchImageURLs: fetch},
+			Log: config.Log{Level: "info", Format: "text"}, Lifecycle: config.Lifecycle{KeepAlive: 5 * time.Minute}, Models: []config.Model{viewer}}
+		n, err := node.Start(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Shutdown(context.Background()) })
+		return n.HTTPAddr()
+	}
+	chat := func(addr, url string) (*openai.ChatCompletion, error) {
+		client := openaiClient("http://" + addr)
+		return client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{
+			Model: "viewer",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage([]openai.ChatCompletionContentPartUnionParam{
+				openai.TextContentPart("Describe:"), openai.ImageContentPart(openai.ChatCompletionContentPartImageImageURLParam{URL: url})})},
+			MaxTokens: openai.Int(4), Seed: openai.Int(1),
+		})
+	}
+	fetching, refusing := start(true), start(false)
+
+	inline, err := chat(fetching, dataURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched, err := chat(fetching, images.URL+"/cat.png")
+	if err != nil {
+		t.Fatalf("fetched image: %v", err)
+	}
+	if fetched.Usage.PromptTokens != inline.Usage.PromptTokens {
+		t.Errorf("fetched image: %d prompt tokens, inline %d", fetched.Usage.PromptTokens, inline.Usage.PromptTokens)
+	}
+	for _, tc := range []struct{ addr, url, want string }{
+		{refusing, images.URL + "/cat.png", "server.fetch_image_urls"},
+		{fetching, images.URL + "/page.html", "not an image"},
+		{fetching, images.URL + "/missing.png", "404"},
+	} {
+		_, err := chat(tc.addr, tc.url)
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || !strings.Contains(apiErr.Message, tc.want) {
+			t.Errorf("%s: %v; want 400 mentioning %q", tc.url, err, tc.want)
+		}
 	}
 }

@@ -58,6 +58,9 @@ type Server struct {
 	// MaxAudio is server.max_audio: the longest audio a transcription may send; longer audio
 	// is refused (HTTP 413, gRPC OUT_OF_RANGE).
 	MaxAudio time.Duration
+	// FetchImageURLs is server.fetch_image_urls: whether chat image parts may name http(s) URLs
+	// that the node fetches (bounded in size and time); off, only data: URLs are taken.
+	FetchImageURLs bool
 }
 
 // P2P is the [p2p] table: how the node joins its mesh. The mesh itself (the swarm key) is in
@@ -305,6 +308,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			GRPCPort:        k.Int("server.grpc_port"),
 			ShutdownTimeout: k.Duration("server.shutdown_timeout"),
 			MaxAudio:        k.Duration("server.max_audio"),
+			FetchImageURLs:  k.Bool("server.fetch_image_urls"),
 		},
 		Log: Log{Level: k.String("log.level"), Format: k.String("log.format")},
 		P2P: P2P{

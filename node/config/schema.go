@@ -53,6 +53,7 @@ func defaultValues() map[string]any {
 		"server.grpc_port":        50051,
 		"server.shutdown_timeout": 30 * time.Second,
 		"server.max_audio":        30 * time.Minute,
+		"server.fetch_image_urls": false,
 		"log.level":               "info",
 		"log.format":              "text",
 		"p2p.listen":              []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"},
@@ -102,6 +103,7 @@ var schema = &node{children: map[string]*node{
 		"grpc_port":        {field: &field{kind: kindInt, min: 0, max: 65535}},
 		"shutdown_timeout": {field: &field{kind: kindDuration}},
 		"max_audio":        {field: &field{kind: kindDuration}},
+		"fetch_image_urls": {field: &field{kind: kindBool}},
 	}},
 	"log": {children: map[string]*node{
 		"level":  {field: &field{kind: kindChoice, choices: []string{"debug", "info", "warn", "error"}}},

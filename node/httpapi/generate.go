@@ -106,6 +106,10 @@ func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, req) {
 		return
 	}
+	if err := h.inlineImageURLs(r.Context(), req); err != nil {
+		writeStatusError(w, err)
+		return
+	}
 	if slices.Contains(req.Modalities, "audio") {
 		h.chatWithAudio(w, r, req)
 		return

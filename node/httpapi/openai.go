@@ -239,7 +239,7 @@ func parseDataURL(url string) (string, []byte, error) {
 	meta, payload, found := strings.Cut(rest, ",")
 	mime, isBase64 := strings.CutSuffix(meta, ";base64")
 	if !ok || !found || !isBase64 {
-		return "", nil, fmt.Errorf("image_url.url: want a data:image/...;base64,... URL (this node fetches no URLs)")
+		return "", nil, fmt.Errorf("image_url.url: want a data:image/...;base64,... URL (or an http(s) URL where server.fetch_image_urls is on)")
 	}
 	data, err := base64.StdEncoding.DecodeString(payload)
 	if err != nil {

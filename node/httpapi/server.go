@@ -29,6 +29,9 @@ type Handler struct {
 	models    *api.ModelService
 	node      *api.NodeService
 	mux       *http.ServeMux
+	// FetchImageURLs lets chat image parts name http(s) URLs, fetched by the node
+	// (server.fetch_image_urls); off, only data: URLs are taken.
+	FetchImageURLs bool
 }
 
 // New returns the HTTP API over the node's services.
