@@ -162,3 +162,29 @@ func TestImageURLsFetchedOnlyWhenAllowed(t *testing.T) {
 		}
 	}
 }
+
+// Image positions count in the context check: a prompt that fits as text but not with its image
+// is a 400 that states the limit.
+func TestImageCountsInTheContext(t *testing.T) {
+	projector := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := tinygguf.WriteVisionProjector(projector, 4); err != nil {
+		t.Fatal(err)
+	}
+	viewer := tinyDecl("viewer")
+	viewer.Projector, viewer.ContextLength = projector, 32
+	n := startNode(t, viewer)
+	client := openaiClient("http://" + n.HTTPAddr())
+	ask := func(parts ...openai.ChatCompletionContentPartUnionParam) error {
+		_, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: "viewer",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(parts)}, MaxTokens: openai.Int(2)})
+		return err
+	}
+	if err := ask(openai.TextContentPart("Describe:")); err != nil {
+		t.Fatalf("text alone (24 tokens of 32): %v", err)
+	}
+	err := ask(openai.TextContentPart("Describe:"), openai.ImageContentPart(openai.ChatCompletionContentPartImageImageURLParam{URL: pngDataURL(t, 8, 8)}))
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || !strings.Contains(apiErr.Message, "32") {
+		t.Errorf("text and an image (40 positions of 32): %v", err)
+	}
+}
