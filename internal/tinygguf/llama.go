@@ -87,9 +87,9 @@ func (v *vocabBuilder) piece(p string) {
 }
 
 // llamaVocab is a SentencePiece-style vocabulary: <unk>, <s>, </s>, the 256 byte tokens (so any
-// text encodes), the ChatML control tokens, then English pieces ("▁" marks a word start), most
-// useful first.
-func llamaVocab(size int) (tokens []string, scores []float32, types []int32) {
+// text encodes), the ChatML control tokens and the given extra ones, then English pieces ("▁"
+// marks a word start), most useful first.
+func llamaVocab(size int, controls ...string) (tokens []string, scores []float32, types []int32) {
 	v := newVocabBuilder(size)
 	v.add("<unk>", tokenUnknown)
 	v.add("<s>", tokenControl)
@@ -99,6 +99,9 @@ func llamaVocab(size int) (tokens []string, scores []float32, types []int32) {
 	}
 	v.add("<|im_start|>", tokenControl)
 	v.add("<|im_end|>", tokenControl)
+	for _, c := range controls {
+		v.add(c, tokenControl)
+	}
 
 	// Letters, digits and common punctuation are pieces; other characters (newline included,
 	// as in Llama 2's vocabulary) fall back to byte tokens.

@@ -20,7 +20,8 @@ type Options struct {
 	// Arch is "llama" (the default: a chat LLM), "bert" (an embedding model, Pooling),
 	// "outetts" (a llama LLM with OuteTTS's audio-code vocabulary: text-to-codes) or
 	// "wavtokenizer" (a WavTokenizer decoder, "wavtokenizer-dec": codes-to-spectrum, the
-	// vocoder of OuteTTS).
+	// vocoder of OuteTTS), or "qwen2vl" (the llama LLM as Qwen2-VL's, with M-RoPE positions;
+	// WriteQwen2VL writes it with its vision projector).
 	Arch string
 	// Size is "tiny" (the default: vocabulary 512, n_embd 64, 2 layers, F32, a few hundred KB)
 	// or "bench" (12 layers, F16 matrices, a few hundred MB: big enough that timings reflect
@@ -79,9 +80,9 @@ func Write(path string, opts Options) error {
 	var tensors []*ggml.Tensor
 	name := "syn4pse-" + arch + "-" + size
 	switch arch {
-	case "llama", "bert", "outetts":
+	case "llama", "bert", "outetts", "qwen2vl":
 		shapeArch := arch
-		if arch == "outetts" {
+		if arch == "outetts" || arch == "qwen2vl" {
 			shapeArch = "llama"
 		}
 		s, err := shapeFor(shapeArch, size)
@@ -104,6 +105,8 @@ func Write(path string, opts Options) error {
 			kv, tensors = bertModel(s, opts)
 		case "outetts":
 			kv, tensors = outettsModel(s, opts)
+		case "qwen2vl":
+			kv, tensors = qwen2vlModel(s, opts)
 		}
 		kv["general.file_type"] = uint32(fileType(s))
 	case "wavtokenizer":
@@ -114,7 +117,7 @@ func Write(path string, opts Options) error {
 		kv, tensors = wavTokenizerModel(s, opts)
 		kv["general.file_type"] = uint32(1) // the convolutions are F16
 	default:
-		return fmt.Errorf("unknown arch %q: want llama, bert, outetts or wavtokenizer", opts.Arch)
+		return fmt.Errorf("unknown arch %q: want llama, bert, outetts, qwen2vl or wavtokenizer", opts.Arch)
 	}
 	kv["general.name"] = name
 	kv["general.parameter_count"] = parameterCount(tensors)
