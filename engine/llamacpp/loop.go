@@ -105,7 +105,10 @@ func (r *request) take() (string, bool) {
 type slot struct {
 	seq    int
 	tokens []int32 // in the KV cache at positions 0..len-1
-	used   uint64  // the loop's step when it last served a request, to reuse the oldest cache
+	// extraCells is how many more KV cells than tokens the sequence fills: under M-RoPE
+	// (Qwen2-VL) an image of w×h embeddings takes w·h cells but only max(w, h) positions.
+	extraCells int
+	used       uint64 // the loop's step when it last served a request, to reuse the oldest cache
 
 	req     *request
 	res     engine.GenerateResult
@@ -122,6 +125,15 @@ type slot struct {
 }
 
 func (s *slot) generating() bool { return s.req != nil && len(s.pending) == 0 && !s.media }
+
+// cells is how many KV-cache cells s's sequence fills.
+func (s *slot) cells() int { return len(s.tokens) + s.extraCells }
+
+// emptyCache removes s's sequence from the KV cache.
+func (l *loop) emptyCache(s *slot) {
+	l.lctx.RemoveTokens(s.seq, 0, -1)
+	s.tokens, s.extraCells = s.tokens[:0], 0
+}
 
 // loop is the decode loop of one model.
 type loop struct {
@@ -325,7 +337,8 @@ func (l *loop) start(s *slot, r *request) {
 		l.lctx.RemoveTokens(s.seq, 0, -1)
 		cached = 0
 	}
-	s.tokens = s.tokens[:cached]
+	// A media prompt's positions match no token (mediaPosition), so a reused prefix holds none.
+	s.tokens, s.extraCells = s.tokens[:cached], 0
 	s.req = r
 	s.pending = r.prompt[cached:]
 	s.started = time.Now()
@@ -412,8 +425,7 @@ func (l *loop) step() {
 		l.unfill()
 		for _, s := range l.slots {
 			if s.req != nil {
-				l.lctx.RemoveTokens(s.seq, 0, -1)
-				s.tokens = s.tokens[:0]
+				l.emptyCache(s)
 				l.finish(s, fmt.Errorf("llama.cpp failed to decode: %w", err))
 			}
 		}
@@ -547,9 +559,8 @@ func (l *loop) unfill() {
 func (l *loop) relieveCache() {
 	freed := false
 	for _, s := range l.slots {
-		if s.req == nil && len(s.tokens) > 0 {
-			l.lctx.RemoveTokens(s.seq, 0, -1)
-			s.tokens = s.tokens[:0]
+		if s.req == nil && s.cells() > 0 {
+			l.emptyCache(s)
 			freed = true
 		}
 	}
@@ -566,12 +577,12 @@ func (l *loop) relieveCache() {
 	}
 	var longest *slot
 	for _, s := range l.slots {
-		if s.req != nil && (longest == nil || len(s.tokens) > len(longest.tokens)) {
+		if s.req != nil && (longest == nil || s.cells() > longest.cells()) {
 			longest = s
 		}
 	}
 	if longest != nil {
-		l.finish(longest, fmt.Errorf("%w: the KV cache is full with %d requests sharing it; this one, the longest (%d tokens), was ended so the others can go on: retry, or lower parallel or raise context_length", engine.ErrCacheFull, int(l.active.Load()), len(longest.tokens)))
+		l.finish(longest, fmt.Errorf("%w: the KV cache is full with %d requests sharing it; this one, the longest (%d tokens), was ended so the others can go on: retry, or lower parallel or raise context_length", engine.ErrCacheFull, int(l.active.Load()), longest.cells()))
 	}
 }
 
@@ -590,7 +601,7 @@ func (l *loop) accept(s *slot, token int32) {
 	case stopped:
 		s.res.FinishReason = engine.FinishStop
 		l.finish(s, nil)
-	case r.maxTokens > 0 && s.res.CompletionTokens >= r.maxTokens || len(s.tokens)+1 >= l.seqLen:
+	case r.maxTokens > 0 && s.res.CompletionTokens >= r.maxTokens || s.cells()+1 >= l.seqLen:
 		s.res.FinishReason = engine.FinishLength
 		l.finish(s, nil)
 	default:

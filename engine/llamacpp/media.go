@@ -148,8 +148,7 @@ func (m *model) tokenizeMedia(prompt string, media []native.Media) (*native.Medi
 
 // startMedia puts r, whose prompt has media, in s, emptying s's cache.
 func (l *loop) startMedia(s *slot, r *request) {
-	l.lctx.RemoveTokens(s.seq, 0, -1)
-	s.tokens = s.tokens[:0]
+	l.emptyCache(s)
 	s.req, s.pending, s.media = r, nil, true
 	s.started = time.Now()
 	s.res = engine.GenerateResult{PromptTokens: r.media.Tokens, QueueDuration: s.started.Sub(r.queuedAt)}
@@ -200,9 +199,12 @@ func (l *loop) evalMedia(s *slot) {
 	}
 
 	s.media = false
+	// Generation goes on at position pos, the prompt's positions (its KV cells under M-RoPE
+	// are more: the sequence length limit counts them).
 	for range pos {
 		s.tokens = append(s.tokens, mediaPosition)
 	}
+	s.extraCells = max(r.media.Tokens-pos, 0)
 	s.genFrom = time.Now()
 	s.res.PromptDuration = s.genFrom.Sub(s.started)
 	l.sentTo = append(l.sentTo[:0], r)
