@@ -500,3 +500,39 @@ func TestWriteVisionProjector(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteQwen2VL(t *testing.T) {
+	model, projector, err := WriteQwen2VL(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	llm, _ := shapeFor("llama", "tiny")
+	kv := decode(t, model).KV()
+	// M-RoPE's sections (time, height, width, unused) share out each head's rotary pairs.
+	sections := kv.Ints("rope.dimension_sections")
+	var pairs int32
+	for _, n := range sections {
+		pairs += n
+	}
+	if kv.Architecture() != "qwen2vl" || len(sections) != 4 || int(pairs) != llm.embd/llm.heads/2 {
+		t.Fatalf("architecture %q, rope sections %v, want qwen2vl and %d pairs", kv.Architecture(), sections, llm.embd/llm.heads/2)
+	}
+	g := decode(t, projector)
+	if kv := g.KV(); kv.String("projector_type") != "qwen2vl_merger" || !kv.Bool("has_vision_encoder") {
+		t.Fatalf("projector type %q", kv.String("projector_type"))
+	}
+	shapes := map[string][]uint64{}
+	for _, tensor := range g.Tensors().Items() {
+		shapes[tensor.Name] = tensor.Shape
+	}
+	// The merger takes 2×2 patches and puts out the LLM's embedding width (mtmd checks it).
+	for name, want := range map[string][]uint64{
+		"mm.0.weight":           {qwen2vlMergerIn, qwen2vlMergerIn},
+		"mm.2.weight":           {qwen2vlMergerIn, uint64(llm.embd)},
+		"v.patch_embd.weight.1": {qwen2vlPatch, qwen2vlPatch, 3, qwen2vlEmbd},
+	} {
+		if got := shapes[name]; !slices.Equal(got, want) {
+			t.Errorf("%s shape %v, want %v", name, got, want)
+		}
+	}
+}
