@@ -75,7 +75,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown modality",
 			file: "[models.tiny]\nmodality = \"audio\"\npath = \"a.gguf\"\n",
-			want: []string{`FILE: models.tiny.modality: want one of llm, embeddings, rerank, stt, tts, vision, embedding, speech_to_text, text_to_speech, got "audio"`},
+			want: []string{`FILE: models.tiny.modality: want one of llm, embeddings, rerank, stt, tts, embedding, speech_to_text, text_to_speech, vision, got "audio"`},
 		},
 		{
 			name: "unknown backend modality",

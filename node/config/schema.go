@@ -17,13 +17,12 @@ import (
 	"github.com/ekisa-team/syn4pse/node/models/store"
 )
 
-// The modalities a model may declare. Only llm has an engine so far; the others are accepted
-// so that configs written for later engines already load.
 // modalities are what a model does, as the seed names them: [backends.stt.*], modality = "tts".
-var modalities = []string{"llm", "embeddings", "rerank", "stt", "tts", "vision"}
+var modalities = []string{"llm", "embeddings", "rerank", "stt", "tts"}
 
-// modalityAliases are longer names accepted for the same modalities.
-var modalityAliases = map[string]string{"embedding": "embeddings", "speech_to_text": "stt", "text_to_speech": "tts"}
+// modalityAliases are other names accepted for the same modalities. A vision model is an LLM
+// whose projector (mmproj) takes images: the seed's [backends.vision.*] declares one.
+var modalityAliases = map[string]string{"embedding": "embeddings", "speech_to_text": "stt", "text_to_speech": "tts", "vision": "llm"}
 
 // acceptedModalities are the modality names a config may use: the modalities and their aliases.
 func acceptedModalities() []string {
