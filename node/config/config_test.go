@@ -424,3 +424,52 @@ model = "models/piper-1.3b"
 		t.Fatalf("models (modality engine: name) = %v, want %v", got, want)
 	}
 }
+
+// The speech and vision declarations of the README and syn4pse.toml load into what the engines
+// take: default engines per modality, no path where the engine needs none, mmproj and vocoder
+// resolved against the config file, vision read as an LLM with a projector.
+func TestSpeechAndVisionDeclarations(t *testing.T) {
+	path := writeConfig(t, `
+[backends.stt.pocketsphinx]
+[backends.tts.flite]
+voice = "kal16"
+[backends.vision.llava]
+model = "models/llava.gguf"
+mmproj = "models/llava-mmproj.gguf"
+[backends.tts.outetts]
+model = "models/outetts.gguf"
+vocoder = "models/wavtokenizer.gguf"
+[models.spanish]
+modality = "tts"
+engine = "espeak_ng"
+voice = "es"
+[models.ears]
+modality = "stt"
+`)
+	cfg, err := Load(LoadOptions{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(path)
+	got := map[string]Model{}
+	for _, m := range cfg.Models {
+		got[m.Name] = m
+	}
+	checks := []struct {
+		name, modality, engine, path, voice, projector, vocoder string
+	}{
+		{"pocketsphinx", "stt", "pocketsphinx", "", "", "", ""},
+		{"flite", "tts", "flite", "", "kal16", "", ""},
+		{"llava", "llm", "llava", filepath.Join(dir, "models/llava.gguf"), "", filepath.Join(dir, "models/llava-mmproj.gguf"), ""},
+		{"outetts", "tts", "outetts", filepath.Join(dir, "models/outetts.gguf"), "", "", filepath.Join(dir, "models/wavtokenizer.gguf")},
+		{"spanish", "tts", "espeak_ng", "", "es", "", ""},
+		{"ears", "stt", "pocketsphinx", "", "", "", ""},
+	}
+	for _, c := range checks {
+		m, ok := got[c.name]
+		if !ok || m.Modality != c.modality || m.Engine != c.engine || m.Path != c.path || m.Voice != c.voice ||
+			m.Projector != c.projector || m.Vocoder != c.vocoder {
+			t.Errorf("%s: %+v, want %+v", c.name, m, c)
+		}
+	}
+}
