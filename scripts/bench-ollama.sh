@@ -14,18 +14,27 @@
 # the servers scenario by scenario, and prints the table. Every server listens on 127.0.0.1 and
 # is stopped on exit; everything but the builds and the model lives in a temporary folder.
 #
+# BENCH_SCENARIOS=embed benchmarks embeddings instead (task bench-ollama-embed): tinygguf's bert
+# bench model, our /v1/embeddings against Ollama's /api/embed, BENCH_INPUTS short inputs in one
+# request and in one request each (cmd/embedbench).
+#
 #   scripts/bench-ollama.sh [LIBDIR]          (task bench-ollama; LIBDIR defaults to bin/lib)
 #
 # Sizes (environment): ROUNDS=3, BENCH_CTX=4096 (context per sequence, both servers),
 # BENCH_THREADS=<cores>, BENCH_PROMPT_TOKENS=256, BENCH_GEN_TOKENS=128, BENCH_STREAMS=8,
 # BENCH_STREAM_PROMPT_TOKENS=64, BENCH_LONG_PROMPT_TOKENS=2000, BENCH_RUNNING=4,
-# BENCH_RUNNING_TOKENS=1024.
+# BENCH_RUNNING_TOKENS=1024; embed: BENCH_INPUTS=256, BENCH_CTX=512.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 libdir=$(cd "${1:-bin/lib}" && pwd)
 rounds=${ROUNDS:-3}
-ctx=${BENCH_CTX:-4096}
+scenarios=${BENCH_SCENARIOS:-chat}
+case $scenarios in
+chat) arch=llama driver=loadbench modality=llm ctx=${BENCH_CTX:-4096} ;;
+embed) arch=bert driver=embedbench modality=embeddings ctx=${BENCH_CTX:-512} ;;
+*) echo "BENCH_SCENARIOS=$scenarios: want chat or embed" >&2; exit 2 ;;
+esac
 threads=${BENCH_THREADS:-$(getconf _NPROCESSORS_ONLN)}
 streams=${BENCH_STREAMS:-8}
 parallel_name=ollama-p$streams
@@ -69,11 +78,11 @@ mkdir -p build/ollama/lib/ollama.tmp
 for f in "$libdir"/libggml-base.so* "$libdir"/libggml-cpu-*.so; do ln -s "$f" build/ollama/lib/ollama.tmp/; done
 rm -rf build/ollama/lib/ollama
 mv build/ollama/lib/ollama.tmp build/ollama/lib/ollama
-bash scripts/go.sh build -o "$work/loadbench" ./cmd/loadbench
+bash scripts/go.sh build -o "$work/$driver" "./cmd/$driver"
 
-model=$root/build/bench/bench.gguf
+model=$root/build/bench/bench-$arch.gguf
 mkdir -p build/bench
-bash scripts/go.sh run ./cmd/tinygguf -arch llama -size bench -o "$model"
+bash scripts/go.sh run ./cmd/tinygguf -arch "$arch" -size bench -o "$model"
 
 # free_port prints a TCP port nothing on 127.0.0.1 listens on and that this script has not used.
 used=" "
@@ -126,6 +135,7 @@ nat = false
 keep_alive = "-1"
 
 [models.bench]
+modality = "$modality"
 path = "$model"
 context_length = $ctx
 parallel = $streams
@@ -163,16 +173,23 @@ EOF
 HOME="$work/home" OLLAMA_HOST="127.0.0.1:$ollama_default" build/ollama/bin/ollama create bench -f "$work/Modelfile" >"$work/create.log" 2>&1 ||
   { cat "$work/create.log" >&2; exit 1; }
 
-echo "== running the load (rounds: $rounds; load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "== running the $scenarios load (rounds: $rounds; load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 start=$SECONDS
-"$work/loadbench" -model bench -rounds "$rounds" -streams "$streams" \
-  -prompt-tokens "${BENCH_PROMPT_TOKENS:-256}" -gen-tokens "${BENCH_GEN_TOKENS:-128}" \
-  -stream-prompt-tokens "${BENCH_STREAM_PROMPT_TOKENS:-64}" -long-prompt-tokens "${BENCH_LONG_PROMPT_TOKENS:-2000}" \
-  -running "${BENCH_RUNNING:-4}" -running-tokens "${BENCH_RUNNING_TOKENS:-1024}" \
-  -target "syn4pse=http://127.0.0.1:$ours" \
-  -target "ollama=http://127.0.0.1:$ollama_default" \
-  -target "$parallel_name=http://127.0.0.1:$ollama_parallel" \
-  -agg-goal ollama=2 -agg-goal "$parallel_name=1.2" >"$work/table.txt" &
+if [ "$scenarios" = embed ]; then
+  "$work/embedbench" -model bench -rounds "$rounds" -inputs "${BENCH_INPUTS:-256}" \
+    -target "syn4pse=http://127.0.0.1:$ours/v1/embeddings" \
+    -target "ollama=http://127.0.0.1:$ollama_default/api/embed" \
+    -target "$parallel_name=http://127.0.0.1:$ollama_parallel/api/embed" >"$work/table.txt" &
+else
+  "$work/loadbench" -model bench -rounds "$rounds" -streams "$streams" \
+    -prompt-tokens "${BENCH_PROMPT_TOKENS:-256}" -gen-tokens "${BENCH_GEN_TOKENS:-128}" \
+    -stream-prompt-tokens "${BENCH_STREAM_PROMPT_TOKENS:-64}" -long-prompt-tokens "${BENCH_LONG_PROMPT_TOKENS:-2000}" \
+    -running "${BENCH_RUNNING:-4}" -running-tokens "${BENCH_RUNNING_TOKENS:-1024}" \
+    -target "syn4pse=http://127.0.0.1:$ours" \
+    -target "ollama=http://127.0.0.1:$ollama_default" \
+    -target "$parallel_name=http://127.0.0.1:$ollama_parallel" \
+    -agg-goal ollama=2 -agg-goal "$parallel_name=1.2" >"$work/table.txt" &
+fi
 # In the background so that a signal reaches the trap at once, not when the load is done.
 pids+=($!)
 wait "${pids[-1]}"
@@ -180,7 +197,10 @@ echo "   took $((SECONDS - start))s; load average after: $(cut -d' ' -f1-3 /proc
 
 # What each server ran, from its log.
 echo
-echo "model: tinygguf -size bench (llama architecture, F16, random weights), context $ctx per sequence, $threads threads, temperature 0"
+case $scenarios in
+chat) echo "model: tinygguf -size bench (llama architecture, F16, random weights), context $ctx per sequence, $threads threads, temperature 0" ;;
+embed) echo "model: tinygguf -arch bert -size bench (12 layers, n_embd 768, F16, random weights), Ollama num_ctx $ctx, $threads threads" ;;
+esac
 ours_cpu=$(grep -m1 -o 'library=[^ ]*' "$work/syn4pse.log" || true)
 printf '%-10s CPU %s\n' "syn4pse:" "${ours_cpu#library=}"
 for name in ollama "$parallel_name"; do
