@@ -27,16 +27,9 @@ func (s *InferenceService) Embed(ctx context.Context, req *pb.EmbedRequest) (*pb
 
 func (s *InferenceService) localEmbed(ctx context.Context, req *pb.EmbedRequest) (*pb.EmbedResponse, error) {
 	model := req.GetModel()
-	if st, ok := s.Models.Status(model); ok && st.Modality != "embeddings" {
-		return nil, invalid("%q is a %s model; Embed and /v1/embeddings need an embeddings model", model, st.Modality)
-	}
-	keepAlive, err := parseKeepAlive(req.GetKeepAlive())
+	lease, err := s.acquire(ctx, model, "embeddings", "Embed and /v1/embeddings", req.GetKeepAlive())
 	if err != nil {
 		return nil, err
-	}
-	lease, err := s.Models.Acquire(ctx, model, keepAlive)
-	if err != nil {
-		return nil, toStatus(err)
 	}
 	defer lease.Release()
 	emb := lease.Embedder()

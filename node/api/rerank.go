@@ -29,16 +29,9 @@ func (s *InferenceService) Rerank(ctx context.Context, req *pb.RerankRequest) (*
 
 func (s *InferenceService) localRerank(ctx context.Context, req *pb.RerankRequest) (*pb.RerankResponse, error) {
 	model := req.GetModel()
-	if st, ok := s.Models.Status(model); ok && st.Modality != "rerank" {
-		return nil, invalid("%q is a %s model; Rerank and /v1/rerank need a rerank model", model, st.Modality)
-	}
-	keepAlive, err := parseKeepAlive(req.GetKeepAlive())
+	lease, err := s.acquire(ctx, model, "rerank", "Rerank and /v1/rerank", req.GetKeepAlive())
 	if err != nil {
 		return nil, err
-	}
-	lease, err := s.Models.Acquire(ctx, model, keepAlive)
-	if err != nil {
-		return nil, toStatus(err)
 	}
 	defer lease.Release()
 	rr := lease.Reranker()

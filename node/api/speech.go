@@ -19,6 +19,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/internal/audio"
+	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/router"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -197,14 +198,21 @@ func (s *InferenceService) transcribeWithLLM(ctx context.Context, cfg *pb.Transc
 	return send(&pb.TranscribeResponse{Model: model, ServedBy: s.NodeID, Event: &pb.TranscribeResponse_Final{Final: final}})
 }
 
-// checkModality fails unless the model called name, when this node knows it, is of modality
-// want; what names the API that asked, for the message.
-func (s *InferenceService) checkModality(name, want, what string) error {
-	st, ok := s.Models.Status(name)
-	if ok && st.Modality != want {
-		return invalid("%q is a %s model; %s need a %s model", name, st.Modality, what, want)
+// acquire holds the model called name for one request, after checking that it is of modality
+// want when this node knows it (what names the API asking, for the message).
+func (s *InferenceService) acquire(ctx context.Context, name, want, what, keepAliveText string) (*models.Lease, error) {
+	if st, ok := s.Models.Status(name); ok && st.Modality != want {
+		return nil, invalid("%q is a %s model; %s take %s models", name, st.Modality, what, want)
 	}
-	return nil
+	keepAlive, err := parseKeepAlive(keepAliveText)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := s.Models.Acquire(ctx, name, keepAlive)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return lease, nil
 }
 
 func segmentProto(id int, seg engine.Segment) *pb.TranscriptSegment {

@@ -39,16 +39,9 @@ func (s *InferenceService) localSynthesize(ctx context.Context, req *pb.Synthesi
 		return err
 	}
 	model := req.GetModel()
-	if err := s.checkModality(model, "tts", "Synthesize and /v1/audio/speech"); err != nil {
-		return err
-	}
-	keepAlive, err := parseKeepAlive(req.GetKeepAlive())
+	lease, err := s.acquire(ctx, model, "tts", "Synthesize and /v1/audio/speech", req.GetKeepAlive())
 	if err != nil {
 		return err
-	}
-	lease, err := s.Models.Acquire(ctx, model, keepAlive)
-	if err != nil {
-		return toStatus(err)
 	}
 	defer lease.Release()
 	tts := lease.TTS()

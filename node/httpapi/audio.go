@@ -278,14 +278,7 @@ func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cf
 		}
 		return nil
 	})
-	switch {
-	case s.failed:
-	case err != nil && !s.started:
-		writeStatusError(w, err)
-	case err != nil:
-		_, body := statusError(err)
-		s.write(body)
-	}
+	s.fail(err)
 }
 
 // speechRequest is the body of POST /v1/audio/speech.
@@ -389,12 +382,5 @@ func (h *Handler) streamSpeechEvents(w http.ResponseWriter, r *http.Request, req
 		return s.write(map[string]any{"type": "speech.audio.done", "usage": map[string]any{
 			"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}})
 	})
-	switch {
-	case s.failed:
-	case err != nil && !s.started:
-		writeStatusError(w, err)
-	case err != nil:
-		_, body := statusError(err)
-		s.write(body)
-	}
+	s.fail(err)
 }

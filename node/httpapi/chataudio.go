@@ -180,12 +180,8 @@ func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, re
 			return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Data: base64.StdEncoding.EncodeToString(a.GetData())}}, nil)
 		})
 	switch {
-	case s.failed:
-	case err != nil && !s.started:
-		writeStatusError(w, err)
-	case err != nil:
-		_, body := statusError(err)
-		s.write(body)
+	case err != nil || s.failed:
+		s.fail(err)
 	default:
 		reason := finishReason(aloud.Final)
 		if chunk(&audioMessage{Audio: &messageAudio{ID: audioID, ExpiresAt: time.Now().Add(time.Hour).Unix()}}, &reason) == nil {

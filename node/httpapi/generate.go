@@ -247,22 +247,28 @@ func (s *sseStream) writeRaw(b []byte) error {
 	return nil
 }
 
+// fail ends an event stream that failed (nothing when err is nil or the client went away):
+// before any event, with an HTTP error response; after, with an error event in OpenAI's shape.
+func (s *sseStream) fail(err error) {
+	switch {
+	case err == nil || s.failed:
+	case !s.started:
+		writeStatusError(s.w, err)
+	default:
+		_, body := statusError(err)
+		s.write(body)
+	}
+}
+
 // finish ends the stream: an error before any event becomes an HTTP error response; after it,
 // an error event in OpenAI's shape; success ends with "data: [DONE]".
 func (s *sseStream) finish(err error) {
-	if s.failed {
-		return
-	}
-	if err != nil && !s.started {
-		writeStatusError(s.w, err)
-		return
-	}
 	if err != nil {
-		_, body := statusError(err)
 		slog.Debug("stream ended with an error", "err", err)
-		if s.write(body) != nil {
-			return
-		}
 	}
-	s.writeRaw([]byte("data: [DONE]\n\n"))
+	started := s.started
+	s.fail(err)
+	if !s.failed && (started || err == nil) {
+		s.writeRaw([]byte("data: [DONE]\n\n"))
+	}
 }
