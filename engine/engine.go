@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -176,6 +177,14 @@ type ModelInfo struct {
 	// Inputs are what an LLM's messages may carry: "text", and "image" or "audio" when its
 	// projector takes them.
 	Inputs []string
+}
+
+// Clone returns a copy of i that shares no slices with it, for a model's Info to hand out.
+func (i ModelInfo) Clone() ModelInfo {
+	i.Voices = slices.Clone(i.Voices)
+	i.Languages = slices.Clone(i.Languages)
+	i.Inputs = slices.Clone(i.Inputs)
+	return i
 }
 
 // Stats counts a model's requests and tokens since it was loaded.

@@ -178,7 +178,11 @@ func TestCancelAndEmitError(t *testing.T) {
 	long := strings.Repeat(strings.Join(speechtest.EnglishSentences, " ")+" ", 10)
 	ctx, cancel := context.WithCancel(t.Context())
 	var cancelledAt time.Time
+	lateEmits := 0
 	_, err := m.Synthesize(ctx, engine.SynthesizeRequest{Text: long}, func(engine.AudioChunk) error {
+		if !cancelledAt.IsZero() {
+			lateEmits++
+		}
 		if cancelledAt.IsZero() {
 			cancelledAt = time.Now()
 			cancel()
@@ -188,10 +192,10 @@ func TestCancelAndEmitError(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
 	}
-	late := time.Since(cancelledAt)
-	t.Logf("returned %v after the cancellation", late)
-	if late > time.Second {
-		t.Errorf("returned %v after the cancellation", late)
+	// Counted, not timed (a time bound fails on a busy machine): no audio after the cancellation.
+	t.Logf("returned %v after the cancellation", time.Since(cancelledAt))
+	if lateEmits > 0 {
+		t.Errorf("%d chunks emitted after the cancellation", lateEmits)
 	}
 	stop := errors.New("client went away")
 	calls := 0

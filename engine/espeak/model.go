@@ -39,10 +39,7 @@ type model struct {
 
 // Info implements engine.Model.
 func (m *model) Info() engine.ModelInfo {
-	info := m.info
-	info.Voices = append([]string(nil), m.info.Voices...)
-	info.Languages = append([]string(nil), m.info.Languages...)
-	return info
+	return m.info.Clone()
 }
 
 // Stats implements engine.Model.
@@ -121,7 +118,12 @@ func (m *model) run(ctx context.Context, args []string, text string, emit func(e
 	if err := cmd.Start(); err != nil {
 		return 0, 0, fmt.Errorf("espeak_ng: start %s: %w", m.command, err)
 	}
-	rate, samples, streamErr := streamWAV(stdout, emit)
+	rate, samples, streamErr := streamWAV(stdout, func(c engine.AudioChunk) error {
+		if err := ctx.Err(); err != nil {
+			return err // no audio after the caller stopped listening
+		}
+		return emit(c)
+	})
 	if streamErr != nil {
 		_ = cmd.Process.Kill()
 	}

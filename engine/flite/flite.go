@@ -95,10 +95,7 @@ type model struct {
 
 // Info implements engine.Model.
 func (m *model) Info() engine.ModelInfo {
-	info := m.info
-	info.Voices = append([]string(nil), m.info.Voices...)
-	info.Languages = append([]string(nil), m.info.Languages...)
-	return info
+	return m.info.Clone()
 }
 
 // Stats implements engine.Model.
@@ -195,6 +192,9 @@ func stream(ctx context.Context, voice *native.Voice, req native.Request, emit f
 		pending = nil
 		mu.Unlock()
 		for _, c := range chunks {
+			if err := ctx.Err(); err != nil {
+				return err // no audio after the caller stopped listening
+			}
 			if err := emit(c); err != nil {
 				return err
 			}

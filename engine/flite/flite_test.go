@@ -183,7 +183,11 @@ func TestCancelAndEmitError(t *testing.T) {
 	long := strings.Repeat(strings.Join(speechtest.EnglishSentences, " ")+" ", 3)
 	ctx, cancel := context.WithCancel(t.Context())
 	var cancelledAt time.Time
+	lateEmits := 0
 	_, err := m.Synthesize(ctx, engine.SynthesizeRequest{Text: long}, func(engine.AudioChunk) error {
+		if !cancelledAt.IsZero() {
+			lateEmits++
+		}
 		if cancelledAt.IsZero() {
 			cancel()
 			cancelledAt = time.Now()
@@ -193,9 +197,10 @@ func TestCancelAndEmitError(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error %v, want context.Canceled", err)
 	}
+	// Counted, not timed (a time bound fails on a busy machine): no audio after the cancellation.
 	t.Logf("returned %v after the cancellation", time.Since(cancelledAt))
-	if late := time.Since(cancelledAt); late > 500*time.Millisecond {
-		t.Errorf("returned %v after the cancellation", late)
+	if lateEmits > 0 {
+		t.Errorf("%d chunks emitted after the cancellation", lateEmits)
 	}
 	stop := errors.New("client went away")
 	calls := 0

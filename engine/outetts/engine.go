@@ -201,10 +201,7 @@ func newOuteTTSModel(m *native.Model, opts engine.LoadOptions, threads int) (*ou
 
 // Info implements engine.Model.
 func (t *outettsModel) Info() engine.ModelInfo {
-	info := t.info
-	info.Voices = append([]string(nil), t.info.Voices...)
-	info.Languages = append([]string(nil), t.info.Languages...)
-	return info
+	return t.info.Clone()
 }
 
 // Stats implements engine.Model: prompt and generated tokens are the LLM's.

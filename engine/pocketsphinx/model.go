@@ -27,9 +27,7 @@ func newModel(config native.Config, info engine.ModelInfo, first *native.Decoder
 
 // Info implements engine.Model.
 func (m *model) Info() engine.ModelInfo {
-	info := m.info
-	info.Languages = append([]string(nil), m.info.Languages...)
-	return info
+	return m.info.Clone()
 }
 
 // Stats implements engine.Model.
