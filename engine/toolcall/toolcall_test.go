@@ -26,7 +26,7 @@ var fixtures = []fixture{
 	},
 	{
 		name: "hermes content then parallel", format: Hermes,
-		text: "I'll look up both cities.\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"東京\"}}\n</tool_call>",
+		text:    "I'll look up both cities.\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"東京\"}}\n</tool_call>",
 		content: "I'll look up both cities.",
 		calls: []Call{
 			{Name: "get_weather", Arguments: `{"city":"Paris"}`},
