@@ -89,10 +89,7 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	name := req.Model
-	if name == "" {
-		name = req.Name
-	}
+	name := modelName(req.Model, req.Name) //lint:ignore SA1019 older clients send "name"
 	m, err := h.find(r, name)
 	if err != nil {
 		writeStatusError(w, err)
@@ -160,10 +157,7 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	name := req.Model
-	if name == "" {
-		name = req.Name
-	}
+	name := modelName(req.Model, req.Name) //lint:ignore SA1019 older clients send "name"
 	preq := &pb.PullModelRequest{Name: name}
 	if strings.Contains(name, "://") {
 		preq.Source, preq.Name = name, strings.TrimSuffix(path.Base(name), ".gguf")
@@ -191,13 +185,18 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	name := req.Model
-	if name == "" {
-		name = req.Name
-	}
+	name := modelName(req.Model, req.Name) //lint:ignore SA1019 older clients send "name"
 	if _, err := h.models.DeleteModel(r.Context(), &pb.DeleteModelRequest{Name: name}); err != nil {
 		writeStatusError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// modelName is a request's model: "model", or the "name" older clients send.
+func modelName(model, name string) string {
+	if model != "" {
+		return model
+	}
+	return name
 }
