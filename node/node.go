@@ -33,6 +33,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
+	"github.com/ekisa-team/syn4pse/node/ollamaapi"
 	"github.com/ekisa-team/syn4pse/node/router"
 	"github.com/ekisa-team/syn4pse/p2p"
 	"github.com/ekisa-team/syn4pse/p2p/rpc"
@@ -52,10 +53,13 @@ type Node struct {
 	httpServer *http.Server
 	grpcLn     net.Listener
 	httpLn     net.Listener
-	mesh       *mesh // nil when standalone
-	background sync.WaitGroup
-	cancel     context.CancelFunc
-	served     chan error
+	// ollamaServer and ollamaLn serve Ollama's API; nil where server.ollama_port is -1.
+	ollamaServer *http.Server
+	ollamaLn     net.Listener
+	mesh         *mesh // nil when standalone
+	background   sync.WaitGroup
+	cancel       context.CancelFunc
+	served       chan error
 }
 
 // Start binds the API ports, starts serving and starts loading the configured models in the
@@ -74,11 +78,22 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		grpcLn.Close()
 		return nil, err
 	}
+	var ollamaLn net.Listener
+	if cfg.Server.Ollama {
+		if ollamaLn, err = listen("Ollama API", cfg.Server.OllamaAddr(), "server.ollama_port", "SYN4PSE_SERVER_OLLAMA_PORT"); err != nil {
+			grpcLn.Close()
+			httpLn.Close()
+			return nil, err
+		}
+	}
 	started := false
 	defer func() {
 		if !started {
 			grpcLn.Close()
 			httpLn.Close()
+			if ollamaLn != nil {
+				ollamaLn.Close()
+			}
 		}
 	}()
 
@@ -154,7 +169,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	name := nodeName(cfg)
 
-	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, served: make(chan error, 2)}
+	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
 	n.grpcServer = grpc.NewServer()
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
@@ -170,6 +185,9 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	n.httpServer = &http.Server{
 		Handler:           httpHandler,
 		ReadHeaderTimeout: 10 * time.Second,
+	}
+	if ollamaLn != nil {
+		n.ollamaServer = &http.Server{Handler: ollamaapi.New(inference, modelSvc, nodeSvc), ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return selfCapability(catalog, name, hardware(backends)) })
@@ -199,6 +217,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	go func() { n.served <- n.grpcServer.Serve(grpcLn) }()
 	go func() { n.served <- n.httpServer.Serve(httpLn) }()
+	if ollamaLn != nil {
+		go func() { n.served <- n.ollamaServer.Serve(ollamaLn) }()
+		slog.Info("serving Ollama's API", "addr", ollamaLn.Addr().String())
+	}
 	slog.Info("node serving", "peer_id", nodeID, "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
 		"models", len(catalog.List()), "data_dir", cfg.DataDir, "config", cfg.File)
 	if len(catalog.List()) == 0 {
@@ -224,6 +246,14 @@ func (n *Node) GRPCAddr() string { return n.grpcLn.Addr().String() }
 // HTTPAddr is the address the HTTP server listens on.
 func (n *Node) HTTPAddr() string { return n.httpLn.Addr().String() }
 
+// OllamaAddr is the address Ollama's API listens on; "" where server.ollama_port is -1.
+func (n *Node) OllamaAddr() string {
+	if n.ollamaLn == nil {
+		return ""
+	}
+	return n.ollamaLn.Addr().String()
+}
+
 // PeerID is the node's peer ID: its name on the mesh and in served_by.
 func (n *Node) PeerID() string { return n.id }
 
@@ -240,9 +270,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.background.Wait()
 	grpcDone := make(chan struct{})
 	go func() { n.grpcServer.GracefulStop(); close(grpcDone) }()
-	httpErr := n.httpServer.Shutdown(ctx)
-	if httpErr != nil {
-		n.httpServer.Close()
+	httpErr := shutdownHTTP(ctx, n.httpServer)
+	if n.ollamaServer != nil {
+		httpErr = errors.Join(httpErr, shutdownHTTP(ctx, n.ollamaServer))
 	}
 	select {
 	case <-grpcDone:
@@ -251,6 +281,15 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		<-grpcDone
 	}
 	return errors.Join(httpErr, n.mesh.close(), n.models.Close())
+}
+
+// shutdownHTTP drains an HTTP server until ctx ends, then closes it.
+func shutdownHTTP(ctx context.Context, s *http.Server) error {
+	err := s.Shutdown(ctx)
+	if err != nil {
+		s.Close()
+	}
+	return err
 }
 
 // Run starts a node and serves until ctx is cancelled, then shuts down gracefully within the

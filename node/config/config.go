@@ -50,6 +50,10 @@ type Server struct {
 	Host string
 	// HTTPPort is server.http_port; 0 picks a free port.
 	HTTPPort int
+	// Ollama serves Ollama's API (server.ollama_port is not -1), on OllamaPort; 0 picks a free
+	// port.
+	Ollama     bool
+	OllamaPort int
 	// GRPCPort is server.grpc_port; 0 picks a free port.
 	GRPCPort int
 	// ShutdownTimeout is server.shutdown_timeout: how long a stopping node waits for
@@ -197,6 +201,9 @@ type LoadOptions struct {
 // HTTPAddr is the address the HTTP API listens on, host:port.
 func (s Server) HTTPAddr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.HTTPPort)) }
 
+// OllamaAddr is the address Ollama's API listens on, host:port, where Ollama is set.
+func (s Server) OllamaAddr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.OllamaPort)) }
+
 // GRPCAddr is the address the gRPC API listens on, host:port.
 func (s Server) GRPCAddr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.GRPCPort)) }
 
@@ -306,6 +313,8 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			Host:            k.String("server.host"),
 			HTTPPort:        k.Int("server.http_port"),
 			GRPCPort:        k.Int("server.grpc_port"),
+			Ollama:          k.Int("server.ollama_port") >= 0,
+			OllamaPort:      max(k.Int("server.ollama_port"), 0),
 			ShutdownTimeout: k.Duration("server.shutdown_timeout"),
 			MaxAudio:        k.Duration("server.max_audio"),
 			FetchImageURLs:  k.Bool("server.fetch_image_urls"),

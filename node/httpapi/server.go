@@ -232,3 +232,10 @@ func (h *Handler) modelObject(m *pb.ModelInfo) modelObject {
 	return modelObject{ID: m.GetName(), Object: "model", Created: h.node.Started.Unix(), OwnedBy: "syn4pse", Kind: api.ModalityName(m.GetModality()),
 		Inputs: m.GetDetails().GetInputs()}
 }
+
+// HTTPStatus is the HTTP status of a service error (a gRPC status): the one mapping that every
+// HTTP transport (this API, Ollama's) answers with.
+func HTTPStatus(err error) int {
+	httpStatus, _ := statusError(err)
+	return httpStatus
+}
