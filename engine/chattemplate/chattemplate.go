@@ -29,6 +29,21 @@ var ErrRejected = errors.New("chat template rejected the messages")
 type Message struct {
 	Role    string
 	Content string
+	// ToolCalls are the calls of an assistant turn; templates read them as
+	// OpenAI sends them, message.tool_calls[i].function.arguments a mapping.
+	ToolCalls []ToolCall
+	// ToolCallID is the call a "tool" turn answers; Name the tool's name.
+	ToolCallID string
+	Name       string
+}
+
+// ToolCall is one call of an assistant turn.
+type ToolCall struct {
+	ID   string
+	Name string
+	// Arguments is JSON text of an object; text that is not JSON reaches the
+	// template as a string.
+	Arguments string
 }
 
 // Options are the variables templates read besides messages.

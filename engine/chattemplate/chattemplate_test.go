@@ -485,3 +485,40 @@ func TestConcurrentRender(t *testing.T) {
 	}
 	rejectWG.Wait()
 }
+
+func TestRenderToolRoundTrip(t *testing.T) {
+	history := []Message{
+		{Role: "user", Content: "Weather in Zürich?"},
+		{Role: "assistant", ToolCalls: []ToolCall{{ID: "call_1", Name: "get_weather", Arguments: `{"city":"Zürich","days":2}`}}},
+		{Role: "tool", ToolCallID: "call_1", Name: "get_weather", Content: `{"temp":21}`},
+	}
+	tests := []struct {
+		fixture string
+		vars    map[string]any
+		want    string
+	}{
+		{"qwen2.5-7b-instruct", nil,
+			"<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n" +
+				"<|im_start|>user\nWeather in Zürich?<|im_end|>\n" +
+				"<|im_start|>assistant\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich\", \"days\": 2}}\n</tool_call><|im_end|>\n" +
+				"<|im_start|>user\n<tool_response>\n{\"temp\":21}\n</tool_response><|im_end|>\n" +
+				"<|im_start|>assistant\n"},
+		{"llama-3.3-70b-instruct", map[string]any{"date_string": "01 Jan 2025"},
+			"<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 01 Jan 2025\n\n<|eot_id|>" +
+				"<|start_header_id|>user<|end_header_id|>\n\nWeather in Zürich?<|eot_id|>" +
+				"<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Zürich\", \"days\": 2}}<|eot_id|>" +
+				"<|start_header_id|>ipython<|end_header_id|>\n\n\"{\\\"temp\\\":21}\"<|eot_id|>" +
+				"<|start_header_id|>assistant<|end_header_id|>\n\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.fixture, func(t *testing.T) {
+			got, err := loadTemplate(t, tc.fixture).Render(history, Options{AddGenerationPrompt: true, Vars: tc.vars})
+			if err != nil {
+				t.Fatalf("Render: %v", err)
+			}
+			if got != tc.want {
+				t.Errorf("prompt differs\n got: %q\nwant: %q", got, tc.want)
+			}
+		})
+	}
+}

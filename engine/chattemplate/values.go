@@ -131,11 +131,46 @@ func templateValue(v any) (any, error) {
 	return nil, fmt.Errorf("unsupported type %T", v)
 }
 
-// messageDict is a message as templates read it: a dict of role, content.
+// messageDict is a message as templates read it: a dict of role, content and,
+// only when set, tool_calls, tool_call_id and name, since templates test
+// "'tool_calls' in message".
 func messageDict(m Message) *exec.Dict {
-	return &exec.Dict{Pairs: []*exec.Pair{
+	d := &exec.Dict{Pairs: []*exec.Pair{
 		{Key: exec.AsValue("role"), Value: exec.AsValue(m.Role)},
 		{Key: exec.AsValue("content"), Value: exec.AsValue(m.Content)},
+	}}
+	if len(m.ToolCalls) > 0 {
+		calls := make(list, len(m.ToolCalls))
+		for i, c := range m.ToolCalls {
+			calls[i] = toolCallDict(c)
+		}
+		d.Pairs = append(d.Pairs, &exec.Pair{Key: exec.AsValue("tool_calls"), Value: exec.AsValue(calls)})
+	}
+	if m.ToolCallID != "" {
+		d.Pairs = append(d.Pairs, &exec.Pair{Key: exec.AsValue("tool_call_id"), Value: exec.AsValue(m.ToolCallID)})
+	}
+	if m.Name != "" {
+		d.Pairs = append(d.Pairs, &exec.Pair{Key: exec.AsValue("name"), Value: exec.AsValue(m.Name)})
+	}
+	return d
+}
+
+// toolCallDict is a call in OpenAI's shape, {"id", "type", "function":
+// {"name", "arguments"}}, its arguments decoded as Hugging Face templates
+// expect them.
+func toolCallDict(c ToolCall) *exec.Dict {
+	var args any = c.Arguments
+	if decoded, err := decodeJSON([]byte(c.Arguments)); err == nil {
+		args = decoded
+	}
+	fn := &exec.Dict{Pairs: []*exec.Pair{
+		{Key: exec.AsValue("name"), Value: exec.AsValue(c.Name)},
+		{Key: exec.AsValue("arguments"), Value: exec.AsValue(args)},
+	}}
+	return &exec.Dict{Pairs: []*exec.Pair{
+		{Key: exec.AsValue("id"), Value: exec.AsValue(c.ID)},
+		{Key: exec.AsValue("type"), Value: exec.AsValue("function")},
+		{Key: exec.AsValue("function"), Value: exec.AsValue(fn)},
 	}}
 }
 
