@@ -51,7 +51,52 @@ type Message struct {
 	// Media are the images and audio of the turn, in order, for a model with a projector
 	// (LoadOptions.Projector). Content holds MediaMarker once per item, where it goes.
 	Media []Media
+	// ToolCalls are the calls an assistant turn made.
+	ToolCalls []ToolCall
+	// ToolCallID is the call a "tool" turn answers, Name the tool that answered.
+	ToolCallID string
+	Name       string
 }
+
+// Tool is a function the model may call.
+type Tool struct {
+	Name        string
+	Description string
+	// Parameters is the JSON schema (JSON text) of the arguments object; "" for none.
+	Parameters string
+}
+
+// ToolCall is one call a model made.
+type ToolCall struct {
+	ID   string
+	Name string
+	// Arguments is JSON text of an object.
+	Arguments string
+}
+
+// ToolCallDelta is a piece of a tool call as it is generated, as OpenAI streams them: the first
+// delta of call Index carries its ID and Name, the next ones fragments of its Arguments.
+type ToolCallDelta struct {
+	Index     int
+	ID        string
+	Name      string
+	Arguments string
+}
+
+// ToolChoice says whether and which tools the model must call, after OpenAI's tool_choice.
+type ToolChoice struct {
+	// Mode is ToolAuto (the zero value), ToolNone or ToolRequired.
+	Mode string
+	// Function names the one tool to call; it implies ToolRequired.
+	Function string
+}
+
+// Tool choice modes.
+const (
+	ToolAuto     = "auto"
+	ToolNone     = "none"
+	ToolRequired = "required"
+)
 
 // MediaMarker stands in Message.Content for the next item of Message.Media.
 const MediaMarker = "<__media__>"
@@ -98,6 +143,18 @@ type GenerateRequest struct {
 	JSONSchema string
 	// IgnoreEOS keeps generating past the model's end-of-generation tokens (benchmarks).
 	IgnoreEOS bool
+	// Tools are the functions the model may call; they reach the chat template, and the
+	// output is read for calls in the model's format. Only with Messages.
+	Tools      []Tool
+	ToolChoice ToolChoice
+	// OnToolCall, when set, receives tool-call deltas as they are generated; emit then gets
+	// only content. Calls are in GenerateResult.ToolCalls either way.
+	OnToolCall func(ToolCallDelta) error
+}
+
+// ToolsActive reports whether the request offers tools that the model may call.
+func (r *GenerateRequest) ToolsActive() bool {
+	return r.Messages != nil && len(r.Tools) > 0 && r.ToolChoice.Mode != ToolNone
 }
 
 // FinishReason says why generation ended.
@@ -109,22 +166,28 @@ const (
 	FinishStop FinishReason = iota + 1
 	// FinishLength: MaxTokens reached or the context is full.
 	FinishLength
+	// FinishToolCalls: the model stopped after calling tools.
+	FinishToolCalls
 )
 
-// String is the reason as OpenAI names it: "stop" or "length".
+// String is the reason as OpenAI names it: "stop", "length" or "tool_calls".
 func (r FinishReason) String() string {
 	switch r {
 	case FinishStop:
 		return "stop"
 	case FinishLength:
 		return "length"
+	case FinishToolCalls:
+		return "tool_calls"
 	}
 	return "unknown"
 }
 
 // GenerateResult describes a finished generation.
 type GenerateResult struct {
-	FinishReason       FinishReason
+	FinishReason FinishReason
+	// ToolCalls are the calls the model made (GenerateRequest.Tools).
+	ToolCalls          []ToolCall
 	PromptTokens       int
 	CachedPromptTokens int
 	CompletionTokens   int

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/chattemplate"
+	"github.com/ekisa-team/syn4pse/engine/toolcall"
 	native "github.com/ekisa-team/syn4pse/native/llamacpp"
 )
 
@@ -123,6 +124,7 @@ func newModel(m *native.Model, proj *native.Projector, opts engine.LoadOptions) 
 		// A template gonja cannot parse is rendered by llama.cpp's built-in formats instead.
 		md.template, _ = chattemplate.Parse(md.templateSource)
 	}
+	md.toolFormat = toolcall.Detect(md.templateSource)
 	return md, nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/engine/chattemplate"
+	"github.com/ekisa-team/syn4pse/engine/toolcall"
 	native "github.com/ekisa-team/syn4pse/native/llamacpp"
 )
 
@@ -29,6 +30,7 @@ type model struct {
 	template       *chattemplate.Template // nil when the GGUF has none or gonja cannot parse it
 	templateSource string
 	bos, eos       string
+	toolFormat     toolcall.Format // how the template teaches the model to write tool calls
 }
 
 // Info implements engine.LLM.
@@ -99,6 +101,11 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	if limit := m.info.ContextLength; size >= limit {
 		return res, &engine.ContextExceededError{PromptTokens: size, Limit: limit}
 	}
+	if req.ToolsActive() && (req.ToolChoice.Mode == engine.ToolRequired || req.ToolChoice.Function != "") {
+		if req.Grammar, err = toolGrammar(req, m.toolFormat); err != nil {
+			return res, err
+		}
+	}
 	if req.Grammar == "" && req.JSONSchema != "" {
 		if req.Grammar, err = native.SchemaToGrammar([]byte(req.JSONSchema)); err != nil {
 			return res, fmt.Errorf("%w: %v", engine.ErrInvalidRequest, err)
@@ -119,6 +126,11 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 		return res, err
 	}
 	defer context.AfterFunc(ctx, func() { m.loop.stop(r) })()
+	var calls *callReader
+	if req.ToolsActive() {
+		calls = &callReader{stream: toolcall.NewStream(m.toolFormat), emit: emit, onCall: req.OnToolCall}
+		emit = calls.write
+	}
 	var emitErr error
 	for {
 		<-r.ready
@@ -141,6 +153,9 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	r.mu.Lock()
 	res, err = r.res, r.err
 	r.mu.Unlock()
+	if emitErr == nil && err == nil && calls != nil {
+		emitErr = calls.close(&res)
+	}
 	if emitErr != nil {
 		return res, emitErr
 	}
@@ -165,10 +180,18 @@ func (m *model) renderPrompt(req engine.GenerateRequest) (string, error) {
 		default:
 			return "", fmt.Errorf("%w: messages[%d].role %q: want system, user, assistant or tool", engine.ErrInvalidRequest, i, msg.Role)
 		}
-		msgs[i] = chattemplate.Message{Role: msg.Role, Content: msg.Content}
+		msgs[i] = templateMessage(msg)
 	}
 	if m.template != nil {
-		prompt, err := m.template.Render(msgs, chattemplate.Options{AddGenerationPrompt: true, BOSToken: m.bos, EOSToken: m.eos})
+		opts := chattemplate.Options{AddGenerationPrompt: true, BOSToken: m.bos, EOSToken: m.eos}
+		if req.ToolsActive() {
+			tools, err := templateTools(req.Tools)
+			if err != nil {
+				return "", err
+			}
+			opts.Vars = map[string]any{"tools": tools}
+		}
+		prompt, err := m.template.Render(msgs, opts)
 		if err == nil {
 			return prompt, nil
 		}

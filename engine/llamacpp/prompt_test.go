@@ -15,11 +15,17 @@ import (
 // expressible through tinygguf, so "none" stores a template llama.cpp and gonja both reject).
 func loadWithTemplate(t *testing.T, template string) *model {
 	t.Helper()
+	return loadWithTemplateContext(t, template, 256)
+}
+
+// loadWithTemplateContext is loadWithTemplate with a context window of contextLength tokens.
+func loadWithTemplateContext(t *testing.T, template string, contextLength int) *model {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.gguf")
 	if err := tinygguf.Write(path, tinygguf.Options{ChatTemplate: template}); err != nil {
 		t.Fatal(err)
 	}
-	llm, err := New().LoadLLM(t.Context(), engine.LoadOptions{Path: path, Threads: 1, ContextLength: 256})
+	llm, err := New().LoadLLM(t.Context(), engine.LoadOptions{Path: path, Threads: 1, ContextLength: contextLength})
 	if err != nil {
 		t.Fatal(err)
 	}
