@@ -72,7 +72,10 @@ func (s *InferenceService) localChat(ctx context.Context, req *pb.ChatRequest, s
 	}
 	msgs := make([]engine.Message, len(req.GetMessages()))
 	for i, m := range req.GetMessages() {
-		msgs[i] = engine.Message{Role: m.GetRole(), Content: m.GetContent()}
+		msgs[i] = engine.Message{Role: m.GetRole(), Content: m.GetContent(), Name: m.GetName(), ToolCallID: m.GetToolCallId()}
+		for _, c := range m.GetToolCalls() {
+			msgs[i].ToolCalls = append(msgs[i].ToolCalls, engine.ToolCall{ID: c.GetId(), Name: c.GetName(), Arguments: c.GetArguments()})
+		}
 		if len(m.GetParts()) > 0 {
 			msgs[i].Content = ""
 			for _, p := range m.GetParts() {
@@ -90,6 +93,9 @@ func (s *InferenceService) localChat(ctx context.Context, req *pb.ChatRequest, s
 		}
 	}
 	gen := engine.GenerateRequest{Messages: msgs}
+	if err := applyTools(&gen, req.GetTools(), req.GetToolChoice()); err != nil {
+		return err
+	}
 	return s.generate(ctx, req.GetModel(), req.GetKeepAlive(), gen, req.GetSampling(), req.GetResponseFormat(), send)
 }
 
@@ -123,6 +129,12 @@ func (s *InferenceService) generate(ctx context.Context, model, keepAliveText st
 	defer lease.Release()
 	llm := lease.LLM()
 	id := newID()
+	if gen.ToolsActive() {
+		gen.OnToolCall = func(d engine.ToolCallDelta) error {
+			delta := &pb.Delta{ToolCalls: []*pb.ToolCallDelta{{Index: int32(d.Index), Id: d.ID, Name: d.Name, Arguments: d.Arguments}}}
+			return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Delta{Delta: delta}})
+		}
+	}
 	res, err := llm.Generate(ctx, gen, func(text string) error {
 		return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Delta{Delta: &pb.Delta{Text: text}}})
 	})
@@ -137,10 +149,18 @@ func (s *InferenceService) generate(ctx context.Context, model, keepAliveText st
 
 func (s *InferenceService) final(res engine.GenerateResult) *pb.Final {
 	reason := pb.FinishReason_FINISH_REASON_STOP
-	if res.FinishReason == engine.FinishLength {
+	switch res.FinishReason {
+	case engine.FinishLength:
 		reason = pb.FinishReason_FINISH_REASON_LENGTH
+	case engine.FinishToolCalls:
+		reason = pb.FinishReason_FINISH_REASON_TOOL_CALLS
+	}
+	var calls []*pb.ToolCall
+	for _, c := range res.ToolCalls {
+		calls = append(calls, &pb.ToolCall{Id: c.ID, Name: c.Name, Arguments: c.Arguments})
 	}
 	return &pb.Final{
+		ToolCalls:    calls,
 		FinishReason: reason,
 		Usage: &pb.Usage{
 			PromptTokens:       int32(res.PromptTokens),
@@ -157,6 +177,34 @@ func (s *InferenceService) final(res engine.GenerateResult) *pb.Final {
 		},
 		ServedBy: s.NodeID,
 	}
+}
+
+// applyTools checks the tools and tool_choice of a chat request and puts them into gen.
+func applyTools(gen *engine.GenerateRequest, tools []*pb.Tool, choice *pb.ToolChoice) error {
+	names := make(map[string]bool, len(tools))
+	for i, t := range tools {
+		if t.GetName() == "" {
+			return invalid("tools[%d].name is empty", i)
+		}
+		if p := t.GetParametersJson(); p != "" && !json.Valid([]byte(p)) {
+			return invalid("tools[%d] (%s): parameters is not valid JSON", i, t.GetName())
+		}
+		names[t.GetName()] = true
+		gen.Tools = append(gen.Tools, engine.Tool{Name: t.GetName(), Description: t.GetDescription(), Parameters: t.GetParametersJson()})
+	}
+	gen.ToolChoice = engine.ToolChoice{Mode: choice.GetMode(), Function: choice.GetFunction()}
+	switch gen.ToolChoice.Mode {
+	case "", engine.ToolAuto, engine.ToolNone, engine.ToolRequired:
+	default:
+		return invalid("tool_choice %q: want auto, none, required or a function", gen.ToolChoice.Mode)
+	}
+	if f := gen.ToolChoice.Function; f != "" && !names[f] {
+		return invalid("tool_choice names function %q, which is not in tools", f)
+	}
+	if gen.ToolChoice.Mode == engine.ToolRequired && len(tools) == 0 {
+		return invalid("tool_choice required needs at least one tool")
+	}
+	return nil
 }
 
 func applySampling(gen *engine.GenerateRequest, sp *pb.SamplingParams) error {

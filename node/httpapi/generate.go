@@ -15,17 +15,25 @@ import (
 
 // choice is one entry of "choices" in both chat and completion responses and chunks.
 type choice struct {
-	Index        int          `json:"index"`
-	Message      *chatContent `json:"message,omitempty"`
-	Delta        *chatContent `json:"delta,omitempty"`
-	Text         *string      `json:"text,omitempty"`
-	Logprobs     *struct{}    `json:"logprobs"`
-	FinishReason *string      `json:"finish_reason"`
+	Index        int             `json:"index"`
+	Message      *chatMessageOut `json:"message,omitempty"`
+	Delta        *chatContent    `json:"delta,omitempty"`
+	Text         *string         `json:"text,omitempty"`
+	Logprobs     *struct{}       `json:"logprobs"`
+	FinishReason *string         `json:"finish_reason"`
 }
 
 type chatContent struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string     `json:"role,omitempty"`
+	Content   *string    `json:"content,omitempty"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
+}
+
+// chatMessageOut is a chat response's message: content is null when the model only called tools.
+type chatMessageOut struct {
+	Role      string     `json:"role"`
+	Content   *string    `json:"content"`
+	ToolCalls []toolCall `json:"tool_calls,omitempty"`
 }
 
 // completionObject is a chat.completion, chat.completion.chunk, text_completion (also its chunks).
@@ -59,15 +67,19 @@ func (f flavor) deltaChoice(role, text string) choice {
 	return choice{Text: &text}
 }
 
-func (f flavor) finalChoice(text, reason string, stream bool) choice {
+func (f flavor) finalChoice(text string, final *pb.Final, stream bool) choice {
+	reason := finishReason(final)
 	switch {
 	case !f.chat:
 		return choice{Text: &text, FinishReason: &reason}
 	case stream:
 		return choice{Delta: &chatContent{}, FinishReason: &reason}
-	default:
-		return choice{Message: &chatContent{Role: "assistant", Content: &text}, FinishReason: &reason}
 	}
+	msg := &chatMessageOut{Role: "assistant", Content: &text, ToolCalls: toolCallsOf(final)}
+	if text == "" && len(msg.ToolCalls) > 0 {
+		msg.Content = nil
+	}
+	return choice{Message: msg, FinishReason: &reason}
 }
 
 const fingerprint = "syn4pse"
@@ -152,7 +164,7 @@ func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flav
 	writeJSON(w, http.StatusOK, completionObject{
 		ID: f.idPrefix + id, Object: f.object, Created: time.Now().Unix(), Model: model,
 		SystemFingerprint: fingerprint,
-		Choices:           []choice{f.finalChoice(text.String(), finishReason(final), false)},
+		Choices:           []choice{f.finalChoice(text.String(), final, false)},
 		Usage:             usageOf(final),
 	})
 }
@@ -191,6 +203,10 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 		}
 	}
 	if d := ev.GetDelta(); d != nil {
+		if len(d.GetToolCalls()) > 0 {
+			obj.Choices = []choice{{Delta: &chatContent{ToolCalls: toolCallDeltas(d.GetToolCalls())}}}
+			return s.write(obj)
+		}
 		obj.Choices = []choice{s.flavor.deltaChoice("", d.GetText())}
 		return s.write(obj)
 	}
@@ -198,7 +214,7 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 	// Usage comes once: in OpenAI's separate chunk with empty choices when the client asked
 	// for it (stream_options.include_usage), else in the finishing chunk, as llama.cpp's server
 	// does. Twice would make clients that add up usage across chunks count it twice.
-	obj.Choices = []choice{s.flavor.finalChoice("", finishReason(final), true)}
+	obj.Choices = []choice{s.flavor.finalChoice("", final, true)}
 	if !s.includeUsage {
 		obj.Usage = usageOf(final)
 	}

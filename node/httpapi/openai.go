@@ -134,6 +134,9 @@ type chatRequest struct {
 	// format (OpenAI's audio chat).
 	Modalities []string     `json:"modalities"`
 	Audio      *audioOutput `json:"audio"`
+	// Tools and ToolChoice are OpenAI's tool calling.
+	Tools      []chatTool      `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
 	samplingFields
 }
 
@@ -149,6 +152,9 @@ type chatMessage struct {
 	Role    string          `json:"role"`
 	Content json.RawMessage `json:"content"`
 	Name    string          `json:"name"`
+	// ToolCalls are an assistant turn's calls; ToolCallID the call a "tool" turn answers.
+	ToolCalls  []toolCall `json:"tool_calls"`
+	ToolCallID string     `json:"tool_call_id"`
 }
 
 type contentPart struct {
@@ -170,11 +176,14 @@ func (r *chatRequest) toProto(routing *pb.Routing) (*pb.ChatRequest, error) {
 	}
 	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: keepAlive(r.KeepAlive)}
 	for i, m := range r.Messages {
-		msg := &pb.Message{Role: m.Role, Name: m.Name}
+		msg := &pb.Message{Role: m.Role, Name: m.Name, ToolCalls: toolCallsToProto(m.ToolCalls), ToolCallId: m.ToolCallID}
 		if err := parseContent(m.Content, msg); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "messages[%d].content: %v", i, err)
 		}
 		req.Messages = append(req.Messages, msg)
+	}
+	if err := toolsToProto(r.Tools, r.ToolChoice, req); err != nil {
+		return nil, err
 	}
 	return req, nil
 }
@@ -289,8 +298,11 @@ func usageOf(f *pb.Final) *usage {
 }
 
 func finishReason(f *pb.Final) string {
-	if f.GetFinishReason() == pb.FinishReason_FINISH_REASON_LENGTH {
+	switch f.GetFinishReason() {
+	case pb.FinishReason_FINISH_REASON_LENGTH:
 		return "length"
+	case pb.FinishReason_FINISH_REASON_TOOL_CALLS:
+		return "tool_calls"
 	}
 	return "stop"
 }

@@ -155,6 +155,8 @@ const (
 	FinishReason_FINISH_REASON_STOP FinishReason = 1
 	// max_tokens was reached, or the context window is full.
 	FinishReason_FINISH_REASON_LENGTH FinishReason = 2
+	// The model ended its turn after calling tools (Final.tool_calls).
+	FinishReason_FINISH_REASON_TOOL_CALLS FinishReason = 3
 )
 
 // Enum value maps for FinishReason.
@@ -163,11 +165,13 @@ var (
 		0: "FINISH_REASON_UNSPECIFIED",
 		1: "FINISH_REASON_STOP",
 		2: "FINISH_REASON_LENGTH",
+		3: "FINISH_REASON_TOOL_CALLS",
 	}
 	FinishReason_value = map[string]int32{
 		"FINISH_REASON_UNSPECIFIED": 0,
 		"FINISH_REASON_STOP":        1,
 		"FINISH_REASON_LENGTH":      2,
+		"FINISH_REASON_TOOL_CALLS":  3,
 	}
 )
 
@@ -254,7 +258,7 @@ func (x ResponseFormat_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResponseFormat_Type.Descriptor instead.
 func (ResponseFormat_Type) EnumDescriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{4, 0}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type HealthResponse_Status int32
@@ -303,7 +307,7 @@ func (x HealthResponse_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthResponse_Status.Descriptor instead.
 func (HealthResponse_Status) EnumDescriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23, 0}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27, 0}
 }
 
 // Message is one chat turn.
@@ -315,8 +319,12 @@ type Message struct {
 	Content string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
 	// Parts carries mixed content (text now; images and audio for models that take them).
 	Parts []*ContentPart `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
-	// Name optionally names the author.
-	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// Name optionally names the author (for a "tool" turn: the tool).
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// ToolCalls are the calls an assistant turn made.
+	ToolCalls []*ToolCall `protobuf:"bytes,5,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// ToolCallId is the call a "tool" turn answers.
+	ToolCallId    string `protobuf:"bytes,6,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -379,6 +387,269 @@ func (x *Message) GetName() string {
 	return ""
 }
 
+func (x *Message) GetToolCalls() []*ToolCall {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+func (x *Message) GetToolCallId() string {
+	if x != nil {
+		return x.ToolCallId
+	}
+	return ""
+}
+
+// ToolCall is one call of a function.
+type ToolCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Arguments is JSON text of an object.
+	Arguments     string `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCall) Reset() {
+	*x = ToolCall{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCall) ProtoMessage() {}
+
+func (x *ToolCall) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
+func (*ToolCall) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ToolCall) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCall) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCall) GetArguments() string {
+	if x != nil {
+		return x.Arguments
+	}
+	return ""
+}
+
+// Tool is a function the model may call.
+type Tool struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// ParametersJson is the JSON schema of the arguments object.
+	ParametersJson string `protobuf:"bytes,3,opt,name=parameters_json,json=parametersJson,proto3" json:"parameters_json,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Tool) Reset() {
+	*x = Tool{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tool) ProtoMessage() {}
+
+func (x *Tool) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tool.ProtoReflect.Descriptor instead.
+func (*Tool) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Tool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tool) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Tool) GetParametersJson() string {
+	if x != nil {
+		return x.ParametersJson
+	}
+	return ""
+}
+
+// ToolChoice says whether and which tools the model must call, as OpenAI's tool_choice does.
+type ToolChoice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Mode is "auto" (or ""), "none" or "required".
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Function names the one tool to call; it implies "required".
+	Function      string `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolChoice) Reset() {
+	*x = ToolChoice{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolChoice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolChoice) ProtoMessage() {}
+
+func (x *ToolChoice) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolChoice.ProtoReflect.Descriptor instead.
+func (*ToolChoice) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ToolChoice) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *ToolChoice) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+// ToolCallDelta is a piece of a tool call: the first of a call carries index, id and name, the
+// next ones fragments of its arguments.
+type ToolCallDelta struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Arguments     string                 `protobuf:"bytes,4,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallDelta) Reset() {
+	*x = ToolCallDelta{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallDelta) ProtoMessage() {}
+
+func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
+func (*ToolCallDelta) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ToolCallDelta) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ToolCallDelta) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetArguments() string {
+	if x != nil {
+		return x.Arguments
+	}
+	return ""
+}
+
 // ContentPart is one piece of a message.
 type ContentPart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -394,7 +665,7 @@ type ContentPart struct {
 
 func (x *ContentPart) Reset() {
 	*x = ContentPart{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[1]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +677,7 @@ func (x *ContentPart) String() string {
 func (*ContentPart) ProtoMessage() {}
 
 func (x *ContentPart) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[1]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +690,7 @@ func (x *ContentPart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContentPart.ProtoReflect.Descriptor instead.
 func (*ContentPart) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{1}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ContentPart) GetPart() isContentPart_Part {
@@ -490,7 +761,7 @@ type Media struct {
 
 func (x *Media) Reset() {
 	*x = Media{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[2]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +773,7 @@ func (x *Media) String() string {
 func (*Media) ProtoMessage() {}
 
 func (x *Media) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[2]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +786,7 @@ func (x *Media) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Media.ProtoReflect.Descriptor instead.
 func (*Media) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{2}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Media) GetData() []byte {
@@ -559,7 +830,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[3]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +842,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[3]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +855,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{3}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SamplingParams) GetTemperature() float32 {
@@ -685,7 +956,7 @@ type ResponseFormat struct {
 
 func (x *ResponseFormat) Reset() {
 	*x = ResponseFormat{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[4]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +968,7 @@ func (x *ResponseFormat) String() string {
 func (*ResponseFormat) ProtoMessage() {}
 
 func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[4]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +981,7 @@ func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
 func (*ResponseFormat) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{4}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResponseFormat) GetType() ResponseFormat_Type {
@@ -749,7 +1020,7 @@ type Routing struct {
 
 func (x *Routing) Reset() {
 	*x = Routing{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[5]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1032,7 @@ func (x *Routing) String() string {
 func (*Routing) ProtoMessage() {}
 
 func (x *Routing) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[5]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1045,7 @@ func (x *Routing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routing.ProtoReflect.Descriptor instead.
 func (*Routing) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{5}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Routing) GetNode() string {
@@ -807,14 +1078,17 @@ type ChatRequest struct {
 	Routing        *Routing               `protobuf:"bytes,5,opt,name=routing,proto3" json:"routing,omitempty"`
 	// KeepAlive overrides how long the model stays loaded after this request: a duration
 	// ("10m"), "0" to unload at once, "-1" to keep it loaded; "" keeps the node's default.
-	KeepAlive     string `protobuf:"bytes,6,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	KeepAlive string `protobuf:"bytes,6,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
+	// Tools are the functions the model may call, rendered by its chat template.
+	Tools         []*Tool     `protobuf:"bytes,7,rep,name=tools,proto3" json:"tools,omitempty"`
+	ToolChoice    *ToolChoice `protobuf:"bytes,8,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ChatRequest) Reset() {
 	*x = ChatRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[6]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +1100,7 @@ func (x *ChatRequest) String() string {
 func (*ChatRequest) ProtoMessage() {}
 
 func (x *ChatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[6]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +1113,7 @@ func (x *ChatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatRequest.ProtoReflect.Descriptor instead.
 func (*ChatRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{6}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ChatRequest) GetModel() string {
@@ -884,6 +1158,20 @@ func (x *ChatRequest) GetKeepAlive() string {
 	return ""
 }
 
+func (x *ChatRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *ChatRequest) GetToolChoice() *ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
 type CompleteRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Model          string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -899,7 +1187,7 @@ type CompleteRequest struct {
 
 func (x *CompleteRequest) Reset() {
 	*x = CompleteRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[7]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1199,7 @@ func (x *CompleteRequest) String() string {
 func (*CompleteRequest) ProtoMessage() {}
 
 func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[7]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1212,7 @@ func (x *CompleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteRequest.ProtoReflect.Descriptor instead.
 func (*CompleteRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{7}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CompleteRequest) GetModel() string {
@@ -989,7 +1277,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[8]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1289,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[8]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1302,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{8}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GenerateResponse) GetId() string {
@@ -1081,15 +1369,17 @@ func (*GenerateResponse_Final) isGenerateResponse_Event() {}
 
 // Delta is newly generated text. It never splits a UTF-8 character.
 type Delta struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Text          string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Text  string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// ToolCalls are pieces of the tool calls being generated.
+	ToolCalls     []*ToolCallDelta `protobuf:"bytes,2,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[9]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1391,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[9]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1404,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{9}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Delta) GetText() string {
@@ -1124,6 +1414,13 @@ func (x *Delta) GetText() string {
 	return ""
 }
 
+func (x *Delta) GetToolCalls() []*ToolCallDelta {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 // Final ends a generation stream.
 type Final struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1131,14 +1428,16 @@ type Final struct {
 	Usage        *Usage                 `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
 	Timings      *Timings               `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
 	// ServedBy names the node that ran the model.
-	ServedBy      string `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	ServedBy string `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	// ToolCalls are the complete calls the model made, as the deltas spelled them.
+	ToolCalls     []*ToolCall `protobuf:"bytes,5,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[10]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1449,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[10]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1462,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{10}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Final) GetFinishReason() FinishReason {
@@ -1194,6 +1493,13 @@ func (x *Final) GetServedBy() string {
 	return ""
 }
 
+func (x *Final) GetToolCalls() []*ToolCall {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 type Usage struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	PromptTokens     int32                  `protobuf:"varint,1,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
@@ -1207,7 +1513,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[11]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1525,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[11]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1538,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{11}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Usage) GetPromptTokens() int32 {
@@ -1277,7 +1583,7 @@ type Timings struct {
 
 func (x *Timings) Reset() {
 	*x = Timings{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[12]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1595,7 @@ func (x *Timings) String() string {
 func (*Timings) ProtoMessage() {}
 
 func (x *Timings) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[12]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1608,7 @@ func (x *Timings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timings.ProtoReflect.Descriptor instead.
 func (*Timings) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{12}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Timings) GetQueueMs() float64 {
@@ -1348,7 +1654,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[13]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1666,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[13]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1679,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{13}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{17}
 }
 
 type ListModelsResponse struct {
@@ -1387,7 +1693,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1705,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1718,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{14}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -1452,7 +1758,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1770,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1783,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{15}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -1566,7 +1872,7 @@ type ModelStats struct {
 
 func (x *ModelStats) Reset() {
 	*x = ModelStats{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1884,7 @@ func (x *ModelStats) String() string {
 func (*ModelStats) ProtoMessage() {}
 
 func (x *ModelStats) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1897,7 @@ func (x *ModelStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelStats.ProtoReflect.Descriptor instead.
 func (*ModelStats) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{16}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ModelStats) GetActiveRequests() int32 {
@@ -1657,7 +1963,7 @@ type ModelDetails struct {
 
 func (x *ModelDetails) Reset() {
 	*x = ModelDetails{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1975,7 @@ func (x *ModelDetails) String() string {
 func (*ModelDetails) ProtoMessage() {}
 
 func (x *ModelDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1988,7 @@ func (x *ModelDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelDetails.ProtoReflect.Descriptor instead.
 func (*ModelDetails) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{17}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ModelDetails) GetArchitecture() string {
@@ -1756,7 +2062,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2074,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2087,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{18}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22}
 }
 
 type GetInfoResponse struct {
@@ -1802,7 +2108,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +2120,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +2133,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{19}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetInfoResponse) GetNodeId() string {
@@ -1903,7 +2209,7 @@ type Hardware struct {
 
 func (x *Hardware) Reset() {
 	*x = Hardware{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2221,7 @@ func (x *Hardware) String() string {
 func (*Hardware) ProtoMessage() {}
 
 func (x *Hardware) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2234,7 @@ func (x *Hardware) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hardware.ProtoReflect.Descriptor instead.
 func (*Hardware) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{20}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Hardware) GetCpuCores() int32 {
@@ -1981,7 +2287,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1993,7 +2299,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2006,7 +2312,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Device) GetName() string {
@@ -2052,7 +2358,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2064,7 +2370,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2077,7 +2383,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{26}
 }
 
 type HealthResponse struct {
@@ -2091,7 +2397,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2103,7 +2409,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2116,7 +2422,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HealthResponse) GetStatus() HealthResponse_Status {
@@ -2158,7 +2464,7 @@ type Capability struct {
 
 func (x *Capability) Reset() {
 	*x = Capability{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2476,7 @@ func (x *Capability) String() string {
 func (*Capability) ProtoMessage() {}
 
 func (x *Capability) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2489,7 @@ func (x *Capability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capability.ProtoReflect.Descriptor instead.
 func (*Capability) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{24}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Capability) GetPeerId() string {
@@ -2260,7 +2566,7 @@ type ModelCapability struct {
 
 func (x *ModelCapability) Reset() {
 	*x = ModelCapability{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2272,7 +2578,7 @@ func (x *ModelCapability) String() string {
 func (*ModelCapability) ProtoMessage() {}
 
 func (x *ModelCapability) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2285,7 +2591,7 @@ func (x *ModelCapability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCapability.ProtoReflect.Descriptor instead.
 func (*ModelCapability) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{25}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ModelCapability) GetName() string {
@@ -2373,7 +2679,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2691,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2704,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{26}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{30}
 }
 
 type ListPeersResponse struct {
@@ -2410,7 +2716,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2728,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2741,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListPeersResponse) GetPeers() []*PeerInfo {
@@ -2465,7 +2771,7 @@ type PeerInfo struct {
 
 func (x *PeerInfo) Reset() {
 	*x = PeerInfo{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2477,7 +2783,7 @@ func (x *PeerInfo) String() string {
 func (*PeerInfo) ProtoMessage() {}
 
 func (x *PeerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2490,7 +2796,7 @@ func (x *PeerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfo.ProtoReflect.Descriptor instead.
 func (*PeerInfo) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{28}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PeerInfo) GetPeerId() string {
@@ -2557,7 +2863,7 @@ type MeshStatusRequest struct {
 
 func (x *MeshStatusRequest) Reset() {
 	*x = MeshStatusRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2569,7 +2875,7 @@ func (x *MeshStatusRequest) String() string {
 func (*MeshStatusRequest) ProtoMessage() {}
 
 func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2582,7 +2888,7 @@ func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusRequest.ProtoReflect.Descriptor instead.
 func (*MeshStatusRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
 }
 
 type MeshStatusResponse struct {
@@ -2604,7 +2910,7 @@ type MeshStatusResponse struct {
 
 func (x *MeshStatusResponse) Reset() {
 	*x = MeshStatusResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2616,7 +2922,7 @@ func (x *MeshStatusResponse) String() string {
 func (*MeshStatusResponse) ProtoMessage() {}
 
 func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2629,7 +2935,7 @@ func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusResponse.ProtoReflect.Descriptor instead.
 func (*MeshStatusResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{30}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MeshStatusResponse) GetEnabled() bool {
@@ -2705,7 +3011,7 @@ type PullModelRequest struct {
 
 func (x *PullModelRequest) Reset() {
 	*x = PullModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2717,7 +3023,7 @@ func (x *PullModelRequest) String() string {
 func (*PullModelRequest) ProtoMessage() {}
 
 func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2730,7 +3036,7 @@ func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullModelRequest.ProtoReflect.Descriptor instead.
 func (*PullModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PullModelRequest) GetName() string {
@@ -2786,7 +3092,7 @@ type PullProgress struct {
 
 func (x *PullProgress) Reset() {
 	*x = PullProgress{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2798,7 +3104,7 @@ func (x *PullProgress) String() string {
 func (*PullProgress) ProtoMessage() {}
 
 func (x *PullProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2811,7 +3117,7 @@ func (x *PullProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullProgress.ProtoReflect.Descriptor instead.
 func (*PullProgress) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PullProgress) GetStatus() string {
@@ -2874,7 +3180,7 @@ type DeleteModelRequest struct {
 
 func (x *DeleteModelRequest) Reset() {
 	*x = DeleteModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +3192,7 @@ func (x *DeleteModelRequest) String() string {
 func (*DeleteModelRequest) ProtoMessage() {}
 
 func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +3205,7 @@ func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteModelRequest) GetName() string {
@@ -2925,7 +3231,7 @@ type DeleteModelResponse struct {
 
 func (x *DeleteModelResponse) Reset() {
 	*x = DeleteModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2937,7 +3243,7 @@ func (x *DeleteModelResponse) String() string {
 func (*DeleteModelResponse) ProtoMessage() {}
 
 func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2950,7 +3256,7 @@ func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteModelResponse) GetFreedBytes() int64 {
@@ -2971,7 +3277,7 @@ type LoadModelRequest struct {
 
 func (x *LoadModelRequest) Reset() {
 	*x = LoadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2983,7 +3289,7 @@ func (x *LoadModelRequest) String() string {
 func (*LoadModelRequest) ProtoMessage() {}
 
 func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2996,7 +3302,7 @@ func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelRequest.ProtoReflect.Descriptor instead.
 func (*LoadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LoadModelRequest) GetName() string {
@@ -3022,7 +3328,7 @@ type LoadModelResponse struct {
 
 func (x *LoadModelResponse) Reset() {
 	*x = LoadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3034,7 +3340,7 @@ func (x *LoadModelResponse) String() string {
 func (*LoadModelResponse) ProtoMessage() {}
 
 func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3047,7 +3353,7 @@ func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelResponse.ProtoReflect.Descriptor instead.
 func (*LoadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LoadModelResponse) GetModel() *RunningModel {
@@ -3066,7 +3372,7 @@ type UnloadModelRequest struct {
 
 func (x *UnloadModelRequest) Reset() {
 	*x = UnloadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3078,7 +3384,7 @@ func (x *UnloadModelRequest) String() string {
 func (*UnloadModelRequest) ProtoMessage() {}
 
 func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3091,7 +3397,7 @@ func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelRequest.ProtoReflect.Descriptor instead.
 func (*UnloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnloadModelRequest) GetName() string {
@@ -3109,7 +3415,7 @@ type UnloadModelResponse struct {
 
 func (x *UnloadModelResponse) Reset() {
 	*x = UnloadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3427,7 @@ func (x *UnloadModelResponse) String() string {
 func (*UnloadModelResponse) ProtoMessage() {}
 
 func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3440,7 @@ func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelResponse.ProtoReflect.Descriptor instead.
 func (*UnloadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{42}
 }
 
 type ListRunningRequest struct {
@@ -3145,7 +3451,7 @@ type ListRunningRequest struct {
 
 func (x *ListRunningRequest) Reset() {
 	*x = ListRunningRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3463,7 @@ func (x *ListRunningRequest) String() string {
 func (*ListRunningRequest) ProtoMessage() {}
 
 func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3476,7 @@ func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningRequest.ProtoReflect.Descriptor instead.
 func (*ListRunningRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{43}
 }
 
 type ListRunningResponse struct {
@@ -3182,7 +3488,7 @@ type ListRunningResponse struct {
 
 func (x *ListRunningResponse) Reset() {
 	*x = ListRunningResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3194,7 +3500,7 @@ func (x *ListRunningResponse) String() string {
 func (*ListRunningResponse) ProtoMessage() {}
 
 func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3207,7 +3513,7 @@ func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningResponse.ProtoReflect.Descriptor instead.
 func (*ListRunningResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListRunningResponse) GetModels() []*RunningModel {
@@ -3236,7 +3542,7 @@ type RunningModel struct {
 
 func (x *RunningModel) Reset() {
 	*x = RunningModel{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3248,7 +3554,7 @@ func (x *RunningModel) String() string {
 func (*RunningModel) ProtoMessage() {}
 
 func (x *RunningModel) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3261,7 +3567,7 @@ func (x *RunningModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningModel.ProtoReflect.Descriptor instead.
 func (*RunningModel) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{41}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RunningModel) GetName() string {
@@ -3326,7 +3632,7 @@ type TranscribeRequest struct {
 
 func (x *TranscribeRequest) Reset() {
 	*x = TranscribeRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3338,7 +3644,7 @@ func (x *TranscribeRequest) String() string {
 func (*TranscribeRequest) ProtoMessage() {}
 
 func (x *TranscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3351,7 +3657,7 @@ func (x *TranscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeRequest.ProtoReflect.Descriptor instead.
 func (*TranscribeRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{42}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TranscribeRequest) GetConfig() *TranscribeConfig {
@@ -3393,7 +3699,7 @@ type TranscribeConfig struct {
 
 func (x *TranscribeConfig) Reset() {
 	*x = TranscribeConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3405,7 +3711,7 @@ func (x *TranscribeConfig) String() string {
 func (*TranscribeConfig) ProtoMessage() {}
 
 func (x *TranscribeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3418,7 +3724,7 @@ func (x *TranscribeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeConfig.ProtoReflect.Descriptor instead.
 func (*TranscribeConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{43}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TranscribeConfig) GetModel() string {
@@ -3507,7 +3813,7 @@ type TranscribeResponse struct {
 
 func (x *TranscribeResponse) Reset() {
 	*x = TranscribeResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3825,7 @@ func (x *TranscribeResponse) String() string {
 func (*TranscribeResponse) ProtoMessage() {}
 
 func (x *TranscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3838,7 @@ func (x *TranscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeResponse.ProtoReflect.Descriptor instead.
 func (*TranscribeResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{44}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TranscribeResponse) GetModel() string {
@@ -3622,7 +3928,7 @@ type TranscriptSegment struct {
 
 func (x *TranscriptSegment) Reset() {
 	*x = TranscriptSegment{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3634,7 +3940,7 @@ func (x *TranscriptSegment) String() string {
 func (*TranscriptSegment) ProtoMessage() {}
 
 func (x *TranscriptSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3647,7 +3953,7 @@ func (x *TranscriptSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptSegment.ProtoReflect.Descriptor instead.
 func (*TranscriptSegment) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{45}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TranscriptSegment) GetId() int32 {
@@ -3698,7 +4004,7 @@ type TranscriptWord struct {
 
 func (x *TranscriptWord) Reset() {
 	*x = TranscriptWord{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3710,7 +4016,7 @@ func (x *TranscriptWord) String() string {
 func (*TranscriptWord) ProtoMessage() {}
 
 func (x *TranscriptWord) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3723,7 +4029,7 @@ func (x *TranscriptWord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptWord.ProtoReflect.Descriptor instead.
 func (*TranscriptWord) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{46}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TranscriptWord) GetWord() string {
@@ -3770,7 +4076,7 @@ type TranscribeFinal struct {
 
 func (x *TranscribeFinal) Reset() {
 	*x = TranscribeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3782,7 +4088,7 @@ func (x *TranscribeFinal) String() string {
 func (*TranscribeFinal) ProtoMessage() {}
 
 func (x *TranscribeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3795,7 +4101,7 @@ func (x *TranscribeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeFinal.ProtoReflect.Descriptor instead.
 func (*TranscribeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{47}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TranscribeFinal) GetText() string {
@@ -3861,7 +4167,7 @@ type SynthesizeRequest struct {
 
 func (x *SynthesizeRequest) Reset() {
 	*x = SynthesizeRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3873,7 +4179,7 @@ func (x *SynthesizeRequest) String() string {
 func (*SynthesizeRequest) ProtoMessage() {}
 
 func (x *SynthesizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3886,7 +4192,7 @@ func (x *SynthesizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeRequest.ProtoReflect.Descriptor instead.
 func (*SynthesizeRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{48}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SynthesizeRequest) GetModel() string {
@@ -3953,7 +4259,7 @@ type SynthesizeResponse struct {
 
 func (x *SynthesizeResponse) Reset() {
 	*x = SynthesizeResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +4271,7 @@ func (x *SynthesizeResponse) String() string {
 func (*SynthesizeResponse) ProtoMessage() {}
 
 func (x *SynthesizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +4284,7 @@ func (x *SynthesizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeResponse.ProtoReflect.Descriptor instead.
 func (*SynthesizeResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{49}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SynthesizeResponse) GetModel() string {
@@ -4055,7 +4361,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4373,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4386,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *EmbedRequest) GetModel() string {
@@ -4146,7 +4452,7 @@ type EmbedInput struct {
 
 func (x *EmbedInput) Reset() {
 	*x = EmbedInput{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4158,7 +4464,7 @@ func (x *EmbedInput) String() string {
 func (*EmbedInput) ProtoMessage() {}
 
 func (x *EmbedInput) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4171,7 +4477,7 @@ func (x *EmbedInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedInput.ProtoReflect.Descriptor instead.
 func (*EmbedInput) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EmbedInput) GetInput() isEmbedInput_Input {
@@ -4224,7 +4530,7 @@ type TokenIDs struct {
 
 func (x *TokenIDs) Reset() {
 	*x = TokenIDs{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +4542,7 @@ func (x *TokenIDs) String() string {
 func (*TokenIDs) ProtoMessage() {}
 
 func (x *TokenIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +4555,7 @@ func (x *TokenIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenIDs.ProtoReflect.Descriptor instead.
 func (*TokenIDs) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TokenIDs) GetIds() []int32 {
@@ -4273,7 +4579,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +4591,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +4604,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EmbedResponse) GetModel() string {
@@ -4345,7 +4651,7 @@ type Embedding struct {
 
 func (x *Embedding) Reset() {
 	*x = Embedding{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4663,7 @@ func (x *Embedding) String() string {
 func (*Embedding) ProtoMessage() {}
 
 func (x *Embedding) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4676,7 @@ func (x *Embedding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
 func (*Embedding) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *Embedding) GetValues() []float32 {
@@ -4398,7 +4704,7 @@ type RerankRequest struct {
 
 func (x *RerankRequest) Reset() {
 	*x = RerankRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4410,7 +4716,7 @@ func (x *RerankRequest) String() string {
 func (*RerankRequest) ProtoMessage() {}
 
 func (x *RerankRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4423,7 +4729,7 @@ func (x *RerankRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
 func (*RerankRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RerankRequest) GetModel() string {
@@ -4489,7 +4795,7 @@ type RerankResponse struct {
 
 func (x *RerankResponse) Reset() {
 	*x = RerankResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4501,7 +4807,7 @@ func (x *RerankResponse) String() string {
 func (*RerankResponse) ProtoMessage() {}
 
 func (x *RerankResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4514,7 +4820,7 @@ func (x *RerankResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
 func (*RerankResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RerankResponse) GetModel() string {
@@ -4564,7 +4870,7 @@ type RerankResult struct {
 
 func (x *RerankResult) Reset() {
 	*x = RerankResult{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4576,7 +4882,7 @@ func (x *RerankResult) String() string {
 func (*RerankResult) ProtoMessage() {}
 
 func (x *RerankResult) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4589,7 +4895,7 @@ func (x *RerankResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResult.ProtoReflect.Descriptor instead.
 func (*RerankResult) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RerankResult) GetIndex() int32 {
@@ -4621,7 +4927,7 @@ type AudioChunk struct {
 
 func (x *AudioChunk) Reset() {
 	*x = AudioChunk{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4633,7 +4939,7 @@ func (x *AudioChunk) String() string {
 func (*AudioChunk) ProtoMessage() {}
 
 func (x *AudioChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4646,7 +4952,7 @@ func (x *AudioChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AudioChunk.ProtoReflect.Descriptor instead.
 func (*AudioChunk) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AudioChunk) GetData() []byte {
@@ -4689,7 +4995,7 @@ type SynthesizeFinal struct {
 
 func (x *SynthesizeFinal) Reset() {
 	*x = SynthesizeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4701,7 +5007,7 @@ func (x *SynthesizeFinal) String() string {
 func (*SynthesizeFinal) ProtoMessage() {}
 
 func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4714,7 +5020,7 @@ func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeFinal.ProtoReflect.Descriptor instead.
 func (*SynthesizeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *SynthesizeFinal) GetSampleRate() int32 {
@@ -4756,7 +5062,7 @@ type ConverseRequest struct {
 
 func (x *ConverseRequest) Reset() {
 	*x = ConverseRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4768,7 +5074,7 @@ func (x *ConverseRequest) String() string {
 func (*ConverseRequest) ProtoMessage() {}
 
 func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4781,7 +5087,7 @@ func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseRequest.ProtoReflect.Descriptor instead.
 func (*ConverseRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ConverseRequest) GetConfig() *ConverseConfig {
@@ -4823,7 +5129,7 @@ type ConverseConfig struct {
 
 func (x *ConverseConfig) Reset() {
 	*x = ConverseConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4835,7 +5141,7 @@ func (x *ConverseConfig) String() string {
 func (*ConverseConfig) ProtoMessage() {}
 
 func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4848,7 +5154,7 @@ func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseConfig.ProtoReflect.Descriptor instead.
 func (*ConverseConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ConverseConfig) GetSttModel() string {
@@ -4950,7 +5256,7 @@ type ConverseResponse struct {
 
 func (x *ConverseResponse) Reset() {
 	*x = ConverseResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4962,7 +5268,7 @@ func (x *ConverseResponse) String() string {
 func (*ConverseResponse) ProtoMessage() {}
 
 func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4975,7 +5281,7 @@ func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseResponse.ProtoReflect.Descriptor instead.
 func (*ConverseResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ConverseResponse) GetEvent() isConverseResponse_Event {
@@ -5070,7 +5376,7 @@ type ConverseFinal struct {
 
 func (x *ConverseFinal) Reset() {
 	*x = ConverseFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5082,7 +5388,7 @@ func (x *ConverseFinal) String() string {
 func (*ConverseFinal) ProtoMessage() {}
 
 func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5095,7 +5401,7 @@ func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseFinal.ProtoReflect.Descriptor instead.
 func (*ConverseFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ConverseFinal) GetSttServedBy() string {
@@ -5152,12 +5458,33 @@ var File_syn4pse_v1_syn4pse_proto protoreflect.FileDescriptor
 const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\n" +
 	"\x18syn4pse/v1/syn4pse.proto\x12\n" +
-	"syn4pse.v1\"z\n" +
+	"syn4pse.v1\"\xd1\x01\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12-\n" +
 	"\x05parts\x18\x03 \x03(\v2\x17.syn4pse.v1.ContentPartR\x05parts\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"\x81\x01\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x123\n" +
+	"\n" +
+	"tool_calls\x18\x05 \x03(\v2\x14.syn4pse.v1.ToolCallR\ttoolCalls\x12 \n" +
+	"\ftool_call_id\x18\x06 \x01(\tR\n" +
+	"toolCallId\"L\n" +
+	"\bToolCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x03 \x01(\tR\targuments\"e\n" +
+	"\x04Tool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
+	"\x0fparameters_json\x18\x03 \x01(\tR\x0eparametersJson\"<\n" +
+	"\n" +
+	"ToolChoice\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x1a\n" +
+	"\bfunction\x18\x02 \x01(\tR\bfunction\"g\n" +
+	"\rToolCallDelta\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x04 \x01(\tR\targuments\"\x81\x01\n" +
 	"\vContentPart\x12\x14\n" +
 	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12)\n" +
 	"\x05image\x18\x02 \x01(\v2\x11.syn4pse.v1.MediaH\x00R\x05image\x12)\n" +
@@ -5207,7 +5534,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
 	"local_only\x18\x02 \x01(\bR\tlocalOnly\x12\x12\n" +
-	"\x04hops\x18\x03 \x01(\rR\x04hops\"\x9f\x02\n" +
+	"\x04hops\x18\x03 \x01(\rR\x04hops\"\x80\x03\n" +
 	"\vChatRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12/\n" +
 	"\bmessages\x18\x02 \x03(\v2\x13.syn4pse.v1.MessageR\bmessages\x126\n" +
@@ -5215,7 +5542,10 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x0fresponse_format\x18\x04 \x01(\v2\x1a.syn4pse.v1.ResponseFormatR\x0eresponseFormat\x12-\n" +
 	"\arouting\x18\x05 \x01(\v2\x13.syn4pse.v1.RoutingR\arouting\x12\x1d\n" +
 	"\n" +
-	"keep_alive\x18\x06 \x01(\tR\tkeepAlive\"\x8a\x02\n" +
+	"keep_alive\x18\x06 \x01(\tR\tkeepAlive\x12&\n" +
+	"\x05tools\x18\a \x03(\v2\x10.syn4pse.v1.ToolR\x05tools\x127\n" +
+	"\vtool_choice\x18\b \x01(\v2\x16.syn4pse.v1.ToolChoiceR\n" +
+	"toolChoice\"\x8a\x02\n" +
 	"\x0fCompleteRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x126\n" +
@@ -5230,14 +5560,18 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x05delta\x18\x03 \x01(\v2\x11.syn4pse.v1.DeltaH\x00R\x05delta\x12)\n" +
 	"\x05final\x18\x04 \x01(\v2\x11.syn4pse.v1.FinalH\x00R\x05final\x12\x1b\n" +
 	"\tserved_by\x18\x05 \x01(\tR\bservedByB\a\n" +
-	"\x05event\"\x1b\n" +
+	"\x05event\"U\n" +
 	"\x05Delta\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text\"\xbb\x01\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x128\n" +
+	"\n" +
+	"tool_calls\x18\x02 \x03(\v2\x19.syn4pse.v1.ToolCallDeltaR\ttoolCalls\"\xf0\x01\n" +
 	"\x05Final\x12=\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x18.syn4pse.v1.FinishReasonR\ffinishReason\x12'\n" +
 	"\x05usage\x18\x02 \x01(\v2\x11.syn4pse.v1.UsageR\x05usage\x12-\n" +
 	"\atimings\x18\x03 \x01(\v2\x13.syn4pse.v1.TimingsR\atimings\x12\x1b\n" +
-	"\tserved_by\x18\x04 \x01(\tR\bservedBy\"\xae\x01\n" +
+	"\tserved_by\x18\x04 \x01(\tR\bservedBy\x123\n" +
+	"\n" +
+	"tool_calls\x18\x05 \x03(\v2\x14.syn4pse.v1.ToolCallR\ttoolCalls\"\xae\x01\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x05R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x05R\x10completionTokens\x12!\n" +
@@ -5582,11 +5916,12 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x12MODEL_STATE_LOADED\x10\x01\x12\x19\n" +
 	"\x15MODEL_STATE_AVAILABLE\x10\x02\x12\x17\n" +
 	"\x13MODEL_STATE_LOADING\x10\x03\x12\x1b\n" +
-	"\x17MODEL_STATE_UNAVAILABLE\x10\x04*_\n" +
+	"\x17MODEL_STATE_UNAVAILABLE\x10\x04*}\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
-	"\x14FINISH_REASON_LENGTH\x10\x022\x86\x04\n" +
+	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1c\n" +
+	"\x18FINISH_REASON_TOOL_CALLS\x10\x032\x86\x04\n" +
 	"\x10InferenceService\x12?\n" +
 	"\x04Chat\x12\x17.syn4pse.v1.ChatRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12G\n" +
 	"\bComplete\x12\x1b.syn4pse.v1.CompleteRequest\x1a\x1c.syn4pse.v1.GenerateResponse0\x01\x12O\n" +
@@ -5625,7 +5960,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -5633,168 +5968,177 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(ResponseFormat_Type)(0),    // 3: syn4pse.v1.ResponseFormat.Type
 	(HealthResponse_Status)(0),  // 4: syn4pse.v1.HealthResponse.Status
 	(*Message)(nil),             // 5: syn4pse.v1.Message
-	(*ContentPart)(nil),         // 6: syn4pse.v1.ContentPart
-	(*Media)(nil),               // 7: syn4pse.v1.Media
-	(*SamplingParams)(nil),      // 8: syn4pse.v1.SamplingParams
-	(*ResponseFormat)(nil),      // 9: syn4pse.v1.ResponseFormat
-	(*Routing)(nil),             // 10: syn4pse.v1.Routing
-	(*ChatRequest)(nil),         // 11: syn4pse.v1.ChatRequest
-	(*CompleteRequest)(nil),     // 12: syn4pse.v1.CompleteRequest
-	(*GenerateResponse)(nil),    // 13: syn4pse.v1.GenerateResponse
-	(*Delta)(nil),               // 14: syn4pse.v1.Delta
-	(*Final)(nil),               // 15: syn4pse.v1.Final
-	(*Usage)(nil),               // 16: syn4pse.v1.Usage
-	(*Timings)(nil),             // 17: syn4pse.v1.Timings
-	(*ListModelsRequest)(nil),   // 18: syn4pse.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 19: syn4pse.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 20: syn4pse.v1.ModelInfo
-	(*ModelStats)(nil),          // 21: syn4pse.v1.ModelStats
-	(*ModelDetails)(nil),        // 22: syn4pse.v1.ModelDetails
-	(*GetInfoRequest)(nil),      // 23: syn4pse.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),     // 24: syn4pse.v1.GetInfoResponse
-	(*Hardware)(nil),            // 25: syn4pse.v1.Hardware
-	(*Device)(nil),              // 26: syn4pse.v1.Device
-	(*HealthRequest)(nil),       // 27: syn4pse.v1.HealthRequest
-	(*HealthResponse)(nil),      // 28: syn4pse.v1.HealthResponse
-	(*Capability)(nil),          // 29: syn4pse.v1.Capability
-	(*ModelCapability)(nil),     // 30: syn4pse.v1.ModelCapability
-	(*ListPeersRequest)(nil),    // 31: syn4pse.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),   // 32: syn4pse.v1.ListPeersResponse
-	(*PeerInfo)(nil),            // 33: syn4pse.v1.PeerInfo
-	(*MeshStatusRequest)(nil),   // 34: syn4pse.v1.MeshStatusRequest
-	(*MeshStatusResponse)(nil),  // 35: syn4pse.v1.MeshStatusResponse
-	(*PullModelRequest)(nil),    // 36: syn4pse.v1.PullModelRequest
-	(*PullProgress)(nil),        // 37: syn4pse.v1.PullProgress
-	(*DeleteModelRequest)(nil),  // 38: syn4pse.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil), // 39: syn4pse.v1.DeleteModelResponse
-	(*LoadModelRequest)(nil),    // 40: syn4pse.v1.LoadModelRequest
-	(*LoadModelResponse)(nil),   // 41: syn4pse.v1.LoadModelResponse
-	(*UnloadModelRequest)(nil),  // 42: syn4pse.v1.UnloadModelRequest
-	(*UnloadModelResponse)(nil), // 43: syn4pse.v1.UnloadModelResponse
-	(*ListRunningRequest)(nil),  // 44: syn4pse.v1.ListRunningRequest
-	(*ListRunningResponse)(nil), // 45: syn4pse.v1.ListRunningResponse
-	(*RunningModel)(nil),        // 46: syn4pse.v1.RunningModel
-	(*TranscribeRequest)(nil),   // 47: syn4pse.v1.TranscribeRequest
-	(*TranscribeConfig)(nil),    // 48: syn4pse.v1.TranscribeConfig
-	(*TranscribeResponse)(nil),  // 49: syn4pse.v1.TranscribeResponse
-	(*TranscriptSegment)(nil),   // 50: syn4pse.v1.TranscriptSegment
-	(*TranscriptWord)(nil),      // 51: syn4pse.v1.TranscriptWord
-	(*TranscribeFinal)(nil),     // 52: syn4pse.v1.TranscribeFinal
-	(*SynthesizeRequest)(nil),   // 53: syn4pse.v1.SynthesizeRequest
-	(*SynthesizeResponse)(nil),  // 54: syn4pse.v1.SynthesizeResponse
-	(*EmbedRequest)(nil),        // 55: syn4pse.v1.EmbedRequest
-	(*EmbedInput)(nil),          // 56: syn4pse.v1.EmbedInput
-	(*TokenIDs)(nil),            // 57: syn4pse.v1.TokenIDs
-	(*EmbedResponse)(nil),       // 58: syn4pse.v1.EmbedResponse
-	(*Embedding)(nil),           // 59: syn4pse.v1.Embedding
-	(*RerankRequest)(nil),       // 60: syn4pse.v1.RerankRequest
-	(*RerankResponse)(nil),      // 61: syn4pse.v1.RerankResponse
-	(*RerankResult)(nil),        // 62: syn4pse.v1.RerankResult
-	(*AudioChunk)(nil),          // 63: syn4pse.v1.AudioChunk
-	(*SynthesizeFinal)(nil),     // 64: syn4pse.v1.SynthesizeFinal
-	(*ConverseRequest)(nil),     // 65: syn4pse.v1.ConverseRequest
-	(*ConverseConfig)(nil),      // 66: syn4pse.v1.ConverseConfig
-	(*ConverseResponse)(nil),    // 67: syn4pse.v1.ConverseResponse
-	(*ConverseFinal)(nil),       // 68: syn4pse.v1.ConverseFinal
-	nil,                         // 69: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*ToolCall)(nil),            // 6: syn4pse.v1.ToolCall
+	(*Tool)(nil),                // 7: syn4pse.v1.Tool
+	(*ToolChoice)(nil),          // 8: syn4pse.v1.ToolChoice
+	(*ToolCallDelta)(nil),       // 9: syn4pse.v1.ToolCallDelta
+	(*ContentPart)(nil),         // 10: syn4pse.v1.ContentPart
+	(*Media)(nil),               // 11: syn4pse.v1.Media
+	(*SamplingParams)(nil),      // 12: syn4pse.v1.SamplingParams
+	(*ResponseFormat)(nil),      // 13: syn4pse.v1.ResponseFormat
+	(*Routing)(nil),             // 14: syn4pse.v1.Routing
+	(*ChatRequest)(nil),         // 15: syn4pse.v1.ChatRequest
+	(*CompleteRequest)(nil),     // 16: syn4pse.v1.CompleteRequest
+	(*GenerateResponse)(nil),    // 17: syn4pse.v1.GenerateResponse
+	(*Delta)(nil),               // 18: syn4pse.v1.Delta
+	(*Final)(nil),               // 19: syn4pse.v1.Final
+	(*Usage)(nil),               // 20: syn4pse.v1.Usage
+	(*Timings)(nil),             // 21: syn4pse.v1.Timings
+	(*ListModelsRequest)(nil),   // 22: syn4pse.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 23: syn4pse.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 24: syn4pse.v1.ModelInfo
+	(*ModelStats)(nil),          // 25: syn4pse.v1.ModelStats
+	(*ModelDetails)(nil),        // 26: syn4pse.v1.ModelDetails
+	(*GetInfoRequest)(nil),      // 27: syn4pse.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),     // 28: syn4pse.v1.GetInfoResponse
+	(*Hardware)(nil),            // 29: syn4pse.v1.Hardware
+	(*Device)(nil),              // 30: syn4pse.v1.Device
+	(*HealthRequest)(nil),       // 31: syn4pse.v1.HealthRequest
+	(*HealthResponse)(nil),      // 32: syn4pse.v1.HealthResponse
+	(*Capability)(nil),          // 33: syn4pse.v1.Capability
+	(*ModelCapability)(nil),     // 34: syn4pse.v1.ModelCapability
+	(*ListPeersRequest)(nil),    // 35: syn4pse.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),   // 36: syn4pse.v1.ListPeersResponse
+	(*PeerInfo)(nil),            // 37: syn4pse.v1.PeerInfo
+	(*MeshStatusRequest)(nil),   // 38: syn4pse.v1.MeshStatusRequest
+	(*MeshStatusResponse)(nil),  // 39: syn4pse.v1.MeshStatusResponse
+	(*PullModelRequest)(nil),    // 40: syn4pse.v1.PullModelRequest
+	(*PullProgress)(nil),        // 41: syn4pse.v1.PullProgress
+	(*DeleteModelRequest)(nil),  // 42: syn4pse.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil), // 43: syn4pse.v1.DeleteModelResponse
+	(*LoadModelRequest)(nil),    // 44: syn4pse.v1.LoadModelRequest
+	(*LoadModelResponse)(nil),   // 45: syn4pse.v1.LoadModelResponse
+	(*UnloadModelRequest)(nil),  // 46: syn4pse.v1.UnloadModelRequest
+	(*UnloadModelResponse)(nil), // 47: syn4pse.v1.UnloadModelResponse
+	(*ListRunningRequest)(nil),  // 48: syn4pse.v1.ListRunningRequest
+	(*ListRunningResponse)(nil), // 49: syn4pse.v1.ListRunningResponse
+	(*RunningModel)(nil),        // 50: syn4pse.v1.RunningModel
+	(*TranscribeRequest)(nil),   // 51: syn4pse.v1.TranscribeRequest
+	(*TranscribeConfig)(nil),    // 52: syn4pse.v1.TranscribeConfig
+	(*TranscribeResponse)(nil),  // 53: syn4pse.v1.TranscribeResponse
+	(*TranscriptSegment)(nil),   // 54: syn4pse.v1.TranscriptSegment
+	(*TranscriptWord)(nil),      // 55: syn4pse.v1.TranscriptWord
+	(*TranscribeFinal)(nil),     // 56: syn4pse.v1.TranscribeFinal
+	(*SynthesizeRequest)(nil),   // 57: syn4pse.v1.SynthesizeRequest
+	(*SynthesizeResponse)(nil),  // 58: syn4pse.v1.SynthesizeResponse
+	(*EmbedRequest)(nil),        // 59: syn4pse.v1.EmbedRequest
+	(*EmbedInput)(nil),          // 60: syn4pse.v1.EmbedInput
+	(*TokenIDs)(nil),            // 61: syn4pse.v1.TokenIDs
+	(*EmbedResponse)(nil),       // 62: syn4pse.v1.EmbedResponse
+	(*Embedding)(nil),           // 63: syn4pse.v1.Embedding
+	(*RerankRequest)(nil),       // 64: syn4pse.v1.RerankRequest
+	(*RerankResponse)(nil),      // 65: syn4pse.v1.RerankResponse
+	(*RerankResult)(nil),        // 66: syn4pse.v1.RerankResult
+	(*AudioChunk)(nil),          // 67: syn4pse.v1.AudioChunk
+	(*SynthesizeFinal)(nil),     // 68: syn4pse.v1.SynthesizeFinal
+	(*ConverseRequest)(nil),     // 69: syn4pse.v1.ConverseRequest
+	(*ConverseConfig)(nil),      // 70: syn4pse.v1.ConverseConfig
+	(*ConverseResponse)(nil),    // 71: syn4pse.v1.ConverseResponse
+	(*ConverseFinal)(nil),       // 72: syn4pse.v1.ConverseFinal
+	nil,                         // 73: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
-	6,  // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
-	7,  // 1: syn4pse.v1.ContentPart.image:type_name -> syn4pse.v1.Media
-	7,  // 2: syn4pse.v1.ContentPart.audio:type_name -> syn4pse.v1.Media
-	3,  // 3: syn4pse.v1.ResponseFormat.type:type_name -> syn4pse.v1.ResponseFormat.Type
-	5,  // 4: syn4pse.v1.ChatRequest.messages:type_name -> syn4pse.v1.Message
-	8,  // 5: syn4pse.v1.ChatRequest.sampling:type_name -> syn4pse.v1.SamplingParams
-	9,  // 6: syn4pse.v1.ChatRequest.response_format:type_name -> syn4pse.v1.ResponseFormat
-	10, // 7: syn4pse.v1.ChatRequest.routing:type_name -> syn4pse.v1.Routing
-	8,  // 8: syn4pse.v1.CompleteRequest.sampling:type_name -> syn4pse.v1.SamplingParams
-	9,  // 9: syn4pse.v1.CompleteRequest.response_format:type_name -> syn4pse.v1.ResponseFormat
-	10, // 10: syn4pse.v1.CompleteRequest.routing:type_name -> syn4pse.v1.Routing
-	14, // 11: syn4pse.v1.GenerateResponse.delta:type_name -> syn4pse.v1.Delta
-	15, // 12: syn4pse.v1.GenerateResponse.final:type_name -> syn4pse.v1.Final
-	2,  // 13: syn4pse.v1.Final.finish_reason:type_name -> syn4pse.v1.FinishReason
-	16, // 14: syn4pse.v1.Final.usage:type_name -> syn4pse.v1.Usage
-	17, // 15: syn4pse.v1.Final.timings:type_name -> syn4pse.v1.Timings
-	20, // 16: syn4pse.v1.ListModelsResponse.models:type_name -> syn4pse.v1.ModelInfo
-	0,  // 17: syn4pse.v1.ModelInfo.modality:type_name -> syn4pse.v1.Modality
-	1,  // 18: syn4pse.v1.ModelInfo.state:type_name -> syn4pse.v1.ModelState
-	22, // 19: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
-	21, // 20: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
-	25, // 21: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	69, // 22: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
-	26, // 23: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
-	4,  // 24: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
-	30, // 25: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
-	25, // 26: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
-	0,  // 27: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
-	33, // 28: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
-	29, // 29: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
-	0,  // 30: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
-	46, // 31: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
-	46, // 32: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
-	48, // 33: syn4pse.v1.TranscribeRequest.config:type_name -> syn4pse.v1.TranscribeConfig
-	10, // 34: syn4pse.v1.TranscribeConfig.routing:type_name -> syn4pse.v1.Routing
-	50, // 35: syn4pse.v1.TranscribeResponse.segment:type_name -> syn4pse.v1.TranscriptSegment
-	52, // 36: syn4pse.v1.TranscribeResponse.final:type_name -> syn4pse.v1.TranscribeFinal
-	51, // 37: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
-	50, // 38: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
-	10, // 39: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
-	63, // 40: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	64, // 41: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
-	56, // 42: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
-	10, // 43: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
-	57, // 44: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
-	59, // 45: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
-	10, // 46: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
-	62, // 47: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
-	66, // 48: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
-	5,  // 49: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
-	8,  // 50: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
-	10, // 51: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
-	52, // 52: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
-	14, // 53: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
-	63, // 54: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	68, // 55: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
-	16, // 56: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
-	11, // 57: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	12, // 58: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	47, // 59: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
-	53, // 60: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
-	65, // 61: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
-	55, // 62: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
-	60, // 63: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
-	18, // 64: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	36, // 65: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	38, // 66: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	40, // 67: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	42, // 68: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	44, // 69: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	23, // 70: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	27, // 71: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	31, // 72: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	34, // 73: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	13, // 74: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	13, // 75: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	49, // 76: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
-	54, // 77: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
-	67, // 78: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
-	58, // 79: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
-	61, // 80: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
-	19, // 81: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	37, // 82: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	39, // 83: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	41, // 84: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	43, // 85: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	45, // 86: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	24, // 87: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	28, // 88: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	32, // 89: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	35, // 90: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	74, // [74:91] is the sub-list for method output_type
-	57, // [57:74] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	10, // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
+	6,  // 1: syn4pse.v1.Message.tool_calls:type_name -> syn4pse.v1.ToolCall
+	11, // 2: syn4pse.v1.ContentPart.image:type_name -> syn4pse.v1.Media
+	11, // 3: syn4pse.v1.ContentPart.audio:type_name -> syn4pse.v1.Media
+	3,  // 4: syn4pse.v1.ResponseFormat.type:type_name -> syn4pse.v1.ResponseFormat.Type
+	5,  // 5: syn4pse.v1.ChatRequest.messages:type_name -> syn4pse.v1.Message
+	12, // 6: syn4pse.v1.ChatRequest.sampling:type_name -> syn4pse.v1.SamplingParams
+	13, // 7: syn4pse.v1.ChatRequest.response_format:type_name -> syn4pse.v1.ResponseFormat
+	14, // 8: syn4pse.v1.ChatRequest.routing:type_name -> syn4pse.v1.Routing
+	7,  // 9: syn4pse.v1.ChatRequest.tools:type_name -> syn4pse.v1.Tool
+	8,  // 10: syn4pse.v1.ChatRequest.tool_choice:type_name -> syn4pse.v1.ToolChoice
+	12, // 11: syn4pse.v1.CompleteRequest.sampling:type_name -> syn4pse.v1.SamplingParams
+	13, // 12: syn4pse.v1.CompleteRequest.response_format:type_name -> syn4pse.v1.ResponseFormat
+	14, // 13: syn4pse.v1.CompleteRequest.routing:type_name -> syn4pse.v1.Routing
+	18, // 14: syn4pse.v1.GenerateResponse.delta:type_name -> syn4pse.v1.Delta
+	19, // 15: syn4pse.v1.GenerateResponse.final:type_name -> syn4pse.v1.Final
+	9,  // 16: syn4pse.v1.Delta.tool_calls:type_name -> syn4pse.v1.ToolCallDelta
+	2,  // 17: syn4pse.v1.Final.finish_reason:type_name -> syn4pse.v1.FinishReason
+	20, // 18: syn4pse.v1.Final.usage:type_name -> syn4pse.v1.Usage
+	21, // 19: syn4pse.v1.Final.timings:type_name -> syn4pse.v1.Timings
+	6,  // 20: syn4pse.v1.Final.tool_calls:type_name -> syn4pse.v1.ToolCall
+	24, // 21: syn4pse.v1.ListModelsResponse.models:type_name -> syn4pse.v1.ModelInfo
+	0,  // 22: syn4pse.v1.ModelInfo.modality:type_name -> syn4pse.v1.Modality
+	1,  // 23: syn4pse.v1.ModelInfo.state:type_name -> syn4pse.v1.ModelState
+	26, // 24: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
+	25, // 25: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
+	29, // 26: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
+	73, // 27: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	30, // 28: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
+	4,  // 29: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
+	34, // 30: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
+	29, // 31: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
+	0,  // 32: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
+	37, // 33: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
+	33, // 34: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
+	0,  // 35: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
+	50, // 36: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
+	50, // 37: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
+	52, // 38: syn4pse.v1.TranscribeRequest.config:type_name -> syn4pse.v1.TranscribeConfig
+	14, // 39: syn4pse.v1.TranscribeConfig.routing:type_name -> syn4pse.v1.Routing
+	54, // 40: syn4pse.v1.TranscribeResponse.segment:type_name -> syn4pse.v1.TranscriptSegment
+	56, // 41: syn4pse.v1.TranscribeResponse.final:type_name -> syn4pse.v1.TranscribeFinal
+	55, // 42: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
+	54, // 43: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
+	14, // 44: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
+	67, // 45: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	68, // 46: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
+	60, // 47: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
+	14, // 48: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
+	61, // 49: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
+	63, // 50: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
+	14, // 51: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
+	66, // 52: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
+	70, // 53: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
+	5,  // 54: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
+	12, // 55: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
+	14, // 56: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
+	56, // 57: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
+	18, // 58: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
+	67, // 59: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	72, // 60: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
+	20, // 61: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
+	15, // 62: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	16, // 63: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	51, // 64: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
+	57, // 65: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
+	69, // 66: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
+	59, // 67: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
+	64, // 68: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
+	22, // 69: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	40, // 70: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	42, // 71: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	44, // 72: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	46, // 73: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	48, // 74: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	27, // 75: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	31, // 76: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	35, // 77: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	38, // 78: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	17, // 79: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	17, // 80: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	53, // 81: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	58, // 82: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	71, // 83: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	62, // 84: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
+	65, // 85: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
+	23, // 86: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	41, // 87: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	43, // 88: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	45, // 89: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	47, // 90: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	49, // 91: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	28, // 92: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	32, // 93: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	36, // 94: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	39, // 95: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	79, // [79:96] is the sub-list for method output_type
+	62, // [62:79] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -5802,31 +6146,31 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 	if File_syn4pse_v1_syn4pse_proto != nil {
 		return
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[1].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[5].OneofWrappers = []any{
 		(*ContentPart_Text)(nil),
 		(*ContentPart_Image)(nil),
 		(*ContentPart_Audio)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[3].OneofWrappers = []any{}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[8].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[7].OneofWrappers = []any{}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[12].OneofWrappers = []any{
 		(*GenerateResponse_Delta)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[43].OneofWrappers = []any{}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[44].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[47].OneofWrappers = []any{}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[48].OneofWrappers = []any{
 		(*TranscribeResponse_Partial)(nil),
 		(*TranscribeResponse_Segment)(nil),
 		(*TranscribeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[49].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[53].OneofWrappers = []any{
 		(*SynthesizeResponse_Audio)(nil),
 		(*SynthesizeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[51].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[55].OneofWrappers = []any{
 		(*EmbedInput_Text)(nil),
 		(*EmbedInput_Tokens)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[62].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[66].OneofWrappers = []any{
 		(*ConverseResponse_Transcript)(nil),
 		(*ConverseResponse_Delta)(nil),
 		(*ConverseResponse_Audio)(nil),
@@ -5838,7 +6182,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   65,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
