@@ -150,6 +150,38 @@ type GenerateRequest struct {
 	// OnToolCall, when set, receives tool-call deltas as they are generated; emit then gets
 	// only content. Calls are in GenerateResult.ToolCalls either way.
 	OnToolCall func(ToolCallDelta) error
+	// Logprobs asks for the log-probability of each generated token, and TopLogprobs
+	// (0..MaxTopLogprobs) for that many of the most likely alternatives at each position. They
+	// come from the model's raw distribution (a log-softmax of its logits), before the sampler
+	// applies temperature, penalties, top-k/p or a grammar, as llama.cpp's server reports them
+	// with post_sampling_probs off.
+	Logprobs    bool
+	TopLogprobs int
+	// OnToken, when set with Logprobs, receives each generated token with its log-probabilities,
+	// in order, before emit gets text holding it (emit's text lags behind while a UTF-8
+	// character or a possible stop string is incomplete). End-of-generation tokens are not
+	// reported.
+	OnToken func(TokenLogprob) error
+}
+
+// MaxTopLogprobs is the most alternatives GenerateRequest.TopLogprobs may ask for, as OpenAI.
+const MaxTopLogprobs = 20
+
+// TokenLogprob is one generated token and its log-probability.
+type TokenLogprob struct {
+	TopLogprob
+	// Top are the most likely tokens at this position, most likely first; the chosen token is
+	// among them only when it is one of the most likely.
+	Top []TopLogprob
+}
+
+// TopLogprob is a token and its log-probability (natural log, ≤ 0).
+type TopLogprob struct {
+	// Token is the token's text; a token holding part of a UTF-8 character shows U+FFFD there.
+	Token string
+	// Bytes are the token's raw bytes.
+	Bytes   []byte
+	Logprob float32
 }
 
 // ToolsActive reports whether the request offers tools that the model may call.

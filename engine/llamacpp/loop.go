@@ -45,6 +45,9 @@ type request struct {
 	filter    outputFilter
 	maxTokens int
 	queuedAt  time.Time
+	// logprobs asks the loop for each token's log-probability and topLogprobs alternatives.
+	logprobs    bool
+	topLogprobs int
 	// media is the prompt of a request with images or audio, instead of prompt: the loop
 	// evaluates it in a step of its own (media.go). Generate owns and frees it.
 	media *native.MediaPrompt
@@ -59,6 +62,7 @@ type request struct {
 	ready chan struct{}
 	mu    sync.Mutex
 	text  strings.Builder
+	lps   []engine.TokenLogprob
 	done  bool
 	err   error
 	res   engine.GenerateResult
@@ -71,6 +75,15 @@ func (r *request) send(text string) {
 	}
 	r.mu.Lock()
 	r.text.WriteString(text)
+	r.mu.Unlock()
+	r.unread.Store(true)
+	r.signal()
+}
+
+// sendLogprob hands a token's log-probabilities to Generate, ahead of the text holding it.
+func (r *request) sendLogprob(lp engine.TokenLogprob) {
+	r.mu.Lock()
+	r.lps = append(r.lps, lp)
 	r.mu.Unlock()
 	r.unread.Store(true)
 	r.signal()
@@ -91,13 +104,14 @@ func (r *request) signal() {
 	}
 }
 
-// take returns the text waiting and whether the request has ended.
-func (r *request) take() (string, bool) {
+// take returns the text and log-probabilities waiting and whether the request has ended.
+func (r *request) take() (string, []engine.TokenLogprob, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	text := r.text.String()
+	text, lps := r.text.String(), r.lps
 	r.text.Reset()
-	return text, r.done
+	r.lps = nil
+	return text, lps, r.done
 }
 
 // slot is one KV-cache sequence: the tokens it holds (kept after a request, for prefix reuse)
@@ -451,6 +465,9 @@ func (l *loop) step() {
 		}
 		l.sentTo = append(l.sentTo, s.req)
 		token := s.req.sampler.Sample(l.lctx, s.out)
+		if s.req.logprobs && !l.model.IsEOG(token) {
+			s.req.sendLogprob(tokenLogprob(l.model, l.lctx.Logits(s.out), token, s.req.topLogprobs))
+		}
 		s.out = -1
 		if s.genFrom.IsZero() {
 			s.genFrom = time.Now()

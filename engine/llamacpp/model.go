@@ -106,6 +106,9 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 			return res, err
 		}
 	}
+	if req.TopLogprobs < 0 || req.TopLogprobs > engine.MaxTopLogprobs {
+		return res, fmt.Errorf("%w: top_logprobs is %d; want 0 to %d", engine.ErrInvalidRequest, req.TopLogprobs, engine.MaxTopLogprobs)
+	}
 	if req.Grammar == "" && req.JSONSchema != "" {
 		if req.Grammar, err = native.SchemaToGrammar([]byte(req.JSONSchema)); err != nil {
 			return res, fmt.Errorf("%w: %v", engine.ErrInvalidRequest, err)
@@ -121,6 +124,7 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	r := &request{
 		ctx: ctx, prompt: tokens, media: mp, sampler: sampler, maxTokens: req.MaxTokens,
 		filter: outputFilter{stops: nonEmpty(req.Stop)}, queuedAt: time.Now(), ready: make(chan struct{}, 1),
+		logprobs: req.Logprobs && req.OnToken != nil, topLogprobs: req.TopLogprobs,
 	}
 	if err := m.loop.submit(r); err != nil {
 		return res, err
@@ -134,7 +138,14 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	var emitErr error
 	for {
 		<-r.ready
-		text, done := r.take()
+		text, lps, done := r.take()
+		for _, lp := range lps {
+			if emitErr == nil {
+				if emitErr = req.OnToken(lp); emitErr != nil {
+					m.loop.stop(r)
+				}
+			}
+		}
 		if text != "" && emitErr == nil {
 			if emitErr = emit(text); emitErr != nil {
 				m.loop.stop(r)
