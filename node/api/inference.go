@@ -9,7 +9,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"math"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"google.golang.org/grpc"
 
@@ -127,24 +130,86 @@ func (s *InferenceService) generate(ctx context.Context, model, keepAliveText st
 		return toStatus(err)
 	}
 	defer lease.Release()
-	llm := lease.LLM()
-	id := newID()
+	c := choices{llm: lease.LLM(), id: newID(), model: model, servedBy: s.NodeID, send: send}
+	n := max(int(sp.GetN()), 1)
+	if n == 1 {
+		return c.run(ctx, 0, gen, s.final)
+	}
+	// The choices are concurrent requests of the same prompt: the engine batches them, and
+	// the prompt's cache is reused. The first to fail cancels the others.
+	var mu sync.Mutex
+	c.send = func(ev *pb.GenerateResponse) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return send(ev)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range n {
+		g.Go(func() error {
+			gi := gen
+			if sp.Seed != nil {
+				gi.Sampling.Seed = sp.GetSeed() + uint32(i)
+			}
+			return c.run(gctx, i, gi, s.final)
+		})
+	}
+	return g.Wait()
+}
+
+// choices runs the generations of one request and sends their events.
+type choices struct {
+	llm                 engine.LLM
+	id, model, servedBy string
+	send                Sender
+}
+
+// run generates choice index and sends its deltas, then its Final.
+func (c *choices) run(ctx context.Context, index int, gen engine.GenerateRequest, final func(engine.GenerateResult) *pb.Final) error {
+	event := func(d *pb.Delta) error {
+		d.Index = int32(index)
+		return c.send(&pb.GenerateResponse{Id: c.id, Model: c.model, ServedBy: c.servedBy, Event: &pb.GenerateResponse_Delta{Delta: d}})
+	}
 	if gen.ToolsActive() {
 		gen.OnToolCall = func(d engine.ToolCallDelta) error {
-			delta := &pb.Delta{ToolCalls: []*pb.ToolCallDelta{{Index: int32(d.Index), Id: d.ID, Name: d.Name, Arguments: d.Arguments}}}
-			return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Delta{Delta: delta}})
+			return event(&pb.Delta{ToolCalls: []*pb.ToolCallDelta{{Index: int32(d.Index), Id: d.ID, Name: d.Name, Arguments: d.Arguments}}})
 		}
 	}
-	res, err := llm.Generate(ctx, gen, func(text string) error {
-		return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Delta{Delta: &pb.Delta{Text: text}}})
+	// Log-probabilities wait for the next text delta, which carries them.
+	var lps []*pb.TokenLogprob
+	if gen.Logprobs {
+		gen.OnToken = func(lp engine.TokenLogprob) error {
+			lps = append(lps, tokenLogprobProto(lp))
+			return nil
+		}
+	}
+	res, err := c.llm.Generate(ctx, gen, func(text string) error {
+		d := &pb.Delta{Text: text, Logprobs: lps}
+		lps = nil
+		return event(d)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			slog.Debug("generation cancelled", "model", model, "id", id, "tokens", res.CompletionTokens)
+			slog.Debug("generation cancelled", "model", c.model, "id", c.id, "tokens", res.CompletionTokens)
 		}
 		return toStatus(err)
 	}
-	return send(&pb.GenerateResponse{Id: id, Model: model, ServedBy: s.NodeID, Event: &pb.GenerateResponse_Final{Final: s.final(res)}})
+	if len(lps) > 0 {
+		// Tokens whose text a stop string or a tool call took.
+		if err := event(&pb.Delta{Logprobs: lps}); err != nil {
+			return err
+		}
+	}
+	f := final(res)
+	f.Index = int32(index)
+	return c.send(&pb.GenerateResponse{Id: c.id, Model: c.model, ServedBy: c.servedBy, Event: &pb.GenerateResponse_Final{Final: f}})
+}
+
+func tokenLogprobProto(lp engine.TokenLogprob) *pb.TokenLogprob {
+	out := &pb.TokenLogprob{Token: lp.Token, Bytes: lp.Bytes, Logprob: lp.Logprob}
+	for _, t := range lp.Top {
+		out.TopLogprobs = append(out.TopLogprobs, &pb.TopLogprob{Token: t.Token, Bytes: t.Bytes, Logprob: t.Logprob})
+	}
+	return out
 }
 
 func (s *InferenceService) final(res engine.GenerateResult) *pb.Final {
@@ -206,6 +271,9 @@ func applyTools(gen *engine.GenerateRequest, tools []*pb.Tool, choice *pb.ToolCh
 	}
 	return nil
 }
+
+// MaxChoices bounds SamplingParams.n: each choice takes a slot of the model.
+const MaxChoices = 8
 
 func applySampling(gen *engine.GenerateRequest, sp *pb.SamplingParams) error {
 	s := engine.DefaultSampling()
@@ -271,6 +339,14 @@ func applySampling(gen *engine.GenerateRequest, sp *pb.SamplingParams) error {
 	if len(sp.GetStop()) > 16 {
 		return invalid("sampling.stop has %d strings: at most 16", len(sp.GetStop()))
 	}
+	if v := sp.GetTopLogprobs(); v < 0 || v > engine.MaxTopLogprobs {
+		return invalid("sampling.top_logprobs %d: want 0 to %d", v, engine.MaxTopLogprobs)
+	}
+	if v := sp.GetN(); v < 0 || v > MaxChoices {
+		return invalid("sampling.n %d: want 1 to %d choices", v, MaxChoices)
+	}
+	gen.Logprobs = sp.GetLogprobs()
+	gen.TopLogprobs = int(sp.GetTopLogprobs())
 	gen.Sampling = s
 	gen.MaxTokens = int(sp.GetMaxTokens())
 	gen.Stop = sp.GetStop()

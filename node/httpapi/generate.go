@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/ekisa-team/syn4pse/node/api"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -19,7 +22,7 @@ type choice struct {
 	Message      *chatMessageOut `json:"message,omitempty"`
 	Delta        *chatContent    `json:"delta,omitempty"`
 	Text         *string         `json:"text,omitempty"`
-	Logprobs     *struct{}       `json:"logprobs"`
+	Logprobs     any             `json:"logprobs"` // chatLogprobs, completionLogprobs or null
 	FinishReason *string         `json:"finish_reason"`
 }
 
@@ -82,6 +85,79 @@ func (f flavor) finalChoice(text string, final *pb.Final, stream bool) choice {
 	return choice{Message: msg, FinishReason: &reason}
 }
 
+// chatLogprobs is a chat choice's logprobs.
+type chatLogprobs struct {
+	Content []chatTokenLogprob `json:"content"`
+}
+
+type chatTokenLogprob struct {
+	chatTopLogprob
+	TopLogprobs []chatTopLogprob `json:"top_logprobs"`
+}
+
+type chatTopLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float32 `json:"logprob"`
+	Bytes   []int   `json:"bytes"`
+}
+
+// completionLogprobs is a legacy completion choice's logprobs; TextOffset counts bytes from the
+// start of the completion.
+type completionLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float32            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float32 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
+}
+
+// logprobs shapes the log-probabilities of tokens that follow offset bytes of the choice's text;
+// nil (null) when there are none.
+func (f flavor) logprobs(lps []*pb.TokenLogprob, offset int) any {
+	if len(lps) == 0 {
+		return nil
+	}
+	if f.chat {
+		out := chatLogprobs{Content: make([]chatTokenLogprob, len(lps))}
+		for i, lp := range lps {
+			out.Content[i].chatTopLogprob = chatTopLogprob{lp.GetToken(), lp.GetLogprob(), byteList(lp.GetBytes())}
+			out.Content[i].TopLogprobs = []chatTopLogprob{}
+			for _, t := range lp.GetTopLogprobs() {
+				out.Content[i].TopLogprobs = append(out.Content[i].TopLogprobs, chatTopLogprob{t.GetToken(), t.GetLogprob(), byteList(t.GetBytes())})
+			}
+		}
+		return out
+	}
+	var out completionLogprobs
+	for _, lp := range lps {
+		out.Tokens = append(out.Tokens, lp.GetToken())
+		out.TokenLogprobs = append(out.TokenLogprobs, lp.GetLogprob())
+		top := make(map[string]float32, len(lp.GetTopLogprobs()))
+		for _, t := range lp.GetTopLogprobs() {
+			top[t.GetToken()] = t.GetLogprob()
+		}
+		out.TopLogprobs = append(out.TopLogprobs, top)
+		out.TextOffset = append(out.TextOffset, offset)
+		offset += len(lp.GetBytes())
+	}
+	return out
+}
+
+// byteList is b as JSON numbers, as OpenAI sends a token's bytes.
+func byteList(b []byte) []int {
+	out := make([]int, len(b))
+	for i, c := range b {
+		out[i] = int(c)
+	}
+	return out
+}
+
+// generated is what a non-streamed response collects of one choice.
+type generated struct {
+	text  strings.Builder
+	lps   []*pb.TokenLogprob
+	final *pb.Final
+}
+
 const fingerprint = "syn4pse"
 
 // generationRequest is an OpenAI request body that converts to one of our requests.
@@ -110,7 +186,7 @@ func serveDecoded[P any](h *Handler, w http.ResponseWriter, r *http.Request, f f
 	}
 	opts := req.options()
 	run := func(ctx context.Context, send api.Sender) error { return stream(ctx, preq, send) }
-	h.serveGeneration(w, r, f, opts.Stream, opts.includeUsage(), run)
+	h.serveGeneration(w, r, f, opts.Stream, opts.includeUsage(), opts.choices(), run)
 }
 
 func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
@@ -123,6 +199,10 @@ func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if slices.Contains(req.Modalities, "audio") {
+		if req.choices() > 1 {
+			writeStatusError(w, status.Error(codes.InvalidArgument, "n > 1 is not supported with audio output"))
+			return
+		}
 		h.chatWithAudio(w, r, req)
 		return
 	}
@@ -133,26 +213,24 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 	handleGeneration(h, w, r, completionFlavor, &completionRequest{}, h.inference.StreamComplete)
 }
 
-func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flavor, stream, includeUsage bool, run func(context.Context, api.Sender) error) {
+func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flavor, stream, includeUsage bool, n int, run func(context.Context, api.Sender) error) {
 	if stream {
-		s := &sseStream{w: w, flavor: f, includeUsage: includeUsage, created: time.Now().Unix()}
+		s := &sseStream{w: w, flavor: f, includeUsage: includeUsage, created: time.Now().Unix(), choices: n}
 		err := run(r.Context(), s.send)
 		s.finish(err)
 		return
 	}
-	var (
-		text  strings.Builder
-		final *pb.Final
-		id    string
-		model string
-	)
+	var id, model string
+	gens := make([]generated, n)
 	err := run(r.Context(), func(ev *pb.GenerateResponse) error {
 		id, model = ev.GetId(), ev.GetModel()
-		if d := ev.GetDelta(); d != nil {
-			text.WriteString(d.GetText())
+		if d := ev.GetDelta(); d != nil && int(d.GetIndex()) < n {
+			g := &gens[d.GetIndex()]
+			g.text.WriteString(d.GetText())
+			g.lps = append(g.lps, d.GetLogprobs()...)
 		}
-		if ev.GetFinal() != nil {
-			final = ev.GetFinal()
+		if fin := ev.GetFinal(); fin != nil && int(fin.GetIndex()) < n {
+			gens[fin.GetIndex()].final = fin
 		}
 		return nil
 	})
@@ -160,13 +238,19 @@ func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flav
 		writeStatusError(w, err)
 		return
 	}
-	setServedBy(w, final)
-	writeJSON(w, http.StatusOK, completionObject{
+	obj := completionObject{
 		ID: f.idPrefix + id, Object: f.object, Created: time.Now().Unix(), Model: model,
-		SystemFingerprint: fingerprint,
-		Choices:           []choice{f.finalChoice(text.String(), final, false)},
-		Usage:             usageOf(final),
-	})
+		SystemFingerprint: fingerprint, Usage: &usage{},
+	}
+	for i := range gens {
+		g := &gens[i]
+		c := f.finalChoice(g.text.String(), g.final, false)
+		c.Index, c.Logprobs = i, f.logprobs(g.lps, 0)
+		obj.Choices = append(obj.Choices, c)
+		obj.Usage.add(g.final)
+	}
+	setServedBy(w, gens[0].final)
+	writeJSON(w, http.StatusOK, obj)
 }
 
 func setServedBy(w http.ResponseWriter, final *pb.Final) {
@@ -185,6 +269,14 @@ type sseStream struct {
 	started      bool
 	failed       bool // the client went away
 	buf          []byte
+	// choices is n; announced and offset are by choice: whether its role went out (chat), the
+	// bytes of text its logprobs covered (legacy completions); finals counts the ended ones,
+	// whose usage adds up in usage.
+	choices   int
+	announced map[int32]bool
+	offset    map[int32]int
+	finals    int
+	usage     usage
 }
 
 func (s *sseStream) send(ev *pb.GenerateResponse) error {
@@ -194,35 +286,53 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 	}
 	if !s.started {
 		s.start(ev.GetServedBy())
-		if s.flavor.chat {
-			// OpenAI's first chunk announces the role with empty content.
-			obj.Choices = []choice{s.flavor.deltaChoice("assistant", "")}
-			if err := s.write(obj); err != nil {
-				return err
-			}
+		s.announced, s.offset = map[int32]bool{}, map[int32]int{}
+	}
+	index := ev.GetDelta().GetIndex()
+	if ev.GetFinal() != nil {
+		index = ev.GetFinal().GetIndex()
+	}
+	if s.flavor.chat && !s.announced[index] {
+		// OpenAI's first chunk of a choice announces the role with empty content.
+		s.announced[index] = true
+		obj.Choices = []choice{s.flavor.deltaChoice("assistant", "")}
+		obj.Choices[0].Index = int(index)
+		if err := s.write(obj); err != nil {
+			return err
 		}
 	}
 	if d := ev.GetDelta(); d != nil {
+		var c choice
 		if len(d.GetToolCalls()) > 0 {
-			obj.Choices = []choice{{Delta: &chatContent{ToolCalls: toolCallDeltas(d.GetToolCalls())}}}
-			return s.write(obj)
+			c = choice{Delta: &chatContent{ToolCalls: toolCallDeltas(d.GetToolCalls())}}
+		} else {
+			c = s.flavor.deltaChoice("", d.GetText())
 		}
-		obj.Choices = []choice{s.flavor.deltaChoice("", d.GetText())}
+		c.Index, c.Logprobs = int(index), s.flavor.logprobs(d.GetLogprobs(), s.offset[index])
+		for _, lp := range d.GetLogprobs() {
+			s.offset[index] += len(lp.GetBytes())
+		}
+		obj.Choices = []choice{c}
 		return s.write(obj)
 	}
 	final := ev.GetFinal()
-	// Usage comes once: in OpenAI's separate chunk with empty choices when the client asked
-	// for it (stream_options.include_usage), else in the finishing chunk, as llama.cpp's server
-	// does. Twice would make clients that add up usage across chunks count it twice.
+	s.usage.add(final)
+	s.finals++
+	last := s.finals >= s.choices
+	// Usage comes once, summed over the choices: in OpenAI's separate chunk with empty choices
+	// when the client asked for it (stream_options.include_usage), else in the last finishing
+	// chunk, as llama.cpp's server does. Twice would make clients that add up usage across
+	// chunks count it twice.
 	obj.Choices = []choice{s.flavor.finalChoice("", final, true)}
-	if !s.includeUsage {
-		obj.Usage = usageOf(final)
+	obj.Choices[0].Index = int(index)
+	if !s.includeUsage && last {
+		obj.Usage = &s.usage
 	}
-	if err := s.write(obj); err != nil || !s.includeUsage {
+	if err := s.write(obj); err != nil || !s.includeUsage || !last {
 		return err
 	}
 	obj.Choices = []choice{}
-	obj.Usage = usageOf(final)
+	obj.Usage = &s.usage
 	return s.write(obj)
 }
 

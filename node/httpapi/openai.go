@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/node/api"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -29,7 +30,11 @@ type samplingFields struct {
 	Stop                json.RawMessage `json:"stop"`
 	IgnoreEOS           bool            `json:"ignore_eos"`
 	KeepAlive           json.RawMessage `json:"keep_alive"`
-	N                   *int            `json:"n"`
+	N                   *int32          `json:"n"`
+	// Logprobs is a boolean in chat requests (with TopLogprobs), the number of alternatives
+	// in legacy completions.
+	Logprobs    json.RawMessage `json:"logprobs"`
+	TopLogprobs *int32          `json:"top_logprobs"`
 	Stream              bool            `json:"stream"`
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
@@ -50,16 +55,28 @@ func (f *samplingFields) includeUsage() bool {
 	return f.StreamOptions != nil && f.StreamOptions.IncludeUsage
 }
 
-// toProto converts the fields, failing with InvalidArgument on values the API cannot take.
-func (f *samplingFields) toProto() (*pb.SamplingParams, *pb.ResponseFormat, error) {
-	if f.N != nil && *f.N != 1 {
-		return nil, nil, status.Errorf(codes.InvalidArgument, "n = %d is not supported: this server returns one choice (n = 1)", *f.N)
+// choices is the number of choices asked for (n).
+func (f *samplingFields) choices() int {
+	if f.N == nil || *f.N < 1 {
+		return 1
+	}
+	return int(*f.N)
+}
+
+// toProto converts the fields, failing with InvalidArgument on values the API cannot take;
+// chat says how to read logprobs.
+func (f *samplingFields) toProto(chat bool) (*pb.SamplingParams, *pb.ResponseFormat, error) {
+	if f.N != nil && (*f.N < 1 || *f.N > api.MaxChoices) {
+		return nil, nil, status.Errorf(codes.InvalidArgument, "n = %d: want 1 to %d choices", *f.N, api.MaxChoices)
 	}
 	sp := &pb.SamplingParams{
 		Temperature: f.Temperature, TopP: f.TopP, TopK: f.TopK, MinP: f.MinP,
 		RepeatPenalty: f.RepeatPenalty, RepeatLastN: f.RepeatLastN,
 		PresencePenalty: f.PresencePenalty, FrequencyPenalty: f.FrequencyPenalty,
-		IgnoreEos: f.IgnoreEOS,
+		IgnoreEos: f.IgnoreEOS, N: int32(f.choices()),
+	}
+	if err := f.logprobsToProto(chat, sp); err != nil {
+		return nil, nil, err
 	}
 	if f.Seed != nil {
 		seed := uint32(*f.Seed)
@@ -78,6 +95,34 @@ func (f *samplingFields) toProto() (*pb.SamplingParams, *pb.ResponseFormat, erro
 	sp.Stop = stop
 	rf, err := f.ResponseFormat.toProto()
 	return sp, rf, err
+}
+
+// logprobsToProto reads chat's logprobs (a boolean) and top_logprobs, or legacy completions'
+// logprobs (the number of alternatives, null for none).
+func (f *samplingFields) logprobsToProto(chat bool, sp *pb.SamplingParams) error {
+	if len(f.Logprobs) == 0 || string(f.Logprobs) == "null" {
+		if f.TopLogprobs != nil && *f.TopLogprobs > 0 {
+			return status.Error(codes.InvalidArgument, "top_logprobs needs logprobs: true")
+		}
+		return nil
+	}
+	if chat {
+		if err := json.Unmarshal(f.Logprobs, &sp.Logprobs); err != nil {
+			return status.Error(codes.InvalidArgument, "logprobs: want true or false")
+		}
+		if f.TopLogprobs != nil {
+			sp.TopLogprobs = *f.TopLogprobs
+		}
+	} else {
+		if err := json.Unmarshal(f.Logprobs, &sp.TopLogprobs); err != nil {
+			return status.Error(codes.InvalidArgument, "logprobs: want the number of alternatives (0 to 20)")
+		}
+		sp.Logprobs = true
+	}
+	if sp.TopLogprobs < 0 || sp.TopLogprobs > 20 {
+		return status.Errorf(codes.InvalidArgument, "top_logprobs %d: want 0 to 20", sp.TopLogprobs)
+	}
+	return nil
 }
 
 func (rf *responseFormat) toProto() (*pb.ResponseFormat, error) {
@@ -170,7 +215,7 @@ type contentPart struct {
 }
 
 func (r *chatRequest) toProto(routing *pb.Routing) (*pb.ChatRequest, error) {
-	sp, rf, err := r.samplingFields.toProto()
+	sp, rf, err := r.samplingFields.toProto(true)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +309,7 @@ type completionRequest struct {
 }
 
 func (r *completionRequest) toProto(routing *pb.Routing) (*pb.CompleteRequest, error) {
-	sp, rf, err := r.samplingFields.toProto()
+	sp, rf, err := r.samplingFields.toProto(false)
 	if err != nil {
 		return nil, err
 	}
@@ -295,6 +340,16 @@ func usageOf(f *pb.Final) *usage {
 	}
 	u.PromptTokensDetails.CachedTokens = f.GetUsage().GetCachedPromptTokens()
 	return u
+}
+
+// add counts one choice's usage into u: the prompt once, the completion tokens of every choice.
+func (u *usage) add(f *pb.Final) {
+	if u.PromptTokens == 0 {
+		u.PromptTokens = f.GetUsage().GetPromptTokens()
+		u.PromptTokensDetails.CachedTokens = f.GetUsage().GetCachedPromptTokens()
+	}
+	u.CompletionTokens += f.GetUsage().GetCompletionTokens()
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 }
 
 func finishReason(f *pb.Final) string {

@@ -307,7 +307,7 @@ func (x HealthResponse_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthResponse_Status.Descriptor instead.
 func (HealthResponse_Status) EnumDescriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27, 0}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29, 0}
 }
 
 // Message is one chat turn.
@@ -823,7 +823,15 @@ type SamplingParams struct {
 	// Stop ends generation when any of these strings appears; the stop string is not returned.
 	Stop []string `protobuf:"bytes,11,rep,name=stop,proto3" json:"stop,omitempty"`
 	// IgnoreEos keeps generating past the model's end-of-generation tokens (benchmarks).
-	IgnoreEos     bool `protobuf:"varint,12,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
+	IgnoreEos bool `protobuf:"varint,12,opt,name=ignore_eos,json=ignoreEos,proto3" json:"ignore_eos,omitempty"`
+	// Logprobs asks for the log-probability of each generated token (Delta.logprobs), and
+	// top_logprobs (0 to 20) for that many of the most likely tokens at each position. They are
+	// the model's raw distribution, before temperature, penalties, truncation or a grammar.
+	Logprobs    bool  `protobuf:"varint,13,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
+	TopLogprobs int32 `protobuf:"varint,14,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
+	// N asks for that many choices (1 to 8; unset or 0 is 1), generated concurrently, each with
+	// seed+i when a seed is set. Their events carry their choice index; each ends with its Final.
+	N             int32 `protobuf:"varint,15,opt,name=n,proto3" json:"n,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -940,6 +948,27 @@ func (x *SamplingParams) GetIgnoreEos() bool {
 		return x.IgnoreEos
 	}
 	return false
+}
+
+func (x *SamplingParams) GetLogprobs() bool {
+	if x != nil {
+		return x.Logprobs
+	}
+	return false
+}
+
+func (x *SamplingParams) GetTopLogprobs() int32 {
+	if x != nil {
+		return x.TopLogprobs
+	}
+	return 0
+}
+
+func (x *SamplingParams) GetN() int32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
 }
 
 // ResponseFormat constrains the output.
@@ -1372,7 +1401,12 @@ type Delta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Text  string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// ToolCalls are pieces of the tool calls being generated.
-	ToolCalls     []*ToolCallDelta `protobuf:"bytes,2,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	ToolCalls []*ToolCallDelta `protobuf:"bytes,2,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// Logprobs are the tokens generated since the last delta, with their log-probabilities
+	// (SamplingParams.logprobs); the text of a token may come in a later delta.
+	Logprobs []*TokenLogprob `protobuf:"bytes,3,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// Index is the choice this delta belongs to (SamplingParams.n).
+	Index         int32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1421,6 +1455,153 @@ func (x *Delta) GetToolCalls() []*ToolCallDelta {
 	return nil
 }
 
+func (x *Delta) GetLogprobs() []*TokenLogprob {
+	if x != nil {
+		return x.Logprobs
+	}
+	return nil
+}
+
+func (x *Delta) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// TokenLogprob is one generated token and its log-probability (natural log).
+type TokenLogprob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token is the token's text, with U+FFFD for a part of a UTF-8 character; bytes are its raw
+	// bytes.
+	Token   string  `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Bytes   []byte  `protobuf:"bytes,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Logprob float32 `protobuf:"fixed32,3,opt,name=logprob,proto3" json:"logprob,omitempty"`
+	// TopLogprobs are the most likely tokens at this position, most likely first.
+	TopLogprobs   []*TopLogprob `protobuf:"bytes,4,rep,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenLogprob) Reset() {
+	*x = TokenLogprob{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenLogprob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenLogprob) ProtoMessage() {}
+
+func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
+func (*TokenLogprob) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TokenLogprob) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *TokenLogprob) GetBytes() []byte {
+	if x != nil {
+		return x.Bytes
+	}
+	return nil
+}
+
+func (x *TokenLogprob) GetLogprob() float32 {
+	if x != nil {
+		return x.Logprob
+	}
+	return 0
+}
+
+func (x *TokenLogprob) GetTopLogprobs() []*TopLogprob {
+	if x != nil {
+		return x.TopLogprobs
+	}
+	return nil
+}
+
+// TopLogprob is one of the most likely tokens at a position.
+type TopLogprob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Bytes         []byte                 `protobuf:"bytes,2,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Logprob       float32                `protobuf:"fixed32,3,opt,name=logprob,proto3" json:"logprob,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopLogprob) Reset() {
+	*x = TopLogprob{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopLogprob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopLogprob) ProtoMessage() {}
+
+func (x *TopLogprob) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
+func (*TopLogprob) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TopLogprob) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *TopLogprob) GetBytes() []byte {
+	if x != nil {
+		return x.Bytes
+	}
+	return nil
+}
+
+func (x *TopLogprob) GetLogprob() float32 {
+	if x != nil {
+		return x.Logprob
+	}
+	return 0
+}
+
 // Final ends a generation stream.
 type Final struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
@@ -1430,14 +1611,16 @@ type Final struct {
 	// ServedBy names the node that ran the model.
 	ServedBy string `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
 	// ToolCalls are the complete calls the model made, as the deltas spelled them.
-	ToolCalls     []*ToolCall `protobuf:"bytes,5,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	ToolCalls []*ToolCall `protobuf:"bytes,5,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// Index is the choice this Final ends (SamplingParams.n).
+	Index         int32 `protobuf:"varint,6,opt,name=index,proto3" json:"index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Final) Reset() {
 	*x = Final{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1632,7 @@ func (x *Final) String() string {
 func (*Final) ProtoMessage() {}
 
 func (x *Final) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[14]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1645,7 @@ func (x *Final) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Final.ProtoReflect.Descriptor instead.
 func (*Final) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{14}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Final) GetFinishReason() FinishReason {
@@ -1500,6 +1683,13 @@ func (x *Final) GetToolCalls() []*ToolCall {
 	return nil
 }
 
+func (x *Final) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type Usage struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	PromptTokens     int32                  `protobuf:"varint,1,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
@@ -1513,7 +1703,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1715,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[15]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1728,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{15}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Usage) GetPromptTokens() int32 {
@@ -1583,7 +1773,7 @@ type Timings struct {
 
 func (x *Timings) Reset() {
 	*x = Timings{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1785,7 @@ func (x *Timings) String() string {
 func (*Timings) ProtoMessage() {}
 
 func (x *Timings) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[16]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1798,7 @@ func (x *Timings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timings.ProtoReflect.Descriptor instead.
 func (*Timings) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{16}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Timings) GetQueueMs() float64 {
@@ -1654,7 +1844,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1856,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[17]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1869,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{17}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{19}
 }
 
 type ListModelsResponse struct {
@@ -1693,7 +1883,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1895,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[18]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1908,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{18}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListModelsResponse) GetModels() []*ModelInfo {
@@ -1758,7 +1948,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1960,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[19]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1973,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{19}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -1872,7 +2062,7 @@ type ModelStats struct {
 
 func (x *ModelStats) Reset() {
 	*x = ModelStats{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2074,7 @@ func (x *ModelStats) String() string {
 func (*ModelStats) ProtoMessage() {}
 
 func (x *ModelStats) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[20]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2087,7 @@ func (x *ModelStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelStats.ProtoReflect.Descriptor instead.
 func (*ModelStats) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{20}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ModelStats) GetActiveRequests() int32 {
@@ -1963,7 +2153,7 @@ type ModelDetails struct {
 
 func (x *ModelDetails) Reset() {
 	*x = ModelDetails{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2165,7 @@ func (x *ModelDetails) String() string {
 func (*ModelDetails) ProtoMessage() {}
 
 func (x *ModelDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[21]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2178,7 @@ func (x *ModelDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelDetails.ProtoReflect.Descriptor instead.
 func (*ModelDetails) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{21}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ModelDetails) GetArchitecture() string {
@@ -2062,7 +2252,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2074,7 +2264,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[22]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2087,7 +2277,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{22}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{24}
 }
 
 type GetInfoResponse struct {
@@ -2108,7 +2298,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2310,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[23]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2323,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{23}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetInfoResponse) GetNodeId() string {
@@ -2209,7 +2399,7 @@ type Hardware struct {
 
 func (x *Hardware) Reset() {
 	*x = Hardware{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2221,7 +2411,7 @@ func (x *Hardware) String() string {
 func (*Hardware) ProtoMessage() {}
 
 func (x *Hardware) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[24]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2234,7 +2424,7 @@ func (x *Hardware) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hardware.ProtoReflect.Descriptor instead.
 func (*Hardware) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{24}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Hardware) GetCpuCores() int32 {
@@ -2287,7 +2477,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2489,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[25]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2502,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{25}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Device) GetName() string {
@@ -2358,7 +2548,7 @@ type HealthRequest struct {
 
 func (x *HealthRequest) Reset() {
 	*x = HealthRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2370,7 +2560,7 @@ func (x *HealthRequest) String() string {
 func (*HealthRequest) ProtoMessage() {}
 
 func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[26]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2383,7 +2573,7 @@ func (x *HealthRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
 func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{26}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{28}
 }
 
 type HealthResponse struct {
@@ -2397,7 +2587,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2599,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[27]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2612,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{27}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HealthResponse) GetStatus() HealthResponse_Status {
@@ -2464,7 +2654,7 @@ type Capability struct {
 
 func (x *Capability) Reset() {
 	*x = Capability{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2666,7 @@ func (x *Capability) String() string {
 func (*Capability) ProtoMessage() {}
 
 func (x *Capability) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[28]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2679,7 @@ func (x *Capability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capability.ProtoReflect.Descriptor instead.
 func (*Capability) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{28}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Capability) GetPeerId() string {
@@ -2566,7 +2756,7 @@ type ModelCapability struct {
 
 func (x *ModelCapability) Reset() {
 	*x = ModelCapability{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +2768,7 @@ func (x *ModelCapability) String() string {
 func (*ModelCapability) ProtoMessage() {}
 
 func (x *ModelCapability) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[29]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +2781,7 @@ func (x *ModelCapability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCapability.ProtoReflect.Descriptor instead.
 func (*ModelCapability) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{29}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ModelCapability) GetName() string {
@@ -2679,7 +2869,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2881,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[30]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2894,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{30}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
 }
 
 type ListPeersResponse struct {
@@ -2716,7 +2906,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +2918,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +2931,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListPeersResponse) GetPeers() []*PeerInfo {
@@ -2771,7 +2961,7 @@ type PeerInfo struct {
 
 func (x *PeerInfo) Reset() {
 	*x = PeerInfo{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2973,7 @@ func (x *PeerInfo) String() string {
 func (*PeerInfo) ProtoMessage() {}
 
 func (x *PeerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +2986,7 @@ func (x *PeerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfo.ProtoReflect.Descriptor instead.
 func (*PeerInfo) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PeerInfo) GetPeerId() string {
@@ -2863,7 +3053,7 @@ type MeshStatusRequest struct {
 
 func (x *MeshStatusRequest) Reset() {
 	*x = MeshStatusRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2875,7 +3065,7 @@ func (x *MeshStatusRequest) String() string {
 func (*MeshStatusRequest) ProtoMessage() {}
 
 func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2888,7 +3078,7 @@ func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusRequest.ProtoReflect.Descriptor instead.
 func (*MeshStatusRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
 }
 
 type MeshStatusResponse struct {
@@ -2910,7 +3100,7 @@ type MeshStatusResponse struct {
 
 func (x *MeshStatusResponse) Reset() {
 	*x = MeshStatusResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3112,7 @@ func (x *MeshStatusResponse) String() string {
 func (*MeshStatusResponse) ProtoMessage() {}
 
 func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3125,7 @@ func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusResponse.ProtoReflect.Descriptor instead.
 func (*MeshStatusResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MeshStatusResponse) GetEnabled() bool {
@@ -3011,7 +3201,7 @@ type PullModelRequest struct {
 
 func (x *PullModelRequest) Reset() {
 	*x = PullModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3023,7 +3213,7 @@ func (x *PullModelRequest) String() string {
 func (*PullModelRequest) ProtoMessage() {}
 
 func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3036,7 +3226,7 @@ func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullModelRequest.ProtoReflect.Descriptor instead.
 func (*PullModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PullModelRequest) GetName() string {
@@ -3092,7 +3282,7 @@ type PullProgress struct {
 
 func (x *PullProgress) Reset() {
 	*x = PullProgress{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3294,7 @@ func (x *PullProgress) String() string {
 func (*PullProgress) ProtoMessage() {}
 
 func (x *PullProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3307,7 @@ func (x *PullProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullProgress.ProtoReflect.Descriptor instead.
 func (*PullProgress) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PullProgress) GetStatus() string {
@@ -3180,7 +3370,7 @@ type DeleteModelRequest struct {
 
 func (x *DeleteModelRequest) Reset() {
 	*x = DeleteModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3192,7 +3382,7 @@ func (x *DeleteModelRequest) String() string {
 func (*DeleteModelRequest) ProtoMessage() {}
 
 func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3205,7 +3395,7 @@ func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeleteModelRequest) GetName() string {
@@ -3231,7 +3421,7 @@ type DeleteModelResponse struct {
 
 func (x *DeleteModelResponse) Reset() {
 	*x = DeleteModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3433,7 @@ func (x *DeleteModelResponse) String() string {
 func (*DeleteModelResponse) ProtoMessage() {}
 
 func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3446,7 @@ func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteModelResponse) GetFreedBytes() int64 {
@@ -3277,7 +3467,7 @@ type LoadModelRequest struct {
 
 func (x *LoadModelRequest) Reset() {
 	*x = LoadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3289,7 +3479,7 @@ func (x *LoadModelRequest) String() string {
 func (*LoadModelRequest) ProtoMessage() {}
 
 func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3302,7 +3492,7 @@ func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelRequest.ProtoReflect.Descriptor instead.
 func (*LoadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LoadModelRequest) GetName() string {
@@ -3328,7 +3518,7 @@ type LoadModelResponse struct {
 
 func (x *LoadModelResponse) Reset() {
 	*x = LoadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3530,7 @@ func (x *LoadModelResponse) String() string {
 func (*LoadModelResponse) ProtoMessage() {}
 
 func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3543,7 @@ func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelResponse.ProtoReflect.Descriptor instead.
 func (*LoadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LoadModelResponse) GetModel() *RunningModel {
@@ -3372,7 +3562,7 @@ type UnloadModelRequest struct {
 
 func (x *UnloadModelRequest) Reset() {
 	*x = UnloadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3384,7 +3574,7 @@ func (x *UnloadModelRequest) String() string {
 func (*UnloadModelRequest) ProtoMessage() {}
 
 func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3397,7 +3587,7 @@ func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelRequest.ProtoReflect.Descriptor instead.
 func (*UnloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{41}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnloadModelRequest) GetName() string {
@@ -3415,7 +3605,7 @@ type UnloadModelResponse struct {
 
 func (x *UnloadModelResponse) Reset() {
 	*x = UnloadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3427,7 +3617,7 @@ func (x *UnloadModelResponse) String() string {
 func (*UnloadModelResponse) ProtoMessage() {}
 
 func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3440,7 +3630,7 @@ func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelResponse.ProtoReflect.Descriptor instead.
 func (*UnloadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{42}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{44}
 }
 
 type ListRunningRequest struct {
@@ -3451,7 +3641,7 @@ type ListRunningRequest struct {
 
 func (x *ListRunningRequest) Reset() {
 	*x = ListRunningRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3463,7 +3653,7 @@ func (x *ListRunningRequest) String() string {
 func (*ListRunningRequest) ProtoMessage() {}
 
 func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3476,7 +3666,7 @@ func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningRequest.ProtoReflect.Descriptor instead.
 func (*ListRunningRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{43}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{45}
 }
 
 type ListRunningResponse struct {
@@ -3488,7 +3678,7 @@ type ListRunningResponse struct {
 
 func (x *ListRunningResponse) Reset() {
 	*x = ListRunningResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3500,7 +3690,7 @@ func (x *ListRunningResponse) String() string {
 func (*ListRunningResponse) ProtoMessage() {}
 
 func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3513,7 +3703,7 @@ func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningResponse.ProtoReflect.Descriptor instead.
 func (*ListRunningResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{44}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListRunningResponse) GetModels() []*RunningModel {
@@ -3542,7 +3732,7 @@ type RunningModel struct {
 
 func (x *RunningModel) Reset() {
 	*x = RunningModel{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +3744,7 @@ func (x *RunningModel) String() string {
 func (*RunningModel) ProtoMessage() {}
 
 func (x *RunningModel) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +3757,7 @@ func (x *RunningModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningModel.ProtoReflect.Descriptor instead.
 func (*RunningModel) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{45}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RunningModel) GetName() string {
@@ -3632,7 +3822,7 @@ type TranscribeRequest struct {
 
 func (x *TranscribeRequest) Reset() {
 	*x = TranscribeRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3644,7 +3834,7 @@ func (x *TranscribeRequest) String() string {
 func (*TranscribeRequest) ProtoMessage() {}
 
 func (x *TranscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3657,7 +3847,7 @@ func (x *TranscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeRequest.ProtoReflect.Descriptor instead.
 func (*TranscribeRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{46}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TranscribeRequest) GetConfig() *TranscribeConfig {
@@ -3699,7 +3889,7 @@ type TranscribeConfig struct {
 
 func (x *TranscribeConfig) Reset() {
 	*x = TranscribeConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3711,7 +3901,7 @@ func (x *TranscribeConfig) String() string {
 func (*TranscribeConfig) ProtoMessage() {}
 
 func (x *TranscribeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3724,7 +3914,7 @@ func (x *TranscribeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeConfig.ProtoReflect.Descriptor instead.
 func (*TranscribeConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{47}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TranscribeConfig) GetModel() string {
@@ -3813,7 +4003,7 @@ type TranscribeResponse struct {
 
 func (x *TranscribeResponse) Reset() {
 	*x = TranscribeResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +4015,7 @@ func (x *TranscribeResponse) String() string {
 func (*TranscribeResponse) ProtoMessage() {}
 
 func (x *TranscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +4028,7 @@ func (x *TranscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeResponse.ProtoReflect.Descriptor instead.
 func (*TranscribeResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{48}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TranscribeResponse) GetModel() string {
@@ -3928,7 +4118,7 @@ type TranscriptSegment struct {
 
 func (x *TranscriptSegment) Reset() {
 	*x = TranscriptSegment{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3940,7 +4130,7 @@ func (x *TranscriptSegment) String() string {
 func (*TranscriptSegment) ProtoMessage() {}
 
 func (x *TranscriptSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3953,7 +4143,7 @@ func (x *TranscriptSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptSegment.ProtoReflect.Descriptor instead.
 func (*TranscriptSegment) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{49}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TranscriptSegment) GetId() int32 {
@@ -4004,7 +4194,7 @@ type TranscriptWord struct {
 
 func (x *TranscriptWord) Reset() {
 	*x = TranscriptWord{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4206,7 @@ func (x *TranscriptWord) String() string {
 func (*TranscriptWord) ProtoMessage() {}
 
 func (x *TranscriptWord) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4219,7 @@ func (x *TranscriptWord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptWord.ProtoReflect.Descriptor instead.
 func (*TranscriptWord) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TranscriptWord) GetWord() string {
@@ -4076,7 +4266,7 @@ type TranscribeFinal struct {
 
 func (x *TranscribeFinal) Reset() {
 	*x = TranscribeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4088,7 +4278,7 @@ func (x *TranscribeFinal) String() string {
 func (*TranscribeFinal) ProtoMessage() {}
 
 func (x *TranscribeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4101,7 +4291,7 @@ func (x *TranscribeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeFinal.ProtoReflect.Descriptor instead.
 func (*TranscribeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TranscribeFinal) GetText() string {
@@ -4167,7 +4357,7 @@ type SynthesizeRequest struct {
 
 func (x *SynthesizeRequest) Reset() {
 	*x = SynthesizeRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4179,7 +4369,7 @@ func (x *SynthesizeRequest) String() string {
 func (*SynthesizeRequest) ProtoMessage() {}
 
 func (x *SynthesizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4192,7 +4382,7 @@ func (x *SynthesizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeRequest.ProtoReflect.Descriptor instead.
 func (*SynthesizeRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SynthesizeRequest) GetModel() string {
@@ -4259,7 +4449,7 @@ type SynthesizeResponse struct {
 
 func (x *SynthesizeResponse) Reset() {
 	*x = SynthesizeResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4271,7 +4461,7 @@ func (x *SynthesizeResponse) String() string {
 func (*SynthesizeResponse) ProtoMessage() {}
 
 func (x *SynthesizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4284,7 +4474,7 @@ func (x *SynthesizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeResponse.ProtoReflect.Descriptor instead.
 func (*SynthesizeResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SynthesizeResponse) GetModel() string {
@@ -4361,7 +4551,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4373,7 +4563,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4386,7 +4576,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EmbedRequest) GetModel() string {
@@ -4452,7 +4642,7 @@ type EmbedInput struct {
 
 func (x *EmbedInput) Reset() {
 	*x = EmbedInput{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4464,7 +4654,7 @@ func (x *EmbedInput) String() string {
 func (*EmbedInput) ProtoMessage() {}
 
 func (x *EmbedInput) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4477,7 +4667,7 @@ func (x *EmbedInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedInput.ProtoReflect.Descriptor instead.
 func (*EmbedInput) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EmbedInput) GetInput() isEmbedInput_Input {
@@ -4530,7 +4720,7 @@ type TokenIDs struct {
 
 func (x *TokenIDs) Reset() {
 	*x = TokenIDs{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4542,7 +4732,7 @@ func (x *TokenIDs) String() string {
 func (*TokenIDs) ProtoMessage() {}
 
 func (x *TokenIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4555,7 +4745,7 @@ func (x *TokenIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenIDs.ProtoReflect.Descriptor instead.
 func (*TokenIDs) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TokenIDs) GetIds() []int32 {
@@ -4579,7 +4769,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4591,7 +4781,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4604,7 +4794,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *EmbedResponse) GetModel() string {
@@ -4651,7 +4841,7 @@ type Embedding struct {
 
 func (x *Embedding) Reset() {
 	*x = Embedding{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4663,7 +4853,7 @@ func (x *Embedding) String() string {
 func (*Embedding) ProtoMessage() {}
 
 func (x *Embedding) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4676,7 +4866,7 @@ func (x *Embedding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
 func (*Embedding) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *Embedding) GetValues() []float32 {
@@ -4704,7 +4894,7 @@ type RerankRequest struct {
 
 func (x *RerankRequest) Reset() {
 	*x = RerankRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4716,7 +4906,7 @@ func (x *RerankRequest) String() string {
 func (*RerankRequest) ProtoMessage() {}
 
 func (x *RerankRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4729,7 +4919,7 @@ func (x *RerankRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
 func (*RerankRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RerankRequest) GetModel() string {
@@ -4795,7 +4985,7 @@ type RerankResponse struct {
 
 func (x *RerankResponse) Reset() {
 	*x = RerankResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4807,7 +4997,7 @@ func (x *RerankResponse) String() string {
 func (*RerankResponse) ProtoMessage() {}
 
 func (x *RerankResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4820,7 +5010,7 @@ func (x *RerankResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
 func (*RerankResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RerankResponse) GetModel() string {
@@ -4870,7 +5060,7 @@ type RerankResult struct {
 
 func (x *RerankResult) Reset() {
 	*x = RerankResult{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4882,7 +5072,7 @@ func (x *RerankResult) String() string {
 func (*RerankResult) ProtoMessage() {}
 
 func (x *RerankResult) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4895,7 +5085,7 @@ func (x *RerankResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResult.ProtoReflect.Descriptor instead.
 func (*RerankResult) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RerankResult) GetIndex() int32 {
@@ -4927,7 +5117,7 @@ type AudioChunk struct {
 
 func (x *AudioChunk) Reset() {
 	*x = AudioChunk{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4939,7 +5129,7 @@ func (x *AudioChunk) String() string {
 func (*AudioChunk) ProtoMessage() {}
 
 func (x *AudioChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4952,7 +5142,7 @@ func (x *AudioChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AudioChunk.ProtoReflect.Descriptor instead.
 func (*AudioChunk) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AudioChunk) GetData() []byte {
@@ -4995,7 +5185,7 @@ type SynthesizeFinal struct {
 
 func (x *SynthesizeFinal) Reset() {
 	*x = SynthesizeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5007,7 +5197,7 @@ func (x *SynthesizeFinal) String() string {
 func (*SynthesizeFinal) ProtoMessage() {}
 
 func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5020,7 +5210,7 @@ func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeFinal.ProtoReflect.Descriptor instead.
 func (*SynthesizeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SynthesizeFinal) GetSampleRate() int32 {
@@ -5062,7 +5252,7 @@ type ConverseRequest struct {
 
 func (x *ConverseRequest) Reset() {
 	*x = ConverseRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5074,7 +5264,7 @@ func (x *ConverseRequest) String() string {
 func (*ConverseRequest) ProtoMessage() {}
 
 func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5087,7 +5277,7 @@ func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseRequest.ProtoReflect.Descriptor instead.
 func (*ConverseRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{64}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ConverseRequest) GetConfig() *ConverseConfig {
@@ -5129,7 +5319,7 @@ type ConverseConfig struct {
 
 func (x *ConverseConfig) Reset() {
 	*x = ConverseConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5141,7 +5331,7 @@ func (x *ConverseConfig) String() string {
 func (*ConverseConfig) ProtoMessage() {}
 
 func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5154,7 +5344,7 @@ func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseConfig.ProtoReflect.Descriptor instead.
 func (*ConverseConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{65}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ConverseConfig) GetSttModel() string {
@@ -5256,7 +5446,7 @@ type ConverseResponse struct {
 
 func (x *ConverseResponse) Reset() {
 	*x = ConverseResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5268,7 +5458,7 @@ func (x *ConverseResponse) String() string {
 func (*ConverseResponse) ProtoMessage() {}
 
 func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5281,7 +5471,7 @@ func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseResponse.ProtoReflect.Descriptor instead.
 func (*ConverseResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{66}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ConverseResponse) GetEvent() isConverseResponse_Event {
@@ -5376,7 +5566,7 @@ type ConverseFinal struct {
 
 func (x *ConverseFinal) Reset() {
 	*x = ConverseFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5388,7 +5578,7 @@ func (x *ConverseFinal) String() string {
 func (*ConverseFinal) ProtoMessage() {}
 
 func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5401,7 +5591,7 @@ func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseFinal.ProtoReflect.Descriptor instead.
 func (*ConverseFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{67}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ConverseFinal) GetSttServedBy() string {
@@ -5492,7 +5682,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x04part\"8\n" +
 	"\x05Media\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1b\n" +
-	"\tmime_type\x18\x02 \x01(\tR\bmimeType\"\xc2\x04\n" +
+	"\tmime_type\x18\x02 \x01(\tR\bmimeType\"\x8f\x05\n" +
 	"\x0eSamplingParams\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x02H\x00R\vtemperature\x88\x01\x01\x12\x18\n" +
 	"\x05top_p\x18\x02 \x01(\x02H\x01R\x04topP\x88\x01\x01\x12\x18\n" +
@@ -5508,7 +5698,10 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	" \x01(\x05H\tR\tmaxTokens\x88\x01\x01\x12\x12\n" +
 	"\x04stop\x18\v \x03(\tR\x04stop\x12\x1d\n" +
 	"\n" +
-	"ignore_eos\x18\f \x01(\bR\tignoreEosB\x0e\n" +
+	"ignore_eos\x18\f \x01(\bR\tignoreEos\x12\x1a\n" +
+	"\blogprobs\x18\r \x01(\bR\blogprobs\x12!\n" +
+	"\ftop_logprobs\x18\x0e \x01(\x05R\vtopLogprobs\x12\f\n" +
+	"\x01n\x18\x0f \x01(\x05R\x01nB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\b\n" +
 	"\x06_top_kB\b\n" +
@@ -5560,18 +5753,31 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x05delta\x18\x03 \x01(\v2\x11.syn4pse.v1.DeltaH\x00R\x05delta\x12)\n" +
 	"\x05final\x18\x04 \x01(\v2\x11.syn4pse.v1.FinalH\x00R\x05final\x12\x1b\n" +
 	"\tserved_by\x18\x05 \x01(\tR\bservedByB\a\n" +
-	"\x05event\"U\n" +
+	"\x05event\"\xa1\x01\n" +
 	"\x05Delta\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x128\n" +
 	"\n" +
-	"tool_calls\x18\x02 \x03(\v2\x19.syn4pse.v1.ToolCallDeltaR\ttoolCalls\"\xf0\x01\n" +
+	"tool_calls\x18\x02 \x03(\v2\x19.syn4pse.v1.ToolCallDeltaR\ttoolCalls\x124\n" +
+	"\blogprobs\x18\x03 \x03(\v2\x18.syn4pse.v1.TokenLogprobR\blogprobs\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\x05R\x05index\"\x8f\x01\n" +
+	"\fTokenLogprob\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\fR\x05bytes\x12\x18\n" +
+	"\alogprob\x18\x03 \x01(\x02R\alogprob\x129\n" +
+	"\ftop_logprobs\x18\x04 \x03(\v2\x16.syn4pse.v1.TopLogprobR\vtopLogprobs\"R\n" +
+	"\n" +
+	"TopLogprob\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x14\n" +
+	"\x05bytes\x18\x02 \x01(\fR\x05bytes\x12\x18\n" +
+	"\alogprob\x18\x03 \x01(\x02R\alogprob\"\x86\x02\n" +
 	"\x05Final\x12=\n" +
 	"\rfinish_reason\x18\x01 \x01(\x0e2\x18.syn4pse.v1.FinishReasonR\ffinishReason\x12'\n" +
 	"\x05usage\x18\x02 \x01(\v2\x11.syn4pse.v1.UsageR\x05usage\x12-\n" +
 	"\atimings\x18\x03 \x01(\v2\x13.syn4pse.v1.TimingsR\atimings\x12\x1b\n" +
 	"\tserved_by\x18\x04 \x01(\tR\bservedBy\x123\n" +
 	"\n" +
-	"tool_calls\x18\x05 \x03(\v2\x14.syn4pse.v1.ToolCallR\ttoolCalls\"\xae\x01\n" +
+	"tool_calls\x18\x05 \x03(\v2\x14.syn4pse.v1.ToolCallR\ttoolCalls\x12\x14\n" +
+	"\x05index\x18\x06 \x01(\x05R\x05index\"\xae\x01\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x05R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x05R\x10completionTokens\x12!\n" +
@@ -5960,7 +6166,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -5981,61 +6187,63 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*CompleteRequest)(nil),     // 16: syn4pse.v1.CompleteRequest
 	(*GenerateResponse)(nil),    // 17: syn4pse.v1.GenerateResponse
 	(*Delta)(nil),               // 18: syn4pse.v1.Delta
-	(*Final)(nil),               // 19: syn4pse.v1.Final
-	(*Usage)(nil),               // 20: syn4pse.v1.Usage
-	(*Timings)(nil),             // 21: syn4pse.v1.Timings
-	(*ListModelsRequest)(nil),   // 22: syn4pse.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),  // 23: syn4pse.v1.ListModelsResponse
-	(*ModelInfo)(nil),           // 24: syn4pse.v1.ModelInfo
-	(*ModelStats)(nil),          // 25: syn4pse.v1.ModelStats
-	(*ModelDetails)(nil),        // 26: syn4pse.v1.ModelDetails
-	(*GetInfoRequest)(nil),      // 27: syn4pse.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),     // 28: syn4pse.v1.GetInfoResponse
-	(*Hardware)(nil),            // 29: syn4pse.v1.Hardware
-	(*Device)(nil),              // 30: syn4pse.v1.Device
-	(*HealthRequest)(nil),       // 31: syn4pse.v1.HealthRequest
-	(*HealthResponse)(nil),      // 32: syn4pse.v1.HealthResponse
-	(*Capability)(nil),          // 33: syn4pse.v1.Capability
-	(*ModelCapability)(nil),     // 34: syn4pse.v1.ModelCapability
-	(*ListPeersRequest)(nil),    // 35: syn4pse.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),   // 36: syn4pse.v1.ListPeersResponse
-	(*PeerInfo)(nil),            // 37: syn4pse.v1.PeerInfo
-	(*MeshStatusRequest)(nil),   // 38: syn4pse.v1.MeshStatusRequest
-	(*MeshStatusResponse)(nil),  // 39: syn4pse.v1.MeshStatusResponse
-	(*PullModelRequest)(nil),    // 40: syn4pse.v1.PullModelRequest
-	(*PullProgress)(nil),        // 41: syn4pse.v1.PullProgress
-	(*DeleteModelRequest)(nil),  // 42: syn4pse.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil), // 43: syn4pse.v1.DeleteModelResponse
-	(*LoadModelRequest)(nil),    // 44: syn4pse.v1.LoadModelRequest
-	(*LoadModelResponse)(nil),   // 45: syn4pse.v1.LoadModelResponse
-	(*UnloadModelRequest)(nil),  // 46: syn4pse.v1.UnloadModelRequest
-	(*UnloadModelResponse)(nil), // 47: syn4pse.v1.UnloadModelResponse
-	(*ListRunningRequest)(nil),  // 48: syn4pse.v1.ListRunningRequest
-	(*ListRunningResponse)(nil), // 49: syn4pse.v1.ListRunningResponse
-	(*RunningModel)(nil),        // 50: syn4pse.v1.RunningModel
-	(*TranscribeRequest)(nil),   // 51: syn4pse.v1.TranscribeRequest
-	(*TranscribeConfig)(nil),    // 52: syn4pse.v1.TranscribeConfig
-	(*TranscribeResponse)(nil),  // 53: syn4pse.v1.TranscribeResponse
-	(*TranscriptSegment)(nil),   // 54: syn4pse.v1.TranscriptSegment
-	(*TranscriptWord)(nil),      // 55: syn4pse.v1.TranscriptWord
-	(*TranscribeFinal)(nil),     // 56: syn4pse.v1.TranscribeFinal
-	(*SynthesizeRequest)(nil),   // 57: syn4pse.v1.SynthesizeRequest
-	(*SynthesizeResponse)(nil),  // 58: syn4pse.v1.SynthesizeResponse
-	(*EmbedRequest)(nil),        // 59: syn4pse.v1.EmbedRequest
-	(*EmbedInput)(nil),          // 60: syn4pse.v1.EmbedInput
-	(*TokenIDs)(nil),            // 61: syn4pse.v1.TokenIDs
-	(*EmbedResponse)(nil),       // 62: syn4pse.v1.EmbedResponse
-	(*Embedding)(nil),           // 63: syn4pse.v1.Embedding
-	(*RerankRequest)(nil),       // 64: syn4pse.v1.RerankRequest
-	(*RerankResponse)(nil),      // 65: syn4pse.v1.RerankResponse
-	(*RerankResult)(nil),        // 66: syn4pse.v1.RerankResult
-	(*AudioChunk)(nil),          // 67: syn4pse.v1.AudioChunk
-	(*SynthesizeFinal)(nil),     // 68: syn4pse.v1.SynthesizeFinal
-	(*ConverseRequest)(nil),     // 69: syn4pse.v1.ConverseRequest
-	(*ConverseConfig)(nil),      // 70: syn4pse.v1.ConverseConfig
-	(*ConverseResponse)(nil),    // 71: syn4pse.v1.ConverseResponse
-	(*ConverseFinal)(nil),       // 72: syn4pse.v1.ConverseFinal
-	nil,                         // 73: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*TokenLogprob)(nil),        // 19: syn4pse.v1.TokenLogprob
+	(*TopLogprob)(nil),          // 20: syn4pse.v1.TopLogprob
+	(*Final)(nil),               // 21: syn4pse.v1.Final
+	(*Usage)(nil),               // 22: syn4pse.v1.Usage
+	(*Timings)(nil),             // 23: syn4pse.v1.Timings
+	(*ListModelsRequest)(nil),   // 24: syn4pse.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),  // 25: syn4pse.v1.ListModelsResponse
+	(*ModelInfo)(nil),           // 26: syn4pse.v1.ModelInfo
+	(*ModelStats)(nil),          // 27: syn4pse.v1.ModelStats
+	(*ModelDetails)(nil),        // 28: syn4pse.v1.ModelDetails
+	(*GetInfoRequest)(nil),      // 29: syn4pse.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),     // 30: syn4pse.v1.GetInfoResponse
+	(*Hardware)(nil),            // 31: syn4pse.v1.Hardware
+	(*Device)(nil),              // 32: syn4pse.v1.Device
+	(*HealthRequest)(nil),       // 33: syn4pse.v1.HealthRequest
+	(*HealthResponse)(nil),      // 34: syn4pse.v1.HealthResponse
+	(*Capability)(nil),          // 35: syn4pse.v1.Capability
+	(*ModelCapability)(nil),     // 36: syn4pse.v1.ModelCapability
+	(*ListPeersRequest)(nil),    // 37: syn4pse.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),   // 38: syn4pse.v1.ListPeersResponse
+	(*PeerInfo)(nil),            // 39: syn4pse.v1.PeerInfo
+	(*MeshStatusRequest)(nil),   // 40: syn4pse.v1.MeshStatusRequest
+	(*MeshStatusResponse)(nil),  // 41: syn4pse.v1.MeshStatusResponse
+	(*PullModelRequest)(nil),    // 42: syn4pse.v1.PullModelRequest
+	(*PullProgress)(nil),        // 43: syn4pse.v1.PullProgress
+	(*DeleteModelRequest)(nil),  // 44: syn4pse.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil), // 45: syn4pse.v1.DeleteModelResponse
+	(*LoadModelRequest)(nil),    // 46: syn4pse.v1.LoadModelRequest
+	(*LoadModelResponse)(nil),   // 47: syn4pse.v1.LoadModelResponse
+	(*UnloadModelRequest)(nil),  // 48: syn4pse.v1.UnloadModelRequest
+	(*UnloadModelResponse)(nil), // 49: syn4pse.v1.UnloadModelResponse
+	(*ListRunningRequest)(nil),  // 50: syn4pse.v1.ListRunningRequest
+	(*ListRunningResponse)(nil), // 51: syn4pse.v1.ListRunningResponse
+	(*RunningModel)(nil),        // 52: syn4pse.v1.RunningModel
+	(*TranscribeRequest)(nil),   // 53: syn4pse.v1.TranscribeRequest
+	(*TranscribeConfig)(nil),    // 54: syn4pse.v1.TranscribeConfig
+	(*TranscribeResponse)(nil),  // 55: syn4pse.v1.TranscribeResponse
+	(*TranscriptSegment)(nil),   // 56: syn4pse.v1.TranscriptSegment
+	(*TranscriptWord)(nil),      // 57: syn4pse.v1.TranscriptWord
+	(*TranscribeFinal)(nil),     // 58: syn4pse.v1.TranscribeFinal
+	(*SynthesizeRequest)(nil),   // 59: syn4pse.v1.SynthesizeRequest
+	(*SynthesizeResponse)(nil),  // 60: syn4pse.v1.SynthesizeResponse
+	(*EmbedRequest)(nil),        // 61: syn4pse.v1.EmbedRequest
+	(*EmbedInput)(nil),          // 62: syn4pse.v1.EmbedInput
+	(*TokenIDs)(nil),            // 63: syn4pse.v1.TokenIDs
+	(*EmbedResponse)(nil),       // 64: syn4pse.v1.EmbedResponse
+	(*Embedding)(nil),           // 65: syn4pse.v1.Embedding
+	(*RerankRequest)(nil),       // 66: syn4pse.v1.RerankRequest
+	(*RerankResponse)(nil),      // 67: syn4pse.v1.RerankResponse
+	(*RerankResult)(nil),        // 68: syn4pse.v1.RerankResult
+	(*AudioChunk)(nil),          // 69: syn4pse.v1.AudioChunk
+	(*SynthesizeFinal)(nil),     // 70: syn4pse.v1.SynthesizeFinal
+	(*ConverseRequest)(nil),     // 71: syn4pse.v1.ConverseRequest
+	(*ConverseConfig)(nil),      // 72: syn4pse.v1.ConverseConfig
+	(*ConverseResponse)(nil),    // 73: syn4pse.v1.ConverseResponse
+	(*ConverseFinal)(nil),       // 74: syn4pse.v1.ConverseFinal
+	nil,                         // 75: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	10, // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -6053,92 +6261,94 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	13, // 12: syn4pse.v1.CompleteRequest.response_format:type_name -> syn4pse.v1.ResponseFormat
 	14, // 13: syn4pse.v1.CompleteRequest.routing:type_name -> syn4pse.v1.Routing
 	18, // 14: syn4pse.v1.GenerateResponse.delta:type_name -> syn4pse.v1.Delta
-	19, // 15: syn4pse.v1.GenerateResponse.final:type_name -> syn4pse.v1.Final
+	21, // 15: syn4pse.v1.GenerateResponse.final:type_name -> syn4pse.v1.Final
 	9,  // 16: syn4pse.v1.Delta.tool_calls:type_name -> syn4pse.v1.ToolCallDelta
-	2,  // 17: syn4pse.v1.Final.finish_reason:type_name -> syn4pse.v1.FinishReason
-	20, // 18: syn4pse.v1.Final.usage:type_name -> syn4pse.v1.Usage
-	21, // 19: syn4pse.v1.Final.timings:type_name -> syn4pse.v1.Timings
-	6,  // 20: syn4pse.v1.Final.tool_calls:type_name -> syn4pse.v1.ToolCall
-	24, // 21: syn4pse.v1.ListModelsResponse.models:type_name -> syn4pse.v1.ModelInfo
-	0,  // 22: syn4pse.v1.ModelInfo.modality:type_name -> syn4pse.v1.Modality
-	1,  // 23: syn4pse.v1.ModelInfo.state:type_name -> syn4pse.v1.ModelState
-	26, // 24: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
-	25, // 25: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
-	29, // 26: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	73, // 27: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
-	30, // 28: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
-	4,  // 29: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
-	34, // 30: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
-	29, // 31: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
-	0,  // 32: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
-	37, // 33: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
-	33, // 34: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
-	0,  // 35: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
-	50, // 36: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
-	50, // 37: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
-	52, // 38: syn4pse.v1.TranscribeRequest.config:type_name -> syn4pse.v1.TranscribeConfig
-	14, // 39: syn4pse.v1.TranscribeConfig.routing:type_name -> syn4pse.v1.Routing
-	54, // 40: syn4pse.v1.TranscribeResponse.segment:type_name -> syn4pse.v1.TranscriptSegment
-	56, // 41: syn4pse.v1.TranscribeResponse.final:type_name -> syn4pse.v1.TranscribeFinal
-	55, // 42: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
-	54, // 43: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
-	14, // 44: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
-	67, // 45: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	68, // 46: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
-	60, // 47: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
-	14, // 48: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
-	61, // 49: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
-	63, // 50: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
-	14, // 51: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
-	66, // 52: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
-	70, // 53: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
-	5,  // 54: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
-	12, // 55: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
-	14, // 56: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
-	56, // 57: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
-	18, // 58: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
-	67, // 59: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	72, // 60: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
-	20, // 61: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
-	15, // 62: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	16, // 63: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	51, // 64: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
-	57, // 65: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
-	69, // 66: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
-	59, // 67: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
-	64, // 68: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
-	22, // 69: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	40, // 70: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	42, // 71: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	44, // 72: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	46, // 73: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	48, // 74: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	27, // 75: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	31, // 76: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	35, // 77: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	38, // 78: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	17, // 79: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	17, // 80: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	53, // 81: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
-	58, // 82: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
-	71, // 83: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
-	62, // 84: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
-	65, // 85: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
-	23, // 86: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	41, // 87: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	43, // 88: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	45, // 89: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	47, // 90: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	49, // 91: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	28, // 92: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	32, // 93: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	36, // 94: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	39, // 95: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	79, // [79:96] is the sub-list for method output_type
-	62, // [62:79] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	19, // 17: syn4pse.v1.Delta.logprobs:type_name -> syn4pse.v1.TokenLogprob
+	20, // 18: syn4pse.v1.TokenLogprob.top_logprobs:type_name -> syn4pse.v1.TopLogprob
+	2,  // 19: syn4pse.v1.Final.finish_reason:type_name -> syn4pse.v1.FinishReason
+	22, // 20: syn4pse.v1.Final.usage:type_name -> syn4pse.v1.Usage
+	23, // 21: syn4pse.v1.Final.timings:type_name -> syn4pse.v1.Timings
+	6,  // 22: syn4pse.v1.Final.tool_calls:type_name -> syn4pse.v1.ToolCall
+	26, // 23: syn4pse.v1.ListModelsResponse.models:type_name -> syn4pse.v1.ModelInfo
+	0,  // 24: syn4pse.v1.ModelInfo.modality:type_name -> syn4pse.v1.Modality
+	1,  // 25: syn4pse.v1.ModelInfo.state:type_name -> syn4pse.v1.ModelState
+	28, // 26: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
+	27, // 27: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
+	31, // 28: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
+	75, // 29: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	32, // 30: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
+	4,  // 31: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
+	36, // 32: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
+	31, // 33: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
+	0,  // 34: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
+	39, // 35: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
+	35, // 36: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
+	0,  // 37: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
+	52, // 38: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
+	52, // 39: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
+	54, // 40: syn4pse.v1.TranscribeRequest.config:type_name -> syn4pse.v1.TranscribeConfig
+	14, // 41: syn4pse.v1.TranscribeConfig.routing:type_name -> syn4pse.v1.Routing
+	56, // 42: syn4pse.v1.TranscribeResponse.segment:type_name -> syn4pse.v1.TranscriptSegment
+	58, // 43: syn4pse.v1.TranscribeResponse.final:type_name -> syn4pse.v1.TranscribeFinal
+	57, // 44: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
+	56, // 45: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
+	14, // 46: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
+	69, // 47: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	70, // 48: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
+	62, // 49: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
+	14, // 50: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
+	63, // 51: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
+	65, // 52: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
+	14, // 53: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
+	68, // 54: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
+	72, // 55: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
+	5,  // 56: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
+	12, // 57: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
+	14, // 58: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
+	58, // 59: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
+	18, // 60: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
+	69, // 61: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	74, // 62: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
+	22, // 63: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
+	15, // 64: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	16, // 65: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	53, // 66: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
+	59, // 67: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
+	71, // 68: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
+	61, // 69: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
+	66, // 70: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
+	24, // 71: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	42, // 72: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	44, // 73: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	46, // 74: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	48, // 75: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	50, // 76: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	29, // 77: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	33, // 78: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	37, // 79: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	40, // 80: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	17, // 81: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	17, // 82: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	55, // 83: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	60, // 84: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	73, // 85: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	64, // 86: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
+	67, // 87: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
+	25, // 88: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	43, // 89: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	45, // 90: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	47, // 91: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	49, // 92: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	51, // 93: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	30, // 94: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	34, // 95: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	38, // 96: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	41, // 97: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	81, // [81:98] is the sub-list for method output_type
+	64, // [64:81] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -6156,21 +6366,21 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 		(*GenerateResponse_Delta)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[47].OneofWrappers = []any{}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[48].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[49].OneofWrappers = []any{}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[50].OneofWrappers = []any{
 		(*TranscribeResponse_Partial)(nil),
 		(*TranscribeResponse_Segment)(nil),
 		(*TranscribeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[53].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[55].OneofWrappers = []any{
 		(*SynthesizeResponse_Audio)(nil),
 		(*SynthesizeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[55].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[57].OneofWrappers = []any{
 		(*EmbedInput_Text)(nil),
 		(*EmbedInput_Tokens)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[66].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[68].OneofWrappers = []any{
 		(*ConverseResponse_Transcript)(nil),
 		(*ConverseResponse_Delta)(nil),
 		(*ConverseResponse_Audio)(nil),
@@ -6182,7 +6392,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   69,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
