@@ -33,10 +33,10 @@ type samplingFields struct {
 	N                   *int32          `json:"n"`
 	// Logprobs is a boolean in chat requests (with TopLogprobs), the number of alternatives
 	// in legacy completions.
-	Logprobs    json.RawMessage `json:"logprobs"`
-	TopLogprobs *int32          `json:"top_logprobs"`
-	Stream              bool            `json:"stream"`
-	StreamOptions       *struct {
+	Logprobs      json.RawMessage `json:"logprobs"`
+	TopLogprobs   *int32          `json:"top_logprobs"`
+	Stream        bool            `json:"stream"`
+	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	ResponseFormat *responseFormat `json:"response_format"`
