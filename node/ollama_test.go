@@ -2,17 +2,20 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	ollama "github.com/ollama/ollama/api"
 
+	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"
 )
@@ -175,5 +178,51 @@ func TestOllamaPull(t *testing.T) {
 	}
 	if err := c.Delete(t.Context(), &ollama.DeleteRequest{Model: "pulled"}); err != nil {
 		t.Fatalf("delete: %v", err)
+	}
+}
+
+// Ollama's client sends tools and a tool round trip (an assistant call, the tool's answer) in
+// the history; the node renders them through the model's own template (Qwen 2.5's) and answers.
+func TestOllamaChatWithTools(t *testing.T) {
+	template, err := os.ReadFile("../engine/chattemplate/testdata/qwen2.5-7b-instruct.jinja")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "qwen.gguf")
+	if err := tinygguf.Write(path, tinygguf.Options{Arch: "llama", Seed: 3, ChatTemplate: string(template)}); err != nil {
+		t.Fatal(err)
+	}
+	decl := tinyDecl("qwen")
+	decl.Path, decl.ContextLength = path, 2048
+	c := startOllamaNode(t, decl)
+	var tool ollama.Tool
+	if err := json.Unmarshal([]byte(`{"type":"function","function":{"name":"forecast","description":"Weather","parameters":{"type":"object","required":["city"],"properties":{"city":{"type":"string"}}}}}`), &tool); err != nil {
+		t.Fatal(err)
+	}
+	var args ollama.ToolCallFunctionArguments
+	if err := json.Unmarshal([]byte(`{"city":"Lima"}`), &args); err != nil {
+		t.Fatal(err)
+	}
+	stream := false
+	var res ollama.ChatResponse
+	err = c.Chat(t.Context(), &ollama.ChatRequest{Model: "qwen", Stream: &stream, Tools: ollama.Tools{tool},
+		Messages: []ollama.Message{
+			{Role: "user", Content: "Weather in Lima?"},
+			{Role: "assistant", ToolCalls: []ollama.ToolCall{{ID: "call_1", Function: ollama.ToolCallFunction{Name: "forecast", Arguments: args}}}},
+			{Role: "tool", Content: `{"temp": 19}`, ToolCallID: "call_1"},
+		},
+		Options: map[string]any{"num_predict": 4, "seed": 1}}, func(r ollama.ChatResponse) error { res = r; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain ollama.ChatResponse
+	err = c.Chat(t.Context(), &ollama.ChatRequest{Model: "qwen", Stream: &stream, Messages: []ollama.Message{{Role: "user", Content: "Weather in Lima?"}},
+		Options: map[string]any{"num_predict": 4, "seed": 1}}, func(r ollama.ChatResponse) error { plain = r; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tool's definition and the round trip are in the prompt: far more than the question.
+	if !res.Done || res.PromptEvalCount < plain.PromptEvalCount+50 {
+		t.Errorf("prompt with tools %d tokens, without %d", res.PromptEvalCount, plain.PromptEvalCount)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	ollama "github.com/ollama/ollama/api"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -128,13 +130,25 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	preq := &pb.ChatRequest{Model: req.Model, Sampling: sp, ResponseFormat: rf, Routing: routing(r), KeepAlive: keepAlive(req.KeepAlive)}
-	for _, m := range req.Messages {
-		preq.Messages = append(preq.Messages, message(m.Role, m.Content, m.Images))
+	if preq.Tools, err = tools(req.Tools); err != nil {
+		writeStatusError(w, status.Error(codes.InvalidArgument, err.Error()))
+		return
+	}
+	for i, m := range req.Messages {
+		msg := message(m.Role, m.Content, m.Images)
+		if msg.ToolCalls, err = toolCalls(m.ToolCalls); err != nil {
+			writeStatusError(w, status.Errorf(codes.InvalidArgument, "messages[%d].%v", i, err))
+			return
+		}
+		msg.ToolCallId = m.ToolCallID
+		preq.Messages = append(preq.Messages, msg)
 	}
 	run := func(ctx context.Context, send api.Sender) error { return h.inference.StreamChat(ctx, preq, send) }
 	serve(w, r, req.Stream, run, func(text string, final *pb.Final, m ollama.Metrics) any {
-		return ollama.ChatResponse{Model: req.Model, CreatedAt: time.Now().UTC(), Message: ollama.Message{Role: "assistant", Content: text},
-			Done: final != nil, DoneReason: doneReason(final), Metrics: m}
+		// The calls come whole, with the last event, as Ollama sends them.
+		return ollama.ChatResponse{Model: req.Model, CreatedAt: time.Now().UTC(),
+			Message: ollama.Message{Role: "assistant", Content: text, ToolCalls: ollamaToolCalls(final.GetToolCalls())},
+			Done:    final != nil, DoneReason: doneReason(final), Metrics: m}
 	})
 }
 
@@ -257,6 +271,8 @@ func doneReason(f *pb.Final) string {
 		return ""
 	case f.GetFinishReason() == pb.FinishReason_FINISH_REASON_LENGTH:
 		return "length"
+	case f.GetFinishReason() == pb.FinishReason_FINISH_REASON_TOOL_CALLS:
+		return "stop" // Ollama ends a turn of tool calls with "stop"
 	}
 	return "stop"
 }
