@@ -8,14 +8,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	ollama "github.com/ollama/ollama/api"
 
-	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"
 )
@@ -184,17 +182,7 @@ func TestOllamaPull(t *testing.T) {
 // Ollama's client sends tools and a tool round trip (an assistant call, the tool's answer) in
 // the history; the node renders them through the model's own template (Qwen 2.5's) and answers.
 func TestOllamaChatWithTools(t *testing.T) {
-	template, err := os.ReadFile("../engine/chattemplate/testdata/qwen2.5-7b-instruct.jinja")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "qwen.gguf")
-	if err := tinygguf.Write(path, tinygguf.Options{Arch: "llama", Seed: 3, ChatTemplate: string(template)}); err != nil {
-		t.Fatal(err)
-	}
-	decl := tinyDecl("qwen")
-	decl.Path, decl.ContextLength = path, 2048
-	c := startOllamaNode(t, decl)
+	c := startOllamaNode(t, qwenDecl(t))
 	var tool ollama.Tool
 	if err := json.Unmarshal([]byte(`{"type":"function","function":{"name":"forecast","description":"Weather","parameters":{"type":"object","required":["city"],"properties":{"city":{"type":"string"}}}}}`), &tool); err != nil {
 		t.Fatal(err)
@@ -205,7 +193,7 @@ func TestOllamaChatWithTools(t *testing.T) {
 	}
 	stream := false
 	var res ollama.ChatResponse
-	err = c.Chat(t.Context(), &ollama.ChatRequest{Model: "qwen", Stream: &stream, Tools: ollama.Tools{tool},
+	err := c.Chat(t.Context(), &ollama.ChatRequest{Model: "qwen", Stream: &stream, Tools: ollama.Tools{tool},
 		Messages: []ollama.Message{
 			{Role: "user", Content: "Weather in Lima?"},
 			{Role: "assistant", ToolCalls: []ollama.ToolCall{{ID: "call_1", Function: ollama.ToolCallFunction{Name: "forecast", Arguments: args}}}},

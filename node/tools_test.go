@@ -11,12 +11,13 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+	"github.com/ekisa-team/syn4pse/node/config"
 )
 
-// TestOpenAIClientToolCalls drives tool calling with the official SDK over a random model whose
-// chat template is Qwen 2.5's: tool_choice names the function, so the grammar makes the noise a
-// valid call, which the SDK reads whole and streamed, and which goes back into the history.
-func TestOpenAIClientToolCalls(t *testing.T) {
+// qwenDecl declares "qwen": the tiny random model with Qwen 2.5's real chat template, which
+// renders tools and tool calls.
+func qwenDecl(t *testing.T) config.Model {
+	t.Helper()
 	template, err := os.ReadFile("../engine/chattemplate/testdata/qwen2.5-7b-instruct.jinja")
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +28,14 @@ func TestOpenAIClientToolCalls(t *testing.T) {
 	}
 	decl := tinyDecl("qwen")
 	decl.Path, decl.ContextLength = path, 2048
-	n := startNode(t, decl)
+	return decl
+}
+
+// TestOpenAIClientToolCalls drives tool calling with the official SDK over a random model whose
+// chat template is Qwen 2.5's: tool_choice names the function, so the grammar makes the noise a
+// valid call, which the SDK reads whole and streamed, and which goes back into the history.
+func TestOpenAIClientToolCalls(t *testing.T) {
+	n := startNode(t, qwenDecl(t))
 	client := openai.NewClient(option.WithBaseURL("http://"+n.HTTPAddr()+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
 
 	params := openai.ChatCompletionNewParams{
