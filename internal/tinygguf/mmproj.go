@@ -63,24 +63,8 @@ func audioProjector(outEmbd int, seed int64) (ggml.KV, []*ggml.Tensor) {
 	ts.addKind("a.conv1d.2.weight", true, random, 3, audioEmbd, audioEmbd)
 	ts.add("a.conv1d.2.bias", zeros, 1, audioEmbd)
 	ts.add("a.position_embd.weight", random, audioEmbd, audioPositions)
-	for i := range audioLayers {
-		blk := fmt.Sprintf("a.blk.%d.", i)
-		ts.add(blk+"ln1.weight", ones, audioEmbd)
-		ts.add(blk+"ln1.bias", zeros, audioEmbd)
-		ts.add(blk+"attn_q.weight", random, audioEmbd, audioEmbd)
-		ts.add(blk+"attn_q.bias", zeros, audioEmbd)
-		ts.add(blk+"attn_k.weight", random, audioEmbd, audioEmbd) // Whisper's key has no bias
-		ts.add(blk+"attn_v.weight", random, audioEmbd, audioEmbd)
-		ts.add(blk+"attn_v.bias", zeros, audioEmbd)
-		ts.add(blk+"attn_out.weight", random, audioEmbd, audioEmbd)
-		ts.add(blk+"attn_out.bias", zeros, audioEmbd)
-		ts.add(blk+"ln2.weight", ones, audioEmbd)
-		ts.add(blk+"ln2.bias", zeros, audioEmbd)
-		ts.add(blk+"ffn_up.weight", random, audioEmbd, audioFF)
-		ts.add(blk+"ffn_up.bias", zeros, audioFF)
-		ts.add(blk+"ffn_down.weight", random, audioFF, audioEmbd)
-		ts.add(blk+"ffn_down.bias", zeros, audioEmbd)
-	}
+	// Whisper's attention key has no bias.
+	ts.addEncoderBlocks("a.", audioLayers, audioEmbd, audioFF, false)
 	ts.add("a.post_ln.weight", ones, audioEmbd)
 	ts.add("a.post_ln.bias", zeros, audioEmbd)
 	ts.add("mm.a.fc.weight", random, audioEmbd, outEmbd)
@@ -151,26 +135,35 @@ func visionProjector(outEmbd int, seed int64) (ggml.KV, []*ggml.Tensor) {
 	ts.add("v.position_embd.weight", random, visionEmbd, VisionImageTokens)
 	ts.add("v.pre_ln.weight", ones, visionEmbd)
 	ts.add("v.pre_ln.bias", zeros, visionEmbd)
-	for i := range visionLayers {
-		blk := fmt.Sprintf("v.blk.%d.", i)
-		ts.add(blk+"ln1.weight", ones, visionEmbd)
-		ts.add(blk+"ln1.bias", zeros, visionEmbd)
-		for _, proj := range []string{"attn_q", "attn_k", "attn_v", "attn_out"} {
-			ts.add(blk+proj+".weight", random, visionEmbd, visionEmbd)
-			ts.add(blk+proj+".bias", zeros, visionEmbd)
-		}
-		ts.add(blk+"ln2.weight", ones, visionEmbd)
-		ts.add(blk+"ln2.bias", zeros, visionEmbd)
-		// clip.cpp swaps up and down of LLaVA projectors whose ffn_down has ne0 == n_embd (old
-		// conversions): visionFF != visionEmbd keeps these as they are.
-		ts.add(blk+"ffn_up.weight", random, visionEmbd, visionFF)
-		ts.add(blk+"ffn_up.bias", zeros, visionFF)
-		ts.add(blk+"ffn_down.weight", random, visionFF, visionEmbd)
-		ts.add(blk+"ffn_down.bias", zeros, visionEmbd)
-	}
+	// clip.cpp swaps up and down of LLaVA projectors whose ffn_down has ne0 == n_embd (old
+	// conversions): visionFF != visionEmbd keeps these as they are.
+	ts.addEncoderBlocks("v.", visionLayers, visionEmbd, visionFF, true)
 	ts.add("mm.0.weight", random, visionEmbd, visionHidden)
 	ts.add("mm.0.bias", zeros, visionHidden)
 	ts.add("mm.2.weight", random, visionHidden, outEmbd)
 	ts.add("mm.2.bias", zeros, outEmbd)
 	return kv, ts.tensors
+}
+
+// addEncoderBlocks adds the transformer blocks of a clip.cpp encoder under prefix ("a." audio,
+// "v." vision): pre-norm attention and a two-layer feed-forward of width ff. keyBias false
+// leaves out the attention key's bias (Whisper's encoder has none).
+func (ts *tensorSet) addEncoderBlocks(prefix string, layers, embd, ff int, keyBias bool) {
+	for i := range layers {
+		blk := fmt.Sprintf("%sblk.%d.", prefix, i)
+		ts.add(blk+"ln1.weight", ones, embd)
+		ts.add(blk+"ln1.bias", zeros, embd)
+		for _, proj := range []string{"attn_q", "attn_k", "attn_v", "attn_out"} {
+			ts.add(blk+proj+".weight", random, embd, embd)
+			if proj != "attn_k" || keyBias {
+				ts.add(blk+proj+".bias", zeros, embd)
+			}
+		}
+		ts.add(blk+"ln2.weight", ones, embd)
+		ts.add(blk+"ln2.bias", zeros, embd)
+		ts.add(blk+"ffn_up.weight", random, embd, ff)
+		ts.add(blk+"ffn_up.bias", zeros, ff)
+		ts.add(blk+"ffn_down.weight", random, ff, embd)
+		ts.add(blk+"ffn_down.bias", zeros, embd)
+	}
 }

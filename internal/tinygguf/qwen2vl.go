@@ -122,22 +122,8 @@ func qwen2vlProjector(outEmbd int, seed int64) (ggml.KV, []*ggml.Tensor) {
 	// im2col, and has no bias (clip.cpp asserts so).
 	ts.addF16("v.patch_embd.weight", random, qwen2vlPatch, qwen2vlPatch, 3, qwen2vlEmbd)
 	ts.addF16("v.patch_embd.weight.1", random, qwen2vlPatch, qwen2vlPatch, 3, qwen2vlEmbd)
-	for i := range qwen2vlLayers {
-		blk := fmt.Sprintf("v.blk.%d.", i)
-		ts.add(blk+"ln1.weight", ones, qwen2vlEmbd)
-		ts.add(blk+"ln1.bias", zeros, qwen2vlEmbd)
-		for _, proj := range []string{"attn_q", "attn_k", "attn_v", "attn_out"} {
-			ts.add(blk+proj+".weight", random, qwen2vlEmbd, qwen2vlEmbd)
-			ts.add(blk+proj+".bias", zeros, qwen2vlEmbd)
-		}
-		ts.add(blk+"ln2.weight", ones, qwen2vlEmbd)
-		ts.add(blk+"ln2.bias", zeros, qwen2vlEmbd)
-		// qwen2vlFF != qwen2vlEmbd keeps clip.cpp from swapping up and down (old conversions).
-		ts.add(blk+"ffn_up.weight", random, qwen2vlEmbd, qwen2vlFF)
-		ts.add(blk+"ffn_up.bias", zeros, qwen2vlFF)
-		ts.add(blk+"ffn_down.weight", random, qwen2vlFF, qwen2vlEmbd)
-		ts.add(blk+"ffn_down.bias", zeros, qwen2vlEmbd)
-	}
+	// qwen2vlFF != qwen2vlEmbd keeps clip.cpp from swapping up and down (old conversions).
+	ts.addEncoderBlocks("v.", qwen2vlLayers, qwen2vlEmbd, qwen2vlFF, true)
 	// The merger: a layer norm over each patch, then an MLP over each 2×2 block.
 	ts.add("v.post_ln.weight", ones, qwen2vlEmbd)
 	ts.add("v.post_ln.bias", zeros, qwen2vlEmbd)
