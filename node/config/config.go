@@ -65,6 +65,14 @@ type Server struct {
 	// FetchImageURLs is server.fetch_image_urls: whether chat image parts may name http(s) URLs
 	// that the node fetches (bounded in size and time); off, only data: URLs are taken.
 	FetchImageURLs bool
+	// APIKeys is server.api_keys, nil when none: when set, every request but health checks must
+	// send one as "Authorization: Bearer KEY" (mesh peers excepted). Never log them.
+	APIKeys []string
+	// AllowUnauthenticated is server.allow_unauthenticated: serve other machines without keys.
+	AllowUnauthenticated bool
+	// TLSCert and TLSKey are server.tls_cert and server.tls_key: PEM files, absolute; both set,
+	// the HTTP, Ollama and gRPC ports serve TLS. Both "" serve plain TCP.
+	TLSCert, TLSKey string
 }
 
 // P2P is the [p2p] table: how the node joins its mesh. The mesh itself (the swarm key) is in
@@ -318,6 +326,8 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			ShutdownTimeout: k.Duration("server.shutdown_timeout"),
 			MaxAudio:        k.Duration("server.max_audio"),
 			FetchImageURLs:  k.Bool("server.fetch_image_urls"),
+			TLSCert:         k.String("server.tls_cert"),
+			TLSKey:          k.String("server.tls_key"),
 		},
 		Log: Log{Level: k.String("log.level"), Format: k.String("log.format")},
 		P2P: P2P{
@@ -338,7 +348,11 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 	cfg.Lifecycle.MaxMemory, _ = parseSize(k.String("models.max_memory"))
 	cfg.Lifecycle.AllowRemote = k.Strings("models.allow_remote")
 	cfg.Lifecycle.MaxQueue = k.Int("models.max_queue")
-	var errs []error
+	cfg.Server.AllowUnauthenticated = k.Bool("server.allow_unauthenticated")
+	if keys := k.Strings("server.api_keys"); len(keys) > 0 {
+		cfg.Server.APIKeys = keys
+	}
+	errs := cfg.Server.checkAccess()
 	if p := cfg.Server.HTTPPort; p != 0 && p == cfg.Server.GRPCPort {
 		errs = append(errs, invalidf("server.http_port and server.grpc_port are both %d; the two servers need different ports", p))
 	}

@@ -132,10 +132,18 @@ func readEnv(environ []string, fromFile *fileLayer, cwd string) *layerValues {
 
 	raw := map[string]any{}
 	for _, name := range slices.Sorted(maps.Keys(vars)) {
-		if name == configEnv {
+		if slices.Contains(clientEnv, name) {
 			continue
 		}
-		paths := known[name]
+		key := name
+		if alias, ok := envAliases[name]; ok {
+			if v, _ := vars[alias].(string); v != "" {
+				l.errs = append(l.errs, invalidf("%s and %s are both set: they are the same setting; set one", name, alias))
+				continue
+			}
+			key = alias
+		}
+		paths := known[key]
 		switch {
 		case len(paths) == 0:
 			l.errs = append(l.errs, unknownEnv(name, known))

@@ -72,6 +72,12 @@ func defaultValues() map[string]any {
 		"models.max_queue":        64,
 		"engine.library_path":     "",
 		"engine.cpu_variant":      "auto",
+
+		// Access: API keys and TLS.
+		"server.api_keys":              []string{},
+		"server.allow_unauthenticated": false,
+		"server.tls_cert":              "",
+		"server.tls_key":               "",
 	}
 }
 
@@ -105,6 +111,11 @@ var schema = &node{children: map[string]*node{
 		"shutdown_timeout": {field: &field{kind: kindDuration}},
 		"max_audio":        {field: &field{kind: kindDuration}},
 		"fetch_image_urls": {field: &field{kind: kindBool}},
+
+		"api_keys":              {field: &field{kind: kindList, secret: true}},
+		"allow_unauthenticated": {field: &field{kind: kindBool}},
+		"tls_cert":              {field: &field{kind: kindPath, emptyOK: true}},
+		"tls_key":               {field: &field{kind: kindPath, emptyOK: true}},
 	}},
 	"log": {children: map[string]*node{
 		"level":  {field: &field{kind: kindChoice, choices: []string{"debug", "info", "warn", "error"}}},
@@ -217,6 +228,7 @@ type field struct {
 	choices   []string
 	boolOnOff bool // a kindChoice that also takes true/false for "on"/"off"
 	emptyOK   bool // a kindPath whose "" means "the default place"
+	secret    bool // a kindList whose values messages must never show (API keys)
 }
 
 var wordRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_+.:-]*$`)
@@ -246,6 +258,9 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 		return f.parseChoice(raw)
 	case kindList:
 		list, err := parseList(raw)
+		if err != nil && f.secret {
+			return nil, errors.New("want a list of strings (the value is not shown: it is secret)")
+		}
 		if err == nil && f.choices != nil {
 			for _, item := range list.([]string) {
 				if !slices.Contains(f.choices, item) {
