@@ -27,6 +27,7 @@ import (
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
 	"github.com/ekisa-team/syn4pse/engine/outetts"
 	"github.com/ekisa-team/syn4pse/engine/pocketsphinx"
+	"github.com/ekisa-team/syn4pse/node/access"
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
@@ -66,6 +67,13 @@ type Node struct {
 // background (requests for a model still loading wait for it). It returns once both servers
 // accept connections.
 func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
+	if err := cfg.Server.CheckAccess(); err != nil {
+		return nil, err
+	}
+	serverTLS, err := access.ServerTLS(cfg.Server.TLSCert, cfg.Server.TLSKey)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -86,6 +94,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	grpcLn, httpLn = access.Listener(grpcLn, serverTLS, "h2"), access.Listener(httpLn, serverTLS, "h2", "http/1.1")
+	ollamaLn = access.Listener(ollamaLn, serverTLS, "h2", "http/1.1")
 	started := false
 	defer func() {
 		if !started {
@@ -170,7 +180,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	name := nodeName(cfg)
 
 	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
-	n.grpcServer = grpc.NewServer()
+	keys := access.NewKeys(cfg.Server.APIKeys)
+	n.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(access.UnaryInterceptor(keys)), grpc.ChainStreamInterceptor(access.StreamInterceptor(keys)))
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
 	pb.RegisterNodeServiceServer(n.grpcServer, nodeSvc)
@@ -183,11 +194,11 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	httpHandler := httpapi.New(inference, modelSvc, nodeSvc)
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
 	n.httpServer = &http.Server{
-		Handler:           httpHandler,
+		Handler:           access.HTTP(keys, access.OpenAIErrors, httpHandler),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	if ollamaLn != nil {
-		n.ollamaServer = &http.Server{Handler: ollamaapi.New(inference, modelSvc, nodeSvc), ReadHeaderTimeout: 10 * time.Second}
+		n.ollamaServer = &http.Server{Handler: access.HTTP(keys, access.OllamaErrors, ollamaapi.New(inference, modelSvc, nodeSvc)), ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return selfCapability(catalog, name, hardware(backends)) })
@@ -222,7 +233,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		slog.Info("serving Ollama's API", "addr", ollamaLn.Addr().String())
 	}
 	slog.Info("node serving", "peer_id", nodeID, "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
-		"models", len(catalog.List()), "data_dir", cfg.DataDir, "config", cfg.File)
+		"models", len(catalog.List()), "data_dir", cfg.DataDir, "config", cfg.File, "api_keys", len(cfg.Server.APIKeys), "tls", serverTLS != nil)
 	if len(catalog.List()) == 0 {
 		slog.Warn("no model configured: add one to syn4pse.toml, e.g. [models.NAME] path = \"/path/to/model.gguf\" (see the README)")
 	}

@@ -89,8 +89,8 @@ func startNodeFor(ctx context.Context, dataDir string, decls []config.Model) (*n
 
 type grpcClientConn = grpc.ClientConn
 
-func newConn(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func newConn(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 }
 
 func grpcConn(t *testing.T, n *node.Node) *grpc.ClientConn {
