@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -19,17 +18,25 @@ import (
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// dial connects to the node named by --addr, or the configured local node.
+// dial connects to the node named by --addr, or the configured local node, with the API key
+// and TLS settings of clientAccess. With --addr the configuration is optional: a client may
+// run where no valid one is.
 func dial(cmd *cobra.Command) (*grpc.ClientConn, error) {
 	addr, _ := cmd.Flags().GetString("addr")
+	cfg, err := loadConfig(cmd)
 	if addr == "" {
-		cfg, err := loadConfig(cmd)
 		if err != nil {
 			return nil, err
 		}
 		addr = cfg.Server.GRPCAddr()
+	} else if err != nil {
+		cfg = nil
 	}
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	opts, err := clientAccess(cmd, cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("node address %q: %w", addr, err)}
 	}

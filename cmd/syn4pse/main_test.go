@@ -59,11 +59,17 @@ func freePort(t *testing.T) int {
 // syn4pse runs the binary with args and returns stdout, stderr and the exit code.
 func syn4pse(t *testing.T, dir string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	return syn4pseEnv(t, dir, nil, stdin, args...)
+}
+
+// syn4pseEnv is syn4pse with the variables env added to the environment.
+func syn4pseEnv(t *testing.T, dir string, env []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "SYN4PSE_CONFIG=") // only the test's own config
+	cmd.Env = append(append(os.Environ(), "SYN4PSE_CONFIG="), env...) // only the test's own config
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
