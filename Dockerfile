@@ -5,12 +5,16 @@
 #   docker build --target vulkan -t syn4pse:vulkan .                   AMD / Intel / NVIDIA through Vulkan
 #   docker build --platform linux/arm64 --target jetson -t syn4pse:jetson .   Jetson (L4T, CUDA from JetPack)
 #
-#   docker run -p 8080:8080 -p 50051:50051 -v ./syn4pse.toml:/app/syn4pse.toml \
-#       -v ./models:/app/models -v syn4pse-data:/app/data syn4pse:latest
+#   docker run -p 8080:8080 -p 50051:50051 -e SYN4PSE_API_KEYS=sk-your-key \
+#       -v ./syn4pse.toml:/app/syn4pse.toml -v ./models:/app/models -v syn4pse-data:/app/data syn4pse:latest
 #
 # The image reads /app/syn4pse.toml (relative model paths resolve against /app, so "models/x.gguf"
 # is the /app/models volume) and every SYN4PSE_* variable; node data (identity, pulled models,
-# peers) lives in the /app/data volume. It listens on 0.0.0.0 inside the container.
+# peers) lives in the /app/data volume. It listens on 0.0.0.0 inside the container, so the node
+# starts only with API keys (-e SYN4PSE_API_KEYS=KEY1,KEY2, or server.api_keys in the file;
+# clients send "Authorization: Bearer KEY") or with the explicit opt-out for a trusted LAN
+# (-e SYN4PSE_SERVER_ALLOW_UNAUTHENTICATED=true); without either it exits naming both. The
+# HEALTHCHECK (`syn4pse health`) reads the same variables, so it keeps working with keys set.
 #
 # Every build step is a script of the repository, and the image runs the release archive that
 # `task dist` makes. No Docker engine runs where CI does, so CI runs those same scripts on the host

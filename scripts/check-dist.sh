@@ -2,8 +2,10 @@
 # Starts the release archive the way the Docker image starts it, on the host (no Docker engine
 # runs where CI does): unpacked into a folder that stands for /app, with a mounted-style
 # /app/syn4pse.toml declaring a model by relative path, SYN4PSE_* variables as `docker run -e`
-# gives them, no library path (the binary must find lib/ beside itself), then checks the image's
-# HEALTHCHECK command, the CPU variant chosen, and a generation. Traffic stays on 127.0.0.1.
+# gives them (an API key among them, as the image needs one on 0.0.0.0), no library path (the
+# binary must find lib/ beside itself), then checks the image's HEALTHCHECK command, the CPU
+# variant chosen, a generation, and that a client without the key is refused. Traffic stays on
+# 127.0.0.1.
 #
 #   scripts/check-dist.sh [dist/syn4pse-<os>-<arch>.tar.gz]
 set -euo pipefail
@@ -52,10 +54,19 @@ model = "models/tiny.gguf"
 context_length = 512
 EOF
 
+api_key="sk-check-dist-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+
 # As `docker run -e SYN4PSE_...` with WORKDIR /app; nothing of the build's environment leaks in.
-node_env=(env -i "PATH=/usr/bin:/bin" "HOME=$app" "SYN4PSE_SERVER_HOST=127.0.0.1" "SYN4PSE_DATA_DIR=$app/data"
+# The host stays loopback here (the image's is 0.0.0.0) so that nothing outside can reach it.
+image_env=(env -i "PATH=/usr/bin:/bin" "HOME=$app" "SYN4PSE_DATA_DIR=$app/data"
   "SYN4PSE_SERVER_HTTP_PORT=$http_port" "SYN4PSE_SERVER_GRPC_PORT=$grpc_port" "SYN4PSE_P2P_LISTEN=/ip4/127.0.0.1/tcp/0"
   "SYN4PSE_P2P_MDNS=false")
+node_env=("${image_env[@]}" "SYN4PSE_SERVER_HOST=127.0.0.1" "SYN4PSE_API_KEYS=$api_key")
+
+# The image as shipped (0.0.0.0) without a key must refuse to start, before binding anything,
+# with exit code 2 and both fixes named.
+refusal=$(cd "$app" && timeout 30 "${image_env[@]}" "SYN4PSE_SERVER_HOST=0.0.0.0" "$app/syn4pse" serve 2>&1) && refused=0 || refused=$?
+
 (cd "$app" && exec "${node_env[@]}" "$app/syn4pse" serve >"$work/serve.log" 2>&1) &
 pid=$!
 
@@ -82,20 +93,32 @@ healthy() {
   return 1
 }
 check "health (the image's HEALTHCHECK) answers serving" healthy
+refuses() { [ "$refused" -eq 2 ] && grep -q 'SYN4PSE_API_KEYS' <<<"$refusal" && grep -q 'allow_unauthenticated = true' <<<"$refusal"; }
+check "the image's 0.0.0.0 without a key refuses to start, naming both fixes" refuses
 
 # From another directory, as a client: the binary runs from anywhere.
-status=$(cd / && "$app/syn4pse" status --addr "127.0.0.1:$grpc_port" 2>&1 || true)
+status=$(cd / && "$app/syn4pse" status --addr "127.0.0.1:$grpc_port" --api-key "$api_key" 2>&1 || true)
 variant_ok() { grep -q 'cpu code  .* (variant library chosen for this CPU)' <<<"$status" && ! grep -q 'cpu code  builtin' <<<"$status"; }
 check "status reports a CPU variant library found beside the binary" variant_ok
 model_ok() { grep -q '1 model(s) ready' <<<"$status"; }
 check "the model declared in /app/syn4pse.toml by relative path is ready" model_ok
 generates() {
   local out
-  out=$(cd / && "$app/syn4pse" run tiny --addr "127.0.0.1:$grpc_port" --max-tokens 8 --seed 1 "Hello") && [ -n "$out" ]
+  out=$(cd / && SYN4PSE_API_KEY="$api_key" "$app/syn4pse" run tiny --addr "127.0.0.1:$grpc_port" --max-tokens 8 --seed 1 "Hello") && [ -n "$out" ]
 }
 check "generation through the unpacked binary" generates
+keyless_refused() {
+  local out
+  out=$(cd / && env -u SYN4PSE_API_KEY "$app/syn4pse" models list --addr "127.0.0.1:$grpc_port" 2>&1) && return 1
+  grep -q 'missing API key' <<<"$out"
+}
+check "a client without the key is refused" keyless_refused
+keys_not_logged() { ! grep -qF "$api_key" "$work/serve.log"; }
+check "the key is not in the node's log" keys_not_logged
 
 if [ "$failed" -gt 0 ]; then
+  echo "--- refusal (exit $refused):"
+  echo "$refusal"
   echo "--- status:"
   echo "$status"
   echo "--- serve log:"
