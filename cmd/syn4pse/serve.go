@@ -20,6 +20,11 @@ func newServeCmd() *cobra.Command {
   HTTP  on server.host:server.http_port (default 127.0.0.1:8080): OpenAI-compatible
         /v1/chat/completions, /v1/completions, /v1/models, and /healthz.
 
+With server.api_keys (SYN4PSE_API_KEYS) set, every request but health checks needs
+"Authorization: Bearer KEY"; a node on a non-loopback server.host without keys refuses
+to start unless server.allow_unauthenticated = true. server.tls_cert and server.tls_key
+serve TLS on every port.
+
 SIGINT or SIGTERM stops the node gracefully: running streams finish (up to
 server.shutdown_timeout), then the models are freed.`,
 		Args: cobra.NoArgs,
