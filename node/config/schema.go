@@ -54,6 +54,18 @@ func defaultValues() map[string]any {
 		"server.shutdown_timeout": 30 * time.Second,
 		"server.max_audio":        30 * time.Minute,
 		"server.fetch_image_urls": false,
+		// The limits: DefaultLimits holds their values.
+		"server.read_header_timeout": DefaultLimits.ReadHeaderTimeout,
+		"server.read_timeout":        DefaultLimits.ReadTimeout,
+		"server.idle_timeout":        DefaultLimits.IdleTimeout,
+		"server.write_timeout":       DefaultLimits.WriteTimeout,
+		"server.max_request_body":    DefaultLimits.MaxRequestBody,
+		"server.max_tokens":          DefaultLimits.MaxTokens,
+		"server.max_messages":        DefaultLimits.MaxMessages,
+		"server.max_prompt_bytes":    DefaultLimits.MaxPromptBytes,
+		"server.grpc_max_message":    DefaultLimits.GRPCMaxMessage,
+		"server.grpc_max_streams":    DefaultLimits.GRPCMaxStreams,
+		"server.grpc_keepalive_min":  DefaultLimits.GRPCKeepaliveMin,
 		"log.level":               "info",
 		"log.format":              "text",
 		"p2p.listen":              []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"},
@@ -105,6 +117,18 @@ var schema = &node{children: map[string]*node{
 		"shutdown_timeout": {field: &field{kind: kindDuration}},
 		"max_audio":        {field: &field{kind: kindDuration}},
 		"fetch_image_urls": {field: &field{kind: kindBool}},
+		// The limits (Limits): 0 is refused, as no request could pass it.
+		"read_header_timeout": {field: &field{kind: kindDuration, positive: true}},
+		"read_timeout":        {field: &field{kind: kindDuration, positive: true}},
+		"idle_timeout":        {field: &field{kind: kindDuration, positive: true}},
+		"write_timeout":       {field: &field{kind: kindDuration, positive: true}},
+		"max_request_body":    {field: &field{kind: kindSize, positive: true}},
+		"max_tokens":          {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
+		"max_messages":        {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
+		"max_prompt_bytes":    {field: &field{kind: kindSize, positive: true}},
+		"grpc_max_message":    {field: &field{kind: kindSize, positive: true, max: math.MaxInt32}},
+		"grpc_max_streams":    {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
+		"grpc_keepalive_min":  {field: &field{kind: kindDuration, positive: true}},
 	}},
 	"log": {children: map[string]*node{
 		"level":  {field: &field{kind: kindChoice, choices: []string{"debug", "info", "warn", "error"}}},
@@ -217,6 +241,7 @@ type field struct {
 	choices   []string
 	boolOnOff bool // a kindChoice that also takes true/false for "on"/"off"
 	emptyOK   bool // a kindPath whose "" means "the default place"
+	positive  bool // a kindDuration or kindSize that must be more than 0; a kindSize with max > 0 at most max bytes
 }
 
 var wordRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_+.:-]*$`)
@@ -241,7 +266,11 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 		}
 		return nil, fmt.Errorf("want true or false, got %s", describe(raw))
 	case kindDuration:
-		return parseDuration(raw)
+		d, err := parseDuration(raw)
+		if err == nil && f.positive && d.(time.Duration) == 0 {
+			return nil, fmt.Errorf("want a duration more than 0 such as \"30s\", got %s", describe(raw))
+		}
+		return d, err
 	case kindChoice:
 		return f.parseChoice(raw)
 	case kindList:
@@ -263,6 +292,9 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 		n, err := parseSize(fmt.Sprint(raw))
 		if err != nil {
 			return nil, err
+		}
+		if f.positive && (n == 0 || f.max > 0 && n > int64(f.max)) {
+			return nil, f.sizeRangeError(raw)
 		}
 		return n, nil
 	}
@@ -325,6 +357,14 @@ func (f *field) parseInt(raw any) (any, error) {
 		return nil, fmt.Errorf("want an integer %s, got %s", f.intRange(), describe(raw))
 	}
 	return int(n), nil
+}
+
+// sizeRangeError is the error of a size out of a positive kindSize's range.
+func (f *field) sizeRangeError(raw any) error {
+	if f.max > 0 {
+		return fmt.Errorf("want a size more than 0 and at most %d bytes, such as \"64MiB\", got %s", f.max, describe(raw))
+	}
+	return fmt.Errorf("want a size more than 0 such as \"32MiB\", got %s", describe(raw))
 }
 
 // intRange says which integers f accepts, for messages.
