@@ -47,7 +47,7 @@ func defaultConfig(t *testing.T) Config {
 			Limits: Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute,
 				WriteTimeout: time.Minute, MaxRequestBody: 32 << 20, MaxTokens: 32768, MaxMessages: 1024, MaxPromptBytes: 8 << 20,
 				GRPCMaxMessage: 64 << 20, GRPCMaxStreams: 256, GRPCKeepaliveMin: 10 * time.Second}},
-		Log:     Log{Level: "info", Format: "text"},
+		Log: Log{Level: "info", Format: "text"},
 		P2P: P2P{
 			Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}, Bootstrap: []string{}, Allow: []string{},
 			MDNS: true, NAT: true, AnnounceInterval: 3 * time.Second, PeerTTL: 8 * time.Second,

@@ -54,3 +54,14 @@ func TestLimitsWithDefaults(t *testing.T) {
 		t.Errorf("set fields must stay, zero ones take the default: %+v", got)
 	}
 }
+
+func TestFormatSize(t *testing.T) {
+	for n, want := range map[int64]string{32 << 20: "32MiB", 2 << 30: "2GiB", 1536: "1536B", 3 << 10: "3KiB", 0: "0B"} {
+		if got := FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
+		}
+		if back, err := parseSize(FormatSize(n)); err != nil || back != n {
+			t.Errorf("parseSize(FormatSize(%d)) = %d, %v", n, back, err)
+		}
+	}
+}

@@ -45,7 +45,7 @@ func canonicalEngine(s string) string { return strings.TrimPrefix(s, "ng_") }
 // defaultValues are the built-in defaults of the static keys, flat. data_dir keeps its "~"
 // until decode, so a node whose data_dir is set elsewhere never needs a home directory.
 func defaultValues() map[string]any {
-	return map[string]any{
+	values := map[string]any{
 		"data_dir":                "~/.syn4pse",
 		"server.host":             "127.0.0.1",
 		"server.http_port":        8080,
@@ -54,18 +54,6 @@ func defaultValues() map[string]any {
 		"server.shutdown_timeout": 30 * time.Second,
 		"server.max_audio":        30 * time.Minute,
 		"server.fetch_image_urls": false,
-		// The limits: DefaultLimits holds their values.
-		"server.read_header_timeout": DefaultLimits.ReadHeaderTimeout,
-		"server.read_timeout":        DefaultLimits.ReadTimeout,
-		"server.idle_timeout":        DefaultLimits.IdleTimeout,
-		"server.write_timeout":       DefaultLimits.WriteTimeout,
-		"server.max_request_body":    DefaultLimits.MaxRequestBody,
-		"server.max_tokens":          DefaultLimits.MaxTokens,
-		"server.max_messages":        DefaultLimits.MaxMessages,
-		"server.max_prompt_bytes":    DefaultLimits.MaxPromptBytes,
-		"server.grpc_max_message":    DefaultLimits.GRPCMaxMessage,
-		"server.grpc_max_streams":    DefaultLimits.GRPCMaxStreams,
-		"server.grpc_keepalive_min":  DefaultLimits.GRPCKeepaliveMin,
 		"log.level":               "info",
 		"log.format":              "text",
 		"p2p.listen":              []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"},
@@ -85,6 +73,8 @@ func defaultValues() map[string]any {
 		"engine.library_path":     "",
 		"engine.cpu_variant":      "auto",
 	}
+	maps.Copy(values, limitDefaults())
+	return values
 }
 
 // node is one level of the schema: a value (field set) or a table. A table has fixed keys
