@@ -153,7 +153,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return nil, err
 	}
 	nodeID := self.String()
-	inference := &api.InferenceService{Models: catalog, NodeID: nodeID, MaxAudio: cfg.Server.MaxAudio}
+	inference := &api.InferenceService{Models: catalog, NodeID: nodeID, MaxAudio: cfg.Server.MaxAudio, Limits: cfg.Server.Limits}
 	modelSvc := &api.ModelService{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
 		_, remote := rpc.PeerFromContext(ctx)
 		return remote
@@ -170,7 +170,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	name := nodeName(cfg)
 
 	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
-	n.grpcServer = grpc.NewServer()
+	n.grpcServer = grpc.NewServer(grpcLimits(cfg.Server.Limits)...)
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
 	pb.RegisterNodeServiceServer(n.grpcServer, nodeSvc)
@@ -182,12 +182,12 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	httpHandler := httpapi.New(inference, modelSvc, nodeSvc)
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
-	n.httpServer = &http.Server{
-		Handler:           httpHandler,
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	httpHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
+	n.httpServer = httpapi.NewServer(httpHandler, cfg.Server.Limits)
 	if ollamaLn != nil {
-		n.ollamaServer = &http.Server{Handler: ollamaapi.New(inference, modelSvc, nodeSvc), ReadHeaderTimeout: 10 * time.Second}
+		ollamaHandler := ollamaapi.New(inference, modelSvc, nodeSvc)
+		ollamaHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
+		n.ollamaServer = httpapi.NewServer(ollamaHandler, cfg.Server.Limits)
 	}
 
 	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return selfCapability(catalog, name, hardware(backends)) })
