@@ -1,11 +1,18 @@
 package node
 
 import (
+	"context"
+	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/config"
 )
@@ -25,5 +32,37 @@ func grpcLimits(l config.Limits) []grpc.ServerOption {
 		// The node pings a connection idle for 2 minutes and drops it if no answer comes within
 		// 20 seconds: a client gone without closing (a laptop asleep) frees its connection.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.StatsHandler(messageSizeLog{limit: config.FormatSize(l.GRPCMaxMessage)}),
 	}
 }
+
+// messageSizeLog logs calls that gRPC itself refused for a message over
+// server.grpc_max_message: they end before any handler of ours runs.
+type messageSizeLog struct{ limit string }
+
+type methodKey struct{}
+
+// TagRPC implements stats.Handler.
+func (messageSizeLog) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, methodKey{}, info.FullMethodName)
+}
+
+// HandleRPC implements stats.Handler.
+func (h messageSizeLog) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	end, ok := s.(*stats.End)
+	if !ok || status.Code(end.Error) != codes.ResourceExhausted || !strings.Contains(end.Error.Error(), "larger than max") {
+		return
+	}
+	method, _ := ctx.Value(methodKey{}).(string)
+	remote := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		remote = p.Addr.String()
+	}
+	slog.Warn("request refused: over a limit", "route", method, "limit_key", "server.grpc_max_message", "limit", h.limit, "remote", remote)
+}
+
+// TagConn implements stats.Handler.
+func (messageSizeLog) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn implements stats.Handler.
+func (messageSizeLog) HandleConn(context.Context, stats.ConnStats) {}

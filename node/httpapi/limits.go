@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/node/api"
@@ -29,18 +30,11 @@ func NewServer(handler http.Handler, l config.Limits) *http.Server {
 }
 
 // limitWrites gives every write and flush of a response a deadline of timeout from when it
-// starts. It also lifts the read deadline once the request's body is read: net/http keeps
-// reading the connection in the background to notice a client leaving, and that read failing at
-// ReadTimeout would cancel a long response.
+// starts. (ReadTimeout needs no such care: net/http lifts the read deadline once the body is
+// read to its end, which DecodeJSON does.)
 func limitWrites(next http.Handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		dw := &deadlineWriter{ResponseWriter: w, rc: rc, timeout: timeout}
-		if r.Body == nil || r.Body == http.NoBody {
-			rc.SetReadDeadline(time.Time{})
-		} else {
-			r.Body = &bodyReader{ReadCloser: r.Body, rc: rc}
-		}
+		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout, r: r}
 		ctx := api.WithCaller(r.Context(), api.Caller{Route: r.Method + " " + r.URL.Path, Addr: r.RemoteAddr})
 		next.ServeHTTP(dw, r.WithContext(ctx))
 		// net/http flushes what the handler left buffered after it returns.
@@ -54,6 +48,8 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	r       *http.Request
+	cut     bool // a write ran past its deadline (and was logged)
 }
 
 // extend moves the write deadline to timeout from now. Writers without deadlines (HTTP/2 over
@@ -64,7 +60,8 @@ func (w *deadlineWriter) extend() {
 
 func (w *deadlineWriter) Write(b []byte) (int, error) {
 	w.extend()
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	return n, w.check(err)
 }
 
 // Flush implements http.Flusher.
@@ -73,27 +70,21 @@ func (w *deadlineWriter) Flush() { w.FlushError() }
 // FlushError is what http.ResponseController.Flush calls.
 func (w *deadlineWriter) FlushError() error {
 	w.extend()
-	return w.rc.Flush()
+	return w.check(w.rc.Flush())
+}
+
+// check logs the first write that ran past its deadline: the client stopped reading.
+func (w *deadlineWriter) check(err error) error {
+	if err != nil && !w.cut && errors.Is(err, os.ErrDeadlineExceeded) {
+		w.cut = true
+		slog.Warn("response cut: the client stopped reading", "route", w.r.Method+" "+w.r.URL.Path,
+			"limit_key", "server.write_timeout", "limit", w.timeout, "remote", w.r.RemoteAddr)
+	}
+	return err
 }
 
 // Unwrap is the writer underneath, for http.ResponseController.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// bodyReader lifts the connection's read deadline once the body is read to its end.
-type bodyReader struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	done bool
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if errors.Is(err, io.EOF) && !b.done {
-		b.done = true
-		b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
-}
 
 // DecodeJSON reads a JSON request body of at most limit bytes into v, and reads the body to its
 // end: only then does net/http notice a client that goes away during the response. A body over
