@@ -57,8 +57,8 @@ func startServerNode(t *testing.T, server config.Server, decls ...config.Model) 
 	return n
 }
 
-// chatBody is an OpenAI chat request body with the given user messages.
-func chatBody(model string, extra string, contents ...string) string {
+// openaiChatBody is an OpenAI chat request body with the given user messages.
+func openaiChatBody(model string, extra string, contents ...string) string {
 	msgs := make([]string, len(contents))
 	for i, c := range contents {
 		msgs[i] = fmt.Sprintf(`{"role":"user","content":%q}`, c)
@@ -66,8 +66,8 @@ func chatBody(model string, extra string, contents ...string) string {
 	return fmt.Sprintf(`{"model":%q,%s"messages":[%s]}`, model, extra, strings.Join(msgs, ","))
 }
 
-// postJSON posts body and returns the status, the Retry-After header and the body.
-func postJSON(t *testing.T, url, body string) (int, string, string) {
+// postReply posts body and returns the status, the Retry-After header and the body.
+func postReply(t *testing.T, url, body string) (int, string, string) {
 	t.Helper()
 	res, err := http.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
@@ -91,17 +91,17 @@ func TestRequestLimits(t *testing.T) {
 		name, url, body string
 		code, key       string // the OpenAI error code ("" for Ollama's API) and the key the message names
 	}{
-		{"body", openaiURL + "/v1/chat/completions", chatBody("tiny", "", strings.Repeat("b", 5000)), "body_too_large", "server.max_request_body"},
-		{"messages", openaiURL + "/v1/chat/completions", chatBody("tiny", "", "1", "2", "3", "4"), "request_too_large", "server.max_messages"},
-		{"message bytes", openaiURL + "/v1/chat/completions", chatBody("tiny", `"stream":true,`, big, big), "request_too_large", "server.max_prompt_bytes"},
+		{"body", openaiURL + "/v1/chat/completions", openaiChatBody("tiny", "", strings.Repeat("b", 5000)), "body_too_large", "server.max_request_body"},
+		{"messages", openaiURL + "/v1/chat/completions", openaiChatBody("tiny", "", "1", "2", "3", "4"), "request_too_large", "server.max_messages"},
+		{"message bytes", openaiURL + "/v1/chat/completions", openaiChatBody("tiny", `"stream":true,`, big, big), "request_too_large", "server.max_prompt_bytes"},
 		{"prompt bytes", openaiURL + "/v1/completions", `{"model":"tiny","prompt":"` + big + big + `"}`, "request_too_large", "server.max_prompt_bytes"},
-		{"Ollama body", ollamaURL + "/api/chat", chatBody("tiny", "", strings.Repeat("b", 5000)), "", "server.max_request_body"},
-		{"Ollama messages", ollamaURL + "/api/chat", chatBody("tiny", "", "1", "2", "3", "4"), "", "server.max_messages"},
+		{"Ollama body", ollamaURL + "/api/chat", openaiChatBody("tiny", "", strings.Repeat("b", 5000)), "", "server.max_request_body"},
+		{"Ollama messages", ollamaURL + "/api/chat", openaiChatBody("tiny", "", "1", "2", "3", "4"), "", "server.max_messages"},
 		{"Ollama prompt bytes", ollamaURL + "/api/generate", `{"model":"tiny","prompt":"` + big + big + `"}`, "", "server.max_prompt_bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, retryAfter, body := postJSON(t, tt.url, tt.body)
+			code, retryAfter, body := postReply(t, tt.url, tt.body)
 			if code != http.StatusRequestEntityTooLarge || retryAfter != "" || !strings.Contains(body, tt.key) || !strings.Contains(body, tt.code) {
 				t.Fatalf("status %d, Retry-After %q, body %s; want 413 naming %s (%s), no Retry-After", code, retryAfter, body, tt.key, tt.code)
 			}
@@ -109,7 +109,7 @@ func TestRequestLimits(t *testing.T) {
 	}
 
 	// Within every limit (3 messages, 4 KiB, 1000 bytes), the node serves.
-	if code, _, body := postJSON(t, openaiURL+"/v1/chat/completions", chatBody("tiny", `"max_tokens":2,`, "1", "2", "3")); code != http.StatusOK {
+	if code, _, body := postReply(t, openaiURL+"/v1/chat/completions", openaiChatBody("tiny", `"max_tokens":2,`, "1", "2", "3")); code != http.StatusOK {
 		t.Fatalf("a request within the limits: %d %s", code, body)
 	}
 
@@ -128,19 +128,19 @@ func TestRequestLimits(t *testing.T) {
 		msg  string
 	}{
 		{"messages", func() error {
-			return chatErr(client.Chat(t.Context(), &pb.ChatRequest{Model: "tiny", Messages: msgs("1", "2", "3", "4")}))
+			return streamErr(client.Chat(t.Context(), &pb.ChatRequest{Model: "tiny", Messages: msgs("1", "2", "3", "4")}))
 		},
 			codes.OutOfRange, "server.max_messages"},
 		{"message bytes", func() error {
-			return chatErr(client.Chat(t.Context(), &pb.ChatRequest{Model: "tiny", Messages: msgs(big, big)}))
+			return streamErr(client.Chat(t.Context(), &pb.ChatRequest{Model: "tiny", Messages: msgs(big, big)}))
 		},
 			codes.OutOfRange, "server.max_prompt_bytes"},
 		{"prompt bytes", func() error {
-			return chatErr(client.Complete(t.Context(), &pb.CompleteRequest{Model: "tiny", Prompt: big + big}))
+			return streamErr(client.Complete(t.Context(), &pb.CompleteRequest{Model: "tiny", Prompt: big + big}))
 		}, codes.OutOfRange, "server.max_prompt_bytes"},
 		// gRPC's own check, before the request reaches the service.
 		{"message size", func() error {
-			return chatErr(client.Complete(t.Context(), &pb.CompleteRequest{Model: "tiny", Prompt: strings.Repeat("c", 9<<10)}))
+			return streamErr(client.Complete(t.Context(), &pb.CompleteRequest{Model: "tiny", Prompt: strings.Repeat("c", 9<<10)}))
 		}, codes.ResourceExhausted, "larger than max"},
 	}
 	for _, tt := range grpcTests {
@@ -151,7 +151,7 @@ func TestRequestLimits(t *testing.T) {
 			}
 		})
 	}
-	if err := chatErr(client.Chat(t.Context(), &pb.ChatRequest{Model: "tiny", Messages: msgs("hi"),
+	if err := streamErr(client.Chat(t.Context(), &pb.ChatRequest{Model: "tiny", Messages: msgs("hi"),
 		Sampling: &pb.SamplingParams{MaxTokens: ptr(int32(2))}})); err != nil {
 		t.Fatalf("a gRPC request within the limits: %v", err)
 	}
@@ -185,8 +185,8 @@ func TestAudioUploadBoundedByMaxAudio(t *testing.T) {
 	}
 }
 
-// chatErr is the error a generation stream ends with.
-func chatErr(stream interface {
+// streamErr is the error a generation stream ends with.
+func streamErr(stream interface {
 	Recv() (*pb.GenerateResponse, error)
 }, err error) error {
 	if err != nil {
@@ -206,7 +206,7 @@ func TestMaxTokensClamped(t *testing.T) {
 	n := startLimitedNode(t, config.Limits{MaxTokens: 5}, tinyDecl("tiny"))
 	usage := func(t *testing.T, url, body string) (tokens int, finish string) {
 		t.Helper()
-		code, _, b := postJSON(t, url, body)
+		code, _, b := postReply(t, url, body)
 		var res struct {
 			Choices []struct {
 				FinishReason string `json:"finish_reason"`
@@ -222,9 +222,9 @@ func TestMaxTokensClamped(t *testing.T) {
 	}
 	base := "http://" + n.HTTPAddr()
 	for name, body := range map[string]string{
-		"max_tokens":            chatBody("tiny", `"max_tokens":1000000,"ignore_eos":true,`, "Hello"),
-		"max_completion_tokens": chatBody("tiny", `"max_completion_tokens":1000000,"ignore_eos":true,`, "Hello"),
-		"no max_tokens":         chatBody("tiny", `"ignore_eos":true,`, "Hello"),
+		"max_tokens":            openaiChatBody("tiny", `"max_tokens":1000000,"ignore_eos":true,`, "Hello"),
+		"max_completion_tokens": openaiChatBody("tiny", `"max_completion_tokens":1000000,"ignore_eos":true,`, "Hello"),
+		"no max_tokens":         openaiChatBody("tiny", `"ignore_eos":true,`, "Hello"),
 	} {
 		if tokens, finish := usage(t, base+"/v1/chat/completions", body); tokens != 5 || finish != "length" {
 			t.Errorf("%s: %d tokens, finish %q; want 5 (server.max_tokens), length", name, tokens, finish)
@@ -232,7 +232,7 @@ func TestMaxTokensClamped(t *testing.T) {
 	}
 
 	// Ollama's num_predict (Ollama has no ignore_eos: this seed runs past 5 tokens).
-	code, _, b := postJSON(t, "http://"+n.OllamaAddr()+"/api/generate",
+	code, _, b := postReply(t, "http://"+n.OllamaAddr()+"/api/generate",
 		`{"model":"tiny","prompt":"Hello","stream":false,"options":{"num_predict":1000000,"temperature":0,"seed":1}}`)
 	var ores struct {
 		EvalCount  int    `json:"eval_count"`
@@ -255,8 +255,8 @@ func TestMaxTokensClamped(t *testing.T) {
 	}
 }
 
-// waitIdle polls until the node's only model runs no request, and returns its stats.
-func waitIdle(t *testing.T, models pb.ModelServiceClient) *pb.ModelStats {
+// waitModelIdle polls until the node's only model runs no request, and returns its stats.
+func waitModelIdle(t *testing.T, models pb.ModelServiceClient) *pb.ModelStats {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -275,8 +275,8 @@ func waitIdle(t *testing.T, models pb.ModelServiceClient) *pb.ModelStats {
 	}
 }
 
-// sseDone reads an event stream to its end and says whether it ended with "data: [DONE]".
-func sseDone(r io.Reader) (events int, done bool, err error) {
+// readSSE reads an event stream to its end and says whether it ended with "data: [DONE]".
+func readSSE(r io.Reader) (events int, done bool, err error) {
 	scanner := bufio.NewScanner(r)
 	scanner.Buffer(make([]byte, 1<<20), 1<<20)
 	for scanner.Scan() {
@@ -310,7 +310,7 @@ func TestStalledStreamIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	body := chatBody("tiny", `"stream":true,"ignore_eos":true,"logprobs":true,"top_logprobs":20,`, "Once upon a time")
+	body := openaiChatBody("tiny", `"stream":true,"ignore_eos":true,"logprobs":true,"top_logprobs":20,`, "Once upon a time")
 	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 	head := make([]byte, 1024)
 	if k, err := io.ReadAtLeast(conn, head, len("HTTP/1.1 200")); err != nil || !strings.HasPrefix(string(head), "HTTP/1.1 200") {
@@ -319,7 +319,7 @@ func TestStalledStreamIsCut(t *testing.T) {
 
 	// The client reads no more: the server's writes block, and after write_timeout the stream
 	// is cut and the slot freed.
-	stats := waitIdle(t, models)
+	stats := waitModelIdle(t, models)
 	rest, _ := io.ReadAll(conn)
 	if strings.Contains(string(rest), "data: [DONE]") {
 		t.Fatalf("the stream ran to its end (%d tokens) although its client stopped reading", stats.GetGeneratedTokensTotal())
@@ -330,7 +330,7 @@ func TestStalledStreamIsCut(t *testing.T) {
 	t.Logf("stalled stream cut after %d tokens, %d bytes received", stats.GetGeneratedTokensTotal(), len(rest))
 
 	// The node serves the next request.
-	if code, _, b := postJSON(t, "http://"+n.HTTPAddr()+"/v1/completions", `{"model":"tiny","prompt":"Next","max_tokens":2}`); code != http.StatusOK {
+	if code, _, b := postReply(t, "http://"+n.HTTPAddr()+"/v1/completions", `{"model":"tiny","prompt":"Next","max_tokens":2}`); code != http.StatusOK {
 		t.Fatalf("next request: %d %s", code, b)
 	}
 }
@@ -349,7 +349,7 @@ func TestLongStreamOutlivesTimeouts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	events, done, err := sseDone(res.Body)
+	events, done, err := readSSE(res.Body)
 	took := time.Since(start)
 	if err != nil || !done || events < 2000 {
 		t.Fatalf("stream: %d events, [DONE] %v, err %v; want it whole", events, done, err)
