@@ -163,7 +163,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return nil, err
 	}
 	nodeID := self.String()
-	inference := &api.InferenceService{Models: catalog, NodeID: nodeID, MaxAudio: cfg.Server.MaxAudio}
+	inference := &api.InferenceService{Models: catalog, NodeID: nodeID, MaxAudio: cfg.Server.MaxAudio, Limits: cfg.Server.Limits}
 	modelSvc := &api.ModelService{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
 		_, remote := rpc.PeerFromContext(ctx)
 		return remote
@@ -181,7 +181,9 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 
 	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
 	keys := access.NewKeys(cfg.Server.APIKeys)
-	n.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(access.UnaryInterceptor(keys)), grpc.ChainStreamInterceptor(access.StreamInterceptor(keys)))
+	grpcOptions := append(grpcLimits(cfg.Server.Limits),
+		grpc.ChainUnaryInterceptor(access.UnaryInterceptor(keys)), grpc.ChainStreamInterceptor(access.StreamInterceptor(keys)))
+	n.grpcServer = grpc.NewServer(grpcOptions...)
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
 	pb.RegisterNodeServiceServer(n.grpcServer, nodeSvc)
@@ -193,12 +195,12 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	httpHandler := httpapi.New(inference, modelSvc, nodeSvc)
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
-	n.httpServer = &http.Server{
-		Handler:           access.HTTP(keys, access.OpenAIErrors, httpHandler),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	httpHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
+	n.httpServer = httpapi.NewServer(access.HTTP(keys, access.OpenAIErrors, httpHandler), cfg.Server.Limits)
 	if ollamaLn != nil {
-		n.ollamaServer = &http.Server{Handler: access.HTTP(keys, access.OllamaErrors, ollamaapi.New(inference, modelSvc, nodeSvc)), ReadHeaderTimeout: 10 * time.Second}
+		ollamaHandler := ollamaapi.New(inference, modelSvc, nodeSvc)
+		ollamaHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
+		n.ollamaServer = httpapi.NewServer(access.HTTP(keys, access.OllamaErrors, ollamaHandler), cfg.Server.Limits)
 	}
 
 	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return selfCapability(catalog, name, hardware(backends)) })

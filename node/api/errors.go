@@ -45,7 +45,7 @@ func toStatus(err error) error {
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, engine.ErrContextExceeded):
 		code = codes.InvalidArgument
 	case errors.Is(err, audio.ErrTooLong):
-		// The one OUT_OF_RANGE: HTTP answers 413.
+		// OUT_OF_RANGE is a request over a limit (limits.go): HTTP answers 413.
 		code = codes.OutOfRange
 	case errors.Is(err, audio.ErrUnsupported), errors.Is(err, audio.ErrCorrupt), errors.Is(err, audio.ErrEncoderMissing):
 		code = codes.InvalidArgument

@@ -35,6 +35,9 @@ type InferenceService struct {
 	// MaxAudio bounds the duration of the audio a request sends (server.max_audio); 0 is
 	// DefaultMaxAudio.
 	MaxAudio time.Duration
+	// Limits bound each request (server.max_tokens, server.max_messages,
+	// server.max_prompt_bytes); zero fields are the defaults.
+	Limits config.Limits
 }
 
 // Sender receives the events of a generation stream, in order: the router's, so a stream passes
@@ -54,6 +57,9 @@ func (s *InferenceService) Complete(req *pb.CompleteRequest, stream grpc.ServerS
 // StreamChat runs a chat request where the router says and sends its events; errors are gRPC
 // status errors.
 func (s *InferenceService) StreamChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
+	if err := s.checkChat(ctx, req); err != nil {
+		return err
+	}
 	if s.Router == nil {
 		return s.localChat(ctx, req, send)
 	}
@@ -62,6 +68,9 @@ func (s *InferenceService) StreamChat(ctx context.Context, req *pb.ChatRequest, 
 
 // StreamComplete runs a completion request where the router says and sends its events.
 func (s *InferenceService) StreamComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
+	if err := s.checkComplete(ctx, req); err != nil {
+		return err
+	}
 	if s.Router == nil {
 		return s.localComplete(ctx, req, send)
 	}
@@ -122,6 +131,7 @@ func (s *InferenceService) generate(ctx context.Context, model, keepAliveText st
 	if err := applySampling(&gen, sp); err != nil {
 		return err
 	}
+	s.clampTokens(ctx, &gen)
 	if err := applyFormat(&gen, rf); err != nil {
 		return err
 	}

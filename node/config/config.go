@@ -73,6 +73,8 @@ type Server struct {
 	// TLSCert and TLSKey are server.tls_cert and server.tls_key: PEM files, absolute; both set,
 	// the HTTP, Ollama and gRPC ports serve TLS. Both "" serve plain TCP.
 	TLSCert, TLSKey string
+	// Limits bound what one client and one request may take of the API servers.
+	Limits Limits
 }
 
 // P2P is the [p2p] table: how the node joins its mesh. The mesh itself (the swarm key) is in
@@ -328,6 +330,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			FetchImageURLs:  k.Bool("server.fetch_image_urls"),
 			TLSCert:         k.String("server.tls_cert"),
 			TLSKey:          k.String("server.tls_key"),
+			Limits:          decodeLimits(k),
 		},
 		Log: Log{Level: k.String("log.level"), Format: k.String("log.format")},
 		P2P: P2P{

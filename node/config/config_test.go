@@ -43,8 +43,11 @@ func defaultConfig(t *testing.T) Config {
 	}
 	return Config{
 		DataDir: filepath.Join(home, ".syn4pse"),
-		Server:  Server{Host: "127.0.0.1", HTTPPort: 8080, GRPCPort: 50051, ShutdownTimeout: 30 * time.Second, MaxAudio: 30 * time.Minute},
-		Log:     Log{Level: "info", Format: "text"},
+		Server: Server{Host: "127.0.0.1", HTTPPort: 8080, GRPCPort: 50051, ShutdownTimeout: 30 * time.Second, MaxAudio: 30 * time.Minute,
+			Limits: Limits{ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute,
+				WriteTimeout: time.Minute, MaxRequestBody: 32 << 20, MaxTokens: 32768, MaxMessages: 1024, MaxPromptBytes: 8 << 20,
+				GRPCMaxMessage: 64 << 20, GRPCMaxStreams: 256, GRPCKeepaliveMin: 10 * time.Second}},
+		Log: Log{Level: "info", Format: "text"},
 		P2P: P2P{
 			Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}, Bootstrap: []string{}, Allow: []string{},
 			MDNS: true, NAT: true, AnnounceInterval: 3 * time.Second, PeerTTL: 8 * time.Second,

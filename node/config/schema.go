@@ -45,7 +45,7 @@ func canonicalEngine(s string) string { return strings.TrimPrefix(s, "ng_") }
 // defaultValues are the built-in defaults of the static keys, flat. data_dir keeps its "~"
 // until decode, so a node whose data_dir is set elsewhere never needs a home directory.
 func defaultValues() map[string]any {
-	return map[string]any{
+	values := map[string]any{
 		"data_dir":                "~/.syn4pse",
 		"server.host":             "127.0.0.1",
 		"server.http_port":        8080,
@@ -79,6 +79,8 @@ func defaultValues() map[string]any {
 		"server.tls_cert":              "",
 		"server.tls_key":               "",
 	}
+	maps.Copy(values, limitDefaults())
+	return values
 }
 
 // node is one level of the schema: a value (field set) or a table. A table has fixed keys
@@ -116,6 +118,18 @@ var schema = &node{children: map[string]*node{
 		"allow_unauthenticated": {field: &field{kind: kindBool}},
 		"tls_cert":              {field: &field{kind: kindPath, emptyOK: true}},
 		"tls_key":               {field: &field{kind: kindPath, emptyOK: true}},
+		// The limits (Limits): 0 is refused, as no request could pass it.
+		"read_header_timeout": {field: &field{kind: kindDuration, positive: true}},
+		"read_timeout":        {field: &field{kind: kindDuration, positive: true}},
+		"idle_timeout":        {field: &field{kind: kindDuration, positive: true}},
+		"write_timeout":       {field: &field{kind: kindDuration, positive: true}},
+		"max_request_body":    {field: &field{kind: kindSize, positive: true}},
+		"max_tokens":          {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
+		"max_messages":        {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
+		"max_prompt_bytes":    {field: &field{kind: kindSize, positive: true}},
+		"grpc_max_message":    {field: &field{kind: kindSize, positive: true, max: math.MaxInt32}},
+		"grpc_max_streams":    {field: &field{kind: kindInt, min: 1, max: math.MaxInt32}},
+		"grpc_keepalive_min":  {field: &field{kind: kindDuration, positive: true}},
 	}},
 	"log": {children: map[string]*node{
 		"level":  {field: &field{kind: kindChoice, choices: []string{"debug", "info", "warn", "error"}}},
@@ -229,6 +243,7 @@ type field struct {
 	boolOnOff bool // a kindChoice that also takes true/false for "on"/"off"
 	emptyOK   bool // a kindPath whose "" means "the default place"
 	secret    bool // a kindList whose values messages must never show (API keys)
+	positive  bool // a kindDuration or kindSize that must be more than 0; a kindSize with max > 0 at most max bytes
 }
 
 var wordRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_+.:-]*$`)
@@ -253,7 +268,11 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 		}
 		return nil, fmt.Errorf("want true or false, got %s", describe(raw))
 	case kindDuration:
-		return parseDuration(raw)
+		d, err := parseDuration(raw)
+		if err == nil && f.positive && d.(time.Duration) == 0 {
+			return nil, fmt.Errorf("want a duration more than 0 such as \"30s\", got %s", describe(raw))
+		}
+		return d, err
 	case kindChoice:
 		return f.parseChoice(raw)
 	case kindList:
@@ -278,6 +297,9 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 		n, err := parseSize(fmt.Sprint(raw))
 		if err != nil {
 			return nil, err
+		}
+		if f.positive && (n == 0 || f.max > 0 && n > int64(f.max)) {
+			return nil, f.sizeRangeError(raw)
 		}
 		return n, nil
 	}
@@ -340,6 +362,14 @@ func (f *field) parseInt(raw any) (any, error) {
 		return nil, fmt.Errorf("want an integer %s, got %s", f.intRange(), describe(raw))
 	}
 	return int(n), nil
+}
+
+// sizeRangeError is the error of a size out of a positive kindSize's range.
+func (f *field) sizeRangeError(raw any) error {
+	if f.max > 0 {
+		return fmt.Errorf("want a size more than 0 and at most %d bytes, such as \"64MiB\", got %s", f.max, describe(raw))
+	}
+	return fmt.Errorf("want a size more than 0 such as \"32MiB\", got %s", describe(raw))
 }
 
 // intRange says which integers f accepts, for messages.

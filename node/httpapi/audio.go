@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -17,12 +18,18 @@ import (
 
 	"github.com/ekisa-team/syn4pse/internal/audio"
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/config"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// maxUploadBytes bounds an uploaded audio file (OpenAI's limit is 25 MB; local nodes take
-// longer recordings, bounded in time by server.max_audio).
-const maxUploadBytes = 256 << 20
+// maxUploadBytes bounds an uploaded audio file by server.max_audio: that long of the largest
+// common uncompressed audio (48 kHz 16-bit stereo WAV), plus 1 MiB for the form's other fields.
+// Longer audio would be refused once decoded anyway. (OpenAI's limit is 25 MB; local nodes take
+// longer recordings.)
+func (h *Handler) maxUploadBytes() int64 {
+	const bytesPerSecond = 48000 * 2 * 2
+	return int64(cmp.Or(h.inference.MaxAudio, api.DefaultMaxAudio).Seconds()*bytesPerSecond) + 1<<20
+}
 
 // transcriptionForm is the multipart form of POST /v1/audio/transcriptions.
 type transcriptionForm struct {
@@ -38,7 +45,7 @@ type transcriptionForm struct {
 
 // transcriptions serves POST /v1/audio/transcriptions (OpenAI's shape).
 func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
-	form, err := readTranscriptionForm(w, r)
+	form, err := readTranscriptionForm(w, r, h.maxUploadBytes())
 	if err != nil {
 		writeStatusError(w, err)
 		return
@@ -69,8 +76,21 @@ func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
 	writeTranscript(w, form, final)
 }
 
-func readTranscriptionForm(w http.ResponseWriter, r *http.Request) (*transcriptionForm, error) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxUploadBytes)
+func readTranscriptionForm(w http.ResponseWriter, r *http.Request, limit int64) (*transcriptionForm, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	form, err := readMultipart(r)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		slog.Warn("request refused: over a limit", "route", r.Method+" "+r.URL.Path, "limit_key", "server.max_audio",
+			"limit", config.FormatSize(limit), "remote", r.RemoteAddr)
+		return nil, status.Errorf(codes.OutOfRange, "the upload is larger than %s, the size of server.max_audio of 48 kHz stereo WAV: "+
+			"send a shorter or compressed recording, or raise server.max_audio (env SYN4PSE_SERVER_MAX_AUDIO) on the node", config.FormatSize(limit))
+	}
+	return form, err
+}
+
+// readMultipart reads the transcription form; a body over the limit is an *http.MaxBytesError.
+func readMultipart(r *http.Request) (*transcriptionForm, error) {
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, "send multipart/form-data with a file field (the audio) and a model field")
@@ -94,7 +114,7 @@ func readTranscriptionForm(w http.ResponseWriter, r *http.Request) (*transcripti
 func formError(err error) error {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		return status.Errorf(codes.OutOfRange, "the upload is larger than %d MiB", maxUploadBytes>>20)
+		return err
 	}
 	return status.Errorf(codes.InvalidArgument, "the multipart form is malformed: %v", err)
 }
@@ -301,7 +321,7 @@ var openAIVoices = []string{"alloy", "ash", "ballad", "coral", "echo", "fable", 
 // speech serves POST /v1/audio/speech: the audio streams as each sentence is synthesized.
 func (h *Handler) speech(w http.ResponseWriter, r *http.Request) {
 	var body speechRequest
-	if !decodeJSON(w, r, &body) {
+	if !h.decodeJSON(w, r, &body) {
 		return
 	}
 	req := &pb.SynthesizeRequest{Model: body.Model, Input: body.Input, Voice: body.Voice, Format: speechFormat(body.ResponseFormat), Routing: routing(r)}

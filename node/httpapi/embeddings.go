@@ -28,7 +28,7 @@ type embeddingsRequest struct {
 // embeddings serves POST /v1/embeddings. Vectors are normalised to unit length, as OpenAI's are.
 func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 	var body embeddingsRequest
-	if !decodeJSON(w, r, &body) {
+	if !h.decodeJSON(w, r, &body) {
 		return
 	}
 	inputs, err := embedInputs(body.Input)

@@ -171,7 +171,7 @@ func (r *completionRequest) options() *samplingFields { return &r.samplingFields
 
 // handleGeneration decodes an OpenAI request body into req and serves it with stream.
 func handleGeneration[P any](h *Handler, w http.ResponseWriter, r *http.Request, f flavor, req generationRequest[P], stream func(context.Context, P, api.Sender) error) {
-	if !decodeJSON(w, r, req) {
+	if !h.decodeJSON(w, r, req) {
 		return
 	}
 	serveDecoded(h, w, r, f, req, stream)
@@ -191,7 +191,7 @@ func serveDecoded[P any](h *Handler, w http.ResponseWriter, r *http.Request, f f
 
 func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	req := &chatRequest{}
-	if !decodeJSON(w, r, req) {
+	if !h.decodeJSON(w, r, req) {
 		return
 	}
 	if err := h.inlineImageURLs(r.Context(), req); err != nil {

@@ -74,7 +74,7 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
 		Source string `json:"source"`
 		SHA256 string `json:"sha256"`
 	}
-	if !decodeJSON(w, r, &body) {
+	if !h.decodeJSON(w, r, &body) {
 		return
 	}
 	stream := &ndjsonStream{w: w}

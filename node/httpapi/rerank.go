@@ -24,7 +24,7 @@ type rerankRequest struct {
 // rerank serves POST /v1/rerank: results sorted by relevance_score, highest first.
 func (h *Handler) rerank(w http.ResponseWriter, r *http.Request) {
 	var body rerankRequest
-	if !decodeJSON(w, r, &body) {
+	if !h.decodeJSON(w, r, &body) {
 		return
 	}
 	docs, err := documentTexts(body.Documents)

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,11 +18,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/config"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
-
-// maxBodyBytes bounds a request body; chat with inline images fits well below it.
-const maxBodyBytes = 32 << 20
 
 // Handler serves the HTTP API.
 type Handler struct {
@@ -32,6 +31,8 @@ type Handler struct {
 	// FetchImageURLs lets chat image parts name http(s) URLs, fetched by the node
 	// (server.fetch_image_urls); off, only data: URLs are taken.
 	FetchImageURLs bool
+	// MaxRequestBody bounds a JSON request body (server.max_request_body); 0 is the default.
+	MaxRequestBody int64
 }
 
 // New returns the HTTP API over the node's services.
@@ -72,16 +73,15 @@ func routing(r *http.Request) *pb.Routing {
 	return &pb.Routing{Node: node, LocalOnly: local}
 }
 
-// decodeJSON reads a JSON request body into v, answering 400 itself when it cannot.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil {
+// decodeJSON reads a JSON request body into v, answering 400 or 413 itself when it cannot.
+func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	limit := cmp.Or(h.MaxRequestBody, config.DefaultLimits.MaxRequestBody)
+	err := DecodeJSON(w, r, limit, v)
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "body_too_large",
-				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "body_too_large", BodyTooLarge(r, limit))
 		case errors.Is(err, io.EOF):
 			writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "request body is empty: send a JSON object")
 		default:
@@ -124,8 +124,9 @@ func statusError(err error) (int, errorBody) {
 	case codes.InvalidArgument:
 		httpStatus, typ = http.StatusBadRequest, "invalid_request_error"
 	case codes.OutOfRange:
-		// The node's only OUT_OF_RANGE: audio longer than server.max_audio.
-		httpStatus, typ, code = http.StatusRequestEntityTooLarge, "invalid_request_error", "audio_too_long"
+		// A request over a limit (server.max_audio, server.max_messages, ...): its message names
+		// the key.
+		httpStatus, typ, code = http.StatusRequestEntityTooLarge, "invalid_request_error", "request_too_large"
 	case codes.NotFound:
 		httpStatus, typ, code = http.StatusNotFound, "invalid_request_error", "model_not_found"
 	case codes.FailedPrecondition:

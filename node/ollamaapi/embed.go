@@ -13,7 +13,7 @@ import (
 // (as Ollama's are); truncate defaults to true.
 func (h *Handler) embed(w http.ResponseWriter, r *http.Request) {
 	var req ollama.EmbedRequest
-	if !decodeJSON(w, r, &req) {
+	if !h.decodeJSON(w, r, &req) {
 		return
 	}
 	var texts []string
@@ -55,7 +55,7 @@ func (h *Handler) embed(w http.ResponseWriter, r *http.Request) {
 // embeddings serves the legacy /api/embeddings: one prompt, the vector not normalised.
 func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 	var req ollama.EmbeddingRequest
-	if !decodeJSON(w, r, &req) {
+	if !h.decodeJSON(w, r, &req) {
 		return
 	}
 	res, err := h.inference.Embed(r.Context(), &pb.EmbedRequest{Model: req.Model, Routing: routing(r), KeepAlive: keepAlive(req.KeepAlive),

@@ -110,7 +110,7 @@ func routing(r *http.Request) *pb.Routing {
 
 func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 	var req ollama.ChatRequest
-	if !decodeJSON(w, r, &req) {
+	if !h.decodeJSON(w, r, &req) {
 		return
 	}
 	if len(req.Messages) == 0 {
@@ -156,7 +156,7 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 // and images), as Ollama does; raw sends it as it is.
 func (h *Handler) generate(w http.ResponseWriter, r *http.Request) {
 	var req ollama.GenerateRequest
-	if !decodeJSON(w, r, &req) {
+	if !h.decodeJSON(w, r, &req) {
 		return
 	}
 	if req.Prompt == "" && len(req.Images) == 0 {

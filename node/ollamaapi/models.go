@@ -86,7 +86,7 @@ func parameterSize(n int64) string {
 // parameter count, context length) and capabilities.
 func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 	var req ollama.ShowRequest
-	if !decodeJSON(w, r, &req) {
+	if !h.decodeJSON(w, r, &req) {
 		return
 	}
 	name := modelName(req.Model, req.Name) //lint:ignore SA1019 older clients send "name"
@@ -154,7 +154,7 @@ func (h *Handler) ps(w http.ResponseWriter, r *http.Request) {
 // ".gguf". Progress streams as Ollama's NDJSON, ending with {"status": "success"}.
 func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
 	var req ollama.PullRequest
-	if !decodeJSON(w, r, &req) {
+	if !h.decodeJSON(w, r, &req) {
 		return
 	}
 	name := modelName(req.Model, req.Name) //lint:ignore SA1019 older clients send "name"
@@ -182,7 +182,7 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
 // delete removes a pulled model from the node's store.
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 	var req ollama.DeleteRequest
-	if !decodeJSON(w, r, &req) {
+	if !h.decodeJSON(w, r, &req) {
 		return
 	}
 	name := modelName(req.Model, req.Name) //lint:ignore SA1019 older clients send "name"

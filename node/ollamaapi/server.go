@@ -7,6 +7,7 @@
 package ollamaapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,11 +20,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
 )
-
-// maxBodyBytes bounds a request body; chat with base64 images fits well below it.
-const maxBodyBytes = 32 << 20
 
 // Handler serves Ollama's API.
 type Handler struct {
@@ -31,6 +30,8 @@ type Handler struct {
 	models    *api.ModelService
 	node      *api.NodeService
 	mux       *http.ServeMux
+	// MaxRequestBody bounds a JSON request body (server.max_request_body); 0 is the default.
+	MaxRequestBody int64
 }
 
 // New returns Ollama's API over the node's services.
@@ -73,15 +74,16 @@ func (h *Handler) version(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"version": h.node.Version})
 }
 
-// decodeJSON reads a JSON request body into v, answering 400 itself when it cannot.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(v)
+// decodeJSON reads a JSON request body into v, answering 400 or 413 itself when it cannot.
+func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	limit := cmp.Or(h.MaxRequestBody, config.DefaultLimits.MaxRequestBody)
+	err := httpapi.DecodeJSON(w, r, limit, v)
 	var tooBig *http.MaxBytesError
 	switch {
 	case err == nil:
 		return true
 	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+		writeError(w, http.StatusRequestEntityTooLarge, httpapi.BodyTooLarge(r, limit))
 	case errors.Is(err, io.EOF):
 		writeError(w, http.StatusBadRequest, "missing request body")
 	default:
