@@ -133,8 +133,8 @@ type GenerateRequest struct {
 	// ContinueFinal leaves the last message, an assistant turn, open: the model continues its
 	// text (an assistant prefill) instead of starting a new turn.
 	ContinueFinal bool
-	Prompt   string
-	Sampling Sampling
+	Prompt        string
+	Sampling      Sampling
 	// MaxTokens caps generated tokens; 0 generates until the model stops or the context is full.
 	MaxTokens int
 	// Stop strings end generation; they are not part of the output.

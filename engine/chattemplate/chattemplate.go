@@ -54,7 +54,7 @@ type Options struct {
 	// with its text, so the model continues it (transformers' continue_final_message). It
 	// excludes AddGenerationPrompt.
 	ContinueFinalMessage bool
-	BOSToken, EOSToken  string
+	BOSToken, EOSToken   string
 	// Vars are extra variables (e.g. "tools", "date_string",
 	// "enable_thinking"); may be nil. Values may be nil, strings, bools,
 	// numbers, slices, maps with string keys (their keys are sorted, as Go

@@ -65,9 +65,9 @@ type request struct {
 	// generated counts the tokens generated when text was last added to.
 	generated int
 	lps       []engine.TokenLogprob
-	done  bool
-	err   error
-	res   engine.GenerateResult
+	done      bool
+	err       error
+	res       engine.GenerateResult
 }
 
 // send hands text to Generate, with the count of tokens generated so far.
