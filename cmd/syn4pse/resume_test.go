@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -147,4 +152,53 @@ func TestMeshStreamSurvivesItsNode(t *testing.T) {
 			common, seam, text.String()[max(seam-32, 0):through], refText[max(seam-32, 0):min(through, len(refText))])
 	}
 	t.Logf("seam at byte %d; the spliced text equals the uninterrupted one for %d of %d bytes", seam, common, text.Len())
+
+	// The killed node comes back; the same through alpha's OpenAI API, streamed.
+	killed.start()
+	a.waitFor("both servers of x again", func() bool { return len(a.peers("x")) == 2 })
+	streamOverHTTP(t, a, servers)
+}
+
+// streamOverHTTP streams a chat through n's OpenAI API with the OpenAI SDK, kills the node
+// serving it once some chunks came, and checks that the SDK sees one sane completion: no error,
+// one id, the whole usage, finish reason length.
+func streamOverHTTP(t *testing.T, n *meshNode, servers map[string]*meshNode) {
+	t.Helper()
+	const maxTokens, killAfter = 2000, 40
+	client := openai.NewClient(option.WithBaseURL(fmt.Sprintf("http://127.0.0.1:%d/v1/", n.httpPort)), option.WithAPIKey("x"),
+		option.WithMaxRetries(0), option.WithJSONSet("ignore_eos", true))
+	params := openai.ChatCompletionNewParams{Model: "x", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Go on.")},
+		MaxTokens: openai.Int(maxTokens), Temperature: openai.Float(0),
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}}
+	var httpRes *http.Response
+	stream := client.Chat.Completions.NewStreaming(t.Context(), params, option.WithResponseInto(&httpRes))
+	acc := openai.ChatCompletionAccumulator{}
+	ids := map[string]bool{}
+	var content strings.Builder
+	chunks := 0
+	var killed *meshNode
+	for stream.Next() {
+		chunk := stream.Current()
+		acc.AddChunk(chunk)
+		ids[chunk.ID] = true
+		if len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
+			content.WriteString(chunk.Choices[0].Delta.Content)
+			chunks++
+		}
+		if killed == nil && chunks >= killAfter {
+			if killed = servers[httpRes.Header.Get("Syn4pse-Served-By")]; killed == nil {
+				t.Fatalf("served by %q", httpRes.Header.Get("Syn4pse-Served-By"))
+			}
+			killed.kill()
+		}
+	}
+	if err := stream.Err(); err != nil || killed == nil {
+		t.Fatalf("OpenAI stream: killed %v, err %v", killed != nil, err)
+	}
+	if len(ids) != 1 || len(acc.Choices) != 1 || acc.Choices[0].Message.Content != content.String() ||
+		acc.Usage.CompletionTokens != maxTokens || acc.Choices[0].FinishReason != "length" {
+		t.Fatalf("OpenAI stream: ids %v, usage %+v, finish %q", ids, acc.Usage, acc.Choices[0].FinishReason)
+	}
+	t.Logf("OpenAI stream: killed %s after %d chunks; %d chunks, %d bytes, usage %d+%d", killed.name, killAfter, chunks,
+		content.Len(), acc.Usage.PromptTokens, acc.Usage.CompletionTokens)
 }
