@@ -130,8 +130,11 @@ func DefaultSampling() Sampling {
 type GenerateRequest struct {
 	// Messages are rendered with the model's chat template. When nil, Prompt is used as is.
 	Messages []Message
-	Prompt   string
-	Sampling Sampling
+	// ContinueFinal leaves the last message, an assistant turn, open: the model continues its
+	// text (an assistant prefill) instead of starting a new turn.
+	ContinueFinal bool
+	Prompt        string
+	Sampling      Sampling
 	// MaxTokens caps generated tokens; 0 generates until the model stops or the context is full.
 	MaxTokens int
 	// Stop strings end generation; they are not part of the output.
@@ -162,6 +165,9 @@ type GenerateRequest struct {
 	// character or a possible stop string is incomplete). End-of-generation tokens are not
 	// reported.
 	OnToken func(TokenLogprob) error
+	// OnCount, when set, is told before each emit how many tokens have been generated so far,
+	// the ones whose text that emit completes included.
+	OnCount func(tokens int)
 }
 
 // MaxTopLogprobs is the most alternatives GenerateRequest.TopLogprobs may ask for, as OpenAI.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/nikolalohinski/gonja/v2/config"
 	"github.com/nikolalohinski/gonja/v2/exec"
@@ -49,7 +50,11 @@ type ToolCall struct {
 // Options are the variables templates read besides messages.
 type Options struct {
 	AddGenerationPrompt bool
-	BOSToken, EOSToken  string
+	// ContinueFinalMessage leaves the last message, an assistant turn, open: the prompt ends
+	// with its text, so the model continues it (transformers' continue_final_message). It
+	// excludes AddGenerationPrompt.
+	ContinueFinalMessage bool
+	BOSToken, EOSToken   string
 	// Vars are extra variables (e.g. "tools", "date_string",
 	// "enable_thinking"); may be nil. Values may be nil, strings, bools,
 	// numbers, slices, maps with string keys (their keys are sorted, as Go
@@ -98,6 +103,17 @@ var reservedVars = []string{"messages", "add_generation_prompt", "bos_token", "e
 func (t *Template) Render(messages []Message, opts Options) (prompt string, err error) {
 	defer recoverAsError(&err, "render chat template")
 
+	if opts.ContinueFinalMessage {
+		if opts.AddGenerationPrompt {
+			return "", fmt.Errorf("%w: continuing the final message excludes a generation prompt", ErrNotContinuable)
+		}
+		return OpenFinal(messages, func(msgs []Message, addGenerationPrompt bool) (string, error) {
+			closed := opts
+			closed.ContinueFinalMessage, closed.AddGenerationPrompt = false, addGenerationPrompt
+			return t.Render(msgs, closed)
+		})
+	}
+
 	data := make(map[string]any, len(opts.Vars)+len(reservedVars))
 	for name, value := range opts.Vars {
 		for _, reserved := range reservedVars {
@@ -141,6 +157,41 @@ func (t *Template) Render(messages []Message, opts Options) (prompt string, err 
 		return "", fmt.Errorf("render chat template: %s", flattenError(execErr))
 	}
 	return out, nil
+}
+
+// ErrNotContinuable is wrapped by the error of a render that cannot leave the final message
+// open: it is not an assistant turn, or the template does not show its text as is.
+var ErrNotContinuable = errors.New("the final message cannot be continued")
+
+// OpenFinal renders messages with the final one, an assistant turn, left open, through render
+// (which renders a conversation closed, with or without the generation prompt): the
+// conversation is rendered closed and cut right after the final message's text. Templates often
+// trim a turn's text, so the text is found trimmed and its trailing white space put back: the
+// model must see exactly the text it continues. A final message of white space only is the
+// generation prompt followed by it.
+func OpenFinal(messages []Message, render func(msgs []Message, addGenerationPrompt bool) (string, error)) (string, error) {
+	if len(messages) == 0 || messages[len(messages)-1].Role != "assistant" {
+		return "", fmt.Errorf("%w: to continue it, the last message must be an assistant turn", ErrNotContinuable)
+	}
+	content := messages[len(messages)-1].Content
+	trimmed := strings.TrimSpace(content)
+	if trimmed == "" {
+		prompt, err := render(messages[:len(messages)-1], true)
+		if err != nil {
+			return "", err
+		}
+		return prompt + content, nil
+	}
+	rendered, err := render(messages, false)
+	if err != nil {
+		return "", err
+	}
+	i := strings.LastIndex(rendered, trimmed)
+	if i < 0 {
+		return "", fmt.Errorf("%w: the chat template does not show its text as is", ErrNotContinuable)
+	}
+	trailing := content[len(strings.TrimRightFunc(content, unicode.IsSpace)):]
+	return rendered[:i+len(trimmed)] + trailing, nil
 }
 
 // flattenError shortens gonja's chain of wrapped messages, which repeats

@@ -62,19 +62,22 @@ type request struct {
 	ready chan struct{}
 	mu    sync.Mutex
 	text  strings.Builder
-	lps   []engine.TokenLogprob
-	done  bool
-	err   error
-	res   engine.GenerateResult
+	// generated counts the tokens generated when text was last added to.
+	generated int
+	lps       []engine.TokenLogprob
+	done      bool
+	err       error
+	res       engine.GenerateResult
 }
 
-// send hands text to Generate.
-func (r *request) send(text string) {
+// send hands text to Generate, with the count of tokens generated so far.
+func (r *request) send(text string, generated int) {
 	if text == "" {
 		return
 	}
 	r.mu.Lock()
 	r.text.WriteString(text)
+	r.generated = generated
 	r.mu.Unlock()
 	r.unread.Store(true)
 	r.signal()
@@ -105,13 +108,13 @@ func (r *request) signal() {
 }
 
 // take returns the text and log-probabilities waiting and whether the request has ended.
-func (r *request) take() (string, []engine.TokenLogprob, bool) {
+func (r *request) take() (text string, lps []engine.TokenLogprob, generated int, done bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	text, lps := r.text.String(), r.lps
+	text, lps = r.text.String(), r.lps
 	r.text.Reset()
 	r.lps = nil
-	return text, lps, r.done
+	return text, lps, r.generated, r.done
 }
 
 // slot is one KV-cache sequence: the tokens it holds (kept after a request, for prefix reuse)
@@ -370,7 +373,7 @@ func (l *loop) finish(s *slot, err error) {
 		s.res.GenerateDuration = time.Since(s.genFrom)
 	}
 	if err == nil {
-		r.send(r.filter.flush())
+		r.send(r.filter.flush(), s.res.CompletionTokens)
 	}
 	read := s.res.PromptTokens - s.res.CachedPromptTokens - len(s.pending)
 	if s.media {
@@ -613,7 +616,7 @@ func (l *loop) accept(s *slot, token int32) {
 	}
 	s.res.CompletionTokens++
 	text, stopped := r.filter.push(l.model.AppendPiece(nil, token, false))
-	r.send(text)
+	r.send(text, s.res.CompletionTokens)
 	switch {
 	case stopped:
 		s.res.FinishReason = engine.FinishStop

@@ -138,7 +138,7 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 	var emitErr error
 	for {
 		<-r.ready
-		text, lps, done := r.take()
+		text, lps, generated, done := r.take()
 		for _, lp := range lps {
 			if emitErr == nil {
 				if emitErr = req.OnToken(lp); emitErr != nil {
@@ -147,6 +147,9 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, emit f
 			}
 		}
 		if text != "" && emitErr == nil {
+			if req.OnCount != nil {
+				req.OnCount(generated)
+			}
 			if emitErr = emit(text); emitErr != nil {
 				m.loop.stop(r)
 			}
@@ -194,7 +197,7 @@ func (m *model) renderPrompt(req engine.GenerateRequest) (string, error) {
 		msgs[i] = templateMessage(msg)
 	}
 	if m.template != nil {
-		opts := chattemplate.Options{AddGenerationPrompt: true, BOSToken: m.bos, EOSToken: m.eos}
+		opts := chattemplate.Options{AddGenerationPrompt: !req.ContinueFinal, ContinueFinalMessage: req.ContinueFinal, BOSToken: m.bos, EOSToken: m.eos}
 		if req.ToolsActive() {
 			tools, err := templateTools(req.Tools)
 			if err != nil {
@@ -206,17 +209,25 @@ func (m *model) renderPrompt(req engine.GenerateRequest) (string, error) {
 		if err == nil {
 			return prompt, nil
 		}
-		if errors.Is(err, chattemplate.ErrRejected) {
+		if errors.Is(err, chattemplate.ErrRejected) || errors.Is(err, chattemplate.ErrNotContinuable) {
 			// The template itself rejected the conversation (e.g. roles that do not alternate).
 			return "", fmt.Errorf("%w: the model's chat template rejected the messages: %v", engine.ErrInvalidRequest, err)
 		}
 	}
-	return m.renderBuiltin(msgs)
+	if req.ContinueFinal {
+		prompt, err := chattemplate.OpenFinal(msgs, m.renderBuiltin)
+		if errors.Is(err, chattemplate.ErrNotContinuable) {
+			return "", fmt.Errorf("%w: %v", engine.ErrInvalidRequest, err)
+		}
+		return prompt, err
+	}
+	return m.renderBuiltin(msgs, true)
 }
 
 // renderBuiltin formats with llama.cpp's built-in formats, recognised from the template text;
-// a model without a template gets ChatML.
-func (m *model) renderBuiltin(msgs []chattemplate.Message) (string, error) {
+// a model without a template gets ChatML. addAssistant ends the prompt with the generation
+// prompt.
+func (m *model) renderBuiltin(msgs []chattemplate.Message, addAssistant bool) (string, error) {
 	src := m.templateSource
 	if src == "" {
 		src = "chatml"
@@ -225,9 +236,9 @@ func (m *model) renderBuiltin(msgs []chattemplate.Message) (string, error) {
 	for i, msg := range msgs {
 		cmsgs[i] = native.ChatMessage{Role: msg.Role, Content: msg.Content}
 	}
-	prompt, err := native.ApplyBuiltinTemplate(src, cmsgs, true)
+	prompt, err := native.ApplyBuiltinTemplate(src, cmsgs, addAssistant)
 	if errors.Is(err, native.ErrUnknownTemplate) {
-		prompt, err = native.ApplyBuiltinTemplate("chatml", cmsgs, true)
+		prompt, err = native.ApplyBuiltinTemplate("chatml", cmsgs, addAssistant)
 	}
 	return prompt, err
 }

@@ -57,6 +57,16 @@ func TestRenderPrompt(t *testing.T) {
 			if got != tt.want {
 				t.Fatalf("got  %q\nwant %q", got, tt.want)
 			}
+			// The same conversation with the reply begun and left open: the generation prompt
+			// and the reply's text, through either renderer.
+			begun := append(append([]engine.Message(nil), msgs...), engine.Message{Role: "assistant", Content: "Once upon a "})
+			got, err = m.renderPrompt(engine.GenerateRequest{Messages: begun, ContinueFinal: true})
+			if err != nil || got != tt.want+"Once upon a " {
+				t.Fatalf("continued: %v\ngot  %q\nwant %q", err, got, tt.want+"Once upon a ")
+			}
+			if _, err := m.renderPrompt(engine.GenerateRequest{Messages: msgs, ContinueFinal: true}); !errors.Is(err, engine.ErrInvalidRequest) {
+				t.Fatalf("continuing a user turn: %v, want ErrInvalidRequest", err)
+			}
 		})
 	}
 }
@@ -66,5 +76,26 @@ func TestTemplateRejectsConversation(t *testing.T) {
 	_, err := m.renderPrompt(engine.GenerateRequest{Messages: []engine.Message{{Role: "system", Content: "x"}, {Role: "user", Content: "y"}}})
 	if !errors.Is(err, engine.ErrInvalidRequest) || !strings.Contains(err.Error(), "System role not supported") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestGenerateCountsTokens checks OnCount: told before each emit, it ends at the result's count
+// of generated tokens, and never goes back.
+func TestGenerateCountsTokens(t *testing.T) {
+	m := loadWithTemplate(t, "")
+	counts, emits := []int{}, 0
+	req := engine.GenerateRequest{Prompt: "Once upon a time", MaxTokens: 12, IgnoreEOS: true,
+		OnCount: func(n int) { counts = append(counts, n) }}
+	res, err := m.Generate(t.Context(), req, func(string) error { emits++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != emits || emits == 0 || counts[len(counts)-1] != res.CompletionTokens || res.CompletionTokens != 12 {
+		t.Fatalf("counts %v over %d emits, result %d tokens", counts, emits, res.CompletionTokens)
+	}
+	for i := 1; i < len(counts); i++ {
+		if counts[i] < counts[i-1] {
+			t.Fatalf("counts went back: %v", counts)
+		}
 	}
 }

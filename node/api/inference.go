@@ -104,7 +104,7 @@ func (s *InferenceService) localChat(ctx context.Context, req *pb.ChatRequest, s
 			}
 		}
 	}
-	gen := engine.GenerateRequest{Messages: msgs}
+	gen := engine.GenerateRequest{Messages: msgs, ContinueFinal: req.GetContinueFinalMessage()}
 	if err := applyTools(&gen, req.GetTools(), req.GetToolChoice()); err != nil {
 		return err
 	}
@@ -192,8 +192,12 @@ func (c *choices) run(ctx context.Context, index int, gen engine.GenerateRequest
 			return nil
 		}
 	}
+	// The count of generated tokens goes with each delta, for a forwarding node that has to
+	// continue the stream elsewhere should this node fail.
+	generated := 0
+	gen.OnCount = func(n int) { generated = n }
 	res, err := c.llm.Generate(ctx, gen, func(text string) error {
-		d := &pb.Delta{Text: text, Logprobs: lps}
+		d := &pb.Delta{Text: text, Logprobs: lps, CompletionTokens: int32(generated)}
 		lps = nil
 		return event(d)
 	})

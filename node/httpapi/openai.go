@@ -182,6 +182,9 @@ type chatRequest struct {
 	// Tools and ToolChoice are OpenAI's tool calling.
 	Tools      []chatTool      `json:"tools"`
 	ToolChoice json.RawMessage `json:"tool_choice"`
+	// ContinueFinalMessage (vLLM's name) continues the final assistant message instead of
+	// starting a new turn: an assistant prefill.
+	ContinueFinalMessage bool `json:"continue_final_message"`
 	samplingFields
 }
 
@@ -219,7 +222,8 @@ func (r *chatRequest) toProto(routing *pb.Routing) (*pb.ChatRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: keepAlive(r.KeepAlive)}
+	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: keepAlive(r.KeepAlive),
+		ContinueFinalMessage: r.ContinueFinalMessage}
 	for i, m := range r.Messages {
 		msg := &pb.Message{Role: m.Role, Name: m.Name, ToolCalls: toolCallsToProto(m.ToolCalls), ToolCallId: m.ToolCallID}
 		if err := parseContent(m.Content, msg); err != nil {

@@ -13,7 +13,9 @@
 // Candidates are tried in order; a peer that fails before the first event is skipped and
 // the next one tried (this node last, when it has the model), and so is this node when its
 // queue for the model is full (RESOURCE_EXHAUSTED, at once): a busy node's requests spill to its
-// peers. After the first event, an error reaches the client as a stream error.
+// peers. After the first event, an error reaches the client as a stream error, except that a
+// chat or completion whose peer fails mid-stream is continued on the next node from the text
+// generated so far, as one stream (resume.go).
 package router
 
 import (
@@ -195,26 +197,16 @@ func (r *Router) notFound(model string, routing *pb.Routing) error {
 	return fmt.Errorf("%w: %q is not a model of %s; available: %s", ErrNoNode, model, where, available)
 }
 
-// Chat runs req where plan says; runLocal serves it on this node.
+// Chat runs req where plan says; runLocal serves it on this node. A stream whose peer fails
+// mid-stream goes on on another node (resume.go).
 func (r *Router) Chat(ctx context.Context, req *pb.ChatRequest, send Sender, runLocal func(context.Context, *pb.ChatRequest, Sender) error) error {
-	return route(ctx, r, req.GetModel(), req.GetRouting(), send,
-		func(ctx context.Context, s Sender) error { return runLocal(ctx, req, s) },
-		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.GenerateResponse], error) {
-			fwd := gproto.Clone(req).(*pb.ChatRequest)
-			fwd.Routing = routing
-			return pb.NewInferenceServiceClient(conn).Chat(ctx, fwd)
-		})
+	return r.generate(ctx, chatGeneration(req, runLocal), send)
 }
 
-// Complete runs req where plan says; runLocal serves it on this node.
+// Complete runs req where plan says; runLocal serves it on this node. A stream whose peer fails
+// mid-stream goes on on another node (resume.go).
 func (r *Router) Complete(ctx context.Context, req *pb.CompleteRequest, send Sender, runLocal func(context.Context, *pb.CompleteRequest, Sender) error) error {
-	return route(ctx, r, req.GetModel(), req.GetRouting(), send,
-		func(ctx context.Context, s Sender) error { return runLocal(ctx, req, s) },
-		func(ctx context.Context, conn grpc.ClientConnInterface, routing *pb.Routing) (grpc.ServerStreamingClient[pb.GenerateResponse], error) {
-			fwd := gproto.Clone(req).(*pb.CompleteRequest)
-			fwd.Routing = routing
-			return pb.NewInferenceServiceClient(conn).Complete(ctx, fwd)
-		})
+	return r.generate(ctx, completeGeneration(req, runLocal), send)
 }
 
 // Transcribe runs a transcription where plan says; runLocal serves it on this node. audio
@@ -346,7 +338,7 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 			}
 			if started && isPeerFault(st.Code()) && ctx.Err() == nil {
 				r.Peers.RecordFailure(c.Peer)
-				return true, status.Errorf(codes.Unavailable, "node %s failed during the request: %s", c.Peer, st.Message())
+				return true, &midStreamError{peer: c.Peer, err: status.Errorf(codes.Unavailable, "node %s failed during the request: %s", c.Peer, st.Message())}
 			}
 			// The peer's own answer (bad request, context too long...): the client's to see.
 			return true, err

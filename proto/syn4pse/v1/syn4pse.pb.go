@@ -1109,10 +1109,14 @@ type ChatRequest struct {
 	// ("10m"), "0" to unload at once, "-1" to keep it loaded; "" keeps the node's default.
 	KeepAlive string `protobuf:"bytes,6,opt,name=keep_alive,json=keepAlive,proto3" json:"keep_alive,omitempty"`
 	// Tools are the functions the model may call, rendered by its chat template.
-	Tools         []*Tool     `protobuf:"bytes,7,rep,name=tools,proto3" json:"tools,omitempty"`
-	ToolChoice    *ToolChoice `protobuf:"bytes,8,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Tools      []*Tool     `protobuf:"bytes,7,rep,name=tools,proto3" json:"tools,omitempty"`
+	ToolChoice *ToolChoice `protobuf:"bytes,8,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	// ContinueFinalMessage renders the last message, which must be an assistant turn, without
+	// closing it: the model goes on with its text instead of starting a new turn (an assistant
+	// prefill). A forwarding node resumes a stream whose serving node failed this way.
+	ContinueFinalMessage bool `protobuf:"varint,9,opt,name=continue_final_message,json=continueFinalMessage,proto3" json:"continue_final_message,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ChatRequest) Reset() {
@@ -1199,6 +1203,13 @@ func (x *ChatRequest) GetToolChoice() *ToolChoice {
 		return x.ToolChoice
 	}
 	return nil
+}
+
+func (x *ChatRequest) GetContinueFinalMessage() bool {
+	if x != nil {
+		return x.ContinueFinalMessage
+	}
+	return false
 }
 
 type CompleteRequest struct {
@@ -1297,8 +1308,9 @@ type GenerateResponse struct {
 	//	*GenerateResponse_Delta
 	//	*GenerateResponse_Final
 	Event isGenerateResponse_Event `protobuf_oneof:"event"`
-	// ServedBy names the node that runs the model, on every event (a forwarding node passes the
-	// serving node's events through unchanged).
+	// ServedBy names the node that ran the model for this event (a forwarding node passes the
+	// serving node's events through; only their id changes when a stream is continued on another
+	// node, see Final.served_by).
 	ServedBy      string `protobuf:"bytes,5,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1406,9 +1418,13 @@ type Delta struct {
 	// (SamplingParams.logprobs); the text of a token may come in a later delta.
 	Logprobs []*TokenLogprob `protobuf:"bytes,3,rep,name=logprobs,proto3" json:"logprobs,omitempty"`
 	// Index is the choice this delta belongs to (SamplingParams.n).
-	Index         int32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Index int32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	// CompletionTokens counts the tokens generated so far by the node that sent this delta, up to
+	// this delta's text; 0 where the engine does not count. A forwarding node that continues a
+	// stream on another node after its node failed counts them into the usage.
+	CompletionTokens int32 `protobuf:"varint,5,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Delta) Reset() {
@@ -1465,6 +1481,13 @@ func (x *Delta) GetLogprobs() []*TokenLogprob {
 func (x *Delta) GetIndex() int32 {
 	if x != nil {
 		return x.Index
+	}
+	return 0
+}
+
+func (x *Delta) GetCompletionTokens() int32 {
+	if x != nil {
+		return x.CompletionTokens
 	}
 	return 0
 }
@@ -1608,7 +1631,9 @@ type Final struct {
 	FinishReason FinishReason           `protobuf:"varint,1,opt,name=finish_reason,json=finishReason,proto3,enum=syn4pse.v1.FinishReason" json:"finish_reason,omitempty"`
 	Usage        *Usage                 `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
 	Timings      *Timings               `protobuf:"bytes,3,opt,name=timings,proto3" json:"timings,omitempty"`
-	// ServedBy names the node that ran the model.
+	// ServedBy names the node that ran the model. When the serving node failed mid-stream and a
+	// forwarding node continued the generation on another, it lists the nodes in the order they
+	// served, comma-separated ("A,B"); the usage then counts every part (see the README).
 	ServedBy string `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
 	// ToolCalls are the complete calls the model made, as the deltas spelled them.
 	ToolCalls []*ToolCall `protobuf:"bytes,5,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
@@ -5727,7 +5752,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1d\n" +
 	"\n" +
 	"local_only\x18\x02 \x01(\bR\tlocalOnly\x12\x12\n" +
-	"\x04hops\x18\x03 \x01(\rR\x04hops\"\x80\x03\n" +
+	"\x04hops\x18\x03 \x01(\rR\x04hops\"\xb6\x03\n" +
 	"\vChatRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12/\n" +
 	"\bmessages\x18\x02 \x03(\v2\x13.syn4pse.v1.MessageR\bmessages\x126\n" +
@@ -5738,7 +5763,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"keep_alive\x18\x06 \x01(\tR\tkeepAlive\x12&\n" +
 	"\x05tools\x18\a \x03(\v2\x10.syn4pse.v1.ToolR\x05tools\x127\n" +
 	"\vtool_choice\x18\b \x01(\v2\x16.syn4pse.v1.ToolChoiceR\n" +
-	"toolChoice\"\x8a\x02\n" +
+	"toolChoice\x124\n" +
+	"\x16continue_final_message\x18\t \x01(\bR\x14continueFinalMessage\"\x8a\x02\n" +
 	"\x0fCompleteRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x126\n" +
@@ -5753,13 +5779,14 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x05delta\x18\x03 \x01(\v2\x11.syn4pse.v1.DeltaH\x00R\x05delta\x12)\n" +
 	"\x05final\x18\x04 \x01(\v2\x11.syn4pse.v1.FinalH\x00R\x05final\x12\x1b\n" +
 	"\tserved_by\x18\x05 \x01(\tR\bservedByB\a\n" +
-	"\x05event\"\xa1\x01\n" +
+	"\x05event\"\xce\x01\n" +
 	"\x05Delta\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x128\n" +
 	"\n" +
 	"tool_calls\x18\x02 \x03(\v2\x19.syn4pse.v1.ToolCallDeltaR\ttoolCalls\x124\n" +
 	"\blogprobs\x18\x03 \x03(\v2\x18.syn4pse.v1.TokenLogprobR\blogprobs\x12\x14\n" +
-	"\x05index\x18\x04 \x01(\x05R\x05index\"\x8f\x01\n" +
+	"\x05index\x18\x04 \x01(\x05R\x05index\x12+\n" +
+	"\x11completion_tokens\x18\x05 \x01(\x05R\x10completionTokens\"\x8f\x01\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\fR\x05bytes\x12\x18\n" +
