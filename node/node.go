@@ -170,7 +170,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	name := nodeName(cfg)
 
 	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
-	n.grpcServer = grpc.NewServer()
+	obs := newMetrics(catalog, func() *mesh { return n.mesh })
+	n.grpcServer = grpc.NewServer(grpc.ChainUnaryInterceptor(obs.unaryInterceptor), grpc.ChainStreamInterceptor(obs.streamInterceptor))
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
 	pb.RegisterNodeServiceServer(n.grpcServer, nodeSvc)
@@ -182,12 +183,14 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	httpHandler := httpapi.New(inference, modelSvc, nodeSvc)
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
+	httpHandler.Metrics = obs.handler()
 	n.httpServer = &http.Server{
-		Handler:           httpHandler,
+		Handler:           obs.observeHTTP(httpHandler, httpHandler.Route),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	if ollamaLn != nil {
-		n.ollamaServer = &http.Server{Handler: ollamaapi.New(inference, modelSvc, nodeSvc), ReadHeaderTimeout: 10 * time.Second}
+		ollama := ollamaapi.New(inference, modelSvc, nodeSvc)
+		n.ollamaServer = &http.Server{Handler: obs.observeHTTP(ollama, ollama.Route), ReadHeaderTimeout: 10 * time.Second}
 	}
 
 	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return selfCapability(catalog, name, hardware(backends)) })
@@ -195,7 +198,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return nil, err
 	}
 	started = true
-	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
+	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog),
+		OnForward: obs.forward}
 	if n.mesh != nil {
 		pl.SetMesh(n.mesh)
 		n.mesh.serveBlobs(pl.BlobSource)
