@@ -55,9 +55,9 @@ func (c *logCapture) lines(t *testing.T, id string) []map[string]any {
 	return out
 }
 
-// captureLogs sends the process's logs, as JSON with request IDs, to a capture until the test
+// captureJSONLogs sends the process's logs, as JSON with request IDs, to a capture until the test
 // ends. Tests that call it must not run in parallel.
-func captureLogs(t *testing.T) *logCapture {
+func captureJSONLogs(t *testing.T) *logCapture {
 	c := &logCapture{}
 	prev := slog.Default()
 	slog.SetDefault(slog.New(requestid.LogHandler(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelInfo}))))
@@ -71,7 +71,7 @@ func captureLogs(t *testing.T) *logCapture {
 // side: the forward on B, the call served to a peer on A. Then B pulls A's model, and A counts
 // the blob bytes it served.
 func TestRequestIDFollowsAForwardedRequest(t *testing.T) {
-	logs := captureLogs(t)
+	logs := captureJSONLogs(t)
 	key, err := p2p.GenerateSwarmKey()
 	if err != nil {
 		t.Fatal(err)
