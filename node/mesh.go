@@ -43,7 +43,7 @@ type mesh struct {
 	announcer *capability.Announcer
 	clients   *rpc.PeerClients
 	rpc       io.Closer
-	blobs     io.Closer
+	blobs     *blob.Server
 	mdns      bool
 	allow     int
 
@@ -297,11 +297,9 @@ func selfCapability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.C
 		if mc.Loaded {
 			// From the catalog's count of admitted requests, which moves before the catalog pokes
 			// the watcher; the engine's own counts move a moment later.
-			mc.FreeSlots = int32(max(m.Info.Parallel-m.Requests, 0))
-			mc.QueueDepth = int32(max(m.Requests-m.Info.Parallel, 0))
-			if m.Stats.GenerateTime > 0 {
-				mc.TokensPerSecond = float64(m.Stats.GeneratedTokens) / m.Stats.GenerateTime.Seconds()
-			}
+			_, free, queued := slotUse(m)
+			mc.FreeSlots, mc.QueueDepth = int32(free), int32(queued)
+			mc.TokensPerSecond = tokensPerSecond(m.Stats)
 		}
 		c.Models = append(c.Models, mc)
 	}
@@ -401,7 +399,11 @@ func (m *mesh) dial(ctx context.Context, id string) (grpc.ClientConnInterface, e
 	if err != nil {
 		return nil, err
 	}
-	return m.clients.Conn(ctx, pid)
+	conn, err := m.clients.Conn(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
+	return requestIDConn{conn}, nil
 }
 
 // Peers implements api.MeshView.

@@ -180,9 +180,12 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	name := nodeName(cfg)
 
 	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
+	// Observation is outermost, so refused calls are counted and logged too.
+	obs := newMetrics(catalog, func() *mesh { return n.mesh })
 	keys := access.NewKeys(cfg.Server.APIKeys)
 	grpcOptions := append(grpcLimits(cfg.Server.Limits),
-		grpc.ChainUnaryInterceptor(access.UnaryInterceptor(keys)), grpc.ChainStreamInterceptor(access.StreamInterceptor(keys)))
+		grpc.ChainUnaryInterceptor(obs.unaryInterceptor, access.UnaryInterceptor(keys)),
+		grpc.ChainStreamInterceptor(obs.streamInterceptor, access.StreamInterceptor(keys)))
 	n.grpcServer = grpc.NewServer(grpcOptions...)
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
@@ -196,11 +199,12 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	httpHandler := httpapi.New(inference, modelSvc, nodeSvc)
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
 	httpHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
-	n.httpServer = httpapi.NewServer(access.HTTP(keys, access.OpenAIErrors, httpHandler), cfg.Server.Limits)
+	httpHandler.Metrics = obs.handler()
+	n.httpServer = httpapi.NewServer(obs.observeHTTP(access.HTTP(keys, access.OpenAIErrors, httpHandler), httpHandler.Route), cfg.Server.Limits)
 	if ollamaLn != nil {
 		ollamaHandler := ollamaapi.New(inference, modelSvc, nodeSvc)
 		ollamaHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
-		n.ollamaServer = httpapi.NewServer(access.HTTP(keys, access.OllamaErrors, ollamaHandler), cfg.Server.Limits)
+		n.ollamaServer = httpapi.NewServer(obs.observeHTTP(access.HTTP(keys, access.OllamaErrors, ollamaHandler), ollamaHandler.Route), cfg.Server.Limits)
 	}
 
 	n.mesh, err = startMesh(ctx, cfg, n.grpcServer, func() *pb.Capability { return selfCapability(catalog, name, hardware(backends)) })
@@ -208,7 +212,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return nil, err
 	}
 	started = true
-	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
+	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog),
+		OnForward: obs.forward}
 	if n.mesh != nil {
 		pl.SetMesh(n.mesh)
 		n.mesh.serveBlobs(pl.BlobSource)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/requestid"
 )
 
 // usageError marks errors that exit with code 2.
@@ -75,5 +76,6 @@ func setupLogging(cfg *config.Config) {
 	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	slog.SetDefault(slog.New(h))
+	// A request's log lines name its request ID (see node/requestid).
+	slog.SetDefault(slog.New(requestid.LogHandler(h)))
 }

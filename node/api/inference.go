@@ -203,7 +203,7 @@ func (c *choices) run(ctx context.Context, index int, gen engine.GenerateRequest
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			slog.Debug("generation cancelled", "model", c.model, "id", c.id, "tokens", res.CompletionTokens)
+			slog.DebugContext(ctx, "generation cancelled", "model", c.model, "id", c.id, "tokens", res.CompletionTokens)
 		}
 		return toStatus(err)
 	}

@@ -383,7 +383,7 @@ func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.S
 		writeStatusError(w, err)
 	case err != nil && !failed:
 		// The status went out with the first audio: all that is left is to cut the stream.
-		slog.Warn("speech stream ended early", "model", req.GetModel(), "err", err)
+		slog.WarnContext(r.Context(), "speech stream ended early", "model", req.GetModel(), "err", err)
 		panic(http.ErrAbortHandler)
 	}
 }

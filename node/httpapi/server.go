@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,6 +32,8 @@ type Handler struct {
 	FetchImageURLs bool
 	// MaxRequestBody bounds a JSON request body (server.max_request_body); 0 is the default.
 	MaxRequestBody int64
+	// Metrics serves GET /metrics (the node's Prometheus registry); nil answers 404.
+	Metrics http.Handler
 }
 
 // New returns the HTTP API over the node's services.
@@ -47,6 +48,7 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 	h.mux.HandleFunc("GET /v1/models", h.listModels)
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.getModel)
 	h.mux.HandleFunc("GET /healthz", h.health)
+	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.registerNative()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found",
@@ -57,9 +59,22 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	h.mux.ServeHTTP(w, r)
-	slog.Debug("http request", "method", r.Method, "path", r.URL.Path, "took", time.Since(start))
+}
+
+// Route is the pattern of the route that serves r ("POST /v1/chat/completions"), "" when none
+// does: a label for metrics and logs that, unlike the path, takes few values.
+func (h *Handler) Route(r *http.Request) string {
+	_, pattern := h.mux.Handler(r)
+	return pattern
+}
+
+func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
+	if h.Metrics == nil {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found", "this node serves no metrics")
+		return
+	}
+	h.Metrics.ServeHTTP(w, r)
 }
 
 // routing reads the routing headers a client may send: Syn4pse-Node pins a node (peer ID or

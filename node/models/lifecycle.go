@@ -298,10 +298,12 @@ func (m *Manager) loadLocked(name string, e *entry) {
 	close(e.loading)
 	e.loading = nil
 	if err != nil {
+		m.totalsLocked(name).LoadFailures++
 		e.state, e.reason = StateUnavailable, err.Error()
 		slog.Warn("model unavailable", "model", name, "path", e.decl.Path, "reason", e.reason)
 	} else {
 		e.state, e.model, e.loadedAt, e.lastUsed = StateLoaded, llm, time.Now(), time.Now()
+		m.totalsLocked(name).Loads++
 		slog.Info("model loaded", "model", name, "took", time.Since(start).Round(time.Millisecond), "context", llm.Info().ContextLength,
 			"parallel", llm.Info().Parallel)
 	}
@@ -313,6 +315,9 @@ func (m *Manager) loadLocked(name string, e *entry) {
 // unloadLocked takes e's model out of the table and returns it for the caller to Close.
 func (m *Manager) unloadLocked(name string, e *entry) engine.Model {
 	model := e.model
+	t := m.totalsLocked(name)
+	t.Unloads++
+	t.add(model.Stats()) // no request holds the model: its counts are final
 	e.model, e.state = nil, StateAvailable
 	e.stopExpiry()
 	e.keepAlive = m.opts.KeepAlive

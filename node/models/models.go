@@ -128,6 +128,8 @@ type Manager struct {
 	released chan struct{}
 	wg       sync.WaitGroup
 	closed   bool
+	// totals outlive entries and engine instances, so that they only grow (see Totals).
+	totals map[string]*Totals
 }
 
 type entry struct {
@@ -151,7 +153,7 @@ type entry struct {
 // New makes a catalog of the declared models. Nothing is loaded until Start or a request.
 func New(registry *engine.Registry, decls []Decl, opts Options) *Manager {
 	m := &Manager{registry: registry, digests: openDigestCache(opts.DataDir), opts: opts,
-		entries: make(map[string]*entry, len(decls)), released: make(chan struct{})}
+		entries: make(map[string]*entry, len(decls)), released: make(chan struct{}), totals: map[string]*Totals{}}
 	for _, d := range decls {
 		m.Register(d)
 	}
@@ -409,6 +411,49 @@ func (e *entry) status(name string) Status {
 		s.Stats = e.model.Stats()
 	}
 	return s
+}
+
+// Totals counts what happened to one model since the node started: its loads and unloads, and
+// the work of every engine instance that served it. Unlike Status.Stats, which are the loaded
+// instance's and start from zero at each load, they only grow: they are counters for metrics.
+type Totals struct {
+	Loads, LoadFailures, Unloads  int64
+	PromptTokens, GeneratedTokens int64
+	// GenerateTime is the time spent generating GeneratedTokens.
+	GenerateTime time.Duration
+}
+
+// add counts the work in s.
+func (t *Totals) add(s engine.Stats) {
+	t.PromptTokens += s.PromptTokens
+	t.GeneratedTokens += s.GeneratedTokens
+	t.GenerateTime += s.GenerateTime
+}
+
+// Totals returns the totals of every model that has been loaded or failed to load, by name,
+// the loaded instances' work included.
+func (m *Manager) Totals() map[string]Totals {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]Totals, len(m.totals))
+	for name, t := range m.totals {
+		sum := *t
+		if e, ok := m.entries[name]; ok && e.model != nil {
+			sum.add(e.model.Stats())
+		}
+		out[name] = sum
+	}
+	return out
+}
+
+// totalsLocked returns the totals of the model called name, creating them.
+func (m *Manager) totalsLocked(name string) *Totals {
+	t, ok := m.totals[name]
+	if !ok {
+		t = &Totals{}
+		m.totals[name] = t
+	}
+	return t
 }
 
 // changed tells the owner that the catalog changed.

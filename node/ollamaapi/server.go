@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -57,9 +56,14 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	h.mux.ServeHTTP(w, r)
-	slog.Debug("ollama request", "method", r.Method, "path", r.URL.Path, "took", time.Since(start))
+}
+
+// Route is the pattern of the route that serves r ("POST /api/chat"), "" when none does: a
+// label for metrics and logs that, unlike the path, takes few values.
+func (h *Handler) Route(r *http.Request) string {
+	_, pattern := h.mux.Handler(r)
+	return pattern
 }
 
 // running is Ollama's heartbeat: clients probe "/" before anything else.

@@ -96,6 +96,56 @@ type Router struct {
 	Peers Peers
 	// Dial returns a gRPC connection to a peer.
 	Dial func(ctx context.Context, peer string) (grpc.ClientConnInterface, error)
+	// OnForward, when set, is told the outcome of each attempt to forward a request to a peer
+	// (ForwardOK ...), and ForwardLocalFallback when a request runs here after peers failed.
+	OnForward func(outcome string)
+}
+
+// Outcomes of forwarding a request, as OnForward reports them.
+const (
+	// ForwardOK: the peer answered the whole request.
+	ForwardOK = "ok"
+	// ForwardPeerFault: the peer was unreachable or failed before answering; the next
+	// candidate was tried.
+	ForwardPeerFault = "peer_fault"
+	// ForwardBusy: the peer's queue for the model was full; the next candidate was tried.
+	ForwardBusy = "busy"
+	// ForwardBroken: the peer failed after its first event; the client got a stream error.
+	ForwardBroken = "broken"
+	// ForwardRejected: the peer answered with an error about the request itself (a bad
+	// request, a prompt too long), which the client got.
+	ForwardRejected = "rejected"
+	// ForwardCanceled: the client went away while the peer served it.
+	ForwardCanceled = "canceled"
+	// ForwardLocalFallback: every peer tried failed and the request ran on this node.
+	ForwardLocalFallback = "local_fallback"
+)
+
+// ForwardOutcomes lists every outcome OnForward reports.
+var ForwardOutcomes = []string{ForwardOK, ForwardPeerFault, ForwardBusy, ForwardBroken, ForwardRejected, ForwardCanceled, ForwardLocalFallback}
+
+// reportForward tells OnForward an outcome.
+func (r *Router) reportForward(outcome string) {
+	if r.OnForward != nil {
+		r.OnForward(outcome)
+	}
+}
+
+// forwardOutcome classifies what forward returned.
+func forwardOutcome(ctx context.Context, final bool, err error) string {
+	switch {
+	case err == nil:
+		return ForwardOK
+	case ctx.Err() != nil:
+		return ForwardCanceled
+	case !final && status.Code(err) == codes.ResourceExhausted:
+		return ForwardBusy
+	case !final:
+		return ForwardPeerFault
+	case isPeerFault(status.Code(err)):
+		return ForwardBroken
+	}
+	return ForwardRejected
 }
 
 // ErrNoNode means no node of the mesh serves the model.
@@ -275,20 +325,24 @@ func route[E any](ctx context.Context, r *Router, model string, routing *pb.Rout
 	busy := false
 	for i, t := range targets {
 		if t.local {
+			if i > 0 {
+				r.reportForward(ForwardLocalFallback)
+			}
 			started, err := runLocal(ctx, local, send)
 			if err == nil || started || i == len(targets)-1 || status.Code(err) != codes.ResourceExhausted || ctx.Err() != nil {
 				return err
 			}
-			slog.Debug("this node's queue is full; trying a peer", "model", model)
+			slog.DebugContext(ctx, "this node's queue is full; trying a peer", "model", model)
 			busy = true
 			errs = append(errs, fmt.Errorf("this node: %w", err))
 			continue
 		}
 		final, err := forward(ctx, r, t.peer, routing, send, remote)
+		r.reportForward(forwardOutcome(ctx, final, err))
 		if err == nil || final || ctx.Err() != nil {
 			return err
 		}
-		slog.Warn("peer failed before answering; trying the next", "peer", t.peer.Peer, "model", model, "err", err)
+		slog.WarnContext(ctx, "peer failed before answering; trying the next", "peer", t.peer.Peer, "model", model, "err", err)
 		busy = busy || status.Code(err) == codes.ResourceExhausted
 		errs = append(errs, fmt.Errorf("%s: %w", t.peer.Peer, err))
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -98,9 +99,22 @@ type Source func(digest string) (path string, ok bool)
 // Closing stops accepting requests, resets the transfers in flight (their fetchers keep what
 // arrived and may resume later) and waits for them to end. Call Serve once per host: a
 // second call takes the protocol over from the first, and closing the first then removes it.
-func Serve(h host.Host, source Source) io.Closer {
-	return serveBlobs(h, source, defaultBlobTimeouts)
+func Serve(h host.Host, source Source) *Server {
+	return &Server{serveBlobs(h, source, defaultBlobTimeouts)}
 }
+
+// Server is a running blob server, as Serve returns it.
+type Server struct{ s *blobServer }
+
+// Close stops serving, resets the transfers in flight and waits until their handlers return.
+func (s *Server) Close() error { return s.s.Close() }
+
+// BytesSent counts the blob bytes sent to peers since Serve, those of transfers cut short
+// included (response headers and refusals are not counted).
+func (s *Server) BytesSent() int64 { return s.s.sent.Load() }
+
+// Transfers counts the requests answered with a blob since Serve.
+func (s *Server) Transfers() int64 { return s.s.transfers.Load() }
 
 func serveBlobs(h host.Host, source Source, timeouts blobTimeouts) *blobServer {
 	s := &blobServer{host: h, source: source, timeouts: timeouts, active: make(map[network.Stream]struct{})}
@@ -114,6 +128,8 @@ type blobServer struct {
 	host     host.Host
 	source   Source
 	timeouts blobTimeouts
+	// sent and transfers count what the server gave peers, for the node's metrics.
+	sent, transfers atomic.Int64
 
 	mu       sync.Mutex
 	closed   bool
@@ -203,6 +219,7 @@ func (s *blobServer) serve(stream network.Stream) error {
 	if err := s.writeHeader(stream, blobStatusOK, uint64(size)); err != nil {
 		return err
 	}
+	s.transfers.Add(1)
 	return s.send(stream, io.NewSectionReader(file, offset, size-offset))
 }
 
@@ -217,7 +234,9 @@ func (s *blobServer) send(stream network.Stream, body *io.SectionReader) error {
 		n, readErr := io.ReadFull(body, *buf)
 		for start := 0; start < n; start += blobWriteSlice {
 			stream.SetWriteDeadline(time.Now().Add(s.timeouts.idle))
-			if _, err := stream.Write((*buf)[start:min(start+blobWriteSlice, n)]); err != nil {
+			written, err := stream.Write((*buf)[start:min(start+blobWriteSlice, n)])
+			s.sent.Add(int64(written))
+			if err != nil {
 				return fmt.Errorf("send: %w", err)
 			}
 		}

@@ -141,6 +141,10 @@ func TestBlobFetch(t *testing.T) {
 	if len(reports) < 2 || reports[len(reports)-1] != int64(len(blob.data)) {
 		t.Fatalf("progress reports %v, want several ending at %d", reports, len(blob.data))
 	}
+	blobs.Close() // waits for the handler: its counts are final
+	if blobs.BytesSent() != int64(len(blob.data)) || blobs.Transfers() != 1 {
+		t.Fatalf("server counts %d bytes in %d transfers, want %d in 1", blobs.BytesSent(), blobs.Transfers(), len(blob.data))
+	}
 	for i := 1; i < len(reports); i++ {
 		if reports[i] <= reports[i-1] {
 			t.Fatalf("progress went from %d to %d", reports[i-1], reports[i])
@@ -152,7 +156,7 @@ func TestBlobResume(t *testing.T) {
 	blob := newBlobTestBlob(t, 8<<20, 2)
 	reporter := &blobTestReporter{BandwidthCounter: metrics.NewBandwidthCounter()}
 	server, client := newBlobTestPair(t, libp2p.BandwidthReporter(reporter))
-	serveBlobTest(t, server, defaultBlobTimeouts, blobTestSource(blob))
+	served := serveBlobTest(t, server, defaultBlobTimeouts, blobTestSource(blob))
 	half := len(blob.data) / 2
 	sink := &blobTestSink{data: bytes.Clone(blob.data[:half])}
 
@@ -165,6 +169,10 @@ func TestBlobResume(t *testing.T) {
 	// The 9-byte response header and the second half, nothing more.
 	if sent, want := reporter.blobSent.Load(), int64(len(blob.data)-half+9); sent != want {
 		t.Errorf("server sent %d bytes, want %d", sent, want)
+	}
+	served.Close()
+	if got, want := served.sent.Load(), int64(len(blob.data)-half); got != want {
+		t.Errorf("server counts %d blob bytes sent, want %d", got, want)
 	}
 	// A complete sink needs no stream at all.
 	if err := Fetch(t.Context(), client, server.ID(), blob.digest, int64(len(blob.data)), sink, nil); err != nil {
