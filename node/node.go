@@ -170,7 +170,9 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	name := nodeName(cfg)
 
 	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
-	n.grpcServer = grpc.NewServer()
+	// Calls from peers (over the mesh) are limited per peer; local clients are not.
+	peerLimits := rpc.NewPeerLimits(cfg.P2P.PeerMaxRequests, cfg.P2P.PeerRate)
+	n.grpcServer = grpc.NewServer(peerLimits.ServerOptions()...)
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
 	pb.RegisterNodeServiceServer(n.grpcServer, nodeSvc)
