@@ -219,9 +219,9 @@ func (m *mesh) close() error {
 }
 
 // serveBlobs serves the blobs source offers to mesh members (every connected peer holds the
-// swarm key).
-func (m *mesh) serveBlobs(source blob.Source) {
-	m.blobs = blob.Serve(m.host.Libp2p(), source)
+// swarm key), maxPerPeer transfers per peer at once (0: no limit).
+func (m *mesh) serveBlobs(source blob.Source, maxPerPeer int) {
+	m.blobs = blob.Serve(m.host.Libp2p(), source, blob.ServeOptions{MaxTransfersPerPeer: maxPerPeer})
 }
 
 // Offers implements pull.Mesh: the peers whose capabilities carry the blob (by digest, or by

@@ -200,7 +200,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
 	if n.mesh != nil {
 		pl.SetMesh(n.mesh)
-		n.mesh.serveBlobs(pl.BlobSource)
+		n.mesh.serveBlobs(pl.BlobSource, cfg.P2P.PeerMaxTransfers)
 		onChange = n.mesh.poke
 		inference.Router.Peers = peerView{n.mesh}
 		inference.Router.Dial = n.mesh.dial
