@@ -42,6 +42,7 @@ type mesh struct {
 	host      *p2p.Host
 	announcer *capability.Announcer
 	clients   *rpc.PeerClients
+	bans      *router.Bans // peers left out for failing repeatedly, shared with the router
 	rpc       io.Closer
 	blobs     io.Closer
 	mdns      bool
@@ -230,6 +231,9 @@ func (m *mesh) serveBlobs(source blob.Source, maxPerPeer int) {
 func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
 	var offers []pull.Offer
 	for _, e := range m.announcer.Table().Peers() {
+		if m.bans.Banned(e.ID.String()) {
+			continue
+		}
 		for _, mc := range e.Capability.GetModels() {
 			matches := digest != "" && mc.GetDigest() == digest || digest == "" && mc.GetName() == name
 			if matches && mc.GetDigest() != "" && mc.GetSizeBytes() > 0 {
@@ -242,6 +246,9 @@ func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
 		found, _ := m.host.Providers(dctx, digest, 8)
 		cancel()
 		for _, ai := range found {
+			if m.bans.Banned(ai.ID.String()) {
+				continue
+			}
 			m.host.Libp2p().Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 			offers = append(offers, pull.Offer{Peer: ai.ID, Digest: digest, Size: offers[0].Size})
 		}
@@ -252,6 +259,19 @@ func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
 // Fetch implements pull.Mesh over the blob protocol.
 func (m *mesh) Fetch(ctx context.Context, from peer.ID, digest string, size int64, sink pull.Sink, progress func(int64)) error {
 	return blob.Fetch(ctx, m.host.Libp2p(), from, digest, size, sink, progress)
+}
+
+// Report implements pull.Mesh: a transfer that ended well resets the peer's run of faults, one
+// that failed counts towards a ban. A busy peer (at its per-peer transfer limit) and a pull
+// cancelled here count neither way.
+func (m *mesh) Report(from peer.ID, err error) {
+	switch {
+	case err == nil:
+		m.bans.Success(from.String())
+	case errors.Is(err, blob.ErrBusy), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	default:
+		m.bans.Fault(from.String(), err)
+	}
 }
 
 // Self implements pull.Mesh.

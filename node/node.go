@@ -199,6 +199,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	started = true
 	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog)}
 	if n.mesh != nil {
+		n.mesh.bans = router.NewBans(cfg.Router.BanAfter, cfg.Router.BanDuration)
+		inference.Router.Bans = n.mesh.bans
 		pl.SetMesh(n.mesh)
 		n.mesh.serveBlobs(pl.BlobSource, cfg.P2P.PeerMaxTransfers)
 		onChange = n.mesh.poke
