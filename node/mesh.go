@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/grpc"
 	gproto "google.golang.org/protobuf/proto"
@@ -95,6 +96,7 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 		MDNS:        cfg.P2P.MDNS,
 		NAT:         cfg.P2P.NAT,
 		Relay:       cfg.P2P.Relay,
+		TopicScores: map[string]*pubsub.TopicScoreParams{capability.Topic: capability.ScoreParams(cfg.P2P.AnnounceInterval)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)

@@ -33,7 +33,9 @@ const (
 	// maxClockSkew is how far ahead of this node's clock an announcement may be dated.
 	maxClockSkew = 5 * time.Minute
 	// maxAnnounceAge is how old an announcement may be; older ones are replays or come from a
-	// badly wrong clock, and are not propagated.
+	// badly wrong clock, and are not propagated. Past maxAnnounceAge+maxClockSkew no honest
+	// peer can have relayed one (each drops it at maxAnnounceAge by its own clock, and clocks
+	// are assumed within maxClockSkew of each other), so the sender is penalised.
 	maxAnnounceAge = time.Hour
 	// highWaterRetention is how long the validator remembers a silent peer's last sequence. It
 	// exceeds maxAnnounceAge plus maxClockSkew, so a replay never outlives its peer's mark.
@@ -432,9 +434,18 @@ func (a *Announcer) connectednessLoop(ctx context.Context) {
 }
 
 // validate is the topic validator. Malformed, oversize, spoofed or future-dated announcements
-// are rejected (and their sender penalised by peer scoring); stale or replayed ones are ignored
-// (dropped without penalty, since an honest peer may relay them). Accepted announcements carry
-// the decoded Capability in ValidatorData, as a validatedCapability.
+// are rejected, and so are replays that no honest peer sends: an author re-signing a sequence
+// it already used, or an announcement older than any honest peer relays. A rejection
+// penalises the peer that sent the message (GossipSub peer scoring, see ScoreParams), until it
+// is pruned from the mesh and then ignored. What an honest relay may pass on is ignored
+// without penalty: an announcement that arrives after a newer one of the same author (gossip
+// does not keep order across paths), or one just past maxAnnounceAge. Exact duplicates never
+// get here: GossipSub drops a message it has seen by its ID. Accepted announcements carry the
+// decoded Capability in ValidatorData, as a validatedCapability.
+//
+// Every verdict that rejects depends on the message alone (and the clock), never on what this
+// node heard before from others: the same message must get the same verdict from every node,
+// or an honest relay would be penalised for passing on what it validly accepted.
 func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	self := a.host.ID()
 	if from == self {
@@ -470,10 +481,19 @@ func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if stamped.After(now.Add(maxClockSkew)) {
 		return reject("dated in the future")
 	}
+	if stamped.Before(now.Add(-maxAnnounceAge - maxClockSkew)) {
+		return reject("replayed: dated long ago")
+	}
 	if stamped.Before(now.Add(-maxAnnounceAge)) {
 		return ignore("too old", c.GetSequence())
 	}
 	newer, first := a.advance(author, c.GetSequence(), now)
+	if !newer && from == author {
+		// The author itself sent it, as a message GossipSub had not seen: it signed a
+		// sequence it had used before. An honest author never does (its sequences grow, even
+		// across restarts), whereas a relay may deliver an older one late.
+		return reject("replayed sequence from its author")
+	}
 	if !newer {
 		return ignore("sequence not newer", c.GetSequence())
 	}

@@ -339,11 +339,14 @@ func TestCapabilityValidator(t *testing.T) {
 		{"no peer_id", relay, author, capability("", 5, now), pubsub.ValidationReject, false},
 		{"no sequence", relay, author, capability(author, 0, now), pubsub.ValidationReject, false},
 		{"dated in the future", relay, author, capability(author, 5, now.Add(time.Hour)), pubsub.ValidationReject, false},
-		{"dated long ago", relay, author, capability(author, 5, now.Add(-2*time.Hour)), pubsub.ValidationIgnore, false},
+		{"dated long ago", relay, author, capability(author, 5, now.Add(-2*time.Hour)), pubsub.ValidationReject, false},
+		{"just too old", relay, author, capability(author, 5, now.Add(-maxAnnounceAge-time.Minute)), pubsub.ValidationIgnore, false},
 		{"valid", relay, author, capability(author, 100, now), pubsub.ValidationAccept, true},
 		{"valid from its author", author, author, capability(author, 101, now), pubsub.ValidationAccept, true},
 		{"replayed sequence", relay, author, capability(author, 101, now), pubsub.ValidationIgnore, false},
 		{"older sequence", relay, author, capability(author, 50, now), pubsub.ValidationIgnore, false},
+		{"replayed sequence from its author", author, author, capability(author, 101, now), pubsub.ValidationReject, false},
+		{"older sequence from its author", author, author, capability(author, 50, now), pubsub.ValidationReject, false},
 		{"newer sequence", relay, author, capability(author, 102, now.Add(time.Minute)), pubsub.ValidationAccept, true},
 	}
 	for _, tt := range tests {
