@@ -151,7 +151,9 @@ func TestHostilePeerGraylisted(t *testing.T) {
 		{"garbage", func() []byte { return []byte{0x07, 0xff, 0xff} }},
 		{"another peer's ID", func() []byte { return hostile.announcement(t, b.host.ID(), uint64(time.Now().UnixNano()), time.Now()) }},
 		{"its own sequence again", func() []byte { return hostile.announcement(t, hID, good, time.Now()) }},
-		{"dated long ago", func() []byte { return hostile.announcement(t, hID, uint64(time.Now().UnixNano()), time.Now().Add(-3*time.Hour)) }},
+		{"dated long ago", func() []byte {
+			return hostile.announcement(t, hID, uint64(time.Now().UnixNano()), time.Now().Add(-3*time.Hour))
+		}},
 	}
 	invalid := func() float64 {
 		s, _ := a.host.PeerScore(hID)
