@@ -15,10 +15,11 @@ import (
 //	penalty:  InvalidWeight × rejected² = -10, -40, -90, -160, -250 after 1..5 rejections
 //	score:    the sum; p2p's thresholds are gossip -50, publish -100, graylist -200
 //
-// so one stray rejection (a clock that jumped, a relay on another version) costs an honest
-// peer nothing but part of its credit, two or three take it out of the mesh and off gossip
-// for a while, and five (a peer sending garbage, spoofs or replays) graylist it: everything it
-// sends is ignored until the penalty has decayed back above the threshold.
+// so one stray rejection (a clock that jumped, a relay on another version) costs a peer with
+// credit nothing but part of it (a peer with none is left out of the mesh until the penalty
+// decays, its messages still taken), three take it off gossip, and five (a peer sending
+// garbage, spoofs or replays) graylist it: everything it sends is ignored until the penalty has
+// decayed back above the threshold, about a minute for five.
 const (
 	// TimeInMeshMax is the most credit a peer earns by staying in the mesh: reached after an
 	// hour.
