@@ -38,7 +38,8 @@ func (s *limitTestInference) Complete(_ *pb.CompleteRequest, stream grpc.ServerS
 }
 
 // startLimitTestServer serves the gated inference service and health on a libp2p host and on
-// loopback TCP, limited by limits; it returns the service and the TCP address.
+// loopback TCP, limited by limits; it returns the service, a pool of peer clients, the TCP
+// address and a function that returns a peer's connection to the server.
 func startLimitTestServer(t *testing.T, limits *PeerLimits) (*limitTestInference, *PeerClients, string, func() grpc.ClientConnInterface) {
 	t.Helper()
 	server, client := hosttest.New(t), hosttest.New(t)
@@ -63,12 +64,6 @@ func startLimitTestServer(t *testing.T, limits *PeerLimits) (*limitTestInference
 	})
 	pcs := newRPCTestClients(t, client, server)
 	return svc, pcs, tcp.Addr().String(), func() grpc.ClientConnInterface { return connRPCTest(t, pcs, server.ID()) }
-}
-
-// limitTestCall is one Complete call held at the server's gate.
-type limitTestCall struct {
-	stream grpc.ServerStreamingClient[pb.GenerateResponse]
-	err    error
 }
 
 // startLimitTestCall starts Complete and waits for the server's first answer: a refusal ends
