@@ -31,10 +31,12 @@ const (
 	// gives at most 20), so that good behaviour cannot pay for much bad.
 	topicScoreCap = 20
 	// behaviourWeight, behaviourThreshold and behaviourDecay penalise protocol abuse (GRAFT
-	// during backoff, IWANT promises broken): tolerated up to 6, then squared, forgotten over
-	// ten minutes; 12 abuses in a row reach the graylist.
-	behaviourWeight    = -10
-	behaviourThreshold = 6
+	// during backoff, IWANT promises broken): tolerated up to 10, then squared, forgotten over
+	// ten minutes; about 25 in a row reach the graylist. Lenient, since a home node busy
+	// generating on every core can be slow to answer IWANTs; a peer that floods GRAFTs still
+	// gets there within seconds.
+	behaviourWeight    = -1
+	behaviourThreshold = 10
 	behaviourDecay     = 10 * time.Minute
 	// scoreRetention keeps a disconnected peer's score, so that reconnecting does not wipe a
 	// penalty.
