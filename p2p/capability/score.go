@@ -19,7 +19,8 @@ import (
 // credit nothing but part of it (a peer with none is left out of the mesh until the penalty
 // decays, its messages still taken), three take it off gossip, and five (a peer sending
 // garbage, spoofs or replays) graylist it: everything it sends is ignored until the penalty has
-// decayed back above the threshold, about a minute for five.
+// decayed back above the threshold: 84 s for five (4.98 decaying to √20 at 0.128% a second,
+// with no credit left).
 const (
 	// TimeInMeshMax is the most credit a peer earns by staying in the mesh: reached after an
 	// hour.
@@ -30,8 +31,9 @@ const (
 	// InvalidWeight is the weight of the square of a peer's rejected announcements.
 	InvalidWeight = -10.0
 	// invalidDecay is how long a rejection counts: down to 1% in an hour. A peer graylisted
-	// for five rejections is heard again after about a minute and graylisted again by its next
-	// rejection for longer; one that sent many before the graylist took hold waits longer.
+	// for five rejections is heard again after a minute and a half, and graylisted again by
+	// its next rejection, for longer; one that sent many before the graylist took hold waits
+	// longer.
 	invalidDecay = time.Hour
 	// firstDeliveriesDecay is how long a first delivery counts, in announce intervals.
 	firstDeliveriesDecay = 100
