@@ -11,6 +11,8 @@ import (
 	"github.com/ekisa-team/syn4pse/node/router"
 	"github.com/ekisa-team/syn4pse/p2p"
 	"github.com/ekisa-team/syn4pse/p2p/blob"
+	"github.com/ekisa-team/syn4pse/p2p/capability"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
 // discardSink takes a blob and keeps nothing.
@@ -22,9 +24,10 @@ func (s *discardSink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestBlobFailuresBanThePeer: pulls that really fail against a peer (it does not serve blobs)
-// count towards its ban as the router's failures do; a busy peer and a pull cancelled here do
-// not, and a success resets the run.
+// TestBlobFailuresBanThePeer: pulls that really fail against a peer (it announces a model but
+// does not serve blobs) count towards its ban as the router's failures do; a busy peer and a
+// pull cancelled here do not, and a success resets the run. A banned peer is offered to no
+// pull.
 func TestBlobFailuresBanThePeer(t *testing.T) {
 	key, err := p2p.GenerateSwarmKey()
 	if err != nil {
@@ -42,8 +45,27 @@ func TestBlobFailuresBanThePeer(t *testing.T) {
 	if err := self.Libp2p().Connect(t.Context(), peer.AddrInfo{ID: bad.ID(), Addrs: bad.Libp2p().Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	m := &mesh{host: self, bans: router.NewBans(3, time.Hour)}
 	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	announce := func(h *p2p.Host, models ...*pb.ModelCapability) *capability.Announcer {
+		a, err := capability.NewAnnouncer(h.Libp2p(), h.PubSub(), func() *pb.Capability { return &pb.Capability{Models: models} },
+			capability.AnnouncerOptions{Interval: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	announce(bad, &pb.ModelCapability{Name: "tiny", Digest: digest, SizeBytes: 1 << 20})
+	m := &mesh{host: self, announcer: announce(self), bans: router.NewBans(3, time.Hour)}
+	offered := func() bool {
+		offers := m.Offers(t.Context(), "tiny", "")
+		return len(offers) == 1 && offers[0].Peer == bad.ID()
+	}
+	for deadline := time.Now().Add(30 * time.Second); !offered(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's model is not offered to pulls")
+		}
+	}
 	pull := func() {
 		t.Helper()
 		err := m.Fetch(t.Context(), bad.ID(), digest, 1<<20, &discardSink{}, nil)
@@ -68,5 +90,8 @@ func TestBlobFailuresBanThePeer(t *testing.T) {
 	pull()
 	if !m.bans.Banned(bad.ID().String()) {
 		t.Fatal("not banned after three failed pulls in a row (router.ban_after = 3)")
+	}
+	if offers := m.Offers(t.Context(), "tiny", ""); len(offers) != 0 {
+		t.Errorf("a banned peer is offered to pulls: %v", offers)
 	}
 }
