@@ -46,7 +46,7 @@ func BenchmarkPeerPull(b *testing.B) {
 	if err := client.Connect(b.Context(), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
 		b.Fatal(err)
 	}
-	closer := blob.Serve(server, func(d string) (string, bool) { return blobPath, d == digest })
+	closer := blob.Serve(server, func(d string) (string, bool) { return blobPath, d == digest }, blob.ServeOptions{})
 	defer closer.Close()
 	const bare = "/syn4pse-bench/bare/1.0.0"
 	server.SetStreamHandler(bare, func(s network.Stream) {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/grpc"
 	gproto "google.golang.org/protobuf/proto"
@@ -42,6 +43,7 @@ type mesh struct {
 	host      *p2p.Host
 	announcer *capability.Announcer
 	clients   *rpc.PeerClients
+	bans      *router.Bans // peers left out for failing repeatedly, shared with the router
 	rpc       io.Closer
 	blobs     *blob.Server
 	mdns      bool
@@ -94,6 +96,7 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 		MDNS:        cfg.P2P.MDNS,
 		NAT:         cfg.P2P.NAT,
 		Relay:       cfg.P2P.Relay,
+		TopicScores: map[string]*pubsub.TopicScoreParams{capability.Topic: capability.ScoreParams(cfg.P2P.AnnounceInterval)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
@@ -219,9 +222,9 @@ func (m *mesh) close() error {
 }
 
 // serveBlobs serves the blobs source offers to mesh members (every connected peer holds the
-// swarm key).
-func (m *mesh) serveBlobs(source blob.Source) {
-	m.blobs = blob.Serve(m.host.Libp2p(), source)
+// swarm key), maxPerPeer transfers per peer at once (0: no limit).
+func (m *mesh) serveBlobs(source blob.Source, maxPerPeer int) {
+	m.blobs = blob.Serve(m.host.Libp2p(), source, blob.ServeOptions{MaxTransfersPerPeer: maxPerPeer})
 }
 
 // Offers implements pull.Mesh: the peers whose capabilities carry the blob (by digest, or by
@@ -230,6 +233,9 @@ func (m *mesh) serveBlobs(source blob.Source) {
 func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
 	var offers []pull.Offer
 	for _, e := range m.announcer.Table().Peers() {
+		if m.bans.Banned(e.ID.String()) {
+			continue
+		}
 		for _, mc := range e.Capability.GetModels() {
 			matches := digest != "" && mc.GetDigest() == digest || digest == "" && mc.GetName() == name
 			if matches && mc.GetDigest() != "" && mc.GetSizeBytes() > 0 {
@@ -242,6 +248,9 @@ func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
 		found, _ := m.host.Providers(dctx, digest, 8)
 		cancel()
 		for _, ai := range found {
+			if m.bans.Banned(ai.ID.String()) {
+				continue
+			}
 			m.host.Libp2p().Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 			offers = append(offers, pull.Offer{Peer: ai.ID, Digest: digest, Size: offers[0].Size})
 		}
@@ -252,6 +261,19 @@ func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
 // Fetch implements pull.Mesh over the blob protocol.
 func (m *mesh) Fetch(ctx context.Context, from peer.ID, digest string, size int64, sink pull.Sink, progress func(int64)) error {
 	return blob.Fetch(ctx, m.host.Libp2p(), from, digest, size, sink, progress)
+}
+
+// Report implements pull.Mesh: a transfer that ended well resets the peer's run of faults, one
+// that failed counts towards a ban. A busy peer (at its per-peer transfer limit) and a pull
+// cancelled here count neither way.
+func (m *mesh) Report(from peer.ID, err error) {
+	switch {
+	case err == nil:
+		m.bans.Success(from.String())
+	case errors.Is(err, blob.ErrBusy), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	default:
+		m.bans.Fault(from.String(), err)
+	}
 }
 
 // Self implements pull.Mesh.

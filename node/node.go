@@ -180,13 +180,15 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	name := nodeName(cfg)
 
 	n := &Node{cfg: cfg, id: nodeID, models: catalog, grpcLn: grpcLn, httpLn: httpLn, ollamaLn: ollamaLn, served: make(chan error, 3)}
-	// Observation is outermost, so refused calls are counted and logged too.
+	// Observation is outermost, so refused calls are counted and logged too; calls from peers
+	// (over the mesh) are limited per peer, local clients are not.
 	obs := newMetrics(catalog, func() *mesh { return n.mesh })
 	keys := access.NewKeys(cfg.Server.APIKeys)
+	peerLimits := rpc.NewPeerLimits(cfg.P2P.PeerMaxRequests, cfg.P2P.PeerRate)
 	grpcOptions := append(grpcLimits(cfg.Server.Limits),
 		grpc.ChainUnaryInterceptor(obs.unaryInterceptor, access.UnaryInterceptor(keys)),
 		grpc.ChainStreamInterceptor(obs.streamInterceptor, access.StreamInterceptor(keys)))
-	n.grpcServer = grpc.NewServer(grpcOptions...)
+	n.grpcServer = grpc.NewServer(append(grpcOptions, peerLimits.ServerOptions()...)...)
 	pb.RegisterInferenceServiceServer(n.grpcServer, inference)
 	pb.RegisterModelServiceServer(n.grpcServer, modelSvc)
 	pb.RegisterNodeServiceServer(n.grpcServer, nodeSvc)
@@ -215,8 +217,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	inference.Router = &router.Router{Self: nodeID, MaxHops: cfg.Router.MaxHops, Local: localModel(catalog), LocalModels: localModels(catalog),
 		OnForward: obs.forward}
 	if n.mesh != nil {
+		n.mesh.bans = router.NewBans(cfg.Router.BanAfter, cfg.Router.BanDuration)
+		inference.Router.Bans = n.mesh.bans
 		pl.SetMesh(n.mesh)
-		n.mesh.serveBlobs(pl.BlobSource)
+		n.mesh.serveBlobs(pl.BlobSource, cfg.P2P.PeerMaxTransfers)
 		onChange = n.mesh.poke
 		inference.Router.Peers = peerView{n.mesh}
 		inference.Router.Dial = n.mesh.dial

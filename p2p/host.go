@@ -84,6 +84,10 @@ type Config struct {
 	Relay bool
 	// DialTimeout bounds every dial, default DefaultDialTimeout.
 	DialTimeout time.Duration
+	// TopicScores are the GossipSub peer-score parameters of the topics the node uses
+	// (capability.ScoreParams for the capability topic). Messages on a topic without them
+	// cost their sender nothing, however invalid.
+	TopicScores map[string]*pubsub.TopicScoreParams
 }
 
 // ErrStandalone is returned by New when there is no swarm key: the node runs alone.
@@ -101,6 +105,7 @@ type Host struct {
 	book      *peerBook
 	mdns      mdns.Service
 	ready     chan struct{} // closed once the first dials have one success or have all ended
+	scores    peerScores
 
 	// cancel stops pubsub and every goroutine in wg: discovery loops and in-flight dials.
 	cancel context.CancelFunc
@@ -153,6 +158,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	relays.host.Store(&lh)
 
 	h := &Host{host: lh, cfg: cfg, log: log.With("peer_id", lh.ID().String()), bootstrap: bootstrap}
+	h.scores.log = h.log
 	h.book = loadPeerBook(peersFilePath(cfg.DataDir), h.log)
 	life, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -177,6 +183,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithPeerOutboundQueueSize(1024),
 		pubsub.WithValidateQueueSize(1024),
 		pubsub.WithPeerExchange(true),
+		pubsub.WithPeerScore(peerScoreParams(cfg.TopicScores), peerScoreThresholds()),
+		pubsub.WithPeerScoreInspect(pubsub.ExtendedPeerScoreInspectFn(h.scores.update), scoreInspectPeriod),
 	)
 	if err != nil {
 		return fail(fmt.Errorf("start GossipSub: %w", err))
@@ -200,7 +208,8 @@ func (h *Host) Libp2p() host.Host { return h.host }
 // DHT returns the mesh's Kademlia DHT.
 func (h *Host) DHT() *dht.IpfsDHT { return h.dht }
 
-// PubSub returns the mesh's GossipSub router (signed, StrictSign).
+// PubSub returns the mesh's GossipSub router (signed, StrictSign, with peer scoring: see
+// GraylistThreshold).
 func (h *Host) PubSub() *pubsub.PubSub { return h.pubsub }
 
 // ID returns this node's peer ID.

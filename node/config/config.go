@@ -99,6 +99,16 @@ type P2P struct {
 	AnnounceInterval time.Duration
 	// PeerTTL is p2p.peer_ttl: a peer not heard from for this long leaves the peer table.
 	PeerTTL time.Duration
+	// PeerMaxRequests is p2p.peer_max_requests: how many calls one peer may have running here
+	// at once; past it a call is refused with RESOURCE_EXHAUSTED. 0 means no limit.
+	PeerMaxRequests int
+	// PeerRate is p2p.peer_rate: calls per second one peer may start here (a token bucket
+	// whose burst is the rate); past it RESOURCE_EXHAUSTED with a retry hint. 0 means no limit.
+	PeerRate float64
+	// PeerMaxTransfers is p2p.peer_max_transfers: how many model blob transfers one peer may
+	// have running from this node at once; past it the request is refused as busy. 0 means no
+	// limit.
+	PeerMaxTransfers int
 }
 
 // Lifecycle holds the keys of the [models] table itself (model tables sit beside them, so no
@@ -123,6 +133,11 @@ type Lifecycle struct {
 type Router struct {
 	// MaxHops is router.max_hops: how many times a request may be forwarded between nodes.
 	MaxHops int
+	// BanAfter is router.ban_after: after this many consecutive failures of a peer (forwarded
+	// requests or blob transfers) the peer is banned for BanDuration. 0 never bans.
+	BanAfter int
+	// BanDuration is router.ban_duration: how long a banned peer is not chosen.
+	BanDuration time.Duration
 }
 
 // Engine is the [engine] table: where the native backends are and which CPU code runs.
@@ -343,8 +358,12 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 			Name:             k.String("p2p.name"),
 			AnnounceInterval: k.Duration("p2p.announce_interval"),
 			PeerTTL:          k.Duration("p2p.peer_ttl"),
+			PeerMaxRequests:  k.Int("p2p.peer_max_requests"),
+			PeerRate:         k.Float64("p2p.peer_rate"),
+			PeerMaxTransfers: k.Int("p2p.peer_max_transfers"),
 		},
-		Router: Router{MaxHops: k.Int("router.max_hops")},
+		Router: Router{MaxHops: k.Int("router.max_hops"), BanAfter: k.Int("router.ban_after"),
+			BanDuration: k.Duration("router.ban_duration")},
 		Engine: Engine{LibraryPath: k.String("engine.library_path"), CPUVariant: k.String("engine.cpu_variant")},
 	}
 	cfg.Lifecycle.KeepAlive, _ = ParseKeepAlive(k.String("models.keep_alive"))

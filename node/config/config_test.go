@@ -51,8 +51,9 @@ func defaultConfig(t *testing.T) Config {
 		P2P: P2P{
 			Listen: []string{"/ip4/0.0.0.0/tcp/4001", "/ip6/::/tcp/4001"}, Bootstrap: []string{}, Allow: []string{},
 			MDNS: true, NAT: true, AnnounceInterval: 3 * time.Second, PeerTTL: 8 * time.Second,
+			PeerMaxRequests: 4, PeerRate: 10, PeerMaxTransfers: 2,
 		},
-		Router:    Router{MaxHops: 1},
+		Router:    Router{MaxHops: 1, BanAfter: 5, BanDuration: 2 * time.Minute},
 		Engine:    Engine{CPUVariant: "auto"},
 		Lifecycle: Lifecycle{KeepAlive: 5 * time.Minute, AllowRemote: []string{"load", "unload"}, MaxQueue: 64},
 	}
@@ -147,6 +148,15 @@ format = "json"
 				c.DataDir = "/srv/syn4pse"
 				c.Server.Host, c.Server.HTTPPort, c.Server.GRPCPort = "10.0.0.1", 9200, 9001
 				c.Log.Level = "error"
+			},
+		},
+		{
+			name: "per-peer limits and bans",
+			file: "[p2p]\npeer_rate = 2.5\npeer_max_transfers = 0\n[router]\nban_after = 3\nban_duration = \"30s\"\n",
+			env:  []string{"SYN4PSE_P2P_PEER_MAX_REQUESTS=8", "SYN4PSE_ROUTER_BAN_DURATION=1m"},
+			want: func(c *Config, dir string) {
+				c.P2P.PeerMaxRequests, c.P2P.PeerRate, c.P2P.PeerMaxTransfers = 8, 2.5, 0
+				c.Router.BanAfter, c.Router.BanDuration = 3, time.Minute
 			},
 		},
 		{

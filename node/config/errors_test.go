@@ -23,6 +23,16 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`FILE: unknown key "server.htp_port" (did you mean "server.http_port"?)`},
 		},
 		{
+			name: "negative peer rate",
+			file: "[p2p]\npeer_rate = -1\n",
+			want: []string{`p2p.peer_rate`, `want a number >= 0 such as 10 or 2.5, got -1`},
+		},
+		{
+			name: "peer rate not a number",
+			env:  []string{"SYN4PSE_P2P_PEER_RATE=fast"},
+			want: []string{`SYN4PSE_P2P_PEER_RATE`, `want a number >= 0`},
+		},
+		{
 			name: "unknown table",
 			file: "[sever]\nhost = \"x\"\n",
 			want: []string{`FILE: unknown key "sever" (did you mean "server"?)`},

@@ -66,6 +66,11 @@ func defaultValues() map[string]any {
 		"p2p.announce_interval":   3 * time.Second,
 		"p2p.peer_ttl":            8 * time.Second,
 		"router.max_hops":         1,
+		"p2p.peer_max_requests":   4,
+		"p2p.peer_rate":           10.0,
+		"p2p.peer_max_transfers":  2,
+		"router.ban_after":        5,
+		"router.ban_duration":     2 * time.Minute,
 		"models.keep_alive":       "5m",
 		"models.max_memory":       "0",
 		"models.allow_remote":     []string{"load", "unload"},
@@ -136,18 +141,23 @@ var schema = &node{children: map[string]*node{
 		"format": {field: &field{kind: kindChoice, choices: []string{"text", "json"}}},
 	}},
 	"p2p": {children: map[string]*node{
-		"listen":            {field: &field{kind: kindList}},
-		"bootstrap":         {field: &field{kind: kindList}},
-		"allow":             {field: &field{kind: kindList}},
-		"mdns":              {field: &field{kind: kindBool}},
-		"nat":               {field: &field{kind: kindBool}},
-		"relay":             {field: &field{kind: kindBool}},
-		"name":              {field: &field{kind: kindNodeName}},
-		"announce_interval": {field: &field{kind: kindDuration}},
-		"peer_ttl":          {field: &field{kind: kindDuration}},
+		"listen":             {field: &field{kind: kindList}},
+		"bootstrap":          {field: &field{kind: kindList}},
+		"allow":              {field: &field{kind: kindList}},
+		"mdns":               {field: &field{kind: kindBool}},
+		"nat":                {field: &field{kind: kindBool}},
+		"relay":              {field: &field{kind: kindBool}},
+		"name":               {field: &field{kind: kindNodeName}},
+		"announce_interval":  {field: &field{kind: kindDuration}},
+		"peer_ttl":           {field: &field{kind: kindDuration}},
+		"peer_max_requests":  {field: &field{kind: kindInt, min: 0, max: math.MaxInt32}},
+		"peer_rate":          {field: &field{kind: kindFloat}},
+		"peer_max_transfers": {field: &field{kind: kindInt, min: 0, max: math.MaxInt32}},
 	}},
 	"router": {children: map[string]*node{
-		"max_hops": {field: &field{kind: kindInt, min: 0, max: 8}},
+		"max_hops":     {field: &field{kind: kindInt, min: 0, max: 8}},
+		"ban_after":    {field: &field{kind: kindInt, min: 0, max: math.MaxInt32}},
+		"ban_duration": {field: &field{kind: kindDuration}},
 	}},
 	"models": {each: modelTable(), modelNames: true, children: map[string]*node{
 		"keep_alive":   {field: &field{kind: kindKeepAlive}},
@@ -233,6 +243,7 @@ const (
 	kindSHA256                // 64 hex digits
 	kindNodeName              // a node name shown to peers, "" for the host name
 	kindWord                  // one word of letters, digits and _ + . : - (a voice, a language tag)
+	kindFloat                 // a number >= 0, integer or not (a rate per second)
 )
 
 // field describes one value in the schema.
@@ -293,6 +304,8 @@ func (f *field) parse(raw any, baseDir string) (any, error) {
 			return nil, err
 		}
 		return fmt.Sprint(raw), nil
+	case kindFloat:
+		return parseFloat(raw)
 	case kindSize:
 		n, err := parseSize(fmt.Sprint(raw))
 		if err != nil {
@@ -425,6 +438,28 @@ func ParseKeepAlive(s string) (time.Duration, error) {
 		return KeepForever, nil
 	}
 	return d, nil
+}
+
+// parseFloat reads a number >= 0: a TOML integer or float, or a string (the environment).
+func parseFloat(raw any) (any, error) {
+	var n float64
+	var err error
+	switch v := raw.(type) {
+	case float64:
+		n = v
+	case int:
+		n = float64(v)
+	case int64:
+		n = float64(v)
+	case string:
+		n, err = strconv.ParseFloat(strings.TrimSpace(v), 64)
+	default:
+		err = errors.New("not a number")
+	}
+	if err != nil || n < 0 || math.IsNaN(n) || math.IsInf(n, 0) {
+		return nil, fmt.Errorf("want a number >= 0 such as 10 or 2.5, got %s", describe(raw))
+	}
+	return n, nil
 }
 
 // parseSize reads a byte size: "8GiB", "512MB", "1.5G", or a plain number of bytes.

@@ -10,12 +10,14 @@
 //  4. Else here, when the model is declared here (it queues for a slot or loads).
 //  5. Else NOT_FOUND naming the model.
 //
-// Candidates are tried in order; a peer that fails before the first event is skipped and
-// the next one tried (this node last, when it has the model), and so is this node when its
-// queue for the model is full (RESOURCE_EXHAUSTED, at once): a busy node's requests spill to its
-// peers. After the first event, an error reaches the client as a stream error, except that a
-// chat or completion whose peer fails mid-stream is continued on the next node from the text
-// generated so far, as one stream (resume.go).
+// Candidates are tried in order; a peer that fails or is busy (RESOURCE_EXHAUSTED: its queue, or
+// its limit for this node's calls) before the first event is skipped and the next one tried
+// (this node last, when it has the model), and so is this node when its queue for the model is
+// full (RESOURCE_EXHAUSTED, at once): a busy node's requests spill to its peers. After the first
+// event, an error reaches the client as a stream error, except that a chat or completion whose
+// peer fails mid-stream is continued on the next node from the text generated so far, as one
+// stream (resume.go). A peer that fails router.ban_after times in a row is banned (Bans) and
+// left out of step 3 for router.ban_duration; a busy answer is no failure.
 package router
 
 import (
@@ -99,6 +101,8 @@ type Router struct {
 	// OnForward, when set, is told the outcome of each attempt to forward a request to a peer
 	// (ForwardOK ...), and ForwardLocalFallback when a request runs here after peers failed.
 	OnForward func(outcome string)
+	// Bans are the peers left out for failing repeatedly; nil bans nobody.
+	Bans *Bans
 }
 
 // Outcomes of forwarding a request, as OnForward reports them.
@@ -183,8 +187,13 @@ func (r *Router) plan(model string, routing *pb.Routing) ([]target, error) {
 	peers := r.Peers.WithModel(model)
 	sort.SliceStable(peers, func(i, j int) bool { return score(peers[i]) > score(peers[j]) })
 	var targets []target
+	banned := 0
 	for _, c := range peers {
-		if c.Peer != r.Self {
+		switch {
+		case c.Peer == r.Self:
+		case r.Bans.Banned(c.Peer):
+			banned++
+		default:
 			targets = append(targets, target{peer: c})
 		}
 	}
@@ -198,6 +207,9 @@ func (r *Router) plan(model string, routing *pb.Routing) ([]target, error) {
 		targets = append([]target{here}, targets...)
 	case local.Declared:
 		targets = append(targets, here)
+	}
+	if len(targets) == 0 && banned > 0 {
+		return nil, status.Errorf(codes.Unavailable, "the nodes that serve %q failed repeatedly and are left out for a while (router.ban_after, router.ban_duration); retry later", model)
 	}
 	if len(targets) == 0 {
 		return nil, r.notFound(model, routing)
@@ -342,8 +354,12 @@ func route[E any](ctx context.Context, r *Router, model string, routing *pb.Rout
 		if err == nil || final || ctx.Err() != nil {
 			return err
 		}
-		slog.WarnContext(ctx, "peer failed before answering; trying the next", "peer", t.peer.Peer, "model", model, "err", err)
-		busy = busy || status.Code(err) == codes.ResourceExhausted
+		if status.Code(err) == codes.ResourceExhausted {
+			slog.InfoContext(ctx, "peer busy; trying the next", "peer", t.peer.Peer, "model", model, "err", err)
+			busy = true
+		} else {
+			slog.WarnContext(ctx, "peer failed before answering; trying the next", "peer", t.peer.Peer, "model", model, "err", err)
+		}
 		errs = append(errs, fmt.Errorf("%s: %w", t.peer.Peer, err))
 	}
 	if busy {
@@ -367,7 +383,7 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 	started := false
 	conn, err := r.Dial(ctx, c.Peer)
 	if err != nil {
-		r.Peers.RecordFailure(c.Peer)
+		r.recordFault(c.Peer, err)
 		return false, err
 	}
 	fwdRouting := &pb.Routing{Hops: routing.GetHops() + 1}
@@ -375,23 +391,29 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 	defer cancel()
 	stream, err := call(ctx, conn, fwdRouting)
 	if err != nil {
-		r.Peers.RecordFailure(c.Peer)
+		if status.Code(err) != codes.ResourceExhausted {
+			r.recordFault(c.Peer, err)
+		}
 		return false, err
 	}
 	for {
 		ev, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			r.Peers.RecordSuccess(c.Peer)
+			r.Bans.Success(c.Peer)
 			return true, nil
 		}
 		if err != nil {
 			st := status.Convert(err)
+			if !started && st.Code() == codes.ResourceExhausted {
+				return false, err // busy, or at its limit for this node's calls: no fault
+			}
 			if !started && isPeerFault(st.Code()) {
-				r.Peers.RecordFailure(c.Peer)
+				r.recordFault(c.Peer, err)
 				return false, err
 			}
 			if started && isPeerFault(st.Code()) && ctx.Err() == nil {
-				r.Peers.RecordFailure(c.Peer)
+				r.recordFault(c.Peer, err)
 				return true, &midStreamError{peer: c.Peer, err: status.Errorf(codes.Unavailable, "node %s failed during the request: %s", c.Peer, st.Message())}
 			}
 			// The peer's own answer (bad request, context too long...): the client's to see.
@@ -404,10 +426,18 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 	}
 }
 
-// isPeerFault tells a failing or unreachable peer from an answer about the request itself.
+// recordFault scores peer down in the peer table and counts the fault towards a ban.
+func (r *Router) recordFault(peer string, err error) {
+	r.Peers.RecordFailure(peer)
+	r.Bans.Fault(peer, err)
+}
+
+// isPeerFault tells a failing or unreachable peer from an answer about the request itself. A
+// busy peer (RESOURCE_EXHAUSTED) is not failing: the request moves on without holding it
+// against the peer.
 func isPeerFault(c codes.Code) bool {
 	switch c {
-	case codes.Unavailable, codes.Internal, codes.Unknown, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+	case codes.Unavailable, codes.Internal, codes.Unknown, codes.DeadlineExceeded, codes.Aborted:
 		return true
 	}
 	return false

@@ -37,7 +37,8 @@ import (
 //     then the server closes the stream. A server that fails midway resets it instead.
 //   - any other status: the uint64 is the length (at most 1 KiB) of a UTF-8 message that
 //     follows, then the server closes the stream. 1: blob not held; 2: offset past the end;
-//     3: malformed request; 4: blob held but unreadable.
+//     3: malformed request; 4: blob held but unreadable; 5: busy, the peer already has as many
+//     transfers running from this server as it allows one peer (retry later, or another peer).
 //
 // Nothing on the wire is verified: the libp2p connection authenticates the peer, and the
 // fetcher's store checks the sha256 of the whole blob before it commits it.
@@ -50,6 +51,7 @@ const (
 	blobStatusBadRange
 	blobStatusBadRequest
 	blobStatusUnavailable
+	blobStatusBusy
 )
 
 const (
@@ -65,6 +67,8 @@ const (
 	blobBufferSize = 1 << 20
 	// blobWriteSlice is the most a server writes under one deadline.
 	blobWriteSlice = 256 << 10
+	// busyLogGap spaces the log lines about one peer's refused transfers.
+	busyLogGap = 10 * time.Second
 )
 
 // blobTimeouts bound the waits of one transfer; tests shorten them.
@@ -82,12 +86,24 @@ var defaultBlobTimeouts = blobTimeouts{request: 10 * time.Second, idle: 30 * tim
 // ErrNotFound reports a peer that does not serve the blob; ask another provider.
 var ErrNotFound = errors.New("blob not found")
 
+// ErrBusy reports a peer that refused the transfer because this node already has as many
+// transfers running from it as it allows one peer: retry later, or ask another provider. It is
+// no fault of the peer.
+var ErrBusy = errors.New("peer busy")
+
 // ErrRange reports a resume offset past the blob's end: the partial file is not a prefix
 // of this blob.
 var ErrRange = errors.New("offset past the end of the blob")
 
 // blobBuffers recycles copy buffers so a transfer allocates none per chunk.
 var blobBuffers = sync.Pool{New: func() any { b := make([]byte, blobBufferSize); return &b }}
+
+// ServeOptions tune Serve; the zero value has no limits.
+type ServeOptions struct {
+	// MaxTransfersPerPeer is how many transfers one peer may have running at once; a request
+	// past it is refused with status busy. 0 means no limit.
+	MaxTransfersPerPeer int
+}
 
 // Source is what a serving node offers: the path of a verified blob it holds, by digest
 // ("sha256:<hex>").
@@ -99,8 +115,10 @@ type Source func(digest string) (path string, ok bool)
 // Closing stops accepting requests, resets the transfers in flight (their fetchers keep what
 // arrived and may resume later) and waits for them to end. Call Serve once per host: a
 // second call takes the protocol over from the first, and closing the first then removes it.
-func Serve(h host.Host, source Source) *Server {
-	return &Server{serveBlobs(h, source, defaultBlobTimeouts)}
+func Serve(h host.Host, source Source, opts ServeOptions) *Server {
+	s := serveBlobs(h, source, defaultBlobTimeouts)
+	s.maxPerPeer = max(opts.MaxTransfersPerPeer, 0)
+	return &Server{s}
 }
 
 // Server is a running blob server, as Serve returns it.
@@ -117,7 +135,8 @@ func (s *Server) BytesSent() int64 { return s.s.sent.Load() }
 func (s *Server) Transfers() int64 { return s.s.transfers.Load() }
 
 func serveBlobs(h host.Host, source Source, timeouts blobTimeouts) *blobServer {
-	s := &blobServer{host: h, source: source, timeouts: timeouts, active: make(map[network.Stream]struct{})}
+	s := &blobServer{host: h, source: source, timeouts: timeouts, active: make(map[network.Stream]struct{}),
+		perPeer: make(map[peer.ID]int), busyLogged: make(map[peer.ID]time.Time)}
 	h.SetStreamHandler(Protocol, s.handle)
 	return s
 }
@@ -125,16 +144,19 @@ func serveBlobs(h host.Host, source Source, timeouts blobTimeouts) *blobServer {
 // blobServer is what Serve returns. libp2p runs each request's handler on its own
 // goroutine; the server tracks them so Close can stop and wait for them.
 type blobServer struct {
-	host     host.Host
-	source   Source
-	timeouts blobTimeouts
+	host       host.Host
+	source     Source
+	timeouts   blobTimeouts
+	maxPerPeer int // 0: no limit
 	// sent and transfers count what the server gave peers, for the node's metrics.
 	sent, transfers atomic.Int64
 
-	mu       sync.Mutex
-	closed   bool
-	active   map[network.Stream]struct{}
-	handlers sync.WaitGroup
+	mu         sync.Mutex
+	closed     bool
+	active     map[network.Stream]struct{}
+	perPeer    map[peer.ID]int       // transfers running, by peer; only peers with some
+	busyLogged map[peer.ID]time.Time // last busy refusal logged, by peer
+	handlers   sync.WaitGroup
 }
 
 // Close stops serving, resets the transfers in flight and waits until their handlers return.
@@ -173,15 +195,32 @@ func (s *blobServer) handle(stream network.Stream) {
 	}
 	s.active[stream] = struct{}{}
 	s.handlers.Add(1)
+	from := stream.Conn().RemotePeer()
+	running := s.perPeer[from]
+	busy := s.maxPerPeer > 0 && running >= s.maxPerPeer
+	if !busy {
+		s.perPeer[from]++
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.active, stream)
+		if !busy {
+			if s.perPeer[from]--; s.perPeer[from] <= 0 {
+				delete(s.perPeer, from)
+			}
+		}
 		s.mu.Unlock()
 		s.handlers.Done()
 	}()
 
-	if err := s.serve(stream); err != nil {
+	var err error
+	if busy {
+		err = s.refuseBusy(stream, from, running)
+	} else {
+		err = s.serve(stream)
+	}
+	if err != nil {
 		slog.Debug("blob request failed", "peer", stream.Conn().RemotePeer(), "err", err)
 		stream.Reset()
 		return
@@ -221,6 +260,29 @@ func (s *blobServer) serve(stream network.Stream) error {
 	}
 	s.transfers.Add(1)
 	return s.send(stream, io.NewSectionReader(file, offset, size-offset))
+}
+
+// refuseBusy reads the request (the fetcher sends it before it reads) and answers busy.
+func (s *blobServer) refuseBusy(stream network.Stream, from peer.ID, running int) error {
+	stream.SetReadDeadline(time.Now().Add(s.timeouts.request))
+	digest, _, err := readBlobRequest(stream)
+	if err != nil {
+		return s.refuse(stream, blobStatusBadRequest, err.Error())
+	}
+	now := time.Now()
+	s.mu.Lock()
+	quiet := now.Sub(s.busyLogged[from]) < busyLogGap
+	if !quiet {
+		if len(s.busyLogged) > 1024 {
+			clear(s.busyLogged)
+		}
+		s.busyLogged[from] = now
+	}
+	s.mu.Unlock()
+	if !quiet {
+		slog.Warn("blob transfer refused: peer busy", "peer", from, "digest", digest, "running", running, "max", s.maxPerPeer)
+	}
+	return s.refuse(stream, blobStatusBusy, fmt.Sprintf("%d transfers of yours are running here, the most p2p.peer_max_transfers allows; retry later or pull from another peer", running))
 }
 
 // send copies body to stream. The write deadline moves with every blobWriteSlice written, so a
@@ -441,6 +503,8 @@ func (t *blobTransfer) refusal(status byte, length uint64) error {
 		return fmt.Errorf("%w: %s", ErrNotFound, text)
 	case blobStatusBadRange:
 		return fmt.Errorf("%w: %s", ErrRange, text)
+	case blobStatusBusy:
+		return fmt.Errorf("%w: %s", ErrBusy, text)
 	default:
 		return fmt.Errorf("status %d: %s", status, text)
 	}

@@ -122,7 +122,7 @@ func serveBlobTest(tb testing.TB, h host.Host, timeouts blobTimeouts, source Sou
 func TestBlobFetch(t *testing.T) {
 	blob := newBlobTestBlob(t, 32<<20, 1)
 	server, client := newBlobTestPair(t)
-	blobs := Serve(server, blobTestSource(blob))
+	blobs := Serve(server, blobTestSource(blob), ServeOptions{})
 	t.Cleanup(func() { blobs.Close() })
 	sink := &blobTestSink{}
 	var reports []int64
@@ -438,4 +438,68 @@ func BenchmarkBlobTransfer(b *testing.B) {
 	b.ReportMetric(moved/fetchTime.Seconds(), "fetch-MB/s")
 	b.ReportMetric(moved/bareTime.Seconds(), "bare-MB/s")
 	b.ReportMetric(bareTime.Seconds()/fetchTime.Seconds(), "fetch/bare")
+}
+
+// blobHeldSink is a Sink whose first Write says so on started and then waits for release: a
+// transfer held in flight.
+type blobHeldSink struct {
+	blobTestSink
+	started chan struct{}
+	release chan struct{}
+	once    bool
+}
+
+func (s *blobHeldSink) Write(p []byte) (int, error) {
+	if !s.once {
+		s.once = true
+		close(s.started)
+		<-s.release
+	}
+	return s.blobTestSink.Write(p)
+}
+
+func TestBlobBusyPerPeer(t *testing.T) {
+	blob := newBlobTestBlob(t, 4<<20, 10)
+	size := int64(len(blob.data))
+	server, client := newBlobTestPair(t)
+	blobs := Serve(server, blobTestSource(blob), ServeOptions{MaxTransfersPerPeer: 2})
+	t.Cleanup(func() { blobs.Close() })
+
+	release := make(chan struct{})
+	held := make([]*blobHeldSink, 2)
+	done := make(chan error, len(held))
+	for i := range held {
+		held[i] = &blobHeldSink{started: make(chan struct{}), release: release}
+		go func() { done <- Fetch(t.Context(), client, server.ID(), blob.digest, size, held[i], nil) }()
+		<-held[i].started // bytes arrived: the server is sending this transfer
+	}
+
+	err := Fetch(t.Context(), client, server.ID(), blob.digest, size, &blobTestSink{}, nil)
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "p2p.peer_max_transfers") {
+		t.Fatalf("third transfer from one peer: %v, want ErrBusy naming p2p.peer_max_transfers", err)
+	}
+	// The limit is per peer: another peer is served meanwhile.
+	other := hosttest.New(t)
+	if err := other.Connect(t.Context(), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Fetch(t.Context(), other, server.ID(), blob.digest, size, &blobTestSink{}, nil); err != nil {
+		t.Fatalf("another peer's transfer while the first is at its limit: %v", err)
+	}
+
+	close(release)
+	for range held {
+		if err := <-done; err != nil {
+			t.Fatalf("held transfer: %v", err)
+		}
+	}
+	for i, s := range held {
+		if err := s.commit(blob.digest); err != nil {
+			t.Errorf("held transfer %d: %v", i, err)
+		}
+	}
+	// Ended transfers free their places.
+	if err := Fetch(t.Context(), client, server.ID(), blob.digest, size, &blobTestSink{}, nil); err != nil {
+		t.Errorf("transfer after the others ended: %v", err)
+	}
 }

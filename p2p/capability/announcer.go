@@ -33,11 +33,16 @@ const (
 	// maxClockSkew is how far ahead of this node's clock an announcement may be dated.
 	maxClockSkew = 5 * time.Minute
 	// maxAnnounceAge is how old an announcement may be; older ones are replays or come from a
-	// badly wrong clock, and are not propagated.
+	// badly wrong clock, and are not propagated. Past maxAnnounceAge+maxClockSkew no honest
+	// peer can have relayed one (each drops it at maxAnnounceAge by its own clock, and clocks
+	// are assumed within maxClockSkew of each other), so the sender is penalised.
 	maxAnnounceAge = time.Hour
 	// highWaterRetention is how long the validator remembers a silent peer's last sequence. It
 	// exceeds maxAnnounceAge plus maxClockSkew, so a replay never outlives its peer's mark.
 	highWaterRetention = 2 * time.Hour
+	// recentSequences is how many of a peer's latest accepted sequences the validator keeps
+	// with the message that carried each, to recognise one signed again in another message.
+	recentSequences = 16
 	// minPublishGap spaces republishes triggered by Changed, so a burst of changes (a queue
 	// that moves with every request) becomes one announcement.
 	minPublishGap = 100 * time.Millisecond
@@ -110,7 +115,7 @@ type Announcer struct {
 	joined  chan struct{} // a peer subscribed to the topic
 
 	hwMu      sync.Mutex
-	highWater map[peer.ID]sequenceMark
+	highWater map[peer.ID]*sequenceMark
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -118,10 +123,19 @@ type Announcer struct {
 	closeErr  error
 }
 
-// sequenceMark is the highest sequence accepted from a peer and when it was accepted.
+// sequenceMark is the highest sequence accepted from a peer, when it was accepted, and the
+// latest sequences accepted with the pubsub seqno of the message that carried each.
 type sequenceMark struct {
-	seq uint64
-	at  time.Time
+	seq    uint64
+	at     time.Time
+	recent [recentSequences]carriedSequence
+	next   int // where the next accepted sequence goes in recent
+}
+
+// carriedSequence is a capability sequence and the pubsub seqno of its message.
+type carriedSequence struct {
+	seq     uint64
+	carrier string
 }
 
 // NewAnnouncer registers the capability validator on ps, joins and subscribes to
@@ -140,7 +154,7 @@ func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, op
 		changed:   make(chan struct{}, 1),
 		welcome:   make(chan struct{}, 1),
 		joined:    make(chan struct{}, 1),
-		highWater: make(map[peer.ID]sequenceMark),
+		highWater: make(map[peer.ID]*sequenceMark),
 	}
 	a.seq.Store(uint64(time.Now().UnixNano()))
 	if err := a.open(); err != nil {
@@ -432,9 +446,19 @@ func (a *Announcer) connectednessLoop(ctx context.Context) {
 }
 
 // validate is the topic validator. Malformed, oversize, spoofed or future-dated announcements
-// are rejected (and their sender penalised by peer scoring); stale or replayed ones are ignored
-// (dropped without penalty, since an honest peer may relay them). Accepted announcements carry
-// the decoded Capability in ValidatorData, as a validatedCapability.
+// are rejected, and so are replays that no honest peer sends: an author re-signing a sequence
+// it already used, or an announcement older than any honest peer relays. A rejection
+// penalises the peer that sent the message (GossipSub peer scoring, see ScoreParams), until it
+// is pruned from the mesh and then ignored. What an honest relay may pass on is ignored
+// without penalty: an announcement that arrives after a newer one of the same author (gossip
+// does not keep order across paths), or one just past maxAnnounceAge. Exact duplicates never
+// get here: GossipSub drops a message it has seen by its ID. Accepted announcements carry the
+// decoded Capability in ValidatorData, as a validatedCapability.
+//
+// A rejection must never fall on an honest peer: every other verdict that rejects depends on
+// the message alone (and the clock), so every node gives the same, and the one that depends on
+// what this node heard before blames only the author, whose own signature proves it guilty. An
+// honest relay is never penalised for passing on what it validly accepted.
 func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	self := a.host.ID()
 	if from == self {
@@ -470,10 +494,20 @@ func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Messag
 	if stamped.After(now.Add(maxClockSkew)) {
 		return reject("dated in the future")
 	}
+	if stamped.Before(now.Add(-maxAnnounceAge - maxClockSkew)) {
+		return reject("replayed: dated long ago")
+	}
 	if stamped.Before(now.Add(-maxAnnounceAge)) {
 		return ignore("too old", c.GetSequence())
 	}
-	newer, first := a.advance(author, c.GetSequence(), now)
+	newer, first, reused := a.advance(author, c.GetSequence(), string(msg.GetSeqno()), now)
+	if reused && from == author {
+		// The author itself sent a sequence it had already announced in another message: an
+		// honest author never signs one twice (its sequences grow, even across restarts).
+		// Only the author is blamed, as only it can be sure to be guilty: a relay may have
+		// seen the second message first, and an older sequence alone may be a late delivery.
+		return reject("replayed sequence from its author")
+	}
 	if !newer {
 		return ignore("sequence not newer", c.GetSequence())
 	}
@@ -487,15 +521,28 @@ type validatedCapability struct {
 	first      bool // no earlier announcement of the peer is remembered: a newcomer
 }
 
-// advance records seq as id's highest sequence if it is higher than any seen before, and says
-// whether it was and whether id had no sequence on record.
-func (a *Announcer) advance(id peer.ID, seq uint64, now time.Time) (newer, first bool) {
+// advance records seq, carried by the message of pubsub seqno carrier, as id's highest
+// sequence if it is higher than any seen before. It says whether it was, whether id had no
+// sequence on record, and whether seq is one of id's recent sequences carried by another
+// message.
+func (a *Announcer) advance(id peer.ID, seq uint64, carrier string, now time.Time) (newer, first, reused bool) {
 	a.hwMu.Lock()
 	defer a.hwMu.Unlock()
 	mark, known := a.highWater[id]
 	if known && seq <= mark.seq {
-		return false, false
+		for _, r := range mark.recent {
+			if r.seq == seq && r.carrier != carrier {
+				return false, false, true
+			}
+		}
+		return false, false, false
 	}
-	a.highWater[id] = sequenceMark{seq: seq, at: now}
-	return true, !known
+	if !known {
+		mark = &sequenceMark{}
+		a.highWater[id] = mark
+	}
+	mark.seq, mark.at = seq, now
+	mark.recent[mark.next] = carriedSequence{seq: seq, carrier: carrier}
+	mark.next = (mark.next + 1) % recentSequences
+	return true, !known, false
 }

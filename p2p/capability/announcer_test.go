@@ -327,27 +327,36 @@ func TestCapabilityValidator(t *testing.T) {
 		name      string
 		from      peer.ID // the peer that passed the message on
 		author    peer.ID // the signed From field
+		carrier   string  // the signed pubsub seqno: one per message of an author
 		data      []byte
 		want      pubsub.ValidationResult
 		wantCache bool
 	}{
-		{"own publish", self, self, []byte("anything"), pubsub.ValidationAccept, false},
-		{"own announcement echoed", relay, self, capability(self, 5, now), pubsub.ValidationIgnore, false},
-		{"garbage", relay, author, []byte{0x07, 0xff, 0x00}, pubsub.ValidationReject, false},
-		{"oversize", relay, author, oversize, pubsub.ValidationReject, false},
-		{"spoofed peer_id", relay, author, capability(relay, 5, now), pubsub.ValidationReject, false},
-		{"no peer_id", relay, author, capability("", 5, now), pubsub.ValidationReject, false},
-		{"no sequence", relay, author, capability(author, 0, now), pubsub.ValidationReject, false},
-		{"dated in the future", relay, author, capability(author, 5, now.Add(time.Hour)), pubsub.ValidationReject, false},
-		{"dated long ago", relay, author, capability(author, 5, now.Add(-2*time.Hour)), pubsub.ValidationIgnore, false},
-		{"valid", relay, author, capability(author, 100, now), pubsub.ValidationAccept, true},
-		{"valid from its author", author, author, capability(author, 101, now), pubsub.ValidationAccept, true},
-		{"replayed sequence", relay, author, capability(author, 101, now), pubsub.ValidationIgnore, false},
-		{"older sequence", relay, author, capability(author, 50, now), pubsub.ValidationIgnore, false},
-		{"newer sequence", relay, author, capability(author, 102, now.Add(time.Minute)), pubsub.ValidationAccept, true},
+		{"own publish", self, self, "s1", []byte("anything"), pubsub.ValidationAccept, false},
+		{"own announcement echoed", relay, self, "s2", capability(self, 5, now), pubsub.ValidationIgnore, false},
+		{"garbage", relay, author, "g", []byte{0x07, 0xff, 0x00}, pubsub.ValidationReject, false},
+		{"oversize", relay, author, "o", oversize, pubsub.ValidationReject, false},
+		{"spoofed peer_id", relay, author, "p1", capability(relay, 5, now), pubsub.ValidationReject, false},
+		{"no peer_id", relay, author, "p2", capability("", 5, now), pubsub.ValidationReject, false},
+		{"no sequence", relay, author, "n", capability(author, 0, now), pubsub.ValidationReject, false},
+		{"dated in the future", relay, author, "f", capability(author, 5, now.Add(time.Hour)), pubsub.ValidationReject, false},
+		{"dated long ago", relay, author, "l1", capability(author, 5, now.Add(-2*time.Hour)), pubsub.ValidationReject, false},
+		{"just too old", relay, author, "l2", capability(author, 5, now.Add(-maxAnnounceAge-time.Minute)), pubsub.ValidationIgnore, false},
+		{"valid", relay, author, "a1", capability(author, 100, now), pubsub.ValidationAccept, true},
+		{"valid from its author", author, author, "a2", capability(author, 101, now), pubsub.ValidationAccept, true},
+		// A relay may deliver late, or have seen another message first: never its fault.
+		{"replayed sequence", relay, author, "a3", capability(author, 101, now), pubsub.ValidationIgnore, false},
+		{"older sequence", relay, author, "a4", capability(author, 50, now), pubsub.ValidationIgnore, false},
+		// The author signing a sequence it announced in another message is.
+		{"replayed sequence from its author", author, author, "a5", capability(author, 101, now), pubsub.ValidationReject, false},
+		{"older sequence from its author, seen", author, author, "a6", capability(author, 100, now), pubsub.ValidationReject, false},
+		// An older sequence never seen may be a late delivery; the same message is a duplicate.
+		{"older sequence from its author, unseen", author, author, "a7", capability(author, 99, now), pubsub.ValidationIgnore, false},
+		{"same message again", author, author, "a2", capability(author, 101, now), pubsub.ValidationIgnore, false},
+		{"newer sequence", relay, author, "a8", capability(author, 102, now.Add(time.Minute)), pubsub.ValidationAccept, true},
 	}
 	for _, tt := range tests {
-		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: tt.data, From: []byte(tt.author)}, ReceivedFrom: tt.from}
+		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: tt.data, From: []byte(tt.author), Seqno: []byte(tt.carrier)}, ReceivedFrom: tt.from}
 		if got := a.validate(t.Context(), tt.from, msg); got != tt.want {
 			t.Errorf("%s: validate = %v, want %v", tt.name, got, tt.want)
 		}

@@ -69,6 +69,10 @@ type Mesh interface {
 	// Fetch copies the blob digest (size bytes) from peer into sink, resuming at what sink
 	// holds; progress receives the bytes held so far.
 	Fetch(ctx context.Context, from peer.ID, digest string, size int64, sink Sink, progress func(done int64)) error
+	// Report tells how a transfer from peer ended, once per Fetch: nil when the blob arrived
+	// and verified, else the error of the transfer or of the verification (a blob whose digest
+	// does not match), so that a peer that keeps failing can be left out.
+	Report(from peer.ID, err error)
 	// Self is this node's peer ID.
 	Self() peer.ID
 }
@@ -201,13 +205,18 @@ func (p *Puller) fetch(ctx context.Context, id peer.ID, digest string, size int6
 	}
 	if err := p.mesh.Fetch(ctx, id, digest, size, partial, report); err != nil {
 		partial.Abort() // keep what arrived: the next try resumes
+		p.mesh.Report(id, err)
 		return err
 	}
 	progress(&pb.PullProgress{Status: "verifying", CompletedBytes: size, TotalBytes: size, Digest: digest, From: from})
 	if err := partial.Commit(); err != nil {
 		partial.Discard()
+		if errors.Is(err, store.ErrDigestMismatch) {
+			p.mesh.Report(id, err) // the peer sent another blob; a failing disk here is not its fault
+		}
 		return err
 	}
+	p.mesh.Report(id, nil)
 	return nil
 }
 
