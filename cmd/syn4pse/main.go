@@ -51,7 +51,7 @@ Configuration: built-in defaults < syn4pse.toml < SYN4PSE_* environment < flags.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	config.RegisterFlags(root.PersistentFlags())
 	root.PersistentFlags().String("addr", "", "gRPC address of the node for client commands (default: server.host:server.grpc_port from the config)")
-	root.AddCommand(newServeCmd(), newRunCmd(), newTranscribeCmd(), newSpeakCmd(), newEmbedCmd(), newModelsCmd(), newStatusCmd(), newHealthCmd(), newMeshCmd(), newPeersCmd(), newPsCmd())
+	root.AddCommand(newServeCmd(), newRunCmd(), newTranscribeCmd(), newSpeakCmd(), newEmbedCmd(), newModelsCmd(), newStatusCmd(), newHealthCmd(), newMeshCmd(), newPeersCmd(), newPsCmd(), newProbeCmd())
 	return root
 }
 

@@ -111,6 +111,10 @@ type Options struct {
 	// MaxQueue is how many requests may wait for each model beyond its parallel slots; past it
 	// Acquire fails at once with ErrBusy. 0 means no limit.
 	MaxQueue int
+	// Probe, when set, runs before each load of a model with a file; its error fails the load
+	// as the engine's would. The node sets it to a load probe in a child process, so that a
+	// file that crashes the engine does not crash the node (node/loadprobe).
+	Probe func(ctx context.Context, d Decl) error
 	// OnChange is called (from any goroutine, never under the manager's lock) after a model
 	// loads, unloads or changes state, and when a request for it is admitted or released.
 	OnChange func()
@@ -313,6 +317,11 @@ func (m *Manager) open(ctx context.Context, d Decl) (engine.Model, error) {
 				return nil, fmt.Errorf("model file %s does not exist (declared in %s)", d.Path, d.Declared)
 			}
 			return nil, err
+		}
+	}
+	if m.opts.Probe != nil && d.Path != "" {
+		if err := m.opts.Probe(ctx, d); err != nil {
+			return nil, fmt.Errorf("load %s: %w", d.Path, err)
 		}
 	}
 	opts := d.Options
