@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 
 	"github.com/ekisa-team/syn4pse/engine"
@@ -50,13 +49,11 @@ func RunLoadProbe(ctx context.Context, eng config.Engine, s loadprobe.Spec) erro
 	if _, err := loadBackends(&config.Config{Engine: eng}); err != nil {
 		return err
 	}
-	d := models.Decl{Name: "probe", Modality: s.Modality, Engine: s.Engine, Path: s.Path, Enabled: true, Declared: "a load probe",
-		Options: engine.LoadOptions{ContextLength: 256, BatchSize: 256, Parallel: 1, Threads: min(runtime.NumCPU(), 2),
-			MainGPU: -1, FlashAttention: "auto", Projector: s.Projector, Vocoder: s.Vocoder, Pooling: s.Pooling}}
-	catalog := models.New(newRegistry(), []models.Decl{d}, models.Options{})
-	defer catalog.Close()
-	if err := catalog.Load(ctx, d.Name, nil); err != nil {
-		return fmt.Errorf("load probe: %w", err)
+	opts := engine.LoadOptions{Path: s.Path, ContextLength: 256, BatchSize: 256, Parallel: 1, Threads: min(runtime.NumCPU(), 2),
+		MainGPU: -1, FlashAttention: "auto", Projector: s.Projector, Vocoder: s.Vocoder, Pooling: s.Pooling}
+	model, err := models.LoadWith(ctx, newRegistry(), s.Modality, s.Engine, opts)
+	if err != nil {
+		return err
 	}
-	return nil
+	return model.Close()
 }

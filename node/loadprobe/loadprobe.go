@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/internal/durable"
+	"github.com/ekisa-team/syn4pse/internal/gguf"
 	"github.com/ekisa-team/syn4pse/node/models"
 )
 
@@ -112,6 +113,18 @@ func (p *Prober) Probe(ctx context.Context, d models.Decl) error {
 		return nil
 	}
 	s := SpecOf(d)
+	// A file the GGUF check refuses needs no child to fail: it fails here, in the engine's
+	// words (the catalog names the model's file; the others are named here).
+	for _, f := range []struct{ path, what string }{{s.Path, ""}, {s.Projector, "mmproj "}, {s.Vocoder, "vocoder "}} {
+		if f.path == "" {
+			continue
+		}
+		if err := gguf.Check(f.path); err != nil && f.what != "" {
+			return fmt.Errorf("%s%s: %w", f.what, f.path, err)
+		} else if err != nil {
+			return err
+		}
+	}
 	key, err := fingerprint(s.files())
 	if err != nil {
 		return nil // a missing file: the load says so in its own words
@@ -138,9 +151,10 @@ func (p *Prober) run(ctx context.Context, s Spec) error {
 	args := append(append([]string{}, p.command[1:]...), s.Args()...)
 	cmd := exec.CommandContext(ctx, p.command[0], args...)
 	// The Go runtime turns a signal in C code into "SIGSEGV: segmentation violation" and exit
-	// status 2; without the goroutine dumps that line stays in the tail kept.
-	cmd.Env = append(append(os.Environ(), p.env...), "GOTRACEBACK=none")
-	var stderr tail
+	// status 2. GOTRACEBACK=none spares the goroutine dumps, GGML_NO_BACKTRACE ggml's gdb
+	// backtrace of an assertion (seconds long).
+	cmd.Env = append(append(os.Environ(), p.env...), "GOTRACEBACK=none", "GGML_NO_BACKTRACE=1")
+	var stderr output
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	err := cmd.Run()
 	if err == nil {
@@ -161,8 +175,9 @@ func (p *Prober) run(ctx context.Context, s Spec) error {
 	if signal == "" {
 		return errors.New(lastError(out))
 	}
-	slog.Warn("model load probe crashed", "path", s.Path, "signal", signal, "output", out)
-	if assert := assertion.FindString(out); assert != "" {
+	assert := assertion.FindString(out)
+	slog.Warn("model load probe crashed", "path", s.Path, "signal", signal, "assertion", assert)
+	if assert != "" {
 		signal += ": " + assert
 	}
 	return fmt.Errorf("the engine crashed loading this file (signal %s); the file is malformed or unsupported", signal)
@@ -238,17 +253,26 @@ func lastError(out string) string {
 	return "load probe failed: " + strings.TrimSpace(lines[len(lines)-1])
 }
 
-// tail keeps the last tailSize bytes written to it: a child's log, for messages.
-type tail struct{ b []byte }
+// output keeps the first and the last outputSize bytes written to it (a child's log: the
+// assertion that failed comes early, the signal and the error late).
+type output struct{ head, tail []byte }
 
-const tailSize = 8 << 10
+const outputSize = 16 << 10
 
-func (t *tail) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > tailSize {
-		t.b = append(t.b[:0:0], t.b[len(t.b)-tailSize:]...)
+func (o *output) Write(p []byte) (int, error) {
+	n := len(p)
+	if room := outputSize - len(o.head); room > 0 {
+		take := min(room, len(p))
+		o.head = append(o.head, p[:take]...)
+		p = p[take:]
 	}
-	return len(p), nil
+	o.tail = append(o.tail, p...)
+	if len(o.tail) > outputSize {
+		o.tail = append(o.tail[:0:0], o.tail[len(o.tail)-outputSize:]...)
+	}
+	return n, nil
 }
 
-func (t *tail) String() string { return string(bytes.ToValidUTF8(t.b, nil)) }
+func (o *output) String() string {
+	return string(bytes.ToValidUTF8(append(append([]byte{}, o.head...), o.tail...), nil))
+}

@@ -337,33 +337,39 @@ func (m *Manager) open(ctx context.Context, d Decl) (engine.Model, error) {
 }
 
 func (m *Manager) load(ctx context.Context, modality, name string, opts engine.LoadOptions) (engine.Model, error) {
+	return LoadWith(ctx, m.registry, modality, name, opts)
+}
+
+// LoadWith loads a model of modality with the engine called name in registry, outside any
+// catalog (a load probe's child process does).
+func LoadWith(ctx context.Context, registry *engine.Registry, modality, name string, opts engine.LoadOptions) (engine.Model, error) {
 	switch modality {
 	case "llm":
-		eng, err := m.registry.LLM(name)
+		eng, err := registry.LLM(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadLLM(ctx, opts)
 	case "stt":
-		eng, err := m.registry.STT(name)
+		eng, err := registry.STT(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadSTT(ctx, opts)
 	case "tts":
-		eng, err := m.registry.TTS(name)
+		eng, err := registry.TTS(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadTTS(ctx, opts)
 	case "embeddings":
-		eng, err := m.registry.Embedder(name)
+		eng, err := registry.Embedder(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadEmbedder(ctx, opts)
 	case "rerank":
-		eng, err := m.registry.Reranker(name)
+		eng, err := registry.Reranker(name)
 		if err != nil {
 			return nil, err
 		}
