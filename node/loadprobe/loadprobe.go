@@ -64,9 +64,9 @@ func SpecOf(d models.Decl) Spec {
 // Args are the flags of Command that carry s.
 func (s Spec) Args() []string {
 	args := []string{"--modality", s.Modality, "--engine", s.Engine, "--path", s.Path}
-	for flag, v := range map[string]string{"--mmproj": s.Projector, "--vocoder": s.Vocoder, "--pooling": s.Pooling} {
-		if v != "" {
-			args = append(args, flag, v)
+	for _, f := range [][2]string{{"--mmproj", s.Projector}, {"--vocoder", s.Vocoder}, {"--pooling", s.Pooling}} {
+		if f[1] != "" {
+			args = append(args, f[0], f[1])
 		}
 	}
 	return args
