@@ -38,8 +38,8 @@ import (
 // Command is the hidden subcommand of the syn4pse binary that runs a probe.
 const Command = "probe-model"
 
-// Engines are the engines whose files llama.cpp reads in-process: only their models are probed.
-var Engines = map[string]bool{"llama_cpp": true, "outetts": true}
+// probedEngines are the engines whose files llama.cpp reads in-process: only their models are probed.
+var probedEngines = map[string]bool{"llama_cpp": true, "outetts": true}
 
 // timeout bounds one probe: a load that hangs is a failure too. Loading maps the weights, so
 // even a large model's probe takes seconds.
@@ -109,7 +109,7 @@ func New(command, env []string, dataDir string) *Prober {
 // Probe loads d's files in a child process unless they passed before; it fails when the child
 // crashes or cannot load them. Models of other engines pass at once.
 func (p *Prober) Probe(ctx context.Context, d models.Decl) error {
-	if !Engines[d.Engine] || d.Path == "" {
+	if !probedEngines[d.Engine] || d.Path == "" {
 		return nil
 	}
 	s := SpecOf(d)
