@@ -21,12 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/engine/espeak"
-	"github.com/ekisa-team/syn4pse/engine/flite"
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
-	"github.com/ekisa-team/syn4pse/engine/outetts"
-	"github.com/ekisa-team/syn4pse/engine/pocketsphinx"
 	"github.com/ekisa-team/syn4pse/node/access"
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/config"
@@ -111,15 +106,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	var registry engine.Registry
-	llama := llamacpp.New()
-	registry.RegisterLLM(llama)
-	registry.RegisterEmbedder(llama)
-	registry.RegisterReranker(llama)
-	registry.RegisterSTT(pocketsphinx.New())
-	registry.RegisterTTS(flite.New())
-	registry.RegisterTTS(espeak.New())
-	registry.RegisterTTS(outetts.New())
+	registry := newRegistry()
 	budget := cfg.Lifecycle.MaxMemory
 	if budget == 0 {
 		budget = totalMemory() / 10 * 8
@@ -141,8 +128,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	for i, d := range decls {
 		catalogDecls[i] = d.Decl()
 	}
-	catalog := models.New(&registry, catalogDecls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
-		MaxMemory: budget, GPUMemory: gpuBudgets(backends), MaxQueue: cfg.Lifecycle.MaxQueue, OnChange: func() {
+	catalog := models.New(registry, catalogDecls, models.Options{DataDir: cfg.DataDir, KeepAlive: cfg.Lifecycle.KeepAlive,
+		MaxMemory: budget, GPUMemory: gpuBudgets(backends), MaxQueue: cfg.Lifecycle.MaxQueue, Probe: loadProbe(cfg), OnChange: func() {
 			if onChange != nil {
 				onChange()
 			}

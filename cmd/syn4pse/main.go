@@ -53,7 +53,7 @@ Configuration: built-in defaults < syn4pse.toml < SYN4PSE_* environment < flags.
 	config.RegisterFlags(root.PersistentFlags())
 	root.PersistentFlags().String("addr", "", "gRPC address of the node for client commands (default: server.host:server.grpc_port from the config)")
 	addAccessFlags(root)
-	root.AddCommand(newServeCmd(), newRunCmd(), newTranscribeCmd(), newSpeakCmd(), newEmbedCmd(), newModelsCmd(), newStatusCmd(), newHealthCmd(), newMeshCmd(), newPeersCmd(), newPsCmd())
+	root.AddCommand(newServeCmd(), newRunCmd(), newTranscribeCmd(), newSpeakCmd(), newEmbedCmd(), newModelsCmd(), newStatusCmd(), newHealthCmd(), newMeshCmd(), newPeersCmd(), newPsCmd(), newProbeCmd())
 	return root
 }
 

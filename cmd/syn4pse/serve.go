@@ -34,6 +34,7 @@ server.shutdown_timeout), then the models are freed.`,
 				return err
 			}
 			setupLogging(cfg)
+			cfg.Lifecycle.ProbeCommand = probeCommand()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return node.Run(ctx, cfg)

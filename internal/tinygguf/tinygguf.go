@@ -9,6 +9,7 @@ package tinygguf
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/ollama/ollama/fs/ggml"
 
@@ -39,6 +40,10 @@ type Options struct {
 	// Pooling is a bert model's bert.pooling_type: "mean" (the default), "cls", "last", or
 	// "rank" for a reranker with a classification head.
 	Pooling string
+	// Drop, when set, leaves out the tensors whose names it matches: a model llama.cpp's
+	// loader accepts but that lacks what its graph needs, for tests of the checks and load
+	// probes that stand between untrusted files and llama.cpp.
+	Drop func(name string) bool
 }
 
 // shape is a model's dimensions.
@@ -118,6 +123,9 @@ func Write(path string, opts Options) error {
 		kv["general.file_type"] = uint32(1) // the convolutions are F16
 	default:
 		return fmt.Errorf("unknown arch %q: want llama, bert, outetts, qwen2vl or wavtokenizer", opts.Arch)
+	}
+	if opts.Drop != nil {
+		tensors = slices.DeleteFunc(tensors, func(t *ggml.Tensor) bool { return opts.Drop(t.Name) })
 	}
 	kv["general.name"] = name
 	kv["general.parameter_count"] = parameterCount(tensors)

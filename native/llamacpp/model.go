@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/ekisa-team/syn4pse/internal/durable"
+	"github.com/ekisa-team/syn4pse/internal/gguf"
 )
 
 // ModelParams says how to load a model.
@@ -34,11 +35,13 @@ type Model struct {
 	vocab *C.struct_llama_vocab
 }
 
-// LoadModel loads the GGUF file at path. It fails with a readable error for a missing file or a
-// file llama.cpp rejects (bad magic, unknown architecture, truncated tensors).
+// LoadModel loads the GGUF file at path. It fails with a readable error for a missing file, a
+// file the GGUF check refuses (gguf.Check: crafted counts, offsets, types, or tensors the
+// architecture's graph would use unchecked; the error wraps gguf.ErrInvalid) or a file llama.cpp
+// rejects (unknown architecture, missing tensors).
 func LoadModel(path string, p ModelParams) (*Model, error) {
 	Init()
-	if _, err := os.Stat(path); err != nil {
+	if err := gguf.Check(path); err != nil {
 		return nil, err
 	}
 	params := C.llama_model_default_params()
@@ -210,6 +213,9 @@ func Quantize(src, dst, typ string, threads int) error {
 	ftype, ok := ftypes[typ]
 	if !ok {
 		return fmt.Errorf("quantize: unknown type %q: want q4_0, q4_k_m, q8_0 or f16", typ)
+	}
+	if err := gguf.Check(src); err != nil {
+		return fmt.Errorf("quantize %s: %w", src, err)
 	}
 	Init()
 	tmp := durable.TempPath(dst)

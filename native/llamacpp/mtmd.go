@@ -17,9 +17,10 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"unsafe"
+
+	"github.com/ekisa-team/syn4pse/internal/gguf"
 )
 
 // Errors from Projector.Tokenize, for a request whose media or markers are wrong.
@@ -48,13 +49,13 @@ type Projector struct {
 	c *C.struct_mtmd_context
 }
 
-// OpenProjector opens the mmproj file at path for m. It fails when llama.cpp rejects the file,
-// or when the projector's output width is not m's embedding width (a projector made for
+// OpenProjector opens the mmproj file at path for m. It fails when the GGUF check refuses the
+// file (gguf.Check), when llama.cpp rejects it, or when the projector's output width is not m's embedding width (a projector made for
 // another model).
 func OpenProjector(path string, m *Model, p ProjectorParams) (*Projector, error) {
 	Init()
 	mtmdLogOnce.Do(func() { C.syn_mtmd_log_set() })
-	if _, err := os.Stat(path); err != nil {
+	if err := gguf.Check(path); err != nil {
 		return nil, err
 	}
 	params := C.mtmd_context_params_default()

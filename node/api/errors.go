@@ -9,6 +9,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/internal/audio"
+	"github.com/ekisa-team/syn4pse/internal/gguf"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
@@ -34,7 +35,7 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, store.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, store.ErrNotGGUF), errors.Is(err, pull.ErrInvalid):
+	case errors.Is(err, store.ErrNotGGUF), errors.Is(err, pull.ErrInvalid), errors.Is(err, gguf.ErrInvalid):
 		code = codes.InvalidArgument
 	case errors.Is(err, store.ErrAccessDenied):
 		code = codes.PermissionDenied

@@ -112,7 +112,7 @@ type P2P struct {
 }
 
 // Lifecycle holds the keys of the [models] table itself (model tables sit beside them, so no
-// model may be called keep_alive, max_memory, allow_remote or max_queue).
+// model may be called keep_alive, max_memory, allow_remote, max_queue or load_probe).
 type Lifecycle struct {
 	// KeepAlive is models.keep_alive: how long an idle model stays loaded; 0 unloads at once,
 	// KeepForever never. Requests may override it.
@@ -127,6 +127,14 @@ type Lifecycle struct {
 	// parallel slots; a request past it is refused at once (HTTP 503, RESOURCE_EXHAUSTED).
 	// 0 means no limit.
 	MaxQueue int
+	// LoadProbe is models.load_probe: before a model file is first loaded, load it in a child
+	// process, so that a file that crashes llama.cpp fails alone instead of taking the node
+	// down. A file that passed is remembered (by path, size and modification time).
+	LoadProbe bool
+	// ProbeCommand is the command that runs a load probe (the syn4pse binary and its
+	// `probe-model` subcommand), set by `syn4pse serve`, never from the config file: a program
+	// embedding the node without that subcommand leaves it empty, which disables probes.
+	ProbeCommand []string
 }
 
 // Router is the [router] table.
@@ -370,6 +378,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 	cfg.Lifecycle.MaxMemory, _ = parseSize(k.String("models.max_memory"))
 	cfg.Lifecycle.AllowRemote = k.Strings("models.allow_remote")
 	cfg.Lifecycle.MaxQueue = k.Int("models.max_queue")
+	cfg.Lifecycle.LoadProbe = k.Bool("models.load_probe")
 	cfg.Server.AllowUnauthenticated = k.Bool("server.allow_unauthenticated")
 	if keys := k.Strings("server.api_keys"); len(keys) > 0 {
 		cfg.Server.APIKeys = keys

@@ -55,7 +55,7 @@ func defaultConfig(t *testing.T) Config {
 		},
 		Router:    Router{MaxHops: 1, BanAfter: 5, BanDuration: 2 * time.Minute},
 		Engine:    Engine{CPUVariant: "auto"},
-		Lifecycle: Lifecycle{KeepAlive: 5 * time.Minute, AllowRemote: []string{"load", "unload"}, MaxQueue: 64},
+		Lifecycle: Lifecycle{KeepAlive: 5 * time.Minute, AllowRemote: []string{"load", "unload"}, MaxQueue: 64, LoadProbe: true},
 	}
 }
 

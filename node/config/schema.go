@@ -75,6 +75,7 @@ func defaultValues() map[string]any {
 		"models.max_memory":       "0",
 		"models.allow_remote":     []string{"load", "unload"},
 		"models.max_queue":        64,
+		"models.load_probe":       true,
 		"engine.library_path":     "",
 		"engine.cpu_variant":      "auto",
 
@@ -164,6 +165,7 @@ var schema = &node{children: map[string]*node{
 		"max_memory":   {field: &field{kind: kindSize}},
 		"allow_remote": {field: &field{kind: kindList, choices: remoteOperations}},
 		"max_queue":    {field: &field{kind: kindInt, min: 0, max: math.MaxInt32}},
+		"load_probe":   {field: &field{kind: kindBool}},
 	}},
 	"backends": backendTables(),
 	"engine": {children: map[string]*node{

@@ -8,6 +8,7 @@ import (
 	"github.com/ollama/ollama/fs/ggml"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/internal/gguf"
 )
 
 // A loaded model's KV cache holds, for every token of every sequence's context, a K and a V
@@ -38,8 +39,12 @@ type kvCache struct {
 }
 
 // readKVCache reads the KV cache shape of the GGUF model at path. It reads the header only
-// (metadata and tensor descriptions), never the weights.
+// (metadata and tensor descriptions), never the weights, and only once gguf.Check passed it:
+// the file is untrusted, and ggml.Decode believes its lengths.
 func readKVCache(path string) (kvCache, error) {
+	if err := gguf.Check(path); err != nil {
+		return kvCache{}, err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return kvCache{}, err

@@ -111,6 +111,10 @@ type Options struct {
 	// MaxQueue is how many requests may wait for each model beyond its parallel slots; past it
 	// Acquire fails at once with ErrBusy. 0 means no limit.
 	MaxQueue int
+	// Probe, when set, runs before each load of a model with a file; its error fails the load
+	// as the engine's would. The node sets it to a load probe in a child process, so that a
+	// file that crashes the engine does not crash the node (node/loadprobe).
+	Probe func(ctx context.Context, d Decl) error
 	// OnChange is called (from any goroutine, never under the manager's lock) after a model
 	// loads, unloads or changes state, and when a request for it is admitted or released.
 	OnChange func()
@@ -317,6 +321,11 @@ func (m *Manager) open(ctx context.Context, d Decl) (engine.Model, error) {
 			return nil, err
 		}
 	}
+	if m.opts.Probe != nil && d.Path != "" {
+		if err := m.opts.Probe(ctx, d); err != nil {
+			return nil, fmt.Errorf("load %s: %w", d.Path, err)
+		}
+	}
 	opts := d.Options
 	opts.Path = d.Path
 	model, err := m.load(ctx, d.Modality, d.Engine, opts)
@@ -330,33 +339,39 @@ func (m *Manager) open(ctx context.Context, d Decl) (engine.Model, error) {
 }
 
 func (m *Manager) load(ctx context.Context, modality, name string, opts engine.LoadOptions) (engine.Model, error) {
+	return LoadWith(ctx, m.registry, modality, name, opts)
+}
+
+// LoadWith loads a model of modality with the engine called name in registry, outside any
+// catalog (a load probe's child process does).
+func LoadWith(ctx context.Context, registry *engine.Registry, modality, name string, opts engine.LoadOptions) (engine.Model, error) {
 	switch modality {
 	case "llm":
-		eng, err := m.registry.LLM(name)
+		eng, err := registry.LLM(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadLLM(ctx, opts)
 	case "stt":
-		eng, err := m.registry.STT(name)
+		eng, err := registry.STT(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadSTT(ctx, opts)
 	case "tts":
-		eng, err := m.registry.TTS(name)
+		eng, err := registry.TTS(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadTTS(ctx, opts)
 	case "embeddings":
-		eng, err := m.registry.Embedder(name)
+		eng, err := registry.Embedder(name)
 		if err != nil {
 			return nil, err
 		}
 		return eng.LoadEmbedder(ctx, opts)
 	case "rerank":
-		eng, err := m.registry.Reranker(name)
+		eng, err := registry.Reranker(name)
 		if err != nil {
 			return nil, err
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	ggufcheck "github.com/ekisa-team/syn4pse/internal/gguf"
 )
 
 // PullRequest says what to pull.
@@ -92,6 +93,13 @@ func (s *Store) pull(ctx context.Context, req PullRequest, progress func(Progres
 		return Manifest{}, err
 	}
 	rep.emit(StatusVerifying)
+	if pb != nil && d.gguf {
+		// A file llama.cpp would misread never enters the store.
+		if err := ggufcheck.Check(pb.path); err != nil {
+			pb.Discard()
+			return Manifest{}, fmt.Errorf("%s: %w", src, err)
+		}
+	}
 	s.mu.Lock()
 	var file File
 	if pb != nil {

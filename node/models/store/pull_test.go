@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	ggufcheck "github.com/ekisa-team/syn4pse/internal/gguf"
 )
 
 // openStore opens a store in a temp dir, with retries short enough for tests.
@@ -162,6 +164,8 @@ func TestPullFails(t *testing.T) {
 		{name: "HTML page instead of the file", src: &fakeSource{body: "<!DOCTYPE html><html>Sign in</html>", contentType: "text/html; charset=utf-8"},
 			wantErr: ErrNotGGUF, wantText: []string{"not a GGUF file", `got "<!DOCTYPE html><"`, "text/html"}},
 		{name: "empty body", src: &fakeSource{body: " "}, wantErr: ErrNotGGUF},
+		{name: "crafted GGUF", src: &fakeSource{body: "GGUF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00" + strings.Repeat("\x00", 64)},
+			wantErr: ggufcheck.ErrInvalid, wantText: []string{"tensor count 1099511627776"}},
 		{name: "server errors until giving up", src: &fakeSource{status: http.StatusServiceUnavailable},
 			wantText: []string{"giving up after 5 attempts", "HTTP 503"}},
 		{name: "bad name", req: PullRequest{Name: "../etc/passwd"}, wantText: []string{"invalid model name"}},

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -42,7 +43,18 @@ func gguf(n int) []byte {
 	for i := range b {
 		b[i] = byte(r.Uint32())
 	}
+	// A GGUF that passes the check before a pull commits it: version 3, no tensors, one
+	// string pair whose random value fills the file.
+	const key = "general.filler"
+	le := binary.LittleEndian
 	copy(b, "GGUF")
+	le.PutUint32(b[4:], 3)
+	le.PutUint64(b[8:], 0)
+	le.PutUint64(b[16:], 1)
+	le.PutUint64(b[24:], uint64(len(key)))
+	copy(b[32:], key)
+	le.PutUint32(b[32+len(key):], 8) // string
+	le.PutUint64(b[36+len(key):], uint64(n-44-len(key)))
 	return b
 }
 
