@@ -157,6 +157,9 @@ func TestAPIKeys(t *testing.T) {
 	httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+"/healthz", "", http.StatusOK)
 	httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+"/api/status", "", http.StatusUnauthorized)
 	httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+"/api/status", "Bearer "+testKey, http.StatusOK)
+	// Metrics tell what runs and who asks: a scraper sends a key like any client.
+	httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+"/metrics", "", http.StatusUnauthorized)
+	httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+"/metrics", "Bearer "+testKey, http.StatusOK)
 
 	// The OpenAI SDK sends its api key as the bearer token.
 	params := openai.ChatCompletionNewParams{Model: "tiny", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hi")},
