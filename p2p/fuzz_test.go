@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,9 @@ func FuzzDecodeInvite(f *testing.F) {
 			if err != nil {
 				continue
 			}
+			if expires := tokenExpiry(t, s); expires != 0 && !fuzzNow.Before(time.Unix(expires, 0)) {
+				t.Fatalf("token %q expired at %v, yet decoded as expiring %v", s, time.Unix(expires, 0), inv.Expires)
+			}
 			again, err := DecodeInvite(inv.Encode(), fuzzNow)
 			if err != nil {
 				t.Fatalf("token %q decoded, but its re-encoding does not: %v", s, err)
@@ -86,6 +90,20 @@ func FuzzDecodeInvite(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tokenExpiry reads the expiry field (Unix seconds, 0 never) of a token that decoded.
+func tokenExpiry(t *testing.T, token string) int64 {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(strings.TrimSpace(token), InvitePrefix))
+	if err != nil || len(raw) < 1+len(SwarmKey{}) {
+		t.Fatalf("token %q decoded, but its payload does not read back: %v", token, err)
+	}
+	expires, n := binary.Varint(raw[1+len(SwarmKey{}):])
+	if n <= 0 {
+		t.Fatalf("token %q decoded, but its expiry does not read back", token)
+	}
+	return expires
 }
 
 // FuzzParseSwarmKey parses fuzzed key files: parsing never panics, and a key that parses
