@@ -121,7 +121,8 @@ func DecodeInvite(s string, now time.Time) (Invite, error) {
 	if r.Len() != 0 {
 		return inv, fmt.Errorf("%w: %d unexpected trailing bytes", ErrInviteMalformed, r.Len())
 	}
-	if !inv.Expires.IsZero() && !now.Before(inv.Expires) {
+	// The field, not Expires.IsZero: an expiry of 0001-01-01 is the zero Time, yet expired.
+	if expires != 0 && !now.Before(inv.Expires) {
 		return inv, fmt.Errorf("%w: this invite expired at %s; ask for a new one", ErrInviteExpired, inv.Expires.Format(time.RFC3339))
 	}
 	if len(inv.Addrs) == 0 {

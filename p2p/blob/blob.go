@@ -447,28 +447,35 @@ func (t *blobTransfer) run(digest string, offset, size int64) error {
 	if err := t.stream.CloseWrite(); err != nil {
 		return fmt.Errorf("send request: %w", err)
 	}
+	return t.readResponse(t, offset, size)
+}
+
+// readResponse reads the server's answer from r (the stream, through t's idle timeout): the
+// header, then the body into the sink or a refusal's message. It trusts nothing it reads: the
+// sink never gets more than size-offset bytes, and a message never more than blobMaxMessage.
+func (t *blobTransfer) readResponse(r io.Reader, offset, size int64) error {
 	var header [9]byte
-	if _, err := io.ReadFull(t, header[:]); err != nil {
+	if _, err := io.ReadFull(r, header[:]); err != nil {
 		return fmt.Errorf("read response: %w", err)
 	}
 	value := binary.BigEndian.Uint64(header[1:])
 	if status := header[0]; status != blobStatusOK {
-		return t.refusal(status, value)
+		return refusal(r, status, value)
 	}
 	if value != uint64(size) {
 		return fmt.Errorf("peer's blob has %d bytes, want %d", value, size)
 	}
-	return t.receive(offset, size)
+	return t.receive(r, offset, size)
 }
 
-// receive copies the bytes from offset to size into the sink.
-func (t *blobTransfer) receive(offset, size int64) error {
+// receive copies the bytes from offset to size, read from r, into the sink.
+func (t *blobTransfer) receive(r io.Reader, offset, size int64) error {
 	buf := blobBuffers.Get().(*[]byte)
 	defer blobBuffers.Put(buf)
 	done := offset
 	for done < size {
 		chunk := (*buf)[:min(int64(len(*buf)), size-done)]
-		n, readErr := io.ReadFull(t, chunk)
+		n, readErr := io.ReadFull(r, chunk)
 		if n > 0 {
 			// Keep what arrived even when the read failed: the next fetch resumes after it.
 			written, err := t.sink.Write(chunk[:n])
@@ -493,10 +500,10 @@ func (t *blobTransfer) receive(offset, size int64) error {
 	return nil
 }
 
-// refusal reads a refusal's message and turns it into an error.
-func (t *blobTransfer) refusal(status byte, length uint64) error {
+// refusal reads a refusal's message from r and turns it into an error.
+func refusal(r io.Reader, status byte, length uint64) error {
 	message := make([]byte, min(length, blobMaxMessage))
-	n, _ := io.ReadFull(t, message)
+	n, _ := io.ReadFull(r, message)
 	text := fmt.Sprintf("peer refused: %q", message[:n])
 	switch status {
 	case blobStatusNotFound:
