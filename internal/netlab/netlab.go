@@ -324,6 +324,11 @@ func (n *Node) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", n.Namespace, name}, args...)...)
 }
 
+// CommandContext is Command with a context that kills the process when done.
+func (n *Node) CommandContext(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Namespace, name}, args...)...)
+}
+
 // Dial connects to addr (a literal IP and port) from inside the node's namespace: the socket
 // is created there, so 127.0.0.1 is the node's own loopback.
 func (n *Node) Dial(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -64,6 +64,10 @@ const (
 	blobBufferSize = 1 << 20
 	// blobWriteSlice is the most a server writes under one deadline.
 	blobWriteSlice = 256 << 10
+	// blobSinkSlice is how much a receiver gathers before it writes to the sink: a node
+	// killed mid-pull loses at most this much of what had arrived (the next fetch resumes
+	// after what the sink holds).
+	blobSinkSlice = 64 << 10
 )
 
 // blobTimeouts bound the waits of one transfer; tests shorten them.
@@ -387,7 +391,7 @@ func (t *blobTransfer) receive(offset, size int64) error {
 	done := offset
 	for done < size {
 		chunk := (*buf)[:min(int64(len(*buf)), size-done)]
-		n, readErr := io.ReadFull(t, chunk)
+		n, readErr := io.ReadAtLeast(t, chunk, min(len(chunk), blobSinkSlice))
 		if n > 0 {
 			// Keep what arrived even when the read failed: the next fetch resumes after it.
 			written, err := t.sink.Write(chunk[:n])
