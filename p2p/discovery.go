@@ -31,9 +31,13 @@ const PeersFile = "peers.json"
 const MDNSServiceName = "syn4pse"
 
 const (
-	// peersSaveInterval is how often peers.json is written, and how often the host redials
-	// known peers while it has fewer than connLowWater connections.
+	// peersSaveInterval is how often peers.json is written, and the longest the host waits
+	// between redials of known peers while it has fewer than connLowWater connections.
 	peersSaveInterval = time.Minute
+	// redialMin is the first wait before redialling known peers, doubled after each round
+	// that leaves the host below connLowWater: a node whose first dials failed (a lossy link,
+	// a simultaneous open with a peer dialling it back) is not left alone for a minute.
+	redialMin = 2 * time.Second
 	// rememberFor is how long a peer not seen stays in peers.json.
 	rememberFor = 30 * 24 * time.Hour
 	// maxRememberedPeers and maxRememberedAddrs bound peers.json.
@@ -107,8 +111,9 @@ func (h *Host) recordPeers(ctx context.Context, sub event.Subscription) {
 }
 
 // dialLoop dials the bootstrap and remembered peers, bootstraps the DHT, then every
-// peersSaveInterval saves peers.json and, while below connLowWater connections, redials the
-// known peers it is not connected to.
+// peersSaveInterval saves peers.json; while below connLowWater connections it redials the
+// known peers it is not connected to, after redialMin and then backing off to
+// peersSaveInterval.
 func (h *Host) dialLoop(ctx context.Context) {
 	var readyOnce sync.Once
 	markReady := func() { readyOnce.Do(func() { close(h.ready) }) }
@@ -117,19 +122,27 @@ func (h *Host) dialLoop(ctx context.Context) {
 	if err := h.dht.Bootstrap(ctx); err != nil && ctx.Err() == nil {
 		h.log.Warn("DHT bootstrap", "err", err)
 	}
-	tick := time.NewTicker(peersSaveInterval)
-	defer tick.Stop()
+	save := time.NewTicker(peersSaveInterval)
+	defer save.Stop()
+	wait := redialMin
+	redial := time.NewTimer(wait)
+	defer redial.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		}
-		if err := h.savePeers(); err != nil {
-			h.log.Warn("save remembered peers", "err", err)
-		}
-		if len(h.host.Network().Peers()) < connLowWater {
-			h.dialAll(ctx, h.knownPeers(), nil)
+		case <-save.C:
+			if err := h.savePeers(); err != nil {
+				h.log.Warn("save remembered peers", "err", err)
+			}
+		case <-redial.C:
+			if len(h.host.Network().Peers()) < connLowWater {
+				h.dialAll(ctx, h.knownPeers(), nil)
+				wait = min(2*wait, peersSaveInterval)
+			} else {
+				wait = redialMin
+			}
+			redial.Reset(wait)
 		}
 	}
 }

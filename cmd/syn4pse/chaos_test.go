@@ -197,8 +197,6 @@ func TestChaosKilledNodesRestartCleanly(t *testing.T) {
 // killMidStream kills n2 while it streams to n1's client: the client gets a clean error, not a
 // hang, and n2 restarts and serves again.
 func killMidStream(t *testing.T, n1, n2 *meshNode, v *view) {
-	// n2 is killed while it streams to n1's client: the client gets a clean error, not a
-	// hang, and n2 restarts and serves again.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	stream, err := pb.NewInferenceServiceClient(n1.conn).Complete(ctx, &pb.CompleteRequest{Model: "x", Prompt: "Once upon a time",
@@ -209,6 +207,7 @@ func killMidStream(t *testing.T, n1, n2 *meshNode, v *view) {
 	if _, err := stream.Recv(); err != nil {
 		t.Fatal(err)
 	}
+	oldRun := peerEntry(t, n1, v.ids[1]).GetCapability().GetSequence()
 	n2.kill()
 	killed := time.Now()
 	_, final, err := drain(stream)
@@ -226,11 +225,13 @@ func killMidStream(t *testing.T, n1, n2 *meshNode, v *view) {
 		t.Fatalf("n1 stopped serving: %v", err)
 	}
 	n2.start()
-	took := poll(t, "n1 to see the restarted n2's x", 2*time.Minute, func() bool { return v.sees(0, 1) })
+	took := poll(t, "n1 to see the restarted n2's x", 2*time.Minute, func() bool {
+		return v.sees(0, 1) && peerEntry(t, n1, v.ids[1]).GetCapability().GetSequence() > oldRun
+	})
 	if got := forwardedServer(t, n1, "x"); got != v.ids[1] {
 		t.Fatalf("x after n2's restart served by %s, want n2 %s", got, v.ids[1])
 	}
-	t.Logf("restarted n2 back in n1's table %v after its start", took.Round(10*time.Millisecond))
+	t.Logf("restarted n2's announcements in n1's table %v after its start", took.Round(10*time.Millisecond))
 }
 
 // killMidAnnounce kills n3 just as an announcement of it reaches n1 and restarts it, with the
