@@ -319,14 +319,18 @@ func (l *Lab) Close() error {
 }
 
 // Command returns a command that runs name inside the node's namespace. `ip netns exec`
-// execs name in place, so the command's process is name's own: signals reach it directly.
+// execs name in place, so the command's process is name's own: signals reach it directly. It
+// is killed if the process that started it dies first, so a crashed test leaves no node
+// running in a namespace nobody will remove.
 func (n *Node) Command(name string, args ...string) *exec.Cmd {
-	return exec.Command("ip", append([]string{"netns", "exec", n.Namespace, name}, args...)...)
+	return n.CommandContext(context.Background(), name, args...)
 }
 
 // CommandContext is Command with a context that kills the process when done.
 func (n *Node) CommandContext(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Namespace, name}, args...)...)
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Namespace, name}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }
 
 // Dial connects to addr (a literal IP and port) from inside the node's namespace: the socket
