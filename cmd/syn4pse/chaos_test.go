@@ -234,12 +234,10 @@ func killMidStream(t *testing.T, n1, n2 *meshNode, v *view) {
 	t.Logf("restarted n2's announcements in n1's table %v after its start", took.Round(10*time.Millisecond))
 }
 
-// killMidAnnounce kills n3 just as an announcement of it reaches n1 and restarts it, with the
-// same identity and one more model, within the TTL.
+// killMidAnnounce kills n3 just as an announcement of it reaches n1 (the next is due within
+// the interval) and restarts it with the same identity and one more model, within the TTL: n1
+// still remembers the old run's sequence, and must take the new run's as newer, not as replays.
 func killMidAnnounce(t *testing.T, n1, n3 *meshNode, v *view, model string) {
-	// n3 is killed just as an announcement of it reaches n1 (the next is due within the
-	// interval), and comes back with the same identity and one more model, within the TTL:
-	// n1 still remembers the old run's sequence, and must take the new run's as newer.
 	before := peerEntry(t, n1, v.ids[2]).GetCapability().GetSequence()
 	poll(t, "a new announcement of n3 at n1", time.Minute, func() bool {
 		return peerEntry(t, n1, v.ids[2]).GetCapability().GetSequence() > before
@@ -263,11 +261,10 @@ func killMidAnnounce(t *testing.T, n1, n3 *meshNode, v *view, model string) {
 	t.Logf("n3 killed mid-announce: n1 took its restarted run's announcements %v after the restart", took.Round(10*time.Millisecond))
 }
 
-// killMidPull kills n3 halfway through pulling x from n2 and restarts it.
+// killMidPull kills n3 halfway through pulling x from n2 over a slow link: no half-written
+// blob is taken for the model, and after the restart the pull resumes where it stopped (fewer
+// bytes cross the link than the file holds) and the blob verifies.
 func killMidPull(t *testing.T, lab *netlab.Lab, n2, n3 *meshNode, v *view, model string) {
-	// n3 pulls x from n2 over a slow link and is killed halfway: no half-written blob is
-	// taken for the model, and after the restart the pull resumes where it stopped and the
-	// blob verifies.
 	lab.SetLoss(0) // a steady link, so halfway is a place the test can catch
 	defer lab.SetLoss(labLoss)
 	fi, err := os.Stat(model)
