@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -35,8 +36,8 @@ const (
 	// between redials of known peers while it has fewer than connLowWater connections.
 	peersSaveInterval = time.Minute
 	// redialMin is the first wait before redialling known peers, doubled after each round
-	// that leaves the host below connLowWater: a node whose first dials failed (a lossy link,
-	// a simultaneous open with a peer dialling it back) is not left alone for a minute.
+	// in which a dial failed: a node whose first dials failed (a lossy link, a simultaneous
+	// open with a peer dialling it back) is not left alone for a minute.
 	redialMin = 2 * time.Second
 	// rememberFor is how long a peer not seen stays in peers.json.
 	rememberFor = 30 * 24 * time.Hour
@@ -136,15 +137,27 @@ func (h *Host) dialLoop(ctx context.Context) {
 				h.log.Warn("save remembered peers", "err", err)
 			}
 		case <-redial.C:
-			if len(h.host.Network().Peers()) < connLowWater {
-				h.dialAll(ctx, h.knownPeers(), nil)
-				wait = min(2*wait, peersSaveInterval)
-			} else {
-				wait = redialMin
-			}
+			wait = h.redial(ctx, wait)
 			redial.Reset(wait)
 		}
 	}
+}
+
+// redial dials, while below connLowWater, the known peers this host is not connected to, and
+// returns the wait before the next round: redialMin when there was nothing to dial or every
+// dial succeeded, else twice the last wait, at most peersSaveInterval. So a peer that has just
+// gone is retried within seconds, and one that stays away once a minute.
+func (h *Host) redial(ctx context.Context, wait time.Duration) time.Duration {
+	if len(h.host.Network().Peers()) >= connLowWater {
+		return redialMin
+	}
+	known := h.knownPeers()
+	var connected atomic.Int32
+	h.dialAll(ctx, known, func() { connected.Add(1) })
+	if int(connected.Load()) == len(known) {
+		return redialMin
+	}
+	return min(2*wait, peersSaveInterval)
 }
 
 // knownPeers returns the bootstrap and remembered peers this host is not connected to.
