@@ -174,6 +174,16 @@ func TestChaosMeshConvergesAndHealsUnderDelayAndLoss(t *testing.T) {
 	lab.Heal()
 	took = poll(t, "healing to restore every table", 3*time.Minute, func() bool { return v.split(all) })
 	t.Logf("healed: every table whole again %v after it", took.Round(10*time.Millisecond))
+
+	// Again, until the connections across the cut have dropped: healing must then redial.
+	lab.Partition([]int{1, 2}, []int{3, 4, 5})
+	took = poll(t, "the connections across the partition to drop", 3*time.Minute, func() bool {
+		return connectedPeers(t, nodes[0]) == 1 && connectedPeers(t, nodes[2]) == 2
+	})
+	t.Logf("second partition: the connections across it dropped %v after it", took.Round(10*time.Millisecond))
+	lab.Heal()
+	took = poll(t, "healing to restore every table", 3*time.Minute, func() bool { return v.split(all) })
+	t.Logf("healed: every table whole again %v after it, the connections redialled", took.Round(10*time.Millisecond))
 }
 
 func TestChaosKilledNodesRestartCleanly(t *testing.T) {
@@ -322,6 +332,16 @@ func killMidPull(t *testing.T, lab *netlab.Lab, n2, n3 *meshNode, v *view, model
 		t.Fatalf("x on n3 served by %s", got)
 	}
 	t.Logf("n3 killed mid-pull with %d of %d bytes: the restarted pull moved %d bytes (packets, headers and gossip included) and verified", arrived, fi.Size(), resumed)
+}
+
+// connectedPeers is how many peers n has a connection to.
+func connectedPeers(t *testing.T, n *meshNode) int32 {
+	t.Helper()
+	st, err := pb.NewNodeServiceClient(n.conn).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.GetConnectedPeers()
 }
 
 // forwardedServer sends a short completion for model to n and returns the node that served it.
