@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -31,9 +32,13 @@ const PeersFile = "peers.json"
 const MDNSServiceName = "syn4pse"
 
 const (
-	// peersSaveInterval is how often peers.json is written, and how often the host redials
-	// known peers while it has fewer than connLowWater connections.
+	// peersSaveInterval is how often peers.json is written, and the longest the host waits
+	// between redials of known peers while it has fewer than connLowWater connections.
 	peersSaveInterval = time.Minute
+	// redialMin is the first wait before redialling known peers, doubled after each round
+	// in which a dial failed: a node whose first dials failed (a lossy link, a simultaneous
+	// open with a peer dialling it back) is not left alone for a minute.
+	redialMin = 2 * time.Second
 	// rememberFor is how long a peer not seen stays in peers.json.
 	rememberFor = 30 * 24 * time.Hour
 	// maxRememberedPeers and maxRememberedAddrs bound peers.json.
@@ -107,8 +112,9 @@ func (h *Host) recordPeers(ctx context.Context, sub event.Subscription) {
 }
 
 // dialLoop dials the bootstrap and remembered peers, bootstraps the DHT, then every
-// peersSaveInterval saves peers.json and, while below connLowWater connections, redials the
-// known peers it is not connected to.
+// peersSaveInterval saves peers.json; while below connLowWater connections it redials the
+// known peers it is not connected to, after redialMin and then backing off to
+// peersSaveInterval.
 func (h *Host) dialLoop(ctx context.Context) {
 	var readyOnce sync.Once
 	markReady := func() { readyOnce.Do(func() { close(h.ready) }) }
@@ -117,21 +123,41 @@ func (h *Host) dialLoop(ctx context.Context) {
 	if err := h.dht.Bootstrap(ctx); err != nil && ctx.Err() == nil {
 		h.log.Warn("DHT bootstrap", "err", err)
 	}
-	tick := time.NewTicker(peersSaveInterval)
-	defer tick.Stop()
+	save := time.NewTicker(peersSaveInterval)
+	defer save.Stop()
+	wait := redialMin
+	redial := time.NewTimer(wait)
+	defer redial.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		}
-		if err := h.savePeers(); err != nil {
-			h.log.Warn("save remembered peers", "err", err)
-		}
-		if len(h.host.Network().Peers()) < connLowWater {
-			h.dialAll(ctx, h.knownPeers(), nil)
+		case <-save.C:
+			if err := h.savePeers(); err != nil {
+				h.log.Warn("save remembered peers", "err", err)
+			}
+		case <-redial.C:
+			wait = h.redial(ctx, wait)
+			redial.Reset(wait)
 		}
 	}
+}
+
+// redial dials, while below connLowWater, the known peers this host is not connected to, and
+// returns the wait before the next round: redialMin when there was nothing to dial or every
+// dial succeeded, else twice the last wait, at most peersSaveInterval. So a peer that has just
+// gone is retried within seconds, and one that stays away once a minute.
+func (h *Host) redial(ctx context.Context, wait time.Duration) time.Duration {
+	if len(h.host.Network().Peers()) >= connLowWater {
+		return redialMin
+	}
+	known := h.knownPeers()
+	var connected atomic.Int32
+	h.dialAll(ctx, known, func() { connected.Add(1) })
+	if int(connected.Load()) == len(known) {
+		return redialMin
+	}
+	return min(2*wait, peersSaveInterval)
 }
 
 // knownPeers returns the bootstrap and remembered peers this host is not connected to.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building SYN4PSE needs on Debian/Ubuntu (g++, CMake, ninja, ccache, protoc and
-# two header packages). Safe to run again: it does only what is
+# two header packages; iproute2 for the chaos tests). Safe to run again: it does only what is
 # missing. The binding's Go module (github.com/ollama/ollama) ships llama.cpp without its vendor/
 # headers: nlohmann/json and stb come from Debian, miniaudio.h from the Go module
 # github.com/gen2brain/malgo (same 0.11 series).
@@ -33,6 +33,8 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v lame >/dev/null || need+=(lame)
 command -v opusenc >/dev/null || need+=(opus-tools)
 command -v flac >/dev/null || need+=(flac)
+# The chaos tests (internal/netlab, cmd/syn4pse chaos_test.go) build network namespaces with ip.
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq

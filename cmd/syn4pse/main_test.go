@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ekisa-team/syn4pse/engine/llamacpp"
+	"github.com/ekisa-team/syn4pse/internal/netlab"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -59,15 +60,24 @@ func freePort(t *testing.T) int {
 // syn4pse runs the binary with args and returns stdout, stderr and the exit code.
 func syn4pse(t *testing.T, dir string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
-	return syn4pseEnv(t, dir, nil, stdin, args...)
+	return syn4pseIn(t, nil, dir, nil, stdin, args...)
 }
 
 // syn4pseEnv is syn4pse with the variables env added to the environment.
 func syn4pseEnv(t *testing.T, dir string, env []string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	return syn4pseIn(t, nil, dir, env, stdin, args...)
+}
+
+// syn4pseIn is syn4pseEnv run inside a lab node's network namespace (ns nil: this one).
+func syn4pseIn(t *testing.T, ns *netlab.Node, dir string, env []string, stdin string, args ...string) (string, string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
+	if ns != nil {
+		cmd = ns.CommandContext(ctx, binary, args...)
+	}
 	cmd.Dir = dir
 	cmd.Env = append(append(os.Environ(), "SYN4PSE_CONFIG="), env...) // only the test's own config
 	cmd.Stdin = strings.NewReader(stdin)

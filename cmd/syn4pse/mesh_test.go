@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ekisa-team/syn4pse/internal/netlab"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -36,6 +38,8 @@ type meshNode struct {
 	exited   chan struct{}
 	log      syncBuffer
 	conn     *grpc.ClientConn
+	// ns is the lab namespace the node runs in (chaos tests); nil runs it on this loopback.
+	ns *netlab.Node
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
@@ -60,10 +64,25 @@ func (b *syncBuffer) String() string {
 // to the LAN), fast announcements and a short TTL. models maps model names to files.
 func newMeshNode(t *testing.T, name string, models map[string]string) *meshNode {
 	t.Helper()
-	n := &meshNode{t: t, name: name, dir: t.TempDir(), grpcPort: freePort(t), httpPort: freePort(t)}
+	return newMeshNodeAt(t, nil, name, models)
+}
+
+// newMeshNodeAt is newMeshNode for a node in a lab namespace (ns nil: this loopback). In the
+// lab the mesh runs on the node's lab address, and announcements (1 s, TTL 4 s) allow for the
+// lab's delay and loss; the APIs stay on the namespace's own loopback, reached through ns.Dial.
+func newMeshNodeAt(t *testing.T, ns *netlab.Node, name string, models map[string]string) *meshNode {
+	t.Helper()
+	n := &meshNode{t: t, name: name, dir: t.TempDir(), ns: ns}
+	listen, announce, ttl := "/ip4/127.0.0.1/tcp/0", "500ms", "3s"
+	if ns == nil {
+		n.grpcPort, n.httpPort = freePort(t), freePort(t)
+	} else {
+		n.grpcPort, n.httpPort = 50051, 8080 // the namespace's own ports
+		listen, announce, ttl = fmt.Sprintf("/ip4/%s/tcp/4001", ns.Addr), "1s", "4s"
+	}
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "data_dir = \"data\"\n[server]\nhost = \"127.0.0.1\"\ngrpc_port = %d\nhttp_port = %d\nshutdown_timeout = \"2s\"\n", n.grpcPort, n.httpPort)
-	fmt.Fprintf(&conf, "[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nnat = false\nname = %q\nannounce_interval = \"500ms\"\npeer_ttl = \"3s\"\n", name)
+	fmt.Fprintf(&conf, "[p2p]\nlisten = [%q]\nmdns = false\nnat = false\nname = %q\nannounce_interval = %q\npeer_ttl = %q\n", listen, name, announce, ttl)
 	for model, path := range models {
 		fmt.Fprintf(&conf, "[models.%s]\npath = %q\nthreads = 1\ncontext_length = 4096\n", model, path)
 	}
@@ -76,13 +95,20 @@ func newMeshNode(t *testing.T, name string, models map[string]string) *meshNode 
 // run runs a client command against this node's directory and config.
 func (n *meshNode) run(args ...string) (string, string, int) {
 	n.t.Helper()
-	return syn4pse(n.t, n.dir, "", args...)
+	return syn4pseIn(n.t, n.ns, n.dir, nil, "", args...)
 }
 
 func (n *meshNode) start() {
 	t := n.t
 	t.Helper()
 	n.cmd = exec.Command(binary, "serve")
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if n.ns != nil {
+		n.cmd = n.ns.Command(binary, "serve")
+		dial = append(dial, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return n.ns.Dial(ctx, "tcp", addr)
+		}))
+	}
 	n.cmd.Dir = n.dir
 	n.cmd.Env = append(os.Environ(), "SYN4PSE_CONFIG=")
 	n.cmd.Stdout, n.cmd.Stderr = &n.log, &n.log
@@ -98,7 +124,7 @@ func (n *meshNode) start() {
 			t.Logf("log of %s:\n%s", n.name, n.log.String())
 		}
 	})
-	conn, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", n.grpcPort), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", n.grpcPort), dial...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,10 @@ const (
 	blobWriteSlice = 256 << 10
 	// busyLogGap spaces the log lines about one peer's refused transfers.
 	busyLogGap = 10 * time.Second
+	// blobSinkSlice is how much a receiver gathers before it writes to the sink: a node
+	// killed mid-pull loses at most this much of what had arrived (the next fetch resumes
+	// after what the sink holds).
+	blobSinkSlice = 64 << 10
 )
 
 // blobTimeouts bound the waits of one transfer; tests shorten them.
@@ -475,7 +479,7 @@ func (t *blobTransfer) receive(r io.Reader, offset, size int64) error {
 	done := offset
 	for done < size {
 		chunk := (*buf)[:min(int64(len(*buf)), size-done)]
-		n, readErr := io.ReadFull(r, chunk)
+		n, readErr := io.ReadAtLeast(r, chunk, min(len(chunk), blobSinkSlice))
 		if n > 0 {
 			// Keep what arrived even when the read failed: the next fetch resumes after it.
 			written, err := t.sink.Write(chunk[:n])

@@ -503,3 +503,45 @@ func TestBlobBusyPerPeer(t *testing.T) {
 		t.Errorf("transfer after the others ended: %v", err)
 	}
 }
+
+func TestBlobSinkGetsWhatArrivedWhileTheSenderStalls(t *testing.T) {
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	server, client := newBlobTestPair(t)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	// A peer that announces 1 MiB (one copy buffer), sends 200 KiB, then waits: what arrived
+	// must reach the sink now, not when the buffer fills, or a receiver killed meanwhile loses it.
+	server.SetStreamHandler(Protocol, func(s network.Stream) {
+		defer s.Reset()
+		if _, _, err := readBlobRequest(s); err != nil {
+			return
+		}
+		s.Write([]byte{blobStatusOK, 0, 0, 0, 0, 0, 0x10, 0, 0})
+		s.Write(make([]byte, 200<<10))
+		<-release
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	written := make(chan int64, 16)
+	fetched := make(chan error, 1)
+	go func() {
+		fetched <- fetchBlob(ctx, client, server.ID(), digest, 1<<20, &blobTestSink{}, func(done int64) {
+			select {
+			case written <- done:
+			default:
+			}
+		}, time.Minute)
+	}()
+	select {
+	case done := <-written:
+		if done < blobSinkSlice {
+			t.Fatalf("sink written with %d bytes, want at least %d", done, blobSinkSlice)
+		}
+	case err := <-fetched:
+		t.Fatalf("fetch ended before anything reached the sink: %v", err)
+	case <-time.After(30 * time.Second): // a liveness bound: the sender never sends more
+		t.Fatal("nothing reached the sink while the sender stalled")
+	}
+	cancel()
+	<-fetched
+}
