@@ -21,7 +21,7 @@ import (
 // on TCP and for peers over libp2p alike: the same server serves both.
 func grpcLimits(l config.Limits) []grpc.ServerOption {
 	l = l.WithDefaults()
-	size := int(min(l.GRPCMaxMessage, math.MaxInt32))
+	size := grpcMessageSize(l)
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(size),
 		grpc.MaxSendMsgSize(size),
@@ -34,6 +34,11 @@ func grpcLimits(l config.Limits) []grpc.ServerOption {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.StatsHandler(messageSizeLog{limit: config.FormatSize(l.GRPCMaxMessage)}),
 	}
+}
+
+// grpcMessageSize is server.grpc_max_message as gRPC takes it.
+func grpcMessageSize(l config.Limits) int {
+	return int(min(l.WithDefaults().GRPCMaxMessage, math.MaxInt32))
 }
 
 // messageSizeLog logs calls that gRPC itself refused for a message over

@@ -101,7 +101,11 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 	if err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
 	}
-	m := &mesh{host: host, clients: rpc.NewPeerClients(host.Libp2p()), mdns: cfg.P2P.MDNS, allow: len(allow),
+	// A peer's reply may be as large as this node takes from its own clients (gRPC's default
+	// 4 MiB would fail a large embeddings batch forwarded to a peer).
+	messageSize := grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(grpcMessageSize(cfg.Server.Limits)),
+		grpc.MaxCallSendMsgSize(grpcMessageSize(cfg.Server.Limits)))
+	m := &mesh{host: host, clients: rpc.NewPeerClients(host.Libp2p(), messageSize), mdns: cfg.P2P.MDNS, allow: len(allow),
 		poked: make(chan struct{}, 1)}
 	if m.rpc, err = rpc.Serve(host.Libp2p(), srv); err != nil {
 		m.close()

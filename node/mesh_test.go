@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -98,33 +99,40 @@ func TestRemoteControlNeedsPermission(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { a.Shutdown(t.Context()) })
-		local := grpcConn(t, a)
-		st, err := pb.NewNodeServiceClient(local).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		peerHost, err := p2p.New(t.Context(), p2p.Config{DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-			SwarmKey: &key, Bootstrap: st.GetListenAddrs()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { peerHost.Close() })
-		clients := rpc.NewPeerClients(peerHost.Libp2p())
-		t.Cleanup(func() { clients.Close() })
-		aID, err := peer.Decode(st.GetPeerId())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn, err := clients.Conn(t.Context(), aID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn := dialAsPeer(t, a, key)
 		_, err = pb.NewModelServiceClient(conn).LoadModel(t.Context(), &pb.LoadModelRequest{Name: "tiny"})
 		if status.Code(err) != tt.want {
 			t.Fatalf("allow_remote %v: remote load: %v, want %v", tt.allow, err, tt.want)
 		}
-		if _, err := pb.NewModelServiceClient(local).LoadModel(t.Context(), &pb.LoadModelRequest{Name: "tiny"}); err != nil {
+		if _, err := pb.NewModelServiceClient(grpcConn(t, a)).LoadModel(t.Context(), &pb.LoadModelRequest{Name: "tiny"}); err != nil {
 			t.Fatalf("local load: %v", err)
 		}
 	}
+}
+
+// dialAsPeer connects a fresh libp2p host with the mesh's swarm key to node a and returns a
+// gRPC connection to a over the mesh: calls on it arrive at a as a peer's.
+func dialAsPeer(t *testing.T, a *node.Node, key p2p.SwarmKey) grpc.ClientConnInterface {
+	t.Helper()
+	st, err := pb.NewNodeServiceClient(grpcConn(t, a)).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerHost, err := p2p.New(t.Context(), p2p.Config{DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+		SwarmKey: &key, Bootstrap: st.GetListenAddrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peerHost.Close() })
+	clients := rpc.NewPeerClients(peerHost.Libp2p())
+	t.Cleanup(func() { clients.Close() })
+	aID, err := peer.Decode(st.GetPeerId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := clients.Conn(t.Context(), aID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -14,7 +13,6 @@ import (
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/p2p"
 	"github.com/ekisa-team/syn4pse/p2p/rpc"
-	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
 // TestPeerLimitsOnNode: a node started with p2p.peer_max_requests = 4 lets a peer hold four
@@ -32,27 +30,7 @@ func TestPeerLimitsOnNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Shutdown(context.WithoutCancel(t.Context())) })
-	local := grpcConn(t, a)
-	st, err := pb.NewNodeServiceClient(local).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	peerHost, err := p2p.New(t.Context(), p2p.Config{DataDir: t.TempDir(), ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
-		SwarmKey: &key, Bootstrap: st.GetListenAddrs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { peerHost.Close() })
-	clients := rpc.NewPeerClients(peerHost.Libp2p())
-	t.Cleanup(func() { clients.Close() })
-	aID, err := peer.Decode(st.GetPeerId())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := clients.Conn(t.Context(), aID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dialAsPeer(t, a, key)
 	health := healthpb.NewHealthClient(conn)
 
 	// Health watches stay open until cancelled: four calls held by the node for this peer.
@@ -76,7 +54,7 @@ func TestPeerLimitsOnNode(t *testing.T) {
 	if wait, ok := rpc.RetryDelay(err); !ok || wait <= 0 {
 		t.Errorf("fifth call's refusal has no retry hint: %v", err)
 	}
-	if _, err := healthpb.NewHealthClient(local).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+	if _, err := healthpb.NewHealthClient(grpcConn(t, a)).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Fatalf("local client while the peer is at its limit: %v", err)
 	}
 

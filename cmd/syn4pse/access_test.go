@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,7 +11,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,26 +83,7 @@ path = "tiny.gguf"
 threads = 1
 context_length = 256
 `, grpcPort, httpPort, key)
-	if err := os.WriteFile(filepath.Join(dir, "syn4pse.toml"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serve := exec.Command(binary, "serve")
-	serve.Dir = dir
-	serve.Env = append(os.Environ(), "SYN4PSE_CONFIG=")
-	var serveLog bytes.Buffer
-	serve.Stdout, serve.Stderr = &serveLog, &serveLog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	t.Cleanup(func() {
-		serve.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("serve log:\n%s", serveLog.String())
-		}
-	})
+	serve := startServe(t, dir, conf)
 
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -153,7 +132,7 @@ context_length = 256
 			t.Errorf("%v %v: the error shows the key: %q", tt.env, tt.args, stderr)
 		}
 	}
-	if strings.Contains(serveLog.String(), key) {
-		t.Fatalf("the node's log holds its key:\n%s", serveLog.String())
+	if strings.Contains(serve.log.String(), key) {
+		t.Fatalf("the node's log holds its key:\n%s", serve.log.String())
 	}
 }

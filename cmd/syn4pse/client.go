@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/config"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -36,6 +38,13 @@ func dial(cmd *cobra.Command) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Replies as large as a node sends (server.grpc_max_message), not gRPC's default 4 MiB.
+	var limits config.Limits
+	if cfg != nil {
+		limits = cfg.Server.Limits
+	}
+	size := int(min(limits.WithDefaults().GRPCMaxMessage, math.MaxInt32))
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(size), grpc.MaxCallSendMsgSize(size)))
 	conn, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("node address %q: %w", addr, err)}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,24 +29,7 @@ path = "bert.gguf"
 threads = 1
 pooling = "cls"
 `, freePort(t), freePort(t))
-	if err := os.WriteFile(filepath.Join(dir, "syn4pse.toml"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serve := exec.Command(binary, "serve")
-	serve.Dir = dir
-	serve.Env = append(os.Environ(), "SYN4PSE_CONFIG=")
-	var serveLog bytes.Buffer
-	serve.Stdout, serve.Stderr = &serveLog, &serveLog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		serve.Process.Kill()
-		serve.Wait()
-		if t.Failed() {
-			t.Logf("serve log:\n%s", serveLog.String())
-		}
-	})
+	startServe(t, dir, conf)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		out, stderr, code := syn4pse(t, dir, "", "embed", "vec", "the cat sat", "hello")

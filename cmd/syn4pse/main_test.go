@@ -57,6 +57,39 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// servedNode is a `syn4pse serve` process a test started.
+type servedNode struct {
+	cmd *exec.Cmd
+	log *syncBuffer
+	// exited receives the process's exit, once.
+	exited chan error
+}
+
+// startServe writes conf as dir/syn4pse.toml and starts `syn4pse serve` in dir; the node is
+// killed when the test ends, and its log shown when the test failed.
+func startServe(t *testing.T, dir, conf string) *servedNode {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "syn4pse.toml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := &servedNode{cmd: exec.Command(binary, "serve"), log: &syncBuffer{}, exited: make(chan error, 1)}
+	n.cmd.Dir = dir
+	n.cmd.Env = append(os.Environ(), "SYN4PSE_CONFIG=") // only the test's own config
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.exited <- n.cmd.Wait() }()
+	t.Cleanup(func() {
+		n.cmd.Process.Kill()
+		<-n.exited
+		if t.Failed() {
+			t.Logf("serve log:\n%s", n.log.String())
+		}
+	})
+	return n
+}
+
 // syn4pse runs the binary with args and returns stdout, stderr and the exit code.
 func syn4pse(t *testing.T, dir string, stdin string, args ...string) (string, string, int) {
 	t.Helper()
@@ -118,27 +151,7 @@ mmproj = "models/tiny-mmproj.gguf"
 threads = 1
 context_length = 512
 `, grpcPort, httpPort)
-	if err := os.WriteFile(filepath.Join(dir, "syn4pse.toml"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	serve := exec.Command(binary, "serve")
-	serve.Dir = dir
-	serve.Env = append(os.Environ(), "SYN4PSE_CONFIG=")
-	var serveLog bytes.Buffer
-	serve.Stdout, serve.Stderr = &serveLog, &serveLog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	t.Cleanup(func() {
-		serve.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("serve log:\n%s", serveLog.String())
-		}
-	})
+	serve := startServe(t, dir, conf)
 
 	// The client commands read the same syn4pse.toml from the working directory.
 	deadline := time.Now().Add(time.Minute)
@@ -245,10 +258,10 @@ context_length = 512
 	}
 
 	// SIGTERM stops the node cleanly.
-	serve.Process.Signal(syscall.SIGTERM)
+	serve.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
-		exited <- err
+	case err := <-serve.exited:
+		serve.exited <- err
 		if err != nil {
 			t.Fatalf("serve exited with %v", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,26 +97,7 @@ context_length = 256
 path = "models/truncated.gguf"
 threads = 1
 `, grpcPort, httpPort)
-	if err := os.WriteFile(filepath.Join(dir, "syn4pse.toml"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	serve := exec.Command(binary, "serve")
-	serve.Dir = dir
-	serve.Env = append(os.Environ(), "SYN4PSE_CONFIG=")
-	var serveLog bytes.Buffer
-	serve.Stdout, serve.Stderr = &serveLog, &serveLog
-	if err := serve.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- serve.Wait() }()
-	t.Cleanup(func() {
-		serve.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("serve log:\n%s", serveLog.String())
-		}
-	})
+	serve := startServe(t, dir, conf)
 
 	conn, err := grpc.NewClient(fmt.Sprintf("passthrough:///127.0.0.1:%d", grpcPort), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -142,7 +122,7 @@ threads = 1
 			t.Fatalf("models not settled: %v %v", err, states)
 		}
 		select {
-		case err := <-exited:
+		case err := <-serve.exited:
 			t.Fatalf("the node exited: %v", err)
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -177,7 +157,7 @@ threads = 1
 		}
 	}
 	select {
-	case err := <-exited:
+	case err := <-serve.exited:
 		t.Fatalf("the node exited: %v", err)
 	default:
 	}
@@ -196,7 +176,7 @@ threads = 1
 			t.Errorf("remembered %q", key)
 		}
 	}
-	if n := strings.Count(serveLog.String(), "model load probe passed"); n != 1 {
+	if n := strings.Count(serve.log.String(), "model load probe passed"); n != 1 {
 		t.Errorf("%d probes passed, want 1", n)
 	}
 }
