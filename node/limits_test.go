@@ -98,6 +98,9 @@ func TestRequestLimits(t *testing.T) {
 		{"Ollama body", ollamaURL + "/api/chat", openaiChatBody("tiny", "", strings.Repeat("b", 5000)), "", "server.max_request_body"},
 		{"Ollama messages", ollamaURL + "/api/chat", openaiChatBody("tiny", "", "1", "2", "3", "4"), "", "server.max_messages"},
 		{"Ollama prompt bytes", ollamaURL + "/api/generate", `{"model":"tiny","prompt":"` + big + big + `"}`, "", "server.max_prompt_bytes"},
+		{"embeddings input bytes", openaiURL + "/v1/embeddings", `{"model":"tiny","input":["` + big + `","` + big + `"]}`, "request_too_large", "server.max_prompt_bytes"},
+		{"rerank bytes", openaiURL + "/v1/rerank", `{"model":"tiny","query":"q","documents":["` + big + `","` + big + `"]}`, "request_too_large", "server.max_prompt_bytes"},
+		{"Ollama embed bytes", ollamaURL + "/api/embed", `{"model":"tiny","input":["` + big + `","` + big + `"]}`, "", "server.max_prompt_bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,6 +140,11 @@ func TestRequestLimits(t *testing.T) {
 			codes.OutOfRange, "server.max_prompt_bytes"},
 		{"prompt bytes", func() error {
 			return streamErr(client.Complete(t.Context(), &pb.CompleteRequest{Model: "tiny", Prompt: big + big}))
+		}, codes.OutOfRange, "server.max_prompt_bytes"},
+		{"embed input bytes", func() error {
+			_, err := client.Embed(t.Context(), &pb.EmbedRequest{Model: "tiny", Inputs: []*pb.EmbedInput{
+				{Input: &pb.EmbedInput_Text{Text: big}}, {Input: &pb.EmbedInput_Tokens{Tokens: &pb.TokenIDs{Ids: make([]int32, 150)}}}}})
+			return err
 		}, codes.OutOfRange, "server.max_prompt_bytes"},
 		// gRPC's own check, before the request reaches the service.
 		{"message size", func() error {

@@ -18,6 +18,9 @@ func (s *InferenceService) Embed(ctx context.Context, req *pb.EmbedRequest) (*pb
 	if req.GetDimensions() < 0 {
 		return nil, invalid("dimensions %d: want a positive number, or 0 for the model's length", req.GetDimensions())
 	}
+	if err := s.checkEmbed(ctx, req); err != nil {
+		return nil, err
+	}
 	if s.Router == nil {
 		return s.localEmbed(ctx, req)
 	}

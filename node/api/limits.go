@@ -97,6 +97,34 @@ func (s *InferenceService) checkComplete(ctx context.Context, req *pb.CompleteRe
 	return nil
 }
 
+// checkEmbed refuses an embeddings request whose inputs hold more text than the limits allow
+// (a token id counts as 4 bytes).
+func (s *InferenceService) checkEmbed(ctx context.Context, req *pb.EmbedRequest) error {
+	l := s.limits()
+	var size int64
+	for _, in := range req.GetInputs() {
+		size += int64(len(in.GetText())) + 4*int64(len(in.GetTokens().GetIds()))
+	}
+	if size > l.MaxPromptBytes {
+		return overLimit(ctx, "server.max_prompt_bytes", config.FormatSize(l.MaxPromptBytes), "the inputs hold %d bytes", size)
+	}
+	return nil
+}
+
+// checkRerank refuses a rerank request whose query and documents hold more text than the
+// limits allow.
+func (s *InferenceService) checkRerank(ctx context.Context, req *pb.RerankRequest) error {
+	l := s.limits()
+	size := int64(len(req.GetQuery()))
+	for _, d := range req.GetDocuments() {
+		size += int64(len(d))
+	}
+	if size > l.MaxPromptBytes {
+		return overLimit(ctx, "server.max_prompt_bytes", config.FormatSize(l.MaxPromptBytes), "the query and documents hold %d bytes", size)
+	}
+	return nil
+}
+
 // clampTokens bounds a generation's max_tokens by server.max_tokens; a request without one
 // (0, no limit) gets the limit.
 func (s *InferenceService) clampTokens(ctx context.Context, gen *engine.GenerateRequest) {

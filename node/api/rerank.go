@@ -20,6 +20,9 @@ func (s *InferenceService) Rerank(ctx context.Context, req *pb.RerankRequest) (*
 	if req.GetTopN() < 0 {
 		return nil, invalid("top_n %d: want a positive number, or 0 for every document", req.GetTopN())
 	}
+	if err := s.checkRerank(ctx, req); err != nil {
+		return nil, err
+	}
 	if s.Router == nil {
 		return s.localRerank(ctx, req)
 	}
