@@ -111,8 +111,13 @@ func startMesh(ctx context.Context, cfg *config.Config, srv *grpc.Server, self f
 		m.close()
 		return nil, err
 	}
+	firstSeq, err := p2p.ReserveSequences(cfg.DataDir, time.Now())
+	if err != nil {
+		m.close()
+		return nil, err
+	}
 	m.announcer, err = capability.NewAnnouncer(host.Libp2p(), host.PubSub(), self, capability.AnnouncerOptions{
-		Interval: cfg.P2P.AnnounceInterval, TTL: cfg.P2P.PeerTTL,
+		Interval: cfg.P2P.AnnounceInterval, TTL: cfg.P2P.PeerTTL, FirstSequence: firstSeq,
 	})
 	if err != nil {
 		m.close()

@@ -71,6 +71,11 @@ type AnnouncerOptions struct {
 	MaxSize int
 	// Logger receives the announcer's logs, default slog.Default().
 	Logger *slog.Logger
+	// FirstSequence is the least sequence to start from; the announcer starts at the larger of
+	// it and the current time in nanoseconds. A node keeps one across runs
+	// (p2p.ReserveSequences), so a clock stepped back between runs still announces higher
+	// sequences than the last run did, which peers would otherwise ignore as old.
+	FirstSequence uint64
 }
 
 func (o AnnouncerOptions) withDefaults() AnnouncerOptions {
@@ -107,8 +112,9 @@ type Announcer struct {
 	peerEvents *pubsub.TopicEventHandler
 	connEvents event.Subscription
 
-	// seq is the last sequence used. It starts at the process start time in nanoseconds, so a
-	// restarted node announces higher sequences than its previous run did.
+	// seq is the last sequence used. It starts at the process start time in nanoseconds (or
+	// FirstSequence, if higher), so a restarted node announces higher sequences than its
+	// previous run did.
 	seq     atomic.Uint64
 	changed chan struct{} // Changed was called
 	welcome chan struct{} // a newcomer announced itself
@@ -156,7 +162,7 @@ func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, op
 		joined:    make(chan struct{}, 1),
 		highWater: make(map[peer.ID]*sequenceMark),
 	}
-	a.seq.Store(uint64(time.Now().UnixNano()))
+	a.seq.Store(max(uint64(time.Now().UnixNano()), opts.FirstSequence))
 	if err := a.open(); err != nil {
 		return nil, err
 	}

@@ -495,3 +495,19 @@ func TestCapabilityCloseStopsGoroutines(t *testing.T) {
 		t.Errorf("goroutines: %d before, %d after five announcers came and went", before, runtime.NumGoroutine())
 	}
 }
+
+// TestFirstSequence: an announcer starts from FirstSequence when it is past the clock (a clock
+// stepped back since the node's last run), and its peers take those announcements.
+func TestFirstSequence(t *testing.T) {
+	nodes := newGossipTestHosts(t, 2)
+	first := uint64(time.Now().Add(24 * time.Hour).UnixNano())
+	startGossipTestAnnouncers(t, nodes, AnnouncerOptions{Interval: time.Second, FirstSequence: first})
+	connectGossipTestHosts(t, nodes[0].host, nodes[1].host)
+	if !waitGossipTest(60*time.Second, func() bool { return gossipTestSees(nodes[1], nodes[0], nodes[0].capability().Models[0].Name) }) {
+		t.Fatal("the peer never took the announcements")
+	}
+	e, _ := nodes[1].ann.Table().Get(nodes[0].host.ID())
+	if seq := e.Capability.GetSequence(); seq <= first {
+		t.Fatalf("sequence %d, want past FirstSequence %d", seq, first)
+	}
+}
