@@ -165,6 +165,9 @@ func (r *Router) generate(ctx context.Context, g generation, send Sender) error 
 			"id", sp.id, "tokens", sp.generated)
 		local, remote := g.from(sp.text.String(), remaining)
 		cerr := r.continueOn(ctx, g, failed, sp.relay, local, remote)
+		if cerr == nil {
+			r.reportForward(ForwardResumed)
+		}
 		if !sp.started && cerr != nil && ctx.Err() == nil {
 			return status.Errorf(codes.Unavailable, "%s; no other node could continue it: %v", mid.err.Error(), cerr)
 		}
@@ -195,6 +198,7 @@ func (r *Router) continueOn(ctx context.Context, g generation, failed map[string
 			continue
 		}
 		final, err := forward(ctx, r, t.peer, g.routing, send, remote)
+		r.reportForward(forwardOutcome(ctx, final, err))
 		if err == nil || final || ctx.Err() != nil {
 			return err
 		}

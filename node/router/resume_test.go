@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,11 +127,17 @@ func TestChatContinuesOnTheNextNode(t *testing.T) {
 	b := &scriptedPeer{id: "B", deltas: []string{"Once", " upon", " a "}, failCode: codes.Unavailable}
 	c := &scriptedPeer{id: "C", deltas: []string{"time", "."}, promptTokens: 30}
 	r := resumeMesh(t, b, c)
+	var outcomes []string
+	r.OnForward = func(o string) { outcomes = append(outcomes, o) }
 	req := &pb.ChatRequest{Model: "m", Messages: []*pb.Message{{Role: "user", Content: "Tell a story"}},
 		Sampling: &pb.SamplingParams{MaxTokens: ptr(int32(10)), Stop: []string{"The end"}}}
 	got := received{ids: map[string]bool{}}
 	if err := r.Chat(t.Context(), req, got.send, noLocal); err != nil {
 		t.Fatalf("the stream failed: %v", err)
+	}
+	// B broke mid-stream, C served the rest, and the stream as a whole was resumed.
+	if want := []string{ForwardBroken, ForwardOK, ForwardResumed}; !slices.Equal(outcomes, want) {
+		t.Fatalf("forward outcomes %v, want %v", outcomes, want)
 	}
 
 	// C got the conversation with the reply so far as an open assistant turn, and the tokens

@@ -123,10 +123,13 @@ const (
 	ForwardCanceled = "canceled"
 	// ForwardLocalFallback: every peer tried failed and the request ran on this node.
 	ForwardLocalFallback = "local_fallback"
+	// ForwardResumed: a stream whose peer failed mid-stream (broken) was continued on another
+	// node, and the client got one whole stream.
+	ForwardResumed = "resumed"
 )
 
 // ForwardOutcomes lists every outcome OnForward reports.
-var ForwardOutcomes = []string{ForwardOK, ForwardPeerFault, ForwardBusy, ForwardBroken, ForwardRejected, ForwardCanceled, ForwardLocalFallback}
+var ForwardOutcomes = []string{ForwardOK, ForwardPeerFault, ForwardBusy, ForwardBroken, ForwardRejected, ForwardCanceled, ForwardLocalFallback, ForwardResumed}
 
 // reportForward tells OnForward an outcome.
 func (r *Router) reportForward(outcome string) {
