@@ -85,25 +85,32 @@ func TestRequestIDAcrossNodeProcesses(t *testing.T) {
 		return false
 	})
 
-	res, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", b.httpPort))
+	forwardedOK := b.forwardOutcomes()["ok"]
+	if forwardedOK != 1 {
+		t.Fatalf("beta counts %v forwards that went well, want 1", forwardedOK)
+	}
+}
+
+// forwardOutcomes scrapes n's /metrics and returns its forwarded requests by outcome.
+func (n *meshNode) forwardOutcomes() map[string]float64 {
+	n.t.Helper()
+	res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", n.httpPort))
 	if err != nil {
-		t.Fatal(err)
+		n.t.Fatal(err)
 	}
 	defer res.Body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(res.Body)
 	if err != nil {
-		t.Fatal(err)
+		n.t.Fatal(err)
 	}
-	var forwardedOK float64
+	out := map[string]float64{}
 	for _, m := range families["syn4pse_forwarded_requests_total"].GetMetric() {
 		for _, l := range m.GetLabel() {
-			if l.GetName() == "outcome" && l.GetValue() == "ok" {
-				forwardedOK = m.GetCounter().GetValue()
+			if l.GetName() == "outcome" {
+				out[l.GetValue()] = m.GetCounter().GetValue()
 			}
 		}
 	}
-	if forwardedOK != 1 {
-		t.Fatalf("beta counts %v forwards that went well, want 1", forwardedOK)
-	}
+	return out
 }

@@ -153,6 +153,11 @@ func TestMeshStreamSurvivesItsNode(t *testing.T) {
 	}
 	t.Logf("seam at byte %d; the spliced text equals the uninterrupted one for %d of %d bytes", seam, common, text.Len())
 
+	// Alpha's metrics tell the story: one forward broke mid-stream and the stream was resumed.
+	if got := a.forwardOutcomes(); got["broken"] != 1 || got["resumed"] != 1 {
+		t.Fatalf("alpha's forward outcomes %v: want one broken and one resumed", got)
+	}
+
 	// The killed node comes back; the same through alpha's OpenAI API, streamed.
 	killed.start()
 	a.waitFor("both servers of x again", func() bool { return len(a.peers("x")) == 2 })
