@@ -94,4 +94,8 @@ func TestBlobFailuresBanThePeer(t *testing.T) {
 	if offers := m.Offers(t.Context(), "tiny", ""); len(offers) != 0 {
 		t.Errorf("a banned peer is offered to pulls: %v", offers)
 	}
+	// syn4pse peers and /api/peers show the ban.
+	if peers := m.Peers(); len(peers) != 1 || !peers[0].GetBanned() {
+		t.Errorf("peers %v: want the one peer, marked banned", peers)
+	}
 }

@@ -444,7 +444,10 @@ func (m *mesh) Peers() []*pb.PeerInfo {
 	for _, e := range m.announcer.Table().Peers() {
 		info := &pb.PeerInfo{PeerId: e.ID.String(), NodeName: e.Capability.GetNodeName(), Capability: e.Capability,
 			LastSeenUnixMs: e.LastSeen.UnixMilli(), Connected: len(h.Network().ConnsToPeer(e.ID)) > 0,
-			RecentFailures: int32(e.RecentFailures)}
+			RecentFailures: int32(e.RecentFailures), Banned: m.bans.Banned(e.ID.String())}
+		if score, ok := m.host.PeerScore(e.ID); ok {
+			info.GossipScore = score.Score
+		}
 		if rtt := h.Peerstore().LatencyEWMA(e.ID); rtt > 0 {
 			info.RttMs = float64(rtt.Microseconds()) / 1000
 		}

@@ -211,7 +211,7 @@ func newPeersCmd() *cobra.Command {
 					fmt.Fprintln(out, "no peers (syn4pse mesh status says why)")
 					return nil
 				}
-				fmt.Fprintf(out, "%-54s %-16s %8s %9s  %s\n", "PEER", "NAME", "RTT", "SEEN", "MODELS (loaded*, free slots/queue)")
+				fmt.Fprintf(out, "%-54s %-16s %8s %9s %7s  %s\n", "PEER", "NAME", "RTT", "SEEN", "SCORE", "MODELS (loaded*, free slots/queue)")
 				for _, p := range res.GetPeers() {
 					var models []string
 					for _, m := range p.GetCapability().GetModels() {
@@ -222,7 +222,10 @@ func newPeersCmd() *cobra.Command {
 						models = append(models, fmt.Sprintf("%s%s %d/%d", m.GetName(), mark, m.GetFreeSlots(), m.GetQueueDepth()))
 					}
 					seen := time.Since(time.UnixMilli(p.GetLastSeenUnixMs())).Round(time.Second)
-					fmt.Fprintf(out, "%-54s %-16s %7.1fms %8s ago  %s\n", p.GetPeerId(), p.GetNodeName(), p.GetRttMs(), seen, strings.Join(models, ", "))
+					fmt.Fprintf(out, "%-54s %-16s %7.1fms %8s ago %7.1f  %s\n", p.GetPeerId(), p.GetNodeName(), p.GetRttMs(), seen, p.GetGossipScore(), strings.Join(models, ", "))
+					if p.GetBanned() {
+						fmt.Fprintf(out, "    banned: left out of routing and pulls after failing router.ban_after times in a row\n")
+					}
 					if hw := p.GetCapability().GetHardware(); hw != nil {
 						fmt.Fprintf(out, "    %s\n", hardwareLine(hw))
 					}

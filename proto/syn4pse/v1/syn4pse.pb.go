@@ -2980,8 +2980,15 @@ type PeerInfo struct {
 	Connected      bool    `protobuf:"varint,7,opt,name=connected,proto3" json:"connected,omitempty"`
 	// RecentFailures counts forwarded requests that failed lately.
 	RecentFailures int32 `protobuf:"varint,8,opt,name=recent_failures,json=recentFailures,proto3" json:"recent_failures,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// GossipScore is the peer's GossipSub score as this node sees it: announcements rejected as
+	// invalid or replayed lower it; at -200 the peer is graylisted (everything it gossips is
+	// ignored). 0 when not yet scored.
+	GossipScore float64 `protobuf:"fixed64,9,opt,name=gossip_score,json=gossipScore,proto3" json:"gossip_score,omitempty"`
+	// Banned says this node leaves the peer out of routing and pulls for now, after
+	// router.ban_after failures in a row.
+	Banned        bool `protobuf:"varint,10,opt,name=banned,proto3" json:"banned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PeerInfo) Reset() {
@@ -3068,6 +3075,20 @@ func (x *PeerInfo) GetRecentFailures() int32 {
 		return x.RecentFailures
 	}
 	return 0
+}
+
+func (x *PeerInfo) GetGossipScore() float64 {
+	if x != nil {
+		return x.GossipScore
+	}
+	return 0
+}
+
+func (x *PeerInfo) GetBanned() bool {
+	if x != nil {
+		return x.Banned
+	}
+	return false
 }
 
 type MeshStatusRequest struct {
@@ -5916,7 +5937,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06inputs\x18\v \x03(\tR\x06inputs\"\x12\n" +
 	"\x10ListPeersRequest\"?\n" +
 	"\x11ListPeersResponse\x12*\n" +
-	"\x05peers\x18\x01 \x03(\v2\x14.syn4pse.v1.PeerInfoR\x05peers\"\x97\x02\n" +
+	"\x05peers\x18\x01 \x03(\v2\x14.syn4pse.v1.PeerInfoR\x05peers\"\xd2\x02\n" +
 	"\bPeerInfo\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1b\n" +
 	"\tnode_name\x18\x02 \x01(\tR\bnodeName\x12\x14\n" +
@@ -5927,7 +5948,10 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06rtt_ms\x18\x05 \x01(\x01R\x05rttMs\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x12\x1c\n" +
 	"\tconnected\x18\a \x01(\bR\tconnected\x12'\n" +
-	"\x0frecent_failures\x18\b \x01(\x05R\x0erecentFailures\"\x13\n" +
+	"\x0frecent_failures\x18\b \x01(\x05R\x0erecentFailures\x12!\n" +
+	"\fgossip_score\x18\t \x01(\x01R\vgossipScore\x12\x16\n" +
+	"\x06banned\x18\n" +
+	" \x01(\bR\x06banned\"\x13\n" +
 	"\x11MeshStatusRequest\"\xa4\x02\n" +
 	"\x12MeshStatusResponse\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x17\n" +
