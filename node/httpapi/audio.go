@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/internal/audio"
-	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/api/speech"
 	"github.com/ekisa-team/syn4pse/node/config"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -28,7 +28,7 @@ import (
 // longer recordings.)
 func (h *Handler) maxUploadBytes() int64 {
 	const bytesPerSecond = 48000 * 2 * 2
-	return int64(cmp.Or(h.inference.MaxAudio, api.DefaultMaxAudio).Seconds()*bytesPerSecond) + 1<<20
+	return int64(cmp.Or(h.inference.MaxAudio, speech.DefaultMaxAudio).Seconds()*bytesPerSecond) + 1<<20
 }
 
 // transcriptionForm is the multipart form of POST /v1/audio/transcriptions.
@@ -50,7 +50,7 @@ func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
 		writeStatusError(w, err)
 		return
 	}
-	buf := api.NewAudioBuffer()
+	buf := speech.NewAudioBuffer()
 	buf.Add(form.file)
 	buf.End(io.EOF)
 	cfg := &pb.TranscribeConfig{Model: form.model, Language: form.language, Prompt: form.prompt,
@@ -60,7 +60,7 @@ func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var final *pb.TranscribeFinal
-	err = h.inference.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
+	err = h.inference.Speech().StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
 		if f := ev.GetFinal(); f != nil {
 			final = f
 		}
@@ -278,10 +278,10 @@ func timestamp(seconds float64, vtt bool) string {
 
 // streamTranscription answers stream=true as OpenAI does: transcript.text.delta events, one per
 // utterance heard, then transcript.text.done.
-func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cfg *pb.TranscribeConfig, buf *api.AudioBuffer) {
+func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cfg *pb.TranscribeConfig, buf *speech.AudioBuffer) {
 	s := &sseStream{w: w}
 	first := true
-	err := h.inference.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
+	err := h.inference.Speech().StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
 		if !s.started {
 			s.start(ev.GetServedBy())
 		}
@@ -355,7 +355,7 @@ func speechFormat(format string) string {
 
 func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.SynthesizeRequest) {
 	started, failed := false, false
-	err := h.inference.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
+	err := h.inference.Speech().StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
 		chunk := ev.GetAudio()
 		if chunk == nil {
 			return nil
@@ -392,7 +392,7 @@ func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.S
 // then speech.audio.done.
 func (h *Handler) streamSpeechEvents(w http.ResponseWriter, r *http.Request, req *pb.SynthesizeRequest) {
 	s := &sseStream{w: w}
-	err := h.inference.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
+	err := h.inference.Speech().StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
 		if !s.started {
 			s.start(ev.GetServedBy())
 		}

@@ -146,7 +146,7 @@ func (h *Handler) firstModel(ctx context.Context, modality pb.Modality) (string,
 // synthesizeAll returns the whole audio of a synthesis.
 func (h *Handler) synthesizeAll(ctx context.Context, req *pb.SynthesizeRequest) ([]byte, error) {
 	var data []byte
-	err := h.inference.StreamSynthesize(ctx, req, func(ev *pb.SynthesizeResponse) error {
+	err := h.inference.Speech().StreamSynthesize(ctx, req, func(ev *pb.SynthesizeResponse) error {
 		data = append(data, ev.GetAudio().GetData()...)
 		return nil
 	})
@@ -154,7 +154,7 @@ func (h *Handler) synthesizeAll(ctx context.Context, req *pb.SynthesizeRequest) 
 }
 
 // streamChatWithAudio streams the transcript as the model writes it and the speech, sentence
-// by sentence, as each sentence is complete (api's ChatAloud).
+// by sentence, as each sentence is complete (package speech's ChatAloud).
 func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, req *pb.ChatRequest, speech *pb.SynthesizeRequest) {
 	s := &sseStream{w: w}
 	var mu sync.Mutex // text and audio come from two goroutines
@@ -172,7 +172,7 @@ func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, re
 		}
 		return s.write(audioChunkObject(id, created, req.GetModel(), delta, reason))
 	}
-	aloud, err := h.inference.ChatAloud(r.Context(), req, speech, time.Now(),
+	aloud, err := h.inference.Speech().ChatAloud(r.Context(), req, speech, time.Now(),
 		func(text string) error {
 			return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Transcript: text}}, nil)
 		},
