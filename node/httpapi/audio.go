@@ -19,6 +19,7 @@ import (
 	"github.com/ekisa-team/syn4pse/internal/audio"
 	"github.com/ekisa-team/syn4pse/node/api/speech"
 	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -47,14 +48,14 @@ type transcriptionForm struct {
 func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
 	form, err := readTranscriptionForm(w, r, h.maxUploadBytes())
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	buf := speech.NewAudioBuffer()
 	buf.Add(form.file)
 	buf.End(io.EOF)
 	cfg := &pb.TranscribeConfig{Model: form.model, Language: form.language, Prompt: form.prompt,
-		Temperature: form.temperature, Routing: routing(r)}
+		Temperature: form.temperature, Routing: wire.Routing(r)}
 	if form.stream {
 		h.streamTranscription(w, r, cfg, buf)
 		return
@@ -67,7 +68,7 @@ func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	if id := final.GetServedBy(); id != "" {
@@ -180,10 +181,10 @@ func writeTranscript(w http.ResponseWriter, form *transcriptionForm, final *pb.T
 	case "vtt":
 		writeText(w, "text/vtt; charset=utf-8", subtitles(final.GetSegments(), true))
 	case "verbose_json":
-		writeJSON(w, http.StatusOK, verboseTranscript(final, slices.Contains(form.granularities, "word"),
+		wire.WriteJSON(w, http.StatusOK, verboseTranscript(final, slices.Contains(form.granularities, "word"),
 			len(form.granularities) == 0 || slices.Contains(form.granularities, "segment")))
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"text": final.GetText(), "usage": transcriptUsage(final)})
+		wire.WriteJSON(w, http.StatusOK, map[string]any{"text": final.GetText(), "usage": transcriptUsage(final)})
 	}
 }
 
@@ -279,11 +280,11 @@ func timestamp(seconds float64, vtt bool) string {
 // streamTranscription answers stream=true as OpenAI does: transcript.text.delta events, one per
 // utterance heard, then transcript.text.done.
 func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cfg *pb.TranscribeConfig, buf *speech.AudioBuffer) {
-	s := &sseStream{w: w}
+	s := &sseStream{Events: wire.Events{W: w}}
 	first := true
 	err := h.inference.Speech().StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
-		if !s.started {
-			s.start(ev.GetServedBy())
+		if !s.Started {
+			s.Start(ev.GetServedBy())
 		}
 		if seg := ev.GetSegment(); seg != nil && seg.GetText() != "" {
 			delta := seg.GetText()
@@ -291,14 +292,14 @@ func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cf
 				delta = " " + delta
 			}
 			first = false
-			return s.write(map[string]any{"type": "transcript.text.delta", "delta": delta})
+			return s.Write(map[string]any{"type": "transcript.text.delta", "delta": delta})
 		}
 		if f := ev.GetFinal(); f != nil {
-			return s.write(map[string]any{"type": "transcript.text.done", "text": f.GetText(), "usage": transcriptUsage(f)})
+			return s.Write(map[string]any{"type": "transcript.text.done", "text": f.GetText(), "usage": transcriptUsage(f)})
 		}
 		return nil
 	})
-	s.fail(err)
+	s.Fail(err)
 }
 
 // speechRequest is the body of POST /v1/audio/speech.
@@ -324,7 +325,7 @@ func (h *Handler) speech(w http.ResponseWriter, r *http.Request) {
 	if !h.decodeJSON(w, r, &body) {
 		return
 	}
-	req := &pb.SynthesizeRequest{Model: body.Model, Input: body.Input, Voice: body.Voice, Format: speechFormat(body.ResponseFormat), Routing: routing(r)}
+	req := &pb.SynthesizeRequest{Model: body.Model, Input: body.Input, Voice: body.Voice, Format: speechFormat(body.ResponseFormat), Routing: wire.Routing(r)}
 	if slices.Contains(openAIVoices, strings.ToLower(body.Voice)) {
 		req.Voice = ""
 	}
@@ -337,7 +338,7 @@ func (h *Handler) speech(w http.ResponseWriter, r *http.Request) {
 	case "sse":
 		h.streamSpeechEvents(w, r, req)
 	default:
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "", fmt.Sprintf("stream_format %q: want audio or sse", body.StreamFormat))
+		wire.WriteError(w, http.StatusBadRequest, "invalid_request_error", "", fmt.Sprintf("stream_format %q: want audio or sse", body.StreamFormat))
 	}
 }
 
@@ -380,7 +381,7 @@ func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.S
 	})
 	switch {
 	case err != nil && !started:
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 	case err != nil && !failed:
 		// The status went out with the first audio: all that is left is to cut the stream.
 		slog.WarnContext(r.Context(), "speech stream ended early", "model", req.GetModel(), "err", err)
@@ -391,16 +392,16 @@ func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.S
 // streamSpeechEvents answers stream_format=sse: speech.audio.delta events with base64 audio,
 // then speech.audio.done.
 func (h *Handler) streamSpeechEvents(w http.ResponseWriter, r *http.Request, req *pb.SynthesizeRequest) {
-	s := &sseStream{w: w}
+	s := &sseStream{Events: wire.Events{W: w}}
 	err := h.inference.Speech().StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
-		if !s.started {
-			s.start(ev.GetServedBy())
+		if !s.Started {
+			s.Start(ev.GetServedBy())
 		}
 		if chunk := ev.GetAudio(); chunk != nil {
-			return s.write(map[string]any{"type": "speech.audio.delta", "audio": base64.StdEncoding.EncodeToString(chunk.GetData())})
+			return s.Write(map[string]any{"type": "speech.audio.delta", "audio": base64.StdEncoding.EncodeToString(chunk.GetData())})
 		}
-		return s.write(map[string]any{"type": "speech.audio.done", "usage": map[string]any{
+		return s.Write(map[string]any{"type": "speech.audio.done", "usage": map[string]any{
 			"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}})
 	})
-	s.fail(err)
+	s.Fail(err)
 }
