@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/httpapi/audioapi"
 	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -105,10 +105,6 @@ func (h *Handler) speechRequest(r *http.Request, out *audioOutput) (*pb.Synthesi
 	if format == "pcm16" {
 		format = "pcm"
 	}
-	voice := out.Voice
-	if slices.Contains(openAIVoices, strings.ToLower(voice)) {
-		voice = ""
-	}
 	model := out.Model
 	if model == "" {
 		var err error
@@ -116,7 +112,7 @@ func (h *Handler) speechRequest(r *http.Request, out *audioOutput) (*pb.Synthesi
 			return nil, err
 		}
 	}
-	return &pb.SynthesizeRequest{Model: model, Voice: voice, Format: format, Routing: wire.Routing(r)}, nil
+	return &pb.SynthesizeRequest{Model: model, Voice: audioapi.Voice(out.Voice), Format: format, Routing: wire.Routing(r)}, nil
 }
 
 // firstModel names the first usable model of a modality on this node, else in its peers'

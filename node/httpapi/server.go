@@ -1,6 +1,7 @@
 // Package httpapi serves SYN4PSE over HTTP: the OpenAI-compatible API (/v1/chat/completions,
 // /v1/completions, /v1/models, with SSE streaming) and the node's health route. Every handler
-// calls the same service implementation as gRPC; gRPC status codes become HTTP statuses in package wire.
+// calls the same service implementation as gRPC; gRPC status codes become HTTP statuses in
+// package wire. The audio routes are package audioapi's.
 package httpapi
 
 import (
@@ -8,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/httpapi/audioapi"
 	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -32,8 +34,8 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux()}
 	h.mux.HandleFunc("POST /v1/chat/completions", h.chatCompletions)
 	h.mux.HandleFunc("POST /v1/completions", h.completions)
-	h.mux.HandleFunc("POST /v1/audio/transcriptions", h.transcriptions)
-	h.mux.HandleFunc("POST /v1/audio/speech", h.speech)
+	h.mux.HandleFunc("POST /v1/audio/transcriptions", func(w http.ResponseWriter, r *http.Request) { h.audio().Transcriptions(w, r) })
+	h.mux.HandleFunc("POST /v1/audio/speech", func(w http.ResponseWriter, r *http.Request) { h.audio().Speech(w, r) })
 	h.mux.HandleFunc("POST /v1/embeddings", h.embeddings)
 	h.mux.HandleFunc("POST /v1/rerank", h.rerank)
 	h.mux.HandleFunc("GET /v1/models", h.listModels)
@@ -46,6 +48,12 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 			fmt.Sprintf("no route %s %s; see /v1/chat/completions, /v1/completions, /v1/audio/transcriptions, /v1/audio/speech, /v1/models, /healthz", r.Method, r.URL.Path))
 	})
 	return h
+}
+
+// audio is the audio routes over the node's speech service, made per request: the node sets the
+// router and MaxRequestBody after New.
+func (h *Handler) audio() *audioapi.Handler {
+	return &audioapi.Handler{Service: h.inference.Speech(), MaxRequestBody: h.MaxRequestBody}
 }
 
 // ServeHTTP implements http.Handler.

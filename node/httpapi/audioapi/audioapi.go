@@ -1,4 +1,7 @@
-package httpapi
+// Package audioapi serves the OpenAI-compatible audio routes of the HTTP API:
+// POST /v1/audio/transcriptions and POST /v1/audio/speech, over the node's speech service.
+// Package httpapi registers them on its mux.
+package audioapi
 
 import (
 	"cmp"
@@ -23,13 +26,21 @@ import (
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
+// Handler serves the audio routes.
+type Handler struct {
+	// Service runs the transcriptions and syntheses, where the router says.
+	Service *speech.Service
+	// MaxRequestBody bounds a JSON request body (server.max_request_body); 0 is the default.
+	MaxRequestBody int64
+}
+
 // maxUploadBytes bounds an uploaded audio file by server.max_audio: that long of the largest
 // common uncompressed audio (48 kHz 16-bit stereo WAV), plus 1 MiB for the form's other fields.
 // Longer audio would be refused once decoded anyway. (OpenAI's limit is 25 MB; local nodes take
 // longer recordings.)
 func (h *Handler) maxUploadBytes() int64 {
 	const bytesPerSecond = 48000 * 2 * 2
-	return int64(cmp.Or(h.inference.MaxAudio, speech.DefaultMaxAudio).Seconds()*bytesPerSecond) + 1<<20
+	return int64(cmp.Or(h.Service.MaxAudio, speech.DefaultMaxAudio).Seconds()*bytesPerSecond) + 1<<20
 }
 
 // transcriptionForm is the multipart form of POST /v1/audio/transcriptions.
@@ -44,8 +55,8 @@ type transcriptionForm struct {
 	stream         bool
 }
 
-// transcriptions serves POST /v1/audio/transcriptions (OpenAI's shape).
-func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
+// Transcriptions serves POST /v1/audio/transcriptions (OpenAI's shape).
+func (h *Handler) Transcriptions(w http.ResponseWriter, r *http.Request) {
 	form, err := readTranscriptionForm(w, r, h.maxUploadBytes())
 	if err != nil {
 		wire.WriteStatusError(w, err)
@@ -61,7 +72,7 @@ func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var final *pb.TranscribeFinal
-	err = h.inference.Speech().StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
+	err = h.Service.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
 		if f := ev.GetFinal(); f != nil {
 			final = f
 		}
@@ -280,9 +291,9 @@ func timestamp(seconds float64, vtt bool) string {
 // streamTranscription answers stream=true as OpenAI does: transcript.text.delta events, one per
 // utterance heard, then transcript.text.done.
 func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cfg *pb.TranscribeConfig, buf *speech.AudioBuffer) {
-	s := &sseStream{Events: wire.Events{W: w}}
+	s := &wire.Events{W: w}
 	first := true
-	err := h.inference.Speech().StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
+	err := h.Service.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
 		if !s.Started {
 			s.Start(ev.GetServedBy())
 		}
@@ -319,16 +330,22 @@ type speechRequest struct {
 // the model's default voice here.
 var openAIVoices = []string{"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar"}
 
-// speech serves POST /v1/audio/speech: the audio streams as each sentence is synthesized.
-func (h *Handler) speech(w http.ResponseWriter, r *http.Request) {
+// Voice is the model's voice for the one a request names: OpenAI's names are the model's
+// default voice ("").
+func Voice(name string) string {
+	if slices.Contains(openAIVoices, strings.ToLower(name)) {
+		return ""
+	}
+	return name
+}
+
+// Speech serves POST /v1/audio/speech: the audio streams as each sentence is synthesized.
+func (h *Handler) Speech(w http.ResponseWriter, r *http.Request) {
 	var body speechRequest
-	if !h.decodeJSON(w, r, &body) {
+	if !wire.Decode(w, r, h.MaxRequestBody, &body) {
 		return
 	}
-	req := &pb.SynthesizeRequest{Model: body.Model, Input: body.Input, Voice: body.Voice, Format: speechFormat(body.ResponseFormat), Routing: wire.Routing(r)}
-	if slices.Contains(openAIVoices, strings.ToLower(body.Voice)) {
-		req.Voice = ""
-	}
+	req := &pb.SynthesizeRequest{Model: body.Model, Input: body.Input, Voice: Voice(body.Voice), Format: speechFormat(body.ResponseFormat), Routing: wire.Routing(r)}
 	if body.Speed != nil {
 		req.Speed = *body.Speed
 	}
@@ -356,7 +373,7 @@ func speechFormat(format string) string {
 
 func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.SynthesizeRequest) {
 	started, failed := false, false
-	err := h.inference.Speech().StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
+	err := h.Service.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
 		chunk := ev.GetAudio()
 		if chunk == nil {
 			return nil
@@ -392,8 +409,8 @@ func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.S
 // streamSpeechEvents answers stream_format=sse: speech.audio.delta events with base64 audio,
 // then speech.audio.done.
 func (h *Handler) streamSpeechEvents(w http.ResponseWriter, r *http.Request, req *pb.SynthesizeRequest) {
-	s := &sseStream{Events: wire.Events{W: w}}
-	err := h.inference.Speech().StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
+	s := &wire.Events{W: w}
+	err := h.Service.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
 		if !s.Started {
 			s.Start(ev.GetServedBy())
 		}
