@@ -16,8 +16,8 @@ import (
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// Converse serves pb.InferenceServiceServer's Converse: one voice turn, audio in and audio out. Each
-// stage is its own routed request (StreamTranscribe, Chat, StreamSynthesize), so the three
+// Converse serves pb.InferenceServiceServer's Converse: one voice turn, audio in and audio out.
+// Each stage is its own routed request (StreamTranscribe, Chat, StreamSynthesize), so the three
 // may run on three nodes; the answer's sentences go to text-to-speech as the model writes them.
 func (s *Service) Converse(stream grpc.BidiStreamingServer[pb.ConverseRequest, pb.ConverseResponse]) error {
 	first, err := stream.Recv()

@@ -52,8 +52,8 @@ const DefaultMaxAudio = 30 * time.Minute
 // minutes of 48 kHz 16-bit stereo, with room to spare.
 const maxAudioBytes = 512 << 20
 
-// Transcribe serves pb.InferenceServiceServer's Transcribe: the first message carries the config, the
-// audio follows as it is recorded.
+// Transcribe serves pb.InferenceServiceServer's Transcribe: the first message carries the
+// config, the audio follows as it is recorded.
 func (s *Service) Transcribe(stream grpc.BidiStreamingServer[pb.TranscribeRequest, pb.TranscribeResponse]) error {
 	first, err := stream.Recv()
 	if errors.Is(err, io.EOF) {
