@@ -1,9 +1,6 @@
 package api
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -13,57 +10,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ekisa-team/syn4pse/engine"
-	"github.com/ekisa-team/syn4pse/node/models"
-	"github.com/ekisa-team/syn4pse/node/models/pull"
-	"github.com/ekisa-team/syn4pse/node/models/store"
-	"github.com/ekisa-team/syn4pse/node/router"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// These tests need no cgo: the services' conversions and error mapping are plain Go.
-
-func TestToStatusMapsEachSentinel(t *testing.T) {
-	tests := []struct {
-		err  error
-		want codes.Code
-	}{
-		{models.ErrNotFound, codes.NotFound},
-		{router.ErrNoNode, codes.NotFound},
-		{store.ErrNotFound, codes.NotFound},
-		{pull.ErrNoSource, codes.NotFound},
-		{models.ErrUnavailable, codes.Unavailable},
-		{engine.ErrClosed, codes.Unavailable},
-		{pull.ErrPeersFailed, codes.Unavailable},
-		{models.ErrInUse, codes.FailedPrecondition},
-		{store.ErrDigestMismatch, codes.FailedPrecondition},
-		{pull.ErrDeclaredPath, codes.FailedPrecondition},
-		{store.ErrNotGGUF, codes.InvalidArgument},
-		{pull.ErrInvalid, codes.InvalidArgument},
-		{engine.ErrInvalidRequest, codes.InvalidArgument},
-		{engine.ErrContextExceeded, codes.InvalidArgument},
-		{store.ErrAccessDenied, codes.PermissionDenied},
-		{models.ErrBusy, codes.ResourceExhausted},
-		{store.ErrBusy, codes.Aborted},
-		{engine.ErrUnsupported, codes.Unimplemented},
-		{context.Canceled, codes.Canceled},
-		{context.DeadlineExceeded, codes.DeadlineExceeded},
-		{errors.New("something else"), codes.Internal},
-	}
-	for _, tt := range tests {
-		wrapped := fmt.Errorf("load tiny: %w", tt.err)
-		st, ok := status.FromError(toStatus(wrapped))
-		if !ok || st.Code() != tt.want || st.Message() != wrapped.Error() {
-			t.Errorf("toStatus(%v) = %v %q, want %v with the message kept", wrapped, st.Code(), st.Message(), tt.want)
-		}
-	}
-	if toStatus(nil) != nil {
-		t.Error("toStatus(nil) is not nil")
-	}
-	already := status.Error(codes.ResourceExhausted, "queue full")
-	if got := toStatus(already); got != already {
-		t.Errorf("a status error was rewritten: %v", got)
-	}
-}
+// These tests need no cgo: the services' conversions are plain Go.
 
 func TestApplySampling(t *testing.T) {
 	var unset engine.GenerateRequest
@@ -143,17 +93,5 @@ func TestApplyFormat(t *testing.T) {
 		case err != nil || gen.JSONSchema != tt.wantSchema || gen.Grammar != tt.wantGrammar:
 			t.Errorf("%v: schema %q grammar %q err %v", tt.rf, gen.JSONSchema, gen.Grammar, err)
 		}
-	}
-}
-
-func TestParseKeepAlive(t *testing.T) {
-	if d, err := parseKeepAlive(""); d != nil || err != nil {
-		t.Errorf(`"" = %v, %v: want the model's own (nil)`, d, err)
-	}
-	if d, err := parseKeepAlive("10m"); err != nil || d == nil || d.Minutes() != 10 {
-		t.Errorf(`"10m" = %v, %v`, d, err)
-	}
-	if _, err := parseKeepAlive("soon"); status.Code(err) != codes.InvalidArgument {
-		t.Errorf(`"soon": %v, want InvalidArgument`, err)
 	}
 }

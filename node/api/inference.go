@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/api/internal/request"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/router"
@@ -33,7 +34,7 @@ type InferenceService struct {
 	// Router picks the node that serves a request; nil serves everything here.
 	Router *router.Router
 	// MaxAudio bounds the duration of the audio a request sends (server.max_audio); 0 is
-	// DefaultMaxAudio.
+	// speech.DefaultMaxAudio.
 	MaxAudio time.Duration
 	// Limits bound each request (server.max_tokens, server.max_messages,
 	// server.max_prompt_bytes); zero fields are the defaults.
@@ -63,7 +64,7 @@ func (s *InferenceService) StreamChat(ctx context.Context, req *pb.ChatRequest, 
 	if s.Router == nil {
 		return s.localChat(ctx, req, send)
 	}
-	return toStatus(s.Router.Chat(ctx, req, send, s.localChat))
+	return request.Status(s.Router.Chat(ctx, req, send, s.localChat))
 }
 
 // StreamComplete runs a completion request where the router says and sends its events.
@@ -74,13 +75,13 @@ func (s *InferenceService) StreamComplete(ctx context.Context, req *pb.CompleteR
 	if s.Router == nil {
 		return s.localComplete(ctx, req, send)
 	}
-	return toStatus(s.Router.Complete(ctx, req, send, s.localComplete))
+	return request.Status(s.Router.Complete(ctx, req, send, s.localComplete))
 }
 
 // localChat runs a chat request on this node.
 func (s *InferenceService) localChat(ctx context.Context, req *pb.ChatRequest, send Sender) error {
 	if len(req.GetMessages()) == 0 {
-		return invalid("messages is empty: send at least one message")
+		return request.Invalid("messages is empty: send at least one message")
 	}
 	msgs := make([]engine.Message, len(req.GetMessages()))
 	for i, m := range req.GetMessages() {
@@ -114,7 +115,7 @@ func (s *InferenceService) localChat(ctx context.Context, req *pb.ChatRequest, s
 // localComplete runs a completion request on this node.
 func (s *InferenceService) localComplete(ctx context.Context, req *pb.CompleteRequest, send Sender) error {
 	if req.GetPrompt() == "" {
-		return invalid("prompt is empty")
+		return request.Invalid("prompt is empty")
 	}
 	gen := engine.GenerateRequest{Prompt: req.GetPrompt()}
 	return s.generate(ctx, req.GetModel(), req.GetKeepAlive(), gen, req.GetSampling(), req.GetResponseFormat(), send)
@@ -122,9 +123,9 @@ func (s *InferenceService) localComplete(ctx context.Context, req *pb.CompleteRe
 
 func (s *InferenceService) generate(ctx context.Context, model, keepAliveText string, gen engine.GenerateRequest, sp *pb.SamplingParams, rf *pb.ResponseFormat, send Sender) error {
 	if model == "" {
-		return invalid("model is empty: name a model (syn4pse models list shows them)")
+		return request.Invalid("model is empty: name a model (syn4pse models list shows them)")
 	}
-	keepAlive, err := parseKeepAlive(keepAliveText)
+	keepAlive, err := request.KeepAlive(keepAliveText)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func (s *InferenceService) generate(ctx context.Context, model, keepAliveText st
 	}
 	lease, err := s.Models.Acquire(ctx, model, keepAlive)
 	if err != nil {
-		return toStatus(err)
+		return request.Status(err)
 	}
 	defer lease.Release()
 	c := choices{llm: lease.LLM(), id: newID(), model: model, servedBy: s.NodeID, send: send}
@@ -205,7 +206,7 @@ func (c *choices) run(ctx context.Context, index int, gen engine.GenerateRequest
 		if ctx.Err() != nil {
 			slog.DebugContext(ctx, "generation cancelled", "model", c.model, "id", c.id, "tokens", res.CompletionTokens)
 		}
-		return toStatus(err)
+		return request.Status(err)
 	}
 	if len(lps) > 0 {
 		// Tokens whose text a stop string or a tool call took.
@@ -248,9 +249,9 @@ func (s *InferenceService) final(res engine.GenerateResult) *pb.Final {
 			CachedPromptTokens: int32(res.CachedPromptTokens),
 		},
 		Timings: &pb.Timings{
-			QueueMs:                   ms(res.QueueDuration),
-			PromptMs:                  ms(res.PromptDuration),
-			GenerationMs:              ms(res.GenerateDuration),
+			QueueMs:                   request.Millis(res.QueueDuration),
+			PromptMs:                  request.Millis(res.PromptDuration),
+			GenerationMs:              request.Millis(res.GenerateDuration),
 			PromptTokensPerSecond:     rate(res.PromptTokens-res.CachedPromptTokens, res.PromptDuration),
 			GenerationTokensPerSecond: rate(res.CompletionTokens, res.GenerateDuration),
 		},
@@ -263,10 +264,10 @@ func applyTools(gen *engine.GenerateRequest, tools []*pb.Tool, choice *pb.ToolCh
 	names := make(map[string]bool, len(tools))
 	for i, t := range tools {
 		if t.GetName() == "" {
-			return invalid("tools[%d].name is empty", i)
+			return request.Invalid("tools[%d].name is empty", i)
 		}
 		if p := t.GetParametersJson(); p != "" && !json.Valid([]byte(p)) {
-			return invalid("tools[%d] (%s): parameters is not valid JSON", i, t.GetName())
+			return request.Invalid("tools[%d] (%s): parameters is not valid JSON", i, t.GetName())
 		}
 		names[t.GetName()] = true
 		gen.Tools = append(gen.Tools, engine.Tool{Name: t.GetName(), Description: t.GetDescription(), Parameters: t.GetParametersJson()})
@@ -275,13 +276,13 @@ func applyTools(gen *engine.GenerateRequest, tools []*pb.Tool, choice *pb.ToolCh
 	switch gen.ToolChoice.Mode {
 	case "", engine.ToolAuto, engine.ToolNone, engine.ToolRequired:
 	default:
-		return invalid("tool_choice %q: want auto, none, required or a function", gen.ToolChoice.Mode)
+		return request.Invalid("tool_choice %q: want auto, none, required or a function", gen.ToolChoice.Mode)
 	}
 	if f := gen.ToolChoice.Function; f != "" && !names[f] {
-		return invalid("tool_choice names function %q, which is not in tools", f)
+		return request.Invalid("tool_choice names function %q, which is not in tools", f)
 	}
 	if gen.ToolChoice.Mode == engine.ToolRequired && len(tools) == 0 {
-		return invalid("tool_choice required needs at least one tool")
+		return request.Invalid("tool_choice required needs at least one tool")
 	}
 	return nil
 }
@@ -298,49 +299,49 @@ func applySampling(gen *engine.GenerateRequest, sp *pb.SamplingParams) error {
 	}
 	if sp.Temperature != nil {
 		if v := sp.GetTemperature(); v < 0 || v > 100 || math.IsNaN(float64(v)) {
-			return invalid("sampling.temperature %v: want 0 or more (0 = always the most likely token)", v)
+			return request.Invalid("sampling.temperature %v: want 0 or more (0 = always the most likely token)", v)
 		}
 		s.Temperature = sp.GetTemperature()
 	}
 	if sp.TopP != nil {
 		if v := sp.GetTopP(); v < 0 || v > 1 || math.IsNaN(float64(v)) {
-			return invalid("sampling.top_p %v: want 0 to 1", v)
+			return request.Invalid("sampling.top_p %v: want 0 to 1", v)
 		}
 		s.TopP = sp.GetTopP()
 	}
 	if sp.TopK != nil {
 		if sp.GetTopK() < 0 {
-			return invalid("sampling.top_k %d: want 0 (off) or more", sp.GetTopK())
+			return request.Invalid("sampling.top_k %d: want 0 (off) or more", sp.GetTopK())
 		}
 		s.TopK = int(sp.GetTopK())
 	}
 	if sp.MinP != nil {
 		if v := sp.GetMinP(); v < 0 || v > 1 || math.IsNaN(float64(v)) {
-			return invalid("sampling.min_p %v: want 0 to 1", v)
+			return request.Invalid("sampling.min_p %v: want 0 to 1", v)
 		}
 		s.MinP = sp.GetMinP()
 	}
 	if sp.RepeatPenalty != nil {
 		if v := sp.GetRepeatPenalty(); v < 0 || math.IsNaN(float64(v)) {
-			return invalid("sampling.repeat_penalty %v: want 0 or more (1 = off)", v)
+			return request.Invalid("sampling.repeat_penalty %v: want 0 or more (1 = off)", v)
 		}
 		s.RepeatPenalty = sp.GetRepeatPenalty()
 	}
 	if sp.RepeatLastN != nil {
 		if sp.GetRepeatLastN() < -1 {
-			return invalid("sampling.repeat_last_n %d: want -1 (whole context), 0 (off) or more", sp.GetRepeatLastN())
+			return request.Invalid("sampling.repeat_last_n %d: want -1 (whole context), 0 (off) or more", sp.GetRepeatLastN())
 		}
 		s.RepeatLastN = int(sp.GetRepeatLastN())
 	}
 	if sp.PresencePenalty != nil {
 		if v := sp.GetPresencePenalty(); v < -2 || v > 2 || math.IsNaN(float64(v)) {
-			return invalid("sampling.presence_penalty %v: want -2 to 2", v)
+			return request.Invalid("sampling.presence_penalty %v: want -2 to 2", v)
 		}
 		s.PresencePenalty = sp.GetPresencePenalty()
 	}
 	if sp.FrequencyPenalty != nil {
 		if v := sp.GetFrequencyPenalty(); v < -2 || v > 2 || math.IsNaN(float64(v)) {
-			return invalid("sampling.frequency_penalty %v: want -2 to 2", v)
+			return request.Invalid("sampling.frequency_penalty %v: want -2 to 2", v)
 		}
 		s.FrequencyPenalty = sp.GetFrequencyPenalty()
 	}
@@ -348,16 +349,16 @@ func applySampling(gen *engine.GenerateRequest, sp *pb.SamplingParams) error {
 		s.Seed = sp.GetSeed()
 	}
 	if sp.GetMaxTokens() < 0 {
-		return invalid("sampling.max_tokens %d: want 0 (no limit) or more", sp.GetMaxTokens())
+		return request.Invalid("sampling.max_tokens %d: want 0 (no limit) or more", sp.GetMaxTokens())
 	}
 	if len(sp.GetStop()) > 16 {
-		return invalid("sampling.stop has %d strings: at most 16", len(sp.GetStop()))
+		return request.Invalid("sampling.stop has %d strings: at most 16", len(sp.GetStop()))
 	}
 	if v := sp.GetTopLogprobs(); v < 0 || v > engine.MaxTopLogprobs {
-		return invalid("sampling.top_logprobs %d: want 0 to %d", v, engine.MaxTopLogprobs)
+		return request.Invalid("sampling.top_logprobs %d: want 0 to %d", v, engine.MaxTopLogprobs)
 	}
 	if v := sp.GetN(); v < 0 || v > MaxChoices {
-		return invalid("sampling.n %d: want 1 to %d choices", v, MaxChoices)
+		return request.Invalid("sampling.n %d: want 1 to %d choices", v, MaxChoices)
 	}
 	gen.Logprobs = sp.GetLogprobs()
 	gen.TopLogprobs = int(sp.GetTopLogprobs())
@@ -375,30 +376,18 @@ func applyFormat(gen *engine.GenerateRequest, rf *pb.ResponseFormat) error {
 		gen.JSONSchema = `{"type": "object"}`
 	case pb.ResponseFormat_TYPE_JSON_SCHEMA:
 		if !json.Valid([]byte(rf.GetJsonSchema())) {
-			return invalid("response_format.json_schema is not valid JSON")
+			return request.Invalid("response_format.json_schema is not valid JSON")
 		}
 		gen.JSONSchema = rf.GetJsonSchema()
 	case pb.ResponseFormat_TYPE_GRAMMAR:
 		if rf.GetGrammar() == "" {
-			return invalid("response_format.grammar is empty")
+			return request.Invalid("response_format.grammar is empty")
 		}
 		gen.Grammar = rf.GetGrammar()
 	default:
-		return invalid("response_format.type %v is unknown", rf.GetType())
+		return request.Invalid("response_format.type %v is unknown", rf.GetType())
 	}
 	return nil
-}
-
-// parseKeepAlive reads a request's keep_alive; "" keeps the model's own (nil).
-func parseKeepAlive(s string) (*time.Duration, error) {
-	if s == "" {
-		return nil, nil
-	}
-	d, err := config.ParseKeepAlive(s)
-	if err != nil {
-		return nil, invalid("keep_alive: %v", err)
-	}
-	return &d, nil
 }
 
 func newID() string {
@@ -406,8 +395,6 @@ func newID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func rate(n int, d time.Duration) float64 {
 	if n <= 0 || d <= 0 {

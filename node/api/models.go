@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/node/api/internal/request"
 	"github.com/ekisa-team/syn4pse/node/models"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -27,12 +28,12 @@ func (s *ModelService) LoadModel(ctx context.Context, req *pb.LoadModelRequest) 
 	if err := s.permit(ctx, "load"); err != nil {
 		return nil, err
 	}
-	keepAlive, err := parseKeepAlive(req.GetKeepAlive())
+	keepAlive, err := request.KeepAlive(req.GetKeepAlive())
 	if err != nil {
 		return nil, err
 	}
 	if err := s.Models.Load(ctx, req.GetName(), keepAlive); err != nil {
-		return nil, toStatus(err)
+		return nil, request.Status(err)
 	}
 	st, _ := s.Models.Status(req.GetName())
 	return &pb.LoadModelResponse{Model: running(st)}, nil
@@ -44,7 +45,7 @@ func (s *ModelService) UnloadModel(ctx context.Context, req *pb.UnloadModelReque
 		return nil, err
 	}
 	if err := s.Models.Unload(req.GetName()); err != nil {
-		return nil, toStatus(err)
+		return nil, request.Status(err)
 	}
 	return &pb.UnloadModelResponse{}, nil
 }
@@ -79,7 +80,7 @@ func (s *ModelService) StreamPull(ctx context.Context, req *pb.PullModelRequest,
 	if err := s.permit(ctx, "pull"); err != nil {
 		return err
 	}
-	return toStatus(s.Pull(ctx, req, progress))
+	return request.Status(s.Pull(ctx, req, progress))
 }
 
 // DeleteModel implements pb.ModelServiceServer.
@@ -89,7 +90,7 @@ func (s *ModelService) DeleteModel(ctx context.Context, req *pb.DeleteModelReque
 	}
 	freed, err := s.Delete(req.GetName(), req.GetForce())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, request.Status(err)
 	}
 	return &pb.DeleteModelResponse{FreedBytes: freed}, nil
 }

@@ -6,19 +6,20 @@ import (
 	"slices"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/api/internal/request"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
 // Rerank implements pb.InferenceServiceServer: it runs the request where the router says.
 func (s *InferenceService) Rerank(ctx context.Context, req *pb.RerankRequest) (*pb.RerankResponse, error) {
 	if req.GetModel() == "" {
-		return nil, invalid("model is empty: name a rerank model (syn4pse models list shows them)")
+		return nil, request.Invalid("model is empty: name a rerank model (syn4pse models list shows them)")
 	}
 	if len(req.GetDocuments()) == 0 {
-		return nil, invalid("documents is empty: send at least one document to rank")
+		return nil, request.Invalid("documents is empty: send at least one document to rank")
 	}
 	if req.GetTopN() < 0 {
-		return nil, invalid("top_n %d: want a positive number, or 0 for every document", req.GetTopN())
+		return nil, request.Invalid("top_n %d: want a positive number, or 0 for every document", req.GetTopN())
 	}
 	if err := s.checkRerank(ctx, req); err != nil {
 		return nil, err
@@ -27,23 +28,23 @@ func (s *InferenceService) Rerank(ctx context.Context, req *pb.RerankRequest) (*
 		return s.localRerank(ctx, req)
 	}
 	resp, err := s.Router.Rerank(ctx, req, s.localRerank)
-	return resp, toStatus(err)
+	return resp, request.Status(err)
 }
 
 func (s *InferenceService) localRerank(ctx context.Context, req *pb.RerankRequest) (*pb.RerankResponse, error) {
 	model := req.GetModel()
-	lease, err := s.acquire(ctx, model, "rerank", "Rerank and /v1/rerank", req.GetKeepAlive())
+	lease, err := request.Acquire(ctx, s.Models, model, "rerank", "Rerank and /v1/rerank", req.GetKeepAlive())
 	if err != nil {
 		return nil, err
 	}
 	defer lease.Release()
 	rr := lease.Reranker()
 	if rr == nil {
-		return nil, invalid("%q is not a rerank model", model)
+		return nil, request.Invalid("%q is not a rerank model", model)
 	}
 	res, err := rr.Rerank(ctx, engine.RerankRequest{Query: req.GetQuery(), Documents: req.GetDocuments(), Truncate: req.GetTruncate()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, request.Status(err)
 	}
 	results := make([]*pb.RerankResult, len(res.Scores))
 	for i, score := range res.Scores {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/httpapi/audioapi"
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -48,12 +49,12 @@ type audioChoice struct {
 func (h *Handler) chatWithAudio(w http.ResponseWriter, r *http.Request, req *chatRequest) {
 	speech, err := h.speechRequest(r, req.Audio)
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
-	preq, err := req.toProto(routing(r))
+	preq, err := req.toProto(wire.Routing(r))
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	if req.Stream {
@@ -72,7 +73,7 @@ func (h *Handler) chatWithAudio(w http.ResponseWriter, r *http.Request, req *cha
 		return nil
 	})
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	audio := &messageAudio{ID: "audio_" + id, ExpiresAt: time.Now().Add(time.Hour).Unix(), Transcript: text.String()}
@@ -80,14 +81,14 @@ func (h *Handler) chatWithAudio(w http.ResponseWriter, r *http.Request, req *cha
 		speech.Input = text.String()
 		data, err := h.synthesizeAll(r.Context(), speech)
 		if err != nil {
-			writeStatusError(w, err)
+			wire.WriteStatusError(w, err)
 			return
 		}
 		audio.Data = base64.StdEncoding.EncodeToString(data)
 	}
 	setServedBy(w, final)
 	reason := finishReason(final)
-	writeJSON(w, http.StatusOK, map[string]any{
+	wire.WriteJSON(w, http.StatusOK, map[string]any{
 		"id": "chatcmpl-" + id, "object": "chat.completion", "created": time.Now().Unix(), "model": preq.GetModel(),
 		"system_fingerprint": fingerprint, "usage": usageOf(final),
 		"choices": []audioChoice{{Message: &audioMessage{Role: "assistant", Audio: audio}, FinishReason: &reason}},
@@ -104,10 +105,6 @@ func (h *Handler) speechRequest(r *http.Request, out *audioOutput) (*pb.Synthesi
 	if format == "pcm16" {
 		format = "pcm"
 	}
-	voice := out.Voice
-	if slices.Contains(openAIVoices, strings.ToLower(voice)) {
-		voice = ""
-	}
 	model := out.Model
 	if model == "" {
 		var err error
@@ -115,7 +112,7 @@ func (h *Handler) speechRequest(r *http.Request, out *audioOutput) (*pb.Synthesi
 			return nil, err
 		}
 	}
-	return &pb.SynthesizeRequest{Model: model, Voice: voice, Format: format, Routing: routing(r)}, nil
+	return &pb.SynthesizeRequest{Model: model, Voice: audioapi.Voice(out.Voice), Format: format, Routing: wire.Routing(r)}, nil
 }
 
 // firstModel names the first usable model of a modality on this node, else in its peers'
@@ -146,7 +143,7 @@ func (h *Handler) firstModel(ctx context.Context, modality pb.Modality) (string,
 // synthesizeAll returns the whole audio of a synthesis.
 func (h *Handler) synthesizeAll(ctx context.Context, req *pb.SynthesizeRequest) ([]byte, error) {
 	var data []byte
-	err := h.inference.StreamSynthesize(ctx, req, func(ev *pb.SynthesizeResponse) error {
+	err := h.inference.Speech().StreamSynthesize(ctx, req, func(ev *pb.SynthesizeResponse) error {
 		data = append(data, ev.GetAudio().GetData()...)
 		return nil
 	})
@@ -154,9 +151,9 @@ func (h *Handler) synthesizeAll(ctx context.Context, req *pb.SynthesizeRequest) 
 }
 
 // streamChatWithAudio streams the transcript as the model writes it and the speech, sentence
-// by sentence, as each sentence is complete (api's ChatAloud).
+// by sentence, as each sentence is complete (package speech's ChatAloud).
 func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, req *pb.ChatRequest, speech *pb.SynthesizeRequest) {
-	s := &sseStream{w: w}
+	s := &sseStream{Events: wire.Events{W: w}}
 	var mu sync.Mutex // text and audio come from two goroutines
 	created := time.Now().Unix()
 	id := newChunkID()
@@ -164,15 +161,15 @@ func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, re
 	chunk := func(delta *audioMessage, reason *string) error {
 		mu.Lock()
 		defer mu.Unlock()
-		if !s.started {
-			s.start("")
-			if err := s.write(audioChunkObject(id, created, req.GetModel(), &audioMessage{Role: "assistant"}, nil)); err != nil {
+		if !s.Started {
+			s.Start("")
+			if err := s.Write(audioChunkObject(id, created, req.GetModel(), &audioMessage{Role: "assistant"}, nil)); err != nil {
 				return err
 			}
 		}
-		return s.write(audioChunkObject(id, created, req.GetModel(), delta, reason))
+		return s.Write(audioChunkObject(id, created, req.GetModel(), delta, reason))
 	}
-	aloud, err := h.inference.ChatAloud(r.Context(), req, speech, time.Now(),
+	aloud, err := h.inference.Speech().ChatAloud(r.Context(), req, speech, time.Now(),
 		func(text string) error {
 			return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Transcript: text}}, nil)
 		},
@@ -180,12 +177,12 @@ func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, re
 			return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Data: base64.StdEncoding.EncodeToString(a.GetData())}}, nil)
 		})
 	switch {
-	case err != nil || s.failed:
-		s.fail(err)
+	case err != nil || s.Failed:
+		s.Fail(err)
 	default:
 		reason := finishReason(aloud.Final)
 		if chunk(&audioMessage{Audio: &messageAudio{ID: audioID, ExpiresAt: time.Now().Add(time.Hour).Unix()}}, &reason) == nil {
-			s.writeRaw([]byte("data: [DONE]\n\n"))
+			s.WriteRaw([]byte("data: [DONE]\n\n"))
 		}
 	}
 }

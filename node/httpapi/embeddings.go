@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -33,19 +34,19 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 	}
 	inputs, err := embedInputs(body.Input)
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	switch body.EncodingFormat {
 	case "", "float", "base64":
 	default:
-		writeStatusError(w, status.Errorf(codes.InvalidArgument, "encoding_format %q: want float or base64", body.EncodingFormat))
+		wire.WriteStatusError(w, status.Errorf(codes.InvalidArgument, "encoding_format %q: want float or base64", body.EncodingFormat))
 		return
 	}
 	res, err := h.inference.Embed(r.Context(), &pb.EmbedRequest{Model: body.Model, Inputs: inputs, Normalize: true,
-		Dimensions: body.Dimensions, Truncate: body.Truncate, Routing: routing(r), KeepAlive: keepAlive(body.KeepAlive)})
+		Dimensions: body.Dimensions, Truncate: body.Truncate, Routing: wire.Routing(r), KeepAlive: keepAlive(body.KeepAlive)})
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	if id := res.GetServedBy(); id != "" {
@@ -60,7 +61,7 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": vec}
 	}
 	tokens := res.GetPromptTokens()
-	writeJSON(w, http.StatusOK, map[string]any{
+	wire.WriteJSON(w, http.StatusOK, map[string]any{
 		"object": "list", "data": data, "model": res.GetModel(),
 		"usage": map[string]any{"prompt_tokens": tokens, "total_tokens": tokens},
 	})

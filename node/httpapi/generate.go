@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -179,9 +179,9 @@ func handleGeneration[P any](h *Handler, w http.ResponseWriter, r *http.Request,
 
 // serveDecoded serves a request body already decoded into req.
 func serveDecoded[P any](h *Handler, w http.ResponseWriter, r *http.Request, f flavor, req generationRequest[P], stream func(context.Context, P, api.Sender) error) {
-	preq, err := req.toProto(routing(r))
+	preq, err := req.toProto(wire.Routing(r))
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	opts := req.options()
@@ -195,12 +195,12 @@ func (h *Handler) chatCompletions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.inlineImageURLs(r.Context(), req); err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	if slices.Contains(req.Modalities, "audio") {
 		if req.choices() > 1 {
-			writeStatusError(w, status.Error(codes.InvalidArgument, "n > 1 is not supported with audio output"))
+			wire.WriteStatusError(w, status.Error(codes.InvalidArgument, "n > 1 is not supported with audio output"))
 			return
 		}
 		h.chatWithAudio(w, r, req)
@@ -215,7 +215,7 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flavor, stream, includeUsage bool, n int, run func(context.Context, api.Sender) error) {
 	if stream {
-		s := &sseStream{w: w, flavor: f, includeUsage: includeUsage, created: time.Now().Unix(), choices: n}
+		s := &sseStream{Events: wire.Events{W: w}, flavor: f, includeUsage: includeUsage, created: time.Now().Unix(), choices: n}
 		err := run(r.Context(), s.send)
 		s.finish(err)
 		return
@@ -235,7 +235,7 @@ func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flav
 		return nil
 	})
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	obj := completionObject{
@@ -250,7 +250,7 @@ func (h *Handler) serveGeneration(w http.ResponseWriter, r *http.Request, f flav
 		obj.Usage.add(g.final)
 	}
 	setServedBy(w, gens[0].final)
-	writeJSON(w, http.StatusOK, obj)
+	wire.WriteJSON(w, http.StatusOK, obj)
 }
 
 func setServedBy(w http.ResponseWriter, final *pb.Final) {
@@ -259,16 +259,12 @@ func setServedBy(w http.ResponseWriter, final *pb.Final) {
 	}
 }
 
-// sseStream writes a generation as OpenAI's server-sent events. Headers go out with the first
-// event, so an error before it still gets a proper HTTP status.
+// sseStream writes a generation as OpenAI's server-sent events.
 type sseStream struct {
-	w            http.ResponseWriter
+	wire.Events
 	flavor       flavor
 	includeUsage bool
 	created      int64
-	started      bool
-	failed       bool // the client went away
-	buf          []byte
 	// choices is n; announced and offset are by choice: whether its role went out (chat), the
 	// bytes of text its logprobs covered (legacy completions); finals counts the ended ones,
 	// whose usage adds up in usage.
@@ -284,8 +280,8 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 		ID: s.flavor.idPrefix + ev.GetId(), Object: s.flavor.chunkObject, Created: s.created,
 		Model: ev.GetModel(), SystemFingerprint: fingerprint,
 	}
-	if !s.started {
-		s.start(ev.GetServedBy())
+	if !s.Started {
+		s.Start(ev.GetServedBy())
 		s.announced, s.offset = map[int32]bool{}, map[int32]int{}
 	}
 	index := ev.GetDelta().GetIndex()
@@ -297,7 +293,7 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 		s.announced[index] = true
 		obj.Choices = []choice{s.flavor.deltaChoice("assistant", "")}
 		obj.Choices[0].Index = int(index)
-		if err := s.write(obj); err != nil {
+		if err := s.Write(obj); err != nil {
 			return err
 		}
 	}
@@ -313,7 +309,7 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 			s.offset[index] += len(lp.GetBytes())
 		}
 		obj.Choices = []choice{c}
-		return s.write(obj)
+		return s.Write(obj)
 	}
 	final := ev.GetFinal()
 	s.usage.add(final)
@@ -328,62 +324,12 @@ func (s *sseStream) send(ev *pb.GenerateResponse) error {
 	if !s.includeUsage && last {
 		obj.Usage = &s.usage
 	}
-	if err := s.write(obj); err != nil || !s.includeUsage || !last {
+	if err := s.Write(obj); err != nil || !s.includeUsage || !last {
 		return err
 	}
 	obj.Choices = []choice{}
 	obj.Usage = &s.usage
-	return s.write(obj)
-}
-
-func (s *sseStream) start(servedBy string) {
-	s.started = true
-	h := s.w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
-	if servedBy != "" {
-		h.Set("Syn4pse-Served-By", servedBy)
-	}
-	s.w.WriteHeader(http.StatusOK)
-}
-
-func (s *sseStream) write(v any) error {
-	var err error
-	s.buf = append(s.buf[:0], "data: "...)
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	s.buf = append(s.buf, b...)
-	s.buf = append(s.buf, "\n\n"...)
-	return s.writeRaw(s.buf)
-}
-
-func (s *sseStream) writeRaw(b []byte) error {
-	if _, err := s.w.Write(b); err != nil {
-		s.failed = true
-		return err
-	}
-	if err := http.NewResponseController(s.w).Flush(); err != nil {
-		s.failed = true
-		return err
-	}
-	return nil
-}
-
-// fail ends an event stream that failed (nothing when err is nil or the client went away):
-// before any event, with an HTTP error response; after, with an error event in OpenAI's shape.
-func (s *sseStream) fail(err error) {
-	switch {
-	case err == nil || s.failed:
-	case !s.started:
-		writeStatusError(s.w, err)
-	default:
-		_, body := statusError(err)
-		s.write(body)
-	}
+	return s.Write(obj)
 }
 
 // finish ends the stream: an error before any event becomes an HTTP error response; after it,
@@ -392,9 +338,9 @@ func (s *sseStream) finish(err error) {
 	if err != nil {
 		slog.Debug("stream ended with an error", "err", err)
 	}
-	started := s.started
-	s.fail(err)
-	if !s.failed && (started || err == nil) {
-		s.writeRaw([]byte("data: [DONE]\n\n"))
+	started := s.Started
+	s.Fail(err)
+	if !s.Failed && (started || err == nil) {
+		s.WriteRaw([]byte("data: [DONE]\n\n"))
 	}
 }

@@ -1,10 +1,7 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -85,24 +82,3 @@ func (w *deadlineWriter) check(err error) error {
 
 // Unwrap is the writer underneath, for http.ResponseController.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// DecodeJSON reads a JSON request body of at most limit bytes into v, and reads the body to its
-// end: only then does net/http notice a client that goes away during the response. A body over
-// the limit is an *http.MaxBytesError.
-func DecodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	body := http.MaxBytesReader(w, r.Body, limit)
-	if err := json.NewDecoder(body).Decode(v); err != nil {
-		return err
-	}
-	_, err := io.Copy(io.Discard, body)
-	return err
-}
-
-// BodyTooLarge logs a request body refused for being over limit bytes (server.max_request_body)
-// and returns the message that tells the client.
-func BodyTooLarge(r *http.Request, limit int64) string {
-	slog.Warn("request refused: over a limit", "route", r.Method+" "+r.URL.Path, "limit_key", "server.max_request_body",
-		"limit", config.FormatSize(limit), "remote", r.RemoteAddr)
-	return fmt.Sprintf("the request body is larger than %s: send less, or raise server.max_request_body (env SYN4PSE_SERVER_MAX_REQUEST_BODY) on the node",
-		config.FormatSize(limit))
-}

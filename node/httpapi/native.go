@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -49,12 +50,12 @@ func (h *Handler) native(call func(*http.Request) (proto.Message, error)) http.H
 	return func(w http.ResponseWriter, r *http.Request) {
 		res, err := call(r)
 		if err != nil {
-			writeStatusError(w, err)
+			wire.WriteStatusError(w, err)
 			return
 		}
 		b, err := marshalJSON(res)
 		if err != nil {
-			writeStatusError(w, err)
+			wire.WriteStatusError(w, err)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -82,12 +83,11 @@ func (h *Handler) pull(w http.ResponseWriter, r *http.Request) {
 		stream.send(p)
 	})
 	if err != nil && !stream.started {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	if err != nil {
-		_, e := statusError(err)
-		b, _ := json.Marshal(e)
+		b, _ := json.Marshal(wire.StatusBody(err))
 		stream.writeLine(b)
 	}
 }

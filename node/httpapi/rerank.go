@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -29,13 +30,13 @@ func (h *Handler) rerank(w http.ResponseWriter, r *http.Request) {
 	}
 	docs, err := documentTexts(body.Documents)
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	res, err := h.inference.Rerank(r.Context(), &pb.RerankRequest{Model: body.Model, Query: body.Query, Documents: docs,
-		TopN: body.TopN, Truncate: body.Truncate, Routing: routing(r), KeepAlive: keepAlive(body.KeepAlive)})
+		TopN: body.TopN, Truncate: body.Truncate, Routing: wire.Routing(r), KeepAlive: keepAlive(body.KeepAlive)})
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	if id := res.GetServedBy(); id != "" {
@@ -49,7 +50,7 @@ func (h *Handler) rerank(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	tokens := res.GetPromptTokens()
-	writeJSON(w, http.StatusOK, map[string]any{
+	wire.WriteJSON(w, http.StatusOK, map[string]any{
 		"object": "list", "model": res.GetModel(), "results": results,
 		"usage": map[string]any{"prompt_tokens": tokens, "total_tokens": tokens},
 	})

@@ -20,7 +20,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/config"
-	"github.com/ekisa-team/syn4pse/node/httpapi"
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 )
 
 // Handler serves Ollama's API.
@@ -81,13 +81,13 @@ func (h *Handler) version(w http.ResponseWriter, _ *http.Request) {
 // decodeJSON reads a JSON request body into v, answering 400 or 413 itself when it cannot.
 func (h *Handler) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	limit := cmp.Or(h.MaxRequestBody, config.DefaultLimits.MaxRequestBody)
-	err := httpapi.DecodeJSON(w, r, limit, v)
+	err := wire.DecodeJSON(w, r, limit, v)
 	var tooBig *http.MaxBytesError
 	switch {
 	case err == nil:
 		return true
 	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, httpapi.BodyTooLarge(r, limit))
+		writeError(w, http.StatusRequestEntityTooLarge, wire.BodyTooLarge(r, limit))
 	case errors.Is(err, io.EOF):
 		writeError(w, http.StatusBadRequest, "missing request body")
 	default:
@@ -106,7 +106,7 @@ func writeStatusError(w http.ResponseWriter, err error) {
 	if status.Code(err) == codes.ResourceExhausted {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeError(w, httpapi.HTTPStatus(err), status.Convert(err).Message())
+	writeError(w, wire.HTTPStatus(err), status.Convert(err).Message())
 }
 
 func writeError(w http.ResponseWriter, httpStatus int, msg string) {

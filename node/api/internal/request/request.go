@@ -1,8 +1,12 @@
-package api
+// Package request holds what every service of package api does with a request, whichever
+// package implements it: map the node's errors to gRPC codes (the one place that does), refuse
+// bad input, read keep_alive, hold the model it runs on.
+package request
 
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -10,15 +14,16 @@ import (
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/internal/audio"
 	"github.com/ekisa-team/syn4pse/internal/gguf"
+	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
 	"github.com/ekisa-team/syn4pse/node/router"
 )
 
-// toStatus maps the node's sentinel errors to gRPC status codes. It is the only place that does:
+// Status maps the node's sentinel errors to gRPC status codes. It is the only place that does:
 // the HTTP API derives its statuses from these codes.
-func toStatus(err error) error {
+func Status(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -46,7 +51,7 @@ func toStatus(err error) error {
 	case errors.Is(err, engine.ErrInvalidRequest), errors.Is(err, engine.ErrContextExceeded):
 		code = codes.InvalidArgument
 	case errors.Is(err, audio.ErrTooLong):
-		// OUT_OF_RANGE is a request over a limit (limits.go): HTTP answers 413.
+		// OUT_OF_RANGE is a request over a limit (package api's limits.go): HTTP answers 413.
 		code = codes.OutOfRange
 	case errors.Is(err, audio.ErrUnsupported), errors.Is(err, audio.ErrCorrupt), errors.Is(err, audio.ErrEncoderMissing):
 		code = codes.InvalidArgument
@@ -60,6 +65,40 @@ func toStatus(err error) error {
 	return status.Error(code, err.Error())
 }
 
-func invalid(format string, args ...any) error {
+// Invalid is the error of a request that is wrong as sent: INVALID_ARGUMENT with a message that
+// says what to send instead.
+func Invalid(format string, args ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, args...)
 }
+
+// KeepAlive reads a request's keep_alive; "" keeps the model's own (nil).
+func KeepAlive(s string) (*time.Duration, error) {
+	if s == "" {
+		return nil, nil
+	}
+	d, err := config.ParseKeepAlive(s)
+	if err != nil {
+		return nil, Invalid("keep_alive: %v", err)
+	}
+	return &d, nil
+}
+
+// Acquire holds the model called name for one request, after checking that it is of modality
+// want when this node knows it (what names the API asking, for the message).
+func Acquire(ctx context.Context, m *models.Manager, name, want, what, keepAliveText string) (*models.Lease, error) {
+	if st, ok := m.Status(name); ok && st.Modality != want {
+		return nil, Invalid("%q is a %s model; %s take %s models", name, st.Modality, what, want)
+	}
+	keepAlive, err := KeepAlive(keepAliveText)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := m.Acquire(ctx, name, keepAlive)
+	if err != nil {
+		return nil, Status(err)
+	}
+	return lease, nil
+}
+
+// Millis is d in milliseconds, as the API's timings give it.
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,4 +1,7 @@
-package httpapi
+// Package audioapi serves the OpenAI-compatible audio routes of the HTTP API:
+// POST /v1/audio/transcriptions and POST /v1/audio/speech, over the node's speech service.
+// Package httpapi registers them on its mux.
+package audioapi
 
 import (
 	"cmp"
@@ -17,10 +20,19 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/internal/audio"
-	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/api/speech"
 	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
+
+// Handler serves the audio routes.
+type Handler struct {
+	// Service runs the transcriptions and syntheses, where the router says.
+	Service *speech.Service
+	// MaxRequestBody bounds a JSON request body (server.max_request_body); 0 is the default.
+	MaxRequestBody int64
+}
 
 // maxUploadBytes bounds an uploaded audio file by server.max_audio: that long of the largest
 // common uncompressed audio (48 kHz 16-bit stereo WAV), plus 1 MiB for the form's other fields.
@@ -28,7 +40,7 @@ import (
 // longer recordings.)
 func (h *Handler) maxUploadBytes() int64 {
 	const bytesPerSecond = 48000 * 2 * 2
-	return int64(cmp.Or(h.inference.MaxAudio, api.DefaultMaxAudio).Seconds()*bytesPerSecond) + 1<<20
+	return int64(cmp.Or(h.Service.MaxAudio, speech.DefaultMaxAudio).Seconds()*bytesPerSecond) + 1<<20
 }
 
 // transcriptionForm is the multipart form of POST /v1/audio/transcriptions.
@@ -43,31 +55,31 @@ type transcriptionForm struct {
 	stream         bool
 }
 
-// transcriptions serves POST /v1/audio/transcriptions (OpenAI's shape).
-func (h *Handler) transcriptions(w http.ResponseWriter, r *http.Request) {
+// Transcriptions serves POST /v1/audio/transcriptions (OpenAI's shape).
+func (h *Handler) Transcriptions(w http.ResponseWriter, r *http.Request) {
 	form, err := readTranscriptionForm(w, r, h.maxUploadBytes())
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
-	buf := api.NewAudioBuffer()
+	buf := speech.NewAudioBuffer()
 	buf.Add(form.file)
 	buf.End(io.EOF)
 	cfg := &pb.TranscribeConfig{Model: form.model, Language: form.language, Prompt: form.prompt,
-		Temperature: form.temperature, Routing: routing(r)}
+		Temperature: form.temperature, Routing: wire.Routing(r)}
 	if form.stream {
 		h.streamTranscription(w, r, cfg, buf)
 		return
 	}
 	var final *pb.TranscribeFinal
-	err = h.inference.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
+	err = h.Service.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
 		if f := ev.GetFinal(); f != nil {
 			final = f
 		}
 		return nil
 	})
 	if err != nil {
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 		return
 	}
 	if id := final.GetServedBy(); id != "" {
@@ -180,10 +192,10 @@ func writeTranscript(w http.ResponseWriter, form *transcriptionForm, final *pb.T
 	case "vtt":
 		writeText(w, "text/vtt; charset=utf-8", subtitles(final.GetSegments(), true))
 	case "verbose_json":
-		writeJSON(w, http.StatusOK, verboseTranscript(final, slices.Contains(form.granularities, "word"),
+		wire.WriteJSON(w, http.StatusOK, verboseTranscript(final, slices.Contains(form.granularities, "word"),
 			len(form.granularities) == 0 || slices.Contains(form.granularities, "segment")))
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"text": final.GetText(), "usage": transcriptUsage(final)})
+		wire.WriteJSON(w, http.StatusOK, map[string]any{"text": final.GetText(), "usage": transcriptUsage(final)})
 	}
 }
 
@@ -278,12 +290,12 @@ func timestamp(seconds float64, vtt bool) string {
 
 // streamTranscription answers stream=true as OpenAI does: transcript.text.delta events, one per
 // utterance heard, then transcript.text.done.
-func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cfg *pb.TranscribeConfig, buf *api.AudioBuffer) {
-	s := &sseStream{w: w}
+func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cfg *pb.TranscribeConfig, buf *speech.AudioBuffer) {
+	s := &wire.Events{W: w}
 	first := true
-	err := h.inference.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
-		if !s.started {
-			s.start(ev.GetServedBy())
+	err := h.Service.StreamTranscribe(r.Context(), cfg, buf, func(ev *pb.TranscribeResponse) error {
+		if !s.Started {
+			s.Start(ev.GetServedBy())
 		}
 		if seg := ev.GetSegment(); seg != nil && seg.GetText() != "" {
 			delta := seg.GetText()
@@ -291,14 +303,14 @@ func (h *Handler) streamTranscription(w http.ResponseWriter, r *http.Request, cf
 				delta = " " + delta
 			}
 			first = false
-			return s.write(map[string]any{"type": "transcript.text.delta", "delta": delta})
+			return s.Write(map[string]any{"type": "transcript.text.delta", "delta": delta})
 		}
 		if f := ev.GetFinal(); f != nil {
-			return s.write(map[string]any{"type": "transcript.text.done", "text": f.GetText(), "usage": transcriptUsage(f)})
+			return s.Write(map[string]any{"type": "transcript.text.done", "text": f.GetText(), "usage": transcriptUsage(f)})
 		}
 		return nil
 	})
-	s.fail(err)
+	s.Fail(err)
 }
 
 // speechRequest is the body of POST /v1/audio/speech.
@@ -318,16 +330,22 @@ type speechRequest struct {
 // the model's default voice here.
 var openAIVoices = []string{"alloy", "ash", "ballad", "coral", "echo", "fable", "onyx", "nova", "sage", "shimmer", "verse", "marin", "cedar"}
 
-// speech serves POST /v1/audio/speech: the audio streams as each sentence is synthesized.
-func (h *Handler) speech(w http.ResponseWriter, r *http.Request) {
+// Voice is the model's voice for the one a request names: OpenAI's names are the model's
+// default voice ("").
+func Voice(name string) string {
+	if slices.Contains(openAIVoices, strings.ToLower(name)) {
+		return ""
+	}
+	return name
+}
+
+// Speech serves POST /v1/audio/speech: the audio streams as each sentence is synthesized.
+func (h *Handler) Speech(w http.ResponseWriter, r *http.Request) {
 	var body speechRequest
-	if !h.decodeJSON(w, r, &body) {
+	if !wire.Decode(w, r, h.MaxRequestBody, &body) {
 		return
 	}
-	req := &pb.SynthesizeRequest{Model: body.Model, Input: body.Input, Voice: body.Voice, Format: speechFormat(body.ResponseFormat), Routing: routing(r)}
-	if slices.Contains(openAIVoices, strings.ToLower(body.Voice)) {
-		req.Voice = ""
-	}
+	req := &pb.SynthesizeRequest{Model: body.Model, Input: body.Input, Voice: Voice(body.Voice), Format: speechFormat(body.ResponseFormat), Routing: wire.Routing(r)}
 	if body.Speed != nil {
 		req.Speed = *body.Speed
 	}
@@ -337,7 +355,7 @@ func (h *Handler) speech(w http.ResponseWriter, r *http.Request) {
 	case "sse":
 		h.streamSpeechEvents(w, r, req)
 	default:
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "", fmt.Sprintf("stream_format %q: want audio or sse", body.StreamFormat))
+		wire.WriteError(w, http.StatusBadRequest, "invalid_request_error", "", fmt.Sprintf("stream_format %q: want audio or sse", body.StreamFormat))
 	}
 }
 
@@ -355,7 +373,7 @@ func speechFormat(format string) string {
 
 func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.SynthesizeRequest) {
 	started, failed := false, false
-	err := h.inference.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
+	err := h.Service.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
 		chunk := ev.GetAudio()
 		if chunk == nil {
 			return nil
@@ -380,7 +398,7 @@ func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.S
 	})
 	switch {
 	case err != nil && !started:
-		writeStatusError(w, err)
+		wire.WriteStatusError(w, err)
 	case err != nil && !failed:
 		// The status went out with the first audio: all that is left is to cut the stream.
 		slog.WarnContext(r.Context(), "speech stream ended early", "model", req.GetModel(), "err", err)
@@ -391,16 +409,16 @@ func (h *Handler) streamSpeech(w http.ResponseWriter, r *http.Request, req *pb.S
 // streamSpeechEvents answers stream_format=sse: speech.audio.delta events with base64 audio,
 // then speech.audio.done.
 func (h *Handler) streamSpeechEvents(w http.ResponseWriter, r *http.Request, req *pb.SynthesizeRequest) {
-	s := &sseStream{w: w}
-	err := h.inference.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
-		if !s.started {
-			s.start(ev.GetServedBy())
+	s := &wire.Events{W: w}
+	err := h.Service.StreamSynthesize(r.Context(), req, func(ev *pb.SynthesizeResponse) error {
+		if !s.Started {
+			s.Start(ev.GetServedBy())
 		}
 		if chunk := ev.GetAudio(); chunk != nil {
-			return s.write(map[string]any{"type": "speech.audio.delta", "audio": base64.StdEncoding.EncodeToString(chunk.GetData())})
+			return s.Write(map[string]any{"type": "speech.audio.delta", "audio": base64.StdEncoding.EncodeToString(chunk.GetData())})
 		}
-		return s.write(map[string]any{"type": "speech.audio.done", "usage": map[string]any{
+		return s.Write(map[string]any{"type": "speech.audio.done", "usage": map[string]any{
 			"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}})
 	})
-	s.fail(err)
+	s.Fail(err)
 }

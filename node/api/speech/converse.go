@@ -1,4 +1,4 @@
-package api
+package speech
 
 import (
 	"context"
@@ -12,16 +12,17 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/api/internal/request"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// Converse implements pb.InferenceServiceServer: one voice turn, audio in and audio out. Each
-// stage is its own routed request (StreamTranscribe, StreamChat, StreamSynthesize), so the three
+// Converse serves pb.InferenceServiceServer's Converse: one voice turn, audio in and audio out.
+// Each stage is its own routed request (StreamTranscribe, Chat, StreamSynthesize), so the three
 // may run on three nodes; the answer's sentences go to text-to-speech as the model writes them.
-func (s *InferenceService) Converse(stream grpc.BidiStreamingServer[pb.ConverseRequest, pb.ConverseResponse]) error {
+func (s *Service) Converse(stream grpc.BidiStreamingServer[pb.ConverseRequest, pb.ConverseResponse]) error {
 	first, err := stream.Recv()
 	if errors.Is(err, io.EOF) {
-		return invalid("the call sent no message: send a ConverseRequest with config first")
+		return request.Invalid("the call sent no message: send a ConverseRequest with config first")
 	}
 	if err != nil {
 		return err
@@ -58,15 +59,15 @@ func (s *InferenceService) Converse(stream grpc.BidiStreamingServer[pb.ConverseR
 func checkConverse(cfg *pb.ConverseConfig) error {
 	switch {
 	case cfg == nil:
-		return invalid("the first ConverseRequest must carry config (the three models, the audio format)")
+		return request.Invalid("the first ConverseRequest must carry config (the three models, the audio format)")
 	case cfg.GetSttModel() == "" || cfg.GetLlmModel() == "" || cfg.GetTtsModel() == "":
-		return invalid("stt_model, llm_model and tts_model must all be set")
+		return request.Invalid("stt_model, llm_model and tts_model must all be set")
 	}
 	return nil
 }
 
 // converse runs the three stages; send is safe to call from several goroutines.
-func (s *InferenceService) converse(ctx context.Context, cfg *pb.ConverseConfig, buf *AudioBuffer, send func(*pb.ConverseResponse) error) error {
+func (s *Service) converse(ctx context.Context, cfg *pb.ConverseConfig, buf *AudioBuffer, send func(*pb.ConverseResponse) error) error {
 	transcript, err := s.hear(ctx, cfg, buf)
 	if err != nil {
 		return err
@@ -76,7 +77,7 @@ func (s *InferenceService) converse(ctx context.Context, cfg *pb.ConverseConfig,
 		return err
 	}
 	if strings.TrimSpace(transcript.GetText()) == "" {
-		return invalid("no speech was recognised in the audio: nothing to answer")
+		return request.Invalid("no speech was recognised in the audio: nothing to answer")
 	}
 	chat := &pb.ChatRequest{Model: cfg.GetLlmModel(), Sampling: cfg.GetSampling(), Routing: cfg.GetRouting(),
 		Messages: append(append([]*pb.Message(nil), cfg.GetMessages()...), &pb.Message{Role: "user", Content: transcript.GetText()})}
@@ -92,7 +93,7 @@ func (s *InferenceService) converse(ctx context.Context, cfg *pb.ConverseConfig,
 		return err
 	}
 	final := &pb.ConverseFinal{SttServedBy: transcript.GetServedBy(), LlmServedBy: aloud.Final.GetServedBy(), TtsServedBy: aloud.TTSServedBy,
-		Answer: aloud.Answer, Usage: aloud.Final.GetUsage(), FirstTextMs: ms(aloud.FirstText), FirstAudioMs: ms(aloud.FirstAudio)}
+		Answer: aloud.Answer, Usage: aloud.Final.GetUsage(), FirstTextMs: request.Millis(aloud.FirstText), FirstAudioMs: request.Millis(aloud.FirstAudio)}
 	return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Final{Final: final}})
 }
 
@@ -111,13 +112,13 @@ type Aloud struct {
 // routing; its input is ignored), encoded here into one stream in speech's format. text gets the
 // answer's pieces, audio the chunks; they may be called from two goroutines at once. since is
 // when the clock of FirstText and FirstAudio starts.
-func (s *InferenceService) ChatAloud(ctx context.Context, chat *pb.ChatRequest, speech *pb.SynthesizeRequest, since time.Time,
+func (s *Service) ChatAloud(ctx context.Context, chat *pb.ChatRequest, speech *pb.SynthesizeRequest, since time.Time,
 	text func(string) error, audio func(*pb.AudioChunk) error) (Aloud, error) {
 	var out Aloud
 	speaker := s.newSpeaker(ctx, speech, audio, since)
 	var splitter sentenceSplitter
 	var answer strings.Builder
-	err := s.StreamChat(ctx, chat, func(ev *pb.GenerateResponse) error {
+	err := s.Chat(ctx, chat, func(ev *pb.GenerateResponse) error {
 		if f := ev.GetFinal(); f != nil {
 			out.Final = f
 			return nil
@@ -147,7 +148,7 @@ func (s *InferenceService) ChatAloud(ctx context.Context, chat *pb.ChatRequest, 
 }
 
 // hear runs the speech-to-text stage and returns its final event.
-func (s *InferenceService) hear(ctx context.Context, cfg *pb.ConverseConfig, buf *AudioBuffer) (*pb.TranscribeFinal, error) {
+func (s *Service) hear(ctx context.Context, cfg *pb.ConverseConfig, buf *AudioBuffer) (*pb.TranscribeFinal, error) {
 	var final *pb.TranscribeFinal
 	stt := &pb.TranscribeConfig{Model: cfg.GetSttModel(), Format: cfg.GetFormat(), SampleRate: cfg.GetSampleRate(),
 		Channels: cfg.GetChannels(), Language: cfg.GetLanguage(), Routing: cfg.GetRouting()}
@@ -161,7 +162,7 @@ func (s *InferenceService) hear(ctx context.Context, cfg *pb.ConverseConfig, buf
 		return nil, err
 	}
 	if final == nil {
-		return nil, invalid("the speech-to-text stage ended without a transcript")
+		return nil, request.Invalid("the speech-to-text stage ended without a transcript")
 	}
 	return final, nil
 }
@@ -170,7 +171,7 @@ func (s *InferenceService) hear(ctx context.Context, cfg *pb.ConverseConfig, buf
 // writes the next ones, and their audio, asked of the TTS node as PCM, is encoded here into one
 // stream in the client's format.
 type speaker struct {
-	s         *InferenceService
+	s         *Service
 	speech    *pb.SynthesizeRequest
 	sentences chan string
 	done      chan struct{}
@@ -184,7 +185,7 @@ type spoken struct {
 	err        error
 }
 
-func (s *InferenceService) newSpeaker(ctx context.Context, speech *pb.SynthesizeRequest, audio func(*pb.AudioChunk) error, since time.Time) *speaker {
+func (s *Service) newSpeaker(ctx context.Context, speech *pb.SynthesizeRequest, audio func(*pb.AudioChunk) error, since time.Time) *speaker {
 	ctx, cancel := context.WithCancel(ctx)
 	sp := &speaker{s: s, speech: speech, sentences: make(chan string, 64), done: make(chan struct{}), cancel: cancel}
 	out := &speechOut{format: formatOr(speech.GetFormat(), "pcm"), send: func(c *pb.AudioChunk) error {
@@ -247,7 +248,7 @@ func (sp *speaker) run(ctx context.Context, out *speechOut) {
 		return
 	}
 	if err := out.close(); err != nil {
-		sp.result.err = toStatus(err)
+		sp.result.err = request.Status(err)
 	}
 }
 

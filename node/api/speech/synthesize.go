@@ -1,4 +1,4 @@
-package api
+package speech
 
 import (
 	"context"
@@ -14,39 +14,40 @@ import (
 
 	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/internal/audio"
+	"github.com/ekisa-team/syn4pse/node/api/internal/request"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
 // maxSpeechInput bounds the text of one synthesis, as OpenAI's speech API does.
 const maxSpeechInput = 4096
 
-// Synthesize implements pb.InferenceServiceServer.
-func (s *InferenceService) Synthesize(req *pb.SynthesizeRequest, stream grpc.ServerStreamingServer[pb.SynthesizeResponse]) error {
+// Synthesize serves pb.InferenceServiceServer's Synthesize.
+func (s *Service) Synthesize(req *pb.SynthesizeRequest, stream grpc.ServerStreamingServer[pb.SynthesizeResponse]) error {
 	return s.StreamSynthesize(stream.Context(), req, stream.Send)
 }
 
 // StreamSynthesize runs a synthesis where the router says and sends its events: audio chunks
 // sentence by sentence, then a final event. Errors are gRPC status errors.
-func (s *InferenceService) StreamSynthesize(ctx context.Context, req *pb.SynthesizeRequest, send func(*pb.SynthesizeResponse) error) error {
+func (s *Service) StreamSynthesize(ctx context.Context, req *pb.SynthesizeRequest, send func(*pb.SynthesizeResponse) error) error {
 	if s.Router == nil {
 		return s.localSynthesize(ctx, req, send)
 	}
-	return toStatus(s.Router.Synthesize(ctx, req, send, s.localSynthesize))
+	return request.Status(s.Router.Synthesize(ctx, req, send, s.localSynthesize))
 }
 
-func (s *InferenceService) localSynthesize(ctx context.Context, req *pb.SynthesizeRequest, send func(*pb.SynthesizeResponse) error) error {
+func (s *Service) localSynthesize(ctx context.Context, req *pb.SynthesizeRequest, send func(*pb.SynthesizeResponse) error) error {
 	if err := checkSynthesize(req); err != nil {
 		return err
 	}
 	model := req.GetModel()
-	lease, err := s.acquire(ctx, model, "tts", "Synthesize and /v1/audio/speech", req.GetKeepAlive())
+	lease, err := request.Acquire(ctx, s.Models, model, "tts", "Synthesize and /v1/audio/speech", req.GetKeepAlive())
 	if err != nil {
 		return err
 	}
 	defer lease.Release()
 	tts := lease.TTS()
 	if tts == nil {
-		return invalid("%q is not a text-to-speech model", model)
+		return request.Invalid("%q is not a text-to-speech model", model)
 	}
 	out := &speechOut{send: func(c *pb.AudioChunk) error {
 		return send(&pb.SynthesizeResponse{Model: model, ServedBy: s.NodeID, Event: &pb.SynthesizeResponse_Audio{Audio: c}})
@@ -55,26 +56,26 @@ func (s *InferenceService) localSynthesize(ctx context.Context, req *pb.Synthesi
 	for _, sentence := range splitSentences(req.GetInput()) {
 		if err := out.speak(ctx, tts, engine.SynthesizeRequest{Text: sentence, Voice: req.GetVoice(), Speed: req.GetSpeed()}); err != nil {
 			out.abort()
-			return toStatus(err)
+			return request.Status(err)
 		}
 	}
 	if err := out.close(); err != nil {
-		return toStatus(err)
+		return request.Status(err)
 	}
-	final := &pb.SynthesizeFinal{SampleRate: int32(out.rate), DurationSeconds: out.duration().Seconds(), ProcessMs: ms(time.Since(start)), ServedBy: s.NodeID}
+	final := &pb.SynthesizeFinal{SampleRate: int32(out.rate), DurationSeconds: out.duration().Seconds(), ProcessMs: request.Millis(time.Since(start)), ServedBy: s.NodeID}
 	return send(&pb.SynthesizeResponse{Model: model, ServedBy: s.NodeID, Event: &pb.SynthesizeResponse_Final{Final: final}})
 }
 
 func checkSynthesize(req *pb.SynthesizeRequest) error {
 	switch {
 	case req.GetModel() == "":
-		return invalid("model is empty: name a text-to-speech model (syn4pse models list shows them)")
+		return request.Invalid("model is empty: name a text-to-speech model (syn4pse models list shows them)")
 	case req.GetInput() == "" || len(splitSentences(req.GetInput())) == 0:
-		return invalid("input is empty: give the text to speak")
+		return request.Invalid("input is empty: give the text to speak")
 	case len(req.GetInput()) > maxSpeechInput:
-		return invalid("input is %d bytes: at most %d; split the text into several requests", len(req.GetInput()), maxSpeechInput)
+		return request.Invalid("input is %d bytes: at most %d; split the text into several requests", len(req.GetInput()), maxSpeechInput)
 	case req.GetSpeed() != 0 && (req.GetSpeed() < 0.25 || req.GetSpeed() > 4 || math.IsNaN(float64(req.GetSpeed()))):
-		return invalid("speed %v: want 0.25 to 4 (1 is normal)", req.GetSpeed())
+		return request.Invalid("speed %v: want 0.25 to 4 (1 is normal)", req.GetSpeed())
 	}
 	if format := formatOr(req.GetFormat(), "pcm"); !slices.Contains(audio.Formats(), format) {
 		// Not encodable here: the encoder says why (an unknown format, a program to install).
@@ -82,7 +83,7 @@ func checkSynthesize(req *pb.SynthesizeRequest) error {
 		if err == nil {
 			enc.Close()
 		}
-		return toStatus(fmt.Errorf("format %q: %w", format, err))
+		return request.Status(fmt.Errorf("format %q: %w", format, err))
 	}
 	return nil
 }
