@@ -7,8 +7,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ekisa-team/syn4pse/node"
-	"github.com/ekisa-team/syn4pse/p2p"
+	"github.com/ekisa-team/syn4pse/node/config"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -19,24 +18,7 @@ func TestForwardedReplyOverFourMiB(t *testing.T) {
 	if testing.Short() {
 		t.Skip("embeds 20,000 inputs")
 	}
-	key, err := p2p.GenerateSwarmKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := node.Start(t.Context(), meshConfig(t, key, "a", nil, embedDecl(t, "vec")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(t.Context()) })
-	st, err := pb.NewNodeServiceClient(grpcConn(t, a)).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := node.Start(t.Context(), meshConfig(t, key, "b", st.GetListenAddrs()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(t.Context()) })
+	a, b, _, _ := startMeshPair(t, []config.Model{embedDecl(t, "vec")})
 	bConn := grpcConn(t, b)
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -18,7 +18,6 @@ import (
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"
-	"github.com/ekisa-team/syn4pse/p2p"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -146,25 +145,8 @@ func TestEmbedRoutedToPeer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a mesh")
 	}
-	key, err := p2p.GenerateSwarmKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := node.Start(t.Context(), meshConfig(t, key, "a", nil, embedDecl(t, "vec")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(t.Context()) })
-	st, err := pb.NewNodeServiceClient(grpcConn(t, a)).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := node.Start(t.Context(), meshConfig(t, key, "b", st.GetListenAddrs(), tinyDecl("tiny")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(t.Context()) })
-	c, err := node.Start(t.Context(), meshConfig(t, key, "c", st.GetListenAddrs(), tinyDecl("tiny")))
+	a, _, key, aAddrs := startMeshPair(t, []config.Model{embedDecl(t, "vec")}, tinyDecl("tiny"))
+	c, err := node.Start(t.Context(), meshConfig(t, key, "c", aAddrs, tinyDecl("tiny")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node"
+	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/p2p"
 	"github.com/ekisa-team/syn4pse/p2p/rpc"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -135,4 +137,27 @@ func dialAsPeer(t *testing.T, a *node.Node, key p2p.SwarmKey) grpc.ClientConnInt
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// startMeshPair starts node a with aModels and node b, with bModels, joined to a's mesh; both
+// stop when the test ends. It returns them with the mesh's swarm key and a's listen addresses.
+func startMeshPair(t *testing.T, aModels []config.Model, bModels ...config.Model) (a, b *node.Node, key p2p.SwarmKey, aAddrs []string) {
+	t.Helper()
+	key, err := p2p.GenerateSwarmKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err = node.Start(t.Context(), meshConfig(t, key, "a", nil, aModels...)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(context.WithoutCancel(t.Context())) })
+	st, err := pb.NewNodeServiceClient(grpcConn(t, a)).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = node.Start(t.Context(), meshConfig(t, key, "b", st.GetListenAddrs(), bModels...)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Shutdown(context.WithoutCancel(t.Context())) })
+	return a, b, key, st.GetListenAddrs()
 }

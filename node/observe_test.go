@@ -15,9 +15,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/ekisa-team/syn4pse/node"
+	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/requestid"
-	"github.com/ekisa-team/syn4pse/p2p"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -72,24 +71,7 @@ func captureJSONLogs(t *testing.T) *logCapture {
 // the blob bytes it served.
 func TestRequestIDFollowsAForwardedRequest(t *testing.T) {
 	logs := captureJSONLogs(t)
-	key, err := p2p.GenerateSwarmKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := node.Start(t.Context(), meshConfig(t, key, "a", nil, tinyDecl("tiny")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Shutdown(t.Context()) })
-	st, err := pb.NewNodeServiceClient(grpcConn(t, a)).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := node.Start(t.Context(), meshConfig(t, key, "b", st.GetListenAddrs()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Shutdown(t.Context()) })
+	a, b, _, _ := startMeshPair(t, []config.Model{tinyDecl("tiny")})
 	bConn := grpcConn(t, b)
 	announced := func(wantDigest bool) {
 		t.Helper()
