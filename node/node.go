@@ -26,6 +26,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
+	"github.com/ekisa-team/syn4pse/node/httpapi/dashboard"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
@@ -189,7 +190,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
 	httpHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
 	httpHandler.Metrics = obs.handler()
-	n.httpServer = httpapi.NewServer(obs.observeHTTP(access.HTTP(keys, access.OpenAIErrors, httpHandler), httpHandler.Route), cfg.Server.Limits)
+	n.httpServer = httpapi.NewServer(obs.observeHTTP(dashboard.OpenShell(access.HTTP(keys, access.OpenAIErrors, httpHandler), httpHandler), httpHandler.Route), cfg.Server.Limits)
+	n.httpServer.RegisterOnShutdown(httpHandler.StopEvents)
 	if ollamaLn != nil {
 		ollamaHandler := ollamaapi.New(inference, modelSvc, nodeSvc)
 		ollamaHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody

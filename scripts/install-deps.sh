@@ -35,6 +35,8 @@ command -v opusenc >/dev/null || need+=(opus-tools)
 command -v flac >/dev/null || need+=(flac)
 # The chaos tests (internal/netlab, cmd/syn4pse chaos_test.go) build network namespaces with ip.
 command -v ip >/dev/null || need+=(iproute2)
+# The dashboard's browser tests (node/httpapi/dashboard) drive headless Chromium over CDP.
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo apt-get update -qq

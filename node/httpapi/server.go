@@ -7,9 +7,11 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/httpapi/audioapi"
+	"github.com/ekisa-team/syn4pse/node/httpapi/dashboard"
 	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -27,11 +29,21 @@ type Handler struct {
 	MaxRequestBody int64
 	// Metrics serves GET /metrics (the node's Prometheus registry); nil answers 404.
 	Metrics http.Handler
+	// stopEvents ends every GET /api/events stream (StopEvents), which would otherwise hold a
+	// graceful shutdown open until its timeout.
+	stopEvents     chan struct{}
+	stopEventsOnce sync.Once
+}
+
+// StopEvents ends the open GET /api/events streams and answers new ones at once; the node calls
+// it when it shuts down (http.Server.RegisterOnShutdown).
+func (h *Handler) StopEvents() {
+	h.stopEventsOnce.Do(func() { close(h.stopEvents) })
 }
 
 // New returns the HTTP API over the node's services.
 func New(inference *api.InferenceService, models *api.ModelService, node *api.NodeService) *Handler {
-	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux()}
+	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux(), stopEvents: make(chan struct{})}
 	h.mux.HandleFunc("POST /v1/chat/completions", h.chatCompletions)
 	h.mux.HandleFunc("POST /v1/completions", h.completions)
 	h.mux.HandleFunc("POST /v1/audio/transcriptions", func(w http.ResponseWriter, r *http.Request) { h.audio().Transcriptions(w, r) })
@@ -43,6 +55,12 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 	h.mux.HandleFunc("GET /healthz", h.health)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.registerNative()
+	h.mux.HandleFunc("GET /api/events", h.events)
+	// The dashboard: the page at / and its files; every other unknown path still answers JSON 404.
+	page := dashboard.Handler()
+	h.mux.Handle("GET /{$}", page)
+	h.mux.Handle("GET /index.html", page)
+	h.mux.Handle("GET /assets/", page)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		wire.WriteError(w, http.StatusNotFound, "invalid_request_error", "not_found",
 			fmt.Sprintf("no route %s %s; see /v1/chat/completions, /v1/completions, /v1/audio/transcriptions, /v1/audio/speech, /v1/models, /healthz", r.Method, r.URL.Path))

@@ -1,0 +1,78 @@
+// The node's public HTTP API, with the API key the user gave (kept for this tab only).
+
+const keyName = 'syn4pse.apiKey';
+
+/** AuthError: the node wants an API key (401), or the one given is wrong. */
+export class AuthError extends Error {}
+
+export function setKey(key) {
+  if (key) sessionStorage.setItem(keyName, key);
+  else sessionStorage.removeItem(keyName);
+}
+
+export function hasKey() {
+  return sessionStorage.getItem(keyName) !== null;
+}
+
+function headers(extra) {
+  const h = new Headers(extra || {});
+  const key = sessionStorage.getItem(keyName);
+  if (key) h.set('Authorization', 'Bearer ' + key);
+  return h;
+}
+
+// errorText reads the API's error body: {"error": {"message"}} or {"error": "..."}.
+async function errorText(res) {
+  try {
+    const body = await res.json();
+    return body?.error?.message || body?.error || res.statusText;
+  } catch {
+    return res.status + ' ' + res.statusText;
+  }
+}
+
+/** request fetches path, throwing AuthError on 401 and Error with the API's message otherwise. */
+export async function request(path, opts = {}) {
+  const res = await fetch(path, { ...opts, headers: headers(opts.headers) });
+  if (res.status === 401) throw new AuthError(await errorText(res));
+  if (!res.ok) throw new Error(await errorText(res));
+  return res;
+}
+
+export async function getJSON(path) {
+  return (await request(path)).json();
+}
+
+export async function postJSON(path, body) {
+  const res = await request(path, {
+    method: 'POST', body: JSON.stringify(body || {}), headers: { 'Content-Type': 'application/json' },
+  });
+  return res.json();
+}
+
+/**
+ * events reads the node's server-sent events (GET /api/events) with fetch, as EventSource cannot
+ * send an Authorization header, calling onEvent(name, data) for each until signal aborts.
+ */
+export async function events(onEvent, signal) {
+  const res = await request('/api/events', { signal });
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let end;
+    while ((end = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let name = 'message';
+      const data = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event: ')) name = line.slice(7);
+        else if (line.startsWith('data: ')) data.push(line.slice(6));
+      }
+      if (data.length) onEvent(name, JSON.parse(data.join('\n')));
+    }
+  }
+}
