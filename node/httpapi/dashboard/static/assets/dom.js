@@ -9,7 +9,7 @@ export function el(tag, attrs, ...children) {
     else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'title' || k === 'for') node.setAttribute(k, v);
     else node[k] = v;
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     node.append(c instanceof Node ? c : String(c));
   }
