@@ -15,6 +15,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"
 )
 
@@ -153,11 +154,11 @@ func nodeID(t *testing.T, httpAddr string) string {
 }
 
 // TestDashboard loads each page of node a's dashboard in a mesh of two: the Node page shows a,
-// the Mesh page shows peer b with its model, live; the Models page unloads and loads a's model
+// the Mesh page shows peer b with its model, and a third node as it joins and leaves, live; the Models page unloads and loads a's model
 // through confirmation dialogs; the page is laid out for a phone too; and nothing in the
 // console is an error.
 func TestDashboard(t *testing.T) {
-	a, b, _, _ := startMeshPair(t, []config.Model{tinyDecl("tiny")}, tinyDecl("btiny"))
+	a, b, key, aAddrs := startMeshPair(t, []config.Model{tinyDecl("tiny")}, tinyDecl("btiny"))
 	aID, bID := nodeID(t, a.HTTPAddr()), nodeID(t, b.HTTPAddr())
 	p := openDashboard(t, "http://"+a.HTTPAddr())
 
@@ -172,6 +173,21 @@ func TestDashboard(t *testing.T) {
 	p.waitFor("peer b connected", peer+`?.querySelector('.badge.connected') !== null`)
 	p.waitFor("a's own model on its card", `document.querySelector('.card.self')?.textContent.includes('tiny')`)
 	p.shot("mesh")
+
+	// A third node joins, and the map shows it without a reload; it leaves, and the map drops it.
+	c, err := node.Start(t.Context(), meshConfig(t, key, "c", aAddrs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stopC sync.Once
+	shutdownC := func() { stopC.Do(func() { c.Shutdown(context.WithoutCancel(t.Context())) }) }
+	t.Cleanup(shutdownC)
+	cCard := `document.querySelector('[data-peer=` + js(nodeID(t, c.HTTPAddr())) + `]')`
+	p.waitFor("peer c on the map", cCard+`?.querySelector('.badge.connected') !== null`)
+	p.shot("mesh-joined")
+	shutdownC()
+	p.waitFor("peer c gone or down", `(`+cCard+` ?? null) === null || `+cCard+`.querySelector('.badge.down') !== null`)
+	p.shot("mesh-left")
 
 	p.do("open the Models page", chromedp.Click(chromedp.CSS(`nav a[data-page="models"]`)))
 	row := `document.querySelector('tr[data-row="tiny"]')`
@@ -214,7 +230,7 @@ func TestDashboardAPIKey(t *testing.T) {
 	}
 
 	p.do("open the Models page", chromedp.Navigate(p.base+"/#/models"))
-	p.waitFor("the key prompt", `document.getElementById('key-form') !== null`)
+	p.waitFor("the key prompt, no refusal yet", `document.getElementById('key-form') !== null && document.querySelector('main .error') === null && !document.querySelector('main').textContent.includes('null')`)
 	p.shot("prompt")
 	p.do("a wrong key", chromedp.SendKeys(chromedp.ID("api-key"), wrongKey), chromedp.Click(chromedp.CSS(`#key-form button`)))
 	p.waitFor("the prompt again, with the refusal", `document.getElementById('key-form') !== null && document.querySelector('main .error') !== null`)

@@ -79,11 +79,11 @@ function askKey(message) {
     startFeed();
     route();
   });
-  main.replaceChildren(
+  main.replaceChildren(...[
     el('h1', null, 'API key'),
     el('p', null, 'This node asks for an API key (server.api_keys). The key stays in this browser tab only.'),
-    hasKey() ? el('p', { class: 'error' }, message) : null,
-    form);
+    hasKey() ? el('p', { class: 'error', role: 'alert' }, message) : null,
+    form].filter(Boolean));
   input.focus();
 }
 
