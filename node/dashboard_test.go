@@ -223,6 +223,15 @@ func TestDashboard(t *testing.T) {
 // keeps it for the tab and then shows the node's data; a wrong key gets the prompt again.
 func TestDashboardAPIKey(t *testing.T) {
 	n := startConfigured(t, keyedConfig(t, tinyDecl("tiny")))
+	// The page and its files are open; the API, the event stream included, is not.
+	client := &http.Client{}
+	for _, path := range []string{"/", "/index.html", "/assets/app.js"} {
+		httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+path, "", http.StatusOK)
+	}
+	for _, path := range []string{"/api/events", "/api/models", "/v1/models", "/assets/../api/status"} {
+		httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+path, "", http.StatusUnauthorized)
+	}
+	httpStatus(t, client, "GET", "http://"+n.HTTPAddr()+"/api/events", "Bearer "+testKey, http.StatusOK)
 	p := openDashboard(t, "http://"+n.HTTPAddr())
 	// The API's 401s before the key is given show in the console as failed loads.
 	p.allow = func(m chromedp.ConsoleMessage) bool {
