@@ -154,7 +154,7 @@ func nodeID(t *testing.T, httpAddr string) string {
 }
 
 // TestDashboard loads each page of node a's dashboard in a mesh of two: the Node page shows a,
-// the Mesh page shows peer b with its model, and a third node as it joins and leaves, live; the Models page unloads and loads a's model
+// the Mesh page shows peer b with its model, and a third node as it joins and leaves, live; the Models page unloads and loads a's model; the Playground streams answers from a's and b's models and names the serving node
 // through confirmation dialogs; the page is laid out for a phone too; and nothing in the
 // console is an error.
 func TestDashboard(t *testing.T) {
@@ -205,11 +205,29 @@ func TestDashboard(t *testing.T) {
 	p.waitFor("tiny loaded", row+`?.querySelector('.badge.loaded') !== null && `+row+`.querySelector('button.act').dataset.action === 'unload'`)
 	p.shot("models-loaded")
 
+	// The playground streams an answer from a's own model, then from b's, and says who served.
+	p.do("open the Playground", chromedp.Click(chromedp.CSS(`nav a[data-page="chat"]`)))
+	p.waitFor("both models in the picker", `[...document.querySelectorAll('#chat-model option')].map(o => o.value).join() === 'tiny,btiny'`)
+	p.do("few tokens", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '8'`))
+	for i, c := range []struct{ model, servedBy string }{{"tiny", "(this node)"}, {"btiny", "served by b"}} {
+		p.do("pick "+c.model, chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-model').value = `+js(c.model)))
+		p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Hello"), chromedp.Click(chromedp.ID("chat-send")))
+		answer := fmt.Sprintf(`document.querySelectorAll('.msg.assistant')[%d]`, i)
+		p.waitFor("the answer of "+c.model, answer+`?.classList.contains('done')`)
+		meta := eval[string](p, answer+`.querySelector('.meta').textContent`)
+		chunks := eval[string](p, answer+`.dataset.chunks`)
+		t.Logf("%s: %q, %s chunks, %s", c.model, eval[string](p, answer+`.querySelector('.text').textContent`), chunks, meta)
+		if !strings.Contains(meta, c.servedBy) || !strings.Contains(meta, "tokens") || chunks == "0" {
+			t.Errorf("answer of %s: meta %q, %s streamed chunks; want %q, a token count and chunks", c.model, meta, chunks, c.servedBy)
+		}
+	}
+	p.shot("playground")
+
 	// A phone: nothing wider than the screen, the tables scroll in their own box.
 	p.do("phone width", chromedp.EmulateViewport(390, 844))
-	for _, name := range []string{"node", "mesh", "models"} {
+	for _, name := range []string{"node", "mesh", "models", "chat"} {
 		p.do("open "+name, chromedp.Navigate(p.base+"/#/"+name))
-		p.waitFor(name+" drawn", `document.querySelector('main h1') !== null && document.querySelector('main .card, main table') !== null`)
+		p.waitFor(name+" drawn", `document.querySelector('main h1') !== null && document.querySelector('main .card, main table, main form') !== null`)
 		if w := eval[float64](p, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
 			p.shot("phone-" + name)
 			t.Errorf("%s page at phone width: %v px wider than the screen", name, w)

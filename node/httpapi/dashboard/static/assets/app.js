@@ -5,8 +5,9 @@ import { el } from './dom.js';
 import * as nodePage from './node.js';
 import * as meshPage from './mesh.js';
 import * as modelsPage from './models.js';
+import * as chatPage from './chat.js';
 
-const pages = { node: nodePage, mesh: meshPage, models: modelsPage };
+const pages = { node: nodePage, mesh: meshPage, models: modelsPage, chat: chatPage };
 const main = document.getElementById('main');
 
 /** live holds the latest peers and models from the node's event stream. */
