@@ -18,7 +18,7 @@ const (
 	eventsKeepAlive = 15 * time.Second
 )
 
-// events streams the mesh as server-sent events for the dashboard: an "peers" event carries
+// events streams the mesh as server-sent events for the dashboard: a "peers" event carries
 // /api/peers' JSON and a "models" event /api/models', each sent at the start and again whenever
 // it changes (peers join or leave, load, queues and speeds move, a model loads or unloads).
 func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
