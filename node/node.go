@@ -27,6 +27,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/httpapi"
 	"github.com/ekisa-team/syn4pse/node/httpapi/dashboard"
+	"github.com/ekisa-team/syn4pse/node/logtail"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/models/pull"
 	"github.com/ekisa-team/syn4pse/node/models/store"
@@ -69,6 +70,10 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	serverTLS, err := access.ServerTLS(cfg.Server.TLSCert, cfg.Server.TLSKey)
 	if err != nil {
 		return nil, err
+	}
+	publicConfig, err := cfg.Public() // GET /api/config
+	if err != nil {
+		return nil, fmt.Errorf("render the configuration for /api/config: %w", err)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -190,6 +195,8 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
 	httpHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
 	httpHandler.Metrics = obs.handler()
+	httpHandler.Config = publicConfig
+	httpHandler.Logs = logtail.Recent
 	n.httpServer = httpapi.NewServer(obs.observeHTTP(dashboard.OpenShell(access.HTTP(keys, access.OpenAIErrors, httpHandler), httpHandler), httpHandler.Route), cfg.Server.Limits)
 	n.httpServer.RegisterOnShutdown(httpHandler.StopEvents)
 	if ollamaLn != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/logtail"
 	"github.com/ekisa-team/syn4pse/node/requestid"
 )
 
@@ -76,6 +77,7 @@ func setupLogging(cfg *config.Config) {
 	if cfg.Log.Format == "json" {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	// A request's log lines name its request ID (see node/requestid).
-	slog.SetDefault(slog.New(requestid.LogHandler(h)))
+	// A request's log lines name its request ID (see node/requestid); the node serves the last
+	// ones at GET /api/logs (node/logtail).
+	slog.SetDefault(slog.New(requestid.LogHandler(logtail.Recent.Wrap(h))))
 }

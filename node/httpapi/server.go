@@ -13,6 +13,7 @@ import (
 	"github.com/ekisa-team/syn4pse/node/httpapi/audioapi"
 	"github.com/ekisa-team/syn4pse/node/httpapi/dashboard"
 	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
+	"github.com/ekisa-team/syn4pse/node/logtail"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -29,6 +30,11 @@ type Handler struct {
 	MaxRequestBody int64
 	// Metrics serves GET /metrics (the node's Prometheus registry); nil answers 404.
 	Metrics http.Handler
+	// Config is GET /api/config's body: the configuration in effect as JSON, secrets hidden
+	// (config.Config.Public); nil answers 404.
+	Config []byte
+	// Logs is the log tail GET /api/logs serves; nil answers 404.
+	Logs *logtail.Ring
 	// stopEvents ends every GET /api/events stream (StopEvents), which would otherwise hold a
 	// graceful shutdown open until its timeout.
 	stopEvents     chan struct{}
@@ -56,6 +62,8 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 	h.mux.HandleFunc("GET /metrics", h.metrics)
 	h.registerNative()
 	h.mux.HandleFunc("GET /api/events", h.events)
+	h.mux.HandleFunc("GET /api/config", h.config)
+	h.mux.HandleFunc("GET /api/logs", h.logs)
 	// The dashboard: the page at / and its files; every other unknown path still answers JSON 404.
 	page := dashboard.Handler()
 	h.mux.Handle("GET /{$}", page)

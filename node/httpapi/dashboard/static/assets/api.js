@@ -51,11 +51,11 @@ export async function postJSON(path, body) {
 }
 
 /**
- * events reads the node's server-sent events (GET /api/events) with fetch, as EventSource cannot
- * send an Authorization header, calling onEvent(name, data) for each until signal aborts.
+ * events reads the node's server-sent events (GET /api/events, or path) with fetch, as EventSource
+ * cannot send an Authorization header, calling onEvent(name, data) for each until signal aborts.
  */
-export async function events(onEvent, signal) {
-  const res = await request('/api/events', { signal });
+export async function events(onEvent, signal, path = '/api/events') {
+  const res = await request(path, { signal });
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   for (;;) {
