@@ -13,10 +13,15 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/ekisa-team/syn4pse/node/access"
 	"github.com/ekisa-team/syn4pse/node/config"
 	"github.com/ekisa-team/syn4pse/node/logtail"
 	"github.com/ekisa-team/syn4pse/node/requestid"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
 // tailLogs logs through logtail.Recent for the rest of the test, as cmd/syn4pse's setupLogging
@@ -66,7 +71,8 @@ func noKeys(t *testing.T, what, text string) {
 }
 
 // TestConfigAndLogsHideKeys: GET /api/config and /api/logs want the key; the configuration shows
-// the port, the model and how many keys there are, never a key; the log tail, plain and followed,
+// the port, the model and how many keys there are, never a key, and gRPC's GetConfig gives the
+// same; the log tail, plain and followed,
 // has the requests made with a key and with a wrong one, and no key.
 func TestConfigAndLogsHideKeys(t *testing.T) {
 	tailLogs(t)
@@ -94,6 +100,24 @@ func TestConfigAndLogsHideKeys(t *testing.T) {
 	if c.Server.HTTPPort != port || len(c.Server.APIKeys) != 2 || c.Server.APIKeys[0] != config.Hidden ||
 		len(c.DeclaredModels) != 1 || c.DeclaredModels[0].Name != "tiny" {
 		t.Fatalf("GET /api/config: %+v", c)
+	}
+
+	// gRPC clients get the same, with a key only.
+	conn, err := newConn(n.GRPCAddr(), grpc.WithPerRPCCredentials(access.Bearer(testKey, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if res, err := pb.NewNodeServiceClient(conn).GetConfig(t.Context(), &pb.GetConfigRequest{}); err != nil || res.GetConfigJson() != body {
+		t.Fatalf("gRPC GetConfig: %v, %d bytes, not GET /api/config's %d", err, len(res.GetConfigJson()), len(body))
+	}
+	bare, err := newConn(n.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	if _, err := pb.NewNodeServiceClient(bare).GetConfig(t.Context(), &pb.GetConfigRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("gRPC GetConfig without a key: %v, want Unauthenticated", err)
 	}
 
 	// Follow the log, then make requests with the key, with the other key and with a wrong one.

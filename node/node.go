@@ -169,6 +169,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
 		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},
 		Hardware:   func() *pb.Hardware { return hardware(backends) },
+		Config:     publicConfig,
 	}
 	name := nodeName(cfg)
 
@@ -195,7 +196,6 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
 	httpHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
 	httpHandler.Metrics = obs.handler()
-	httpHandler.Config = publicConfig
 	httpHandler.Logs = logtail.Recent
 	n.httpServer = httpapi.NewServer(obs.observeHTTP(dashboard.OpenShell(access.HTTP(keys, access.OpenAIErrors, httpHandler), httpHandler), httpHandler.Route), cfg.Server.Limits)
 	n.httpServer.RegisterOnShutdown(httpHandler.StopEvents)

@@ -6,6 +6,9 @@ import (
 	"runtime"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/ekisa-team/syn4pse/node/models"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
@@ -141,6 +144,17 @@ type NodeService struct {
 	EngineInfo map[string]string
 	// Hardware describes the machine; called on each GetInfo, since GPU memory changes.
 	Hardware func() *pb.Hardware
+	// Config is the configuration in effect as JSON, secrets hidden (config.Config.Public), for
+	// GetConfig; nil when the node does not show it.
+	Config []byte
+}
+
+// GetConfig implements pb.NodeServiceServer.
+func (s *NodeService) GetConfig(context.Context, *pb.GetConfigRequest) (*pb.GetConfigResponse, error) {
+	if s.Config == nil {
+		return nil, status.Error(codes.Unimplemented, "this node does not show its configuration")
+	}
+	return &pb.GetConfigResponse{ConfigJson: string(s.Config)}, nil
 }
 
 // GetInfo implements pb.NodeServiceServer.

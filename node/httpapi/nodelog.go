@@ -2,22 +2,25 @@ package httpapi
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	"github.com/ekisa-team/syn4pse/node/logtail"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
-// config serves GET /api/config: the node's configuration in effect, secrets hidden
-// (config.Config.Public, rendered once by the node).
+// config serves GET /api/config: the node's configuration in effect, secrets hidden, as the
+// JSON object NodeService.GetConfig carries.
 func (h *Handler) config(w http.ResponseWriter, r *http.Request) {
-	if h.Config == nil {
-		wire.WriteError(w, http.StatusNotFound, "invalid_request_error", "not_found", "this node does not show its configuration")
+	res, err := h.node.GetConfig(r.Context(), &pb.GetConfigRequest{})
+	if err != nil {
+		wire.WriteStatusError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(h.Config)
+	io.WriteString(w, res.GetConfigJson())
 }
 
 // logs serves GET /api/logs: the node's recent log records, oldest first, as

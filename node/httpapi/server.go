@@ -30,9 +30,6 @@ type Handler struct {
 	MaxRequestBody int64
 	// Metrics serves GET /metrics (the node's Prometheus registry); nil answers 404.
 	Metrics http.Handler
-	// Config is GET /api/config's body: the configuration in effect as JSON, secrets hidden
-	// (config.Config.Public); nil answers 404.
-	Config []byte
 	// Logs is the log tail GET /api/logs serves; nil answers 404.
 	Logs *logtail.Ring
 	// stopEvents ends every GET /api/events stream (StopEvents), which would otherwise hold a

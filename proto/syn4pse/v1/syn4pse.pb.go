@@ -5689,6 +5689,89 @@ func (x *ConverseFinal) GetFirstAudioMs() float64 {
 	return 0
 }
 
+type GetConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{70}
+}
+
+type GetConfigResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ConfigJson is the configuration in effect as a JSON object: one member per table (server,
+	// log, p2p, router, engine, models) and declared_models, keys in snake_case, durations as
+	// "1m30s". Each server.api_keys entry is "[hidden]"; the swarm key and identity are not in it.
+	ConfigJson    string `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *GetConfigResponse) GetConfigJson() string {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return ""
+}
+
 var File_syn4pse_v1_syn4pse_proto protoreflect.FileDescriptor
 
 const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
@@ -6159,7 +6242,11 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06answer\x18\x04 \x01(\tR\x06answer\x12'\n" +
 	"\x05usage\x18\x05 \x01(\v2\x11.syn4pse.v1.UsageR\x05usage\x12\"\n" +
 	"\rfirst_text_ms\x18\x06 \x01(\x01R\vfirstTextMs\x12$\n" +
-	"\x0efirst_audio_ms\x18\a \x01(\x01R\ffirstAudioMs*\x9d\x01\n" +
+	"\x0efirst_audio_ms\x18\a \x01(\x01R\ffirstAudioMs\"\x12\n" +
+	"\x10GetConfigRequest\"4\n" +
+	"\x11GetConfigResponse\x12\x1f\n" +
+	"\vconfig_json\x18\x01 \x01(\tR\n" +
+	"configJson*\x9d\x01\n" +
 	"\bModality\x12\x18\n" +
 	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODALITY_LLM\x10\x01\x12\x16\n" +
@@ -6196,13 +6283,14 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\vDeleteModel\x12\x1e.syn4pse.v1.DeleteModelRequest\x1a\x1f.syn4pse.v1.DeleteModelResponse\x12H\n" +
 	"\tLoadModel\x12\x1c.syn4pse.v1.LoadModelRequest\x1a\x1d.syn4pse.v1.LoadModelResponse\x12N\n" +
 	"\vUnloadModel\x12\x1e.syn4pse.v1.UnloadModelRequest\x1a\x1f.syn4pse.v1.UnloadModelResponse\x12N\n" +
-	"\vListRunning\x12\x1e.syn4pse.v1.ListRunningRequest\x1a\x1f.syn4pse.v1.ListRunningResponse2\xa9\x02\n" +
+	"\vListRunning\x12\x1e.syn4pse.v1.ListRunningRequest\x1a\x1f.syn4pse.v1.ListRunningResponse2\xf3\x02\n" +
 	"\vNodeService\x12B\n" +
 	"\aGetInfo\x12\x1a.syn4pse.v1.GetInfoRequest\x1a\x1b.syn4pse.v1.GetInfoResponse\x12?\n" +
 	"\x06Health\x12\x19.syn4pse.v1.HealthRequest\x1a\x1a.syn4pse.v1.HealthResponse\x12H\n" +
 	"\tListPeers\x12\x1c.syn4pse.v1.ListPeersRequest\x1a\x1d.syn4pse.v1.ListPeersResponse\x12K\n" +
 	"\n" +
-	"MeshStatus\x12\x1d.syn4pse.v1.MeshStatusRequest\x1a\x1e.syn4pse.v1.MeshStatusResponseB:Z8github.com/ekisa-team/syn4pse/proto/syn4pse/v1;syn4psev1b\x06proto3"
+	"MeshStatus\x12\x1d.syn4pse.v1.MeshStatusRequest\x1a\x1e.syn4pse.v1.MeshStatusResponse\x12H\n" +
+	"\tGetConfig\x12\x1c.syn4pse.v1.GetConfigRequest\x1a\x1d.syn4pse.v1.GetConfigResponseB:Z8github.com/ekisa-team/syn4pse/proto/syn4pse/v1;syn4psev1b\x06proto3"
 
 var (
 	file_syn4pse_v1_syn4pse_proto_rawDescOnce sync.Once
@@ -6217,7 +6305,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -6294,7 +6382,9 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*ConverseConfig)(nil),      // 72: syn4pse.v1.ConverseConfig
 	(*ConverseResponse)(nil),    // 73: syn4pse.v1.ConverseResponse
 	(*ConverseFinal)(nil),       // 74: syn4pse.v1.ConverseFinal
-	nil,                         // 75: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*GetConfigRequest)(nil),    // 75: syn4pse.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),   // 76: syn4pse.v1.GetConfigResponse
+	nil,                         // 77: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	10, // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -6326,7 +6416,7 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	28, // 26: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	27, // 27: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	31, // 28: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	75, // 29: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	77, // 29: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	32, // 30: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
 	4,  // 31: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
 	36, // 32: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
@@ -6378,25 +6468,27 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	33, // 78: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
 	37, // 79: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
 	40, // 80: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	17, // 81: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	17, // 82: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	55, // 83: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
-	60, // 84: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
-	73, // 85: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
-	64, // 86: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
-	67, // 87: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
-	25, // 88: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	43, // 89: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	45, // 90: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	47, // 91: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	49, // 92: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	51, // 93: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	30, // 94: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	34, // 95: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	38, // 96: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	41, // 97: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	81, // [81:98] is the sub-list for method output_type
-	64, // [64:81] is the sub-list for method input_type
+	75, // 81: syn4pse.v1.NodeService.GetConfig:input_type -> syn4pse.v1.GetConfigRequest
+	17, // 82: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	17, // 83: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	55, // 84: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	60, // 85: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	73, // 86: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	64, // 87: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
+	67, // 88: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
+	25, // 89: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	43, // 90: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	45, // 91: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	47, // 92: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	49, // 93: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	51, // 94: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	30, // 95: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	34, // 96: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	38, // 97: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	41, // 98: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	76, // 99: syn4pse.v1.NodeService.GetConfig:output_type -> syn4pse.v1.GetConfigResponse
+	82, // [82:100] is the sub-list for method output_type
+	64, // [64:82] is the sub-list for method input_type
 	64, // [64:64] is the sub-list for extension type_name
 	64, // [64:64] is the sub-list for extension extendee
 	0,  // [0:64] is the sub-list for field type_name
@@ -6443,7 +6535,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   71,
+			NumMessages:   73,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

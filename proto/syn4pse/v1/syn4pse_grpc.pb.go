@@ -709,6 +709,7 @@ const (
 	NodeService_Health_FullMethodName     = "/syn4pse.v1.NodeService/Health"
 	NodeService_ListPeers_FullMethodName  = "/syn4pse.v1.NodeService/ListPeers"
 	NodeService_MeshStatus_FullMethodName = "/syn4pse.v1.NodeService/MeshStatus"
+	NodeService_GetConfig_FullMethodName  = "/syn4pse.v1.NodeService/GetConfig"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -725,6 +726,8 @@ type NodeServiceClient interface {
 	ListPeers(ctx context.Context, in *ListPeersRequest, opts ...grpc.CallOption) (*ListPeersResponse, error)
 	// MeshStatus describes this node's place in the mesh.
 	MeshStatus(ctx context.Context, in *MeshStatusRequest, opts ...grpc.CallOption) (*MeshStatusResponse, error)
+	// GetConfig returns the node's configuration in effect, secrets hidden.
+	GetConfig(ctx context.Context, in *GetConfigRequest, opts ...grpc.CallOption) (*GetConfigResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -775,6 +778,16 @@ func (c *nodeServiceClient) MeshStatus(ctx context.Context, in *MeshStatusReques
 	return out, nil
 }
 
+func (c *nodeServiceClient) GetConfig(ctx context.Context, in *GetConfigRequest, opts ...grpc.CallOption) (*GetConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConfigResponse)
+	err := c.cc.Invoke(ctx, NodeService_GetConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -789,6 +802,8 @@ type NodeServiceServer interface {
 	ListPeers(context.Context, *ListPeersRequest) (*ListPeersResponse, error)
 	// MeshStatus describes this node's place in the mesh.
 	MeshStatus(context.Context, *MeshStatusRequest) (*MeshStatusResponse, error)
+	// GetConfig returns the node's configuration in effect, secrets hidden.
+	GetConfig(context.Context, *GetConfigRequest) (*GetConfigResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -810,6 +825,9 @@ func (UnimplementedNodeServiceServer) ListPeers(context.Context, *ListPeersReque
 }
 func (UnimplementedNodeServiceServer) MeshStatus(context.Context, *MeshStatusRequest) (*MeshStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MeshStatus not implemented")
+}
+func (UnimplementedNodeServiceServer) GetConfig(context.Context, *GetConfigRequest) (*GetConfigResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConfig not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -904,6 +922,24 @@ func _NodeService_MeshStatus_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_GetConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).GetConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_GetConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).GetConfig(ctx, req.(*GetConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -926,6 +962,10 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MeshStatus",
 			Handler:    _NodeService_MeshStatus_Handler,
+		},
+		{
+			MethodName: "GetConfig",
+			Handler:    _NodeService_GetConfig_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
