@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -31,5 +32,35 @@ func TestRing(t *testing.T) {
 	log.Warn("after", "x", "y z")
 	if l := <-ch; l.Seq != 6 || l.Level != "WARN" || !strings.Contains(l.Attrs, `x="y z"`) {
 		t.Errorf("followed %+v", l)
+	}
+}
+
+// TestRingConcurrent: records logged from many goroutines are all numbered once, and the ring
+// keeps the last ones whole.
+func TestRingConcurrent(t *testing.T) {
+	r := New(50)
+	log := slog.New(r.Wrap(slog.NewTextHandler(io.Discard, nil)))
+	_, ch, stop := r.Follow(1000)
+	defer stop()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 100 {
+				log.Info("m", "g", g, "i", i)
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(ch); got != 800 {
+		t.Errorf("follower got %d records, want 800", got)
+	}
+	lines := r.Lines()
+	if len(lines) != 50 || lines[49].Seq != 800 || lines[0].Seq != 751 {
+		t.Fatalf("kept %d lines, seq %d to %d; want 751 to 800", len(lines), lines[0].Seq, lines[len(lines)-1].Seq)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l.Attrs, "g=") || !strings.Contains(l.Attrs, " i=") {
+			t.Fatalf("line %+v", l)
+		}
 	}
 }
