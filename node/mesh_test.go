@@ -109,6 +109,13 @@ func TestRemoteControlNeedsPermission(t *testing.T) {
 		if _, err := pb.NewModelServiceClient(grpcConn(t, a)).LoadModel(t.Context(), &pb.LoadModelRequest{Name: "tiny"}); err != nil {
 			t.Fatalf("local load: %v", err)
 		}
+		// The configuration is for the node's own clients, whatever allow_remote says.
+		if _, err := pb.NewNodeServiceClient(conn).GetConfig(t.Context(), &pb.GetConfigRequest{}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("a peer read the configuration: %v", err)
+		}
+		if _, err := pb.NewNodeServiceClient(grpcConn(t, a)).GetConfig(t.Context(), &pb.GetConfigRequest{}); err != nil {
+			t.Fatalf("local GetConfig: %v", err)
+		}
 	}
 }
 

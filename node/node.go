@@ -157,10 +157,11 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	}
 	nodeID := self.String()
 	inference := &api.InferenceService{Models: catalog, NodeID: nodeID, MaxAudio: cfg.Server.MaxAudio, Limits: cfg.Server.Limits}
-	modelSvc := &api.ModelService{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: func(ctx context.Context) bool {
+	isRemote := func(ctx context.Context) bool {
 		_, remote := rpc.PeerFromContext(ctx)
 		return remote
-	}, Pull: func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
+	}
+	modelSvc := &api.ModelService{Models: catalog, AllowRemote: cfg.Lifecycle.AllowRemote, IsRemote: isRemote, Pull: func(ctx context.Context, req *pb.PullModelRequest, progress func(*pb.PullProgress)) error {
 		_, err := pl.Pull(ctx, req, progress)
 		return err
 	}, Delete: pl.Delete, DiskUsage: modelStore.DiskUsage}
@@ -170,6 +171,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},
 		Hardware:   func() *pb.Hardware { return hardware(backends) },
 		Config:     publicConfig,
+		IsRemote:   isRemote,
 	}
 	name := nodeName(cfg)
 

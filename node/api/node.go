@@ -135,7 +135,10 @@ type NodeService struct {
 	pb.UnimplementedNodeServiceServer
 	Models *models.Manager
 	// Mesh is nil on a standalone node.
-	Mesh       MeshView
+	Mesh MeshView
+	// IsRemote tells a call from a mesh peer; nil on a standalone node. Peers may not read
+	// the configuration (paths, limits, what the node is set to allow).
+	IsRemote   func(context.Context) bool
 	NodeID     string
 	Version    string
 	GRPCAddr   string
@@ -150,7 +153,10 @@ type NodeService struct {
 }
 
 // GetConfig implements pb.NodeServiceServer.
-func (s *NodeService) GetConfig(context.Context, *pb.GetConfigRequest) (*pb.GetConfigResponse, error) {
+func (s *NodeService) GetConfig(ctx context.Context, _ *pb.GetConfigRequest) (*pb.GetConfigResponse, error) {
+	if s.IsRemote != nil && s.IsRemote(ctx) {
+		return nil, status.Error(codes.PermissionDenied, "a node's configuration is shown to its own clients only, not to mesh peers")
+	}
 	if s.Config == nil {
 		return nil, status.Error(codes.Unimplemented, "this node does not show its configuration")
 	}
