@@ -47,9 +47,10 @@ func TestDashboardModels(t *testing.T) {
 
 	n := startNode(t, tinyDecl("tiny"))
 	p := openDashboard(t, "http://"+n.HTTPAddr())
-	// The refused pull below shows in the console as a failed load (400); nothing else may.
+	// The refused pull and delete below show in the console as failed loads (400, 412); nothing
+	// else may.
 	p.allow = func(m chromedp.ConsoleMessage) bool {
-		return m.Source == "network" && strings.Contains(m.Text, "400")
+		return m.Source == "network" && (strings.Contains(m.Text, "status of 400") || strings.Contains(m.Text, "status of 412"))
 	}
 	p.do("open the Models page", chromedp.Navigate(p.base+"/#/models"))
 	p.waitFor("tiny in the list", `document.querySelector('tr[data-row="tiny"]') !== null`)
@@ -117,5 +118,53 @@ func TestDashboardModels(t *testing.T) {
 	p.do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
 	p.waitFor("the ps view empty", ps+` === null && document.getElementById('running').textContent.includes('No model is loaded')`)
 	p.shot("ps-empty")
+
+	// A model the config declares by path is not the page's to delete: the node says so.
+	p.do("delete tiny", chromedp.Click(chromedp.CSS(`#models tr[data-row="tiny"] button[data-action="delete"]`)))
+	p.waitFor("the confirmation", `document.getElementById('confirm').open`)
+	p.do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
+	p.waitFor("the refusal", `document.querySelector('#models-status.error')?.textContent.includes('remove it there')`)
+	p.waitFor("tiny still listed", `document.querySelector('#models tr[data-row="tiny"] button[data-action="delete"]:not([disabled])') !== null`)
+	p.shot("delete-refused")
+	p.noErrors()
+}
+
+// TestDashboardModelsKeyed: with server.api_keys set, the pull's stream carries the key the tab
+// holds; a pulled model, loaded, is deleted through the confirmation that says it is unloaded
+// first (DELETE /api/models/{name}?force=true).
+func TestDashboardModelsKeyed(t *testing.T) {
+	blob, err := os.ReadFile(modelPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(blob) }))
+	t.Cleanup(src.Close)
+	n := startConfigured(t, keyedConfig(t, tinyDecl("tiny")))
+	p := openDashboard(t, "http://"+n.HTTPAddr())
+	// The API's 401s before the key is given show in the console as failed loads.
+	p.allow = func(m chromedp.ConsoleMessage) bool {
+		return m.Source == "network" && strings.Contains(m.Text, "status of 401")
+	}
+	p.do("open the Models page", chromedp.Navigate(p.base+"/#/models"))
+	p.waitFor("the key prompt", `document.getElementById('key-form') !== null`)
+	p.do("the key", chromedp.SendKeys(chromedp.ID("api-key"), testKey), chromedp.Click(chromedp.CSS(`#key-form button`)))
+	p.waitFor("tiny in the list", `document.querySelector('tr[data-row="tiny"]') !== null`)
+
+	p.do("pull by URL", chromedp.SendKeys(chromedp.ID("pull-name"), "keyed"),
+		chromedp.SendKeys(chromedp.ID("pull-source"), src.URL+"/keyed.gguf"), chromedp.Click(chromedp.ID("pull-submit")))
+	p.waitFor("the bar at 100%", `document.getElementById('pull-progress').dataset.percent === '100' && document.getElementById('pull-progress').classList.contains('done')`)
+	row := `document.querySelector('#models tr[data-row="keyed"]')`
+	p.waitFor("keyed in the list", row+` !== null`)
+
+	p.do("load keyed", chromedp.Click(chromedp.CSS(`#models tr[data-row="keyed"] button[data-action="load"]`)))
+	p.waitFor("the confirmation", `document.getElementById('confirm').open`)
+	p.do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
+	p.waitFor("keyed loaded and running", row+`?.querySelector('.badge.loaded') !== null && document.querySelector('#running tr[data-row="keyed"]') !== null`)
+	p.do("delete keyed", chromedp.Click(chromedp.CSS(`#models tr[data-row="keyed"] button[data-action="delete"]`)))
+	p.waitFor("the confirmation, saying it is loaded", `document.getElementById('confirm').open && document.getElementById('confirm-text').textContent.includes('unloaded first')`)
+	p.shot("delete-loaded-confirm")
+	p.do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
+	p.waitFor("keyed gone from the list and the ps view", row+` === null && document.querySelector('#running tr[data-row="keyed"]') === null`)
+	httpStatus(t, &http.Client{}, "POST", "http://"+n.HTTPAddr()+"/api/models/keyed/load", "Bearer "+testKey, http.StatusNotFound)
 	p.noErrors()
 }

@@ -33,11 +33,12 @@ export function render(main, live, onError) {
     const [Verb, doing, done] = verbs[verb];
     const loaded = m.state === 'MODEL_STATE_LOADED';
     const question = verb === 'delete'
-      ? `Delete ${m.name} and its file from this node${loaded ? ' (it is loaded: it is unloaded first)' : ''}? This cannot be undone.`
+      ? `Delete ${m.name} and its files from this node's store${loaded ? ' (it is loaded: it is unloaded first)' : ''}? This cannot be undone.`
       : `${Verb} ${m.name}?`;
     if (!(await confirmAction(question))) return;
     busy.add(m.name);
     draw();
+    status.className = 'muted';
     status.textContent = `${doing} ${m.name}…`;
     try {
       if (verb === 'delete') {
@@ -48,8 +49,10 @@ export function render(main, live, onError) {
         status.textContent = `${m.name} ${done}.`;
       }
     } catch (err) {
+      // The refusal shows by the table it is about; a 401 brings the key prompt.
       status.textContent = '';
-      onError(err);
+      if (err instanceof AuthError) onError(err);
+      else { status.className = 'error'; status.textContent = `${Verb} ${m.name} failed: ${err.message || err}`; }
     } finally {
       busy.delete(m.name);
       await refresh().catch(onError);
