@@ -76,3 +76,36 @@ export async function events(onEvent, signal, path = '/api/events') {
     }
   }
 }
+
+export async function deleteJSON(path) {
+  return (await request(path, { method: 'DELETE' })).json();
+}
+
+/**
+ * postNDJSON posts body and calls onLine with each line of the newline-delimited JSON answer as
+ * it arrives (POST /api/models/pull streams its progress so); a last line {"error": {...}}, an
+ * error after the stream began, is thrown as an Error with its message.
+ */
+export async function postNDJSON(path, body, onLine, signal) {
+  const res = await request(path, {
+    method: 'POST', body: JSON.stringify(body || {}), headers: { 'Content-Type': 'application/json' }, signal,
+  });
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  const line = (text) => {
+    if (!text.trim()) return;
+    const v = JSON.parse(text);
+    if (v.error) throw new Error(v.error.message || String(v.error));
+    onLine(v);
+  };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) { line(buf); return; }
+    buf += value;
+    let end;
+    while ((end = buf.indexOf('\n')) >= 0) {
+      line(buf.slice(0, end));
+      buf = buf.slice(end + 1);
+    }
+  }
+}

@@ -1,13 +1,18 @@
 // Models page: every model this node knows with its kind, state, size and digest, which peers
-// also serve it, and load / unload through the native routes (POST /api/models/{name}/load|unload).
-import { getJSON, postJSON } from './api.js';
+// also serve it; pull by name and source with a live progress bar (POST /api/models/pull, read
+// as it streams); load / unload / delete with confirmation (POST /api/models/{name}/load|unload,
+// DELETE /api/models/{name}); and the `syn4pse ps` view of what runs (GET /api/ps).
+import { AuthError, deleteJSON, getJSON, postJSON, postNDJSON } from './api.js';
 import { badge, bytes, confirmAction, el, enumName, kind, table } from './dom.js';
 
 export function render(main, live, onError) {
   const status = el('p', { class: 'muted', id: 'models-status', role: 'status' });
   const holder = el('div', { id: 'models' });
-  main.append(el('h1', null, 'Models'), status, holder);
+  const running = el('div', { id: 'running' });
+  main.append(el('h1', null, 'Models'), pullForm(), status, holder,
+    el('h2', { class: 'section' }, 'Running'), running);
   const busy = new Set();
+  let ps = null;
 
   const refresh = async () => {
     const res = await getJSON('/api/models');
@@ -15,17 +20,39 @@ export function render(main, live, onError) {
     live.emit();
   };
 
+  const refreshPS = async () => {
+    ps = (await getJSON('/api/ps')).models || [];
+    drawPS();
+  };
+
+  const verbs = {
+    load: ['Load', 'Loading', 'loaded'], unload: ['Unload', 'Unloading', 'unloaded'], delete: ['Delete', 'Deleting', 'deleted'],
+  };
+
   const act = async (m, verb) => {
-    if (!(await confirmAction(`${verb === 'load' ? 'Load' : 'Unload'} ${m.name}?`))) return;
+    const [Verb, doing, done] = verbs[verb];
+    const loaded = m.state === 'MODEL_STATE_LOADED';
+    const question = verb === 'delete'
+      ? `Delete ${m.name} and its files from this node's store${loaded ? ' (it is loaded: it is unloaded first)' : ''}? This cannot be undone.`
+      : `${Verb} ${m.name}?`;
+    if (!(await confirmAction(question))) return;
     busy.add(m.name);
     draw();
-    status.textContent = `${verb === 'load' ? 'Loading' : 'Unloading'} ${m.name}…`;
+    status.className = 'muted';
+    status.textContent = `${doing} ${m.name}…`;
     try {
-      await postJSON(`/api/models/${encodeURIComponent(m.name)}/${verb}`);
-      status.textContent = `${m.name} ${verb === 'load' ? 'loaded' : 'unloaded'}.`;
+      if (verb === 'delete') {
+        const res = await deleteJSON(`/api/models/${encodeURIComponent(m.name)}${loaded ? '?force=true' : ''}`);
+        status.textContent = `${m.name} deleted, ${bytes(res.freed_bytes)} freed.`;
+      } else {
+        await postJSON(`/api/models/${encodeURIComponent(m.name)}/${verb}`);
+        status.textContent = `${m.name} ${done}.`;
+      }
     } catch (err) {
+      // The refusal shows by the table it is about; a 401 brings the key prompt.
       status.textContent = '';
-      onError(err);
+      if (err instanceof AuthError) onError(err);
+      else { status.className = 'error'; status.textContent = `${Verb} ${m.name} failed: ${err.message || err}`; }
     } finally {
       busy.delete(m.name);
       await refresh().catch(onError);
@@ -41,16 +68,90 @@ export function render(main, live, onError) {
     const rows = [...live.models].sort((a, b) => a.name.localeCompare(b.name)).map((m) => {
       const state = enumName(m.state, 'MODEL_STATE_');
       const loaded = m.state === 'MODEL_STATE_LOADED';
+      const off = busy.has(m.name) || m.state === 'MODEL_STATE_LOADING';
       const action = m.state === 'MODEL_STATE_UNAVAILABLE' ? el('span', { class: 'muted', title: m.unavailable_reason }, 'unavailable')
-        : el('button', { class: 'act', 'data-action': loaded ? 'unload' : 'load', disabled: busy.has(m.name) || m.state === 'MODEL_STATE_LOADING',
+        : el('button', { class: 'act', 'data-action': loaded ? 'unload' : 'load', disabled: off,
           onclick: () => act(m, loaded ? 'unload' : 'load') }, loaded ? 'Unload' : 'Load');
+      const remove = el('button', { class: 'act danger', 'data-action': 'delete', disabled: off, onclick: () => act(m, 'delete') }, 'Delete');
       const digest = m.digest ? el('span', { class: 'mono', title: m.digest }, m.digest.replace('sha256:', '').slice(0, 12)) : '—';
       return { key: m.name, cells: [el('strong', null, m.name), kind(m.modality), badge(state, state.replace(' ', '-')),
-        bytes(m.size_bytes), digest, elsewhere(m.name).join(', ') || '—', action] };
+        bytes(m.size_bytes), digest, elsewhere(m.name).join(', ') || '—', el('span', { class: 'row' }, action, remove)] };
     });
     holder.replaceChildren(table(['Name', 'Kind', 'State', 'Size', 'Digest', 'Also on', ''], rows, [3, 4, 5]));
   };
+
+  const drawPS = () => {
+    if (ps === null) return;
+    if (!ps.length) { running.replaceChildren(el('p', { class: 'muted' }, 'No model is loaded.')); return; }
+    const rows = ps.map((r) => ({ key: r.name, cells: [el('strong', null, r.name), el('span', { class: 'mem' }, bytes(r.memory_bytes)),
+      String(r.active_requests || 0), r.keep_alive, el('span', { class: 'until' }, until(r))] }));
+    running.replaceChildren(table(['Name', 'Memory', 'Requests', 'Keep alive', 'Unloads'], rows, [2, 3]));
+  };
+
+  // pullForm is the pull by name and source, with its progress bar.
+  function pullForm() {
+    const name = el('input', { id: 'pull-name', placeholder: 'name', required: true, autocomplete: 'off' });
+    const source = el('input', { id: 'pull-source', placeholder: 'https://…/model.gguf or hf://owner/repo/file.gguf', autocomplete: 'off' });
+    const sha = el('input', { id: 'pull-sha256', placeholder: 'sha256 (optional)', autocomplete: 'off', pattern: '(sha256:)?[0-9a-fA-F]{64}' });
+    const go = el('button', { class: 'primary', type: 'submit', id: 'pull-submit' }, 'Pull');
+    const bar = el('progress', { id: 'pull-bar', max: 100 });
+    const text = el('span', { id: 'pull-text', class: 'muted', role: 'status' });
+    const box = el('div', { id: 'pull-progress', class: 'pull-progress', hidden: true }, bar, text);
+    const form = el('form', { id: 'pull-form', class: 'pull card' }, el('h2', null, 'Pull a model'),
+      el('div', { class: 'row' }, name, source, sha, go), box);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      go.disabled = true;
+      box.hidden = false;
+      box.classList.remove('failed', 'done');
+      bar.removeAttribute('value');
+      text.textContent = 'starting…';
+      const body = { name: name.value.trim(), source: source.value.trim(), sha256: sha.value.trim() };
+      try {
+        await postNDJSON('/api/models/pull', body, (p) => {
+          const total = Number(p.total_bytes || 0), got = Number(p.completed_bytes || 0);
+          const pct = total ? Math.min(100, Math.floor((got * 100) / total)) : null;
+          if (pct !== null) bar.value = pct;
+          if (p.done) bar.value = 100;
+          box.dataset.percent = p.done ? 100 : pct ?? '';
+          const parts = [p.status, pct !== null && !p.done ? `${pct}%` : null, total ? `${bytes(got)} / ${bytes(total)}` : null,
+            p.bytes_per_second > 0 && !p.done ? `${bytes(p.bytes_per_second)}/s` : null, p.from ? `from ${p.from}` : null];
+          text.textContent = parts.filter(Boolean).join(' · ');
+        });
+        bar.value = 100;
+        box.dataset.percent = 100;
+        box.classList.add('done');
+        text.textContent = `Pulled “${body.name}” · 100%`;
+        form.reset();
+      } catch (err) {
+        box.classList.add('failed');
+        bar.value = 0;
+        text.textContent = `Pull failed: ${err.message || err}`;
+        if (err instanceof AuthError) onError(err);
+      } finally {
+        go.disabled = false;
+        await refresh().catch(onError);
+      }
+    });
+    return form;
+  }
+
   if (live.models === null) refresh().catch(onError);
   draw();
-  return live.subscribe(draw);
+  refreshPS().catch(onError);
+  // The countdowns tick, and the table follows loads and unloads the live feed reports.
+  const tick = setInterval(() => refreshPS().catch(() => {}), 5000);
+  const off = live.subscribe(() => { draw(); refreshPS().catch(() => {}); });
+  return () => { clearInterval(tick); off(); };
+}
+
+// until says when keep_alive unloads a running model.
+function until(r) {
+  if (Number(r.active_requests) > 0) return 'in use';
+  if (r.keep_alive === '-1') return 'never (pinned)';
+  const at = Number(r.expires_at_unix_ms || 0);
+  if (!at) return '—';
+  const s = Math.max(0, Math.round((at - Date.now()) / 1000));
+  const left = s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
+  return `in ${left} (${new Date(at).toLocaleTimeString()})`;
 }
