@@ -87,22 +87,9 @@ func TestRouterBansFailingPeer(t *testing.T) {
 	}
 	t.Cleanup(func() { dead.Close() })
 	dials := &dialCounter{conns: map[string]grpc.ClientConnInterface{"dead": dead, "healthy": healthy.serve(t)}, dials: map[string]int{}}
-	peers := &twoPeers{first: router.Candidate{Peer: "dead", Loaded: true, FreeSlots: 4},
-		second: router.Candidate{Peer: "healthy", Loaded: true, FreeSlots: 1}, failures: map[string]int{}}
-	self := newTestNode(t, "self")
-	self.svc.Router = &router.Router{Self: "self", MaxHops: 1, Local: func(string) router.LocalModel { return router.LocalModel{} },
-		Peers: peers, Dial: dials.dial, Bans: router.NewBans(5, time.Hour)}
+	self, peers := routeToPeers(t, "dead", dials)
 
-	for i := range 8 {
-		var servedBy string
-		err := self.svc.StreamChat(t.Context(), chatRequest("hello", nil), func(ev *pb.GenerateResponse) error {
-			servedBy = ev.GetServedBy()
-			return nil
-		})
-		if err != nil || servedBy != "healthy" {
-			t.Fatalf("request %d: served by %q, %v; want the healthy peer", i, servedBy, err)
-		}
-	}
+	chatServedByHealthy(t, self, 8)
 	if n := dials.count("dead"); n != 5 {
 		t.Errorf("the failing peer was tried %d times in 8 requests, want 5 (router.ban_after)", n)
 	}
@@ -130,22 +117,9 @@ func TestRouterBusyPeerIsNoFault(t *testing.T) {
 	close(healthy.gate)
 	dials := &dialCounter{conns: map[string]grpc.ClientConnInterface{"busy": busy.serve(t), "healthy": healthy.serve(t)}, dials: map[string]int{}}
 	busy.fill(t)
-	peers := &twoPeers{first: router.Candidate{Peer: "busy", Loaded: true, FreeSlots: 4},
-		second: router.Candidate{Peer: "healthy", Loaded: true, FreeSlots: 1}, failures: map[string]int{}}
-	self := newTestNode(t, "self")
-	self.svc.Router = &router.Router{Self: "self", MaxHops: 1, Local: func(string) router.LocalModel { return router.LocalModel{} },
-		Peers: peers, Dial: dials.dial, Bans: router.NewBans(5, time.Hour)}
+	self, peers := routeToPeers(t, "busy", dials)
 
-	for i := range 8 {
-		var servedBy string
-		err := self.svc.StreamChat(t.Context(), chatRequest("hello", nil), func(ev *pb.GenerateResponse) error {
-			servedBy = ev.GetServedBy()
-			return nil
-		})
-		if err != nil || servedBy != "healthy" {
-			t.Fatalf("request %d: served by %q, %v; want the healthy peer", i, servedBy, err)
-		}
-	}
+	chatServedByHealthy(t, self, 8)
 	if n := dials.count("busy"); n != 8 {
 		t.Errorf("the busy peer was asked %d times in 8 requests, want 8: busy is no reason to ban", n)
 	}
@@ -156,4 +130,31 @@ func TestRouterBusyPeerIsNoFault(t *testing.T) {
 		t.Error("a busy peer was banned")
 	}
 	busy.release(t)
+}
+
+// routeToPeers makes a node whose router sends requests to first (ranked higher), then to the
+// peer "healthy", dialled through dials, banning after 5 failures in a row.
+func routeToPeers(t *testing.T, first string, dials *dialCounter) (*testNode, *twoPeers) {
+	t.Helper()
+	peers := &twoPeers{first: router.Candidate{Peer: first, Loaded: true, FreeSlots: 4},
+		second: router.Candidate{Peer: "healthy", Loaded: true, FreeSlots: 1}, failures: map[string]int{}}
+	self := newTestNode(t, "self")
+	self.svc.Router = &router.Router{Self: "self", MaxHops: 1, Local: func(string) router.LocalModel { return router.LocalModel{} },
+		Peers: peers, Dial: dials.dial, Bans: router.NewBans(5, time.Hour)}
+	return self, peers
+}
+
+// chatServedByHealthy sends n chats through self and fails unless the peer "healthy" serves each.
+func chatServedByHealthy(t *testing.T, self *testNode, n int) {
+	t.Helper()
+	for i := range n {
+		var servedBy string
+		err := self.svc.StreamChat(t.Context(), chatRequest("hello", nil), func(ev *pb.GenerateResponse) error {
+			servedBy = ev.GetServedBy()
+			return nil
+		})
+		if err != nil || servedBy != "healthy" {
+			t.Fatalf("request %d: served by %q, %v; want the healthy peer", i, servedBy, err)
+		}
+	}
 }
