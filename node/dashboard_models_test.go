@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/ekisa-team/syn4pse/node/config"
 )
 
 // TestDashboardModels drives the Models page against a real node: a pull by URL from a local
@@ -166,5 +168,52 @@ func TestDashboardModelsKeyed(t *testing.T) {
 	p.do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
 	p.waitFor("keyed gone from the list and the ps view", row+` === null && document.querySelector('#running tr[data-row="keyed"]') === null`)
 	httpStatus(t, &http.Client{}, "POST", "http://"+n.HTTPAddr()+"/api/models/keyed/load", "Bearer "+testKey, http.StatusNotFound)
+	p.noErrors()
+}
+
+// TestDashboardModelsFromTheMesh: the Models page of node a lists the models only its peer b
+// has, with the node that holds each; "Pull here" copies b's embeddings model over the mesh,
+// with the progress bar reaching 100% from the peer, and a registers it as b serves it (an
+// embeddings model, not an LLM), at which point it leaves the mesh list for a's own.
+func TestDashboardModelsFromTheMesh(t *testing.T) {
+	a, _, _, _ := startMeshPair(t, []config.Model{tinyDecl("tiny")}, tinyDecl("btiny"), embedDecl(t, "bembed"))
+	p := openDashboard(t, "http://"+a.HTTPAddr())
+	p.do("open the Models page", chromedp.Navigate(p.base+"/#/models"))
+	mesh := func(name string) string { return `document.querySelector('#mesh-models tr[data-row="` + name + `"]')` }
+	p.waitFor("b's models in the mesh list, pullable", mesh("bembed")+`?.querySelector('button[data-action="pull"]:not([disabled])') !== null && `+
+		mesh("btiny")+` !== null && `+mesh("tiny")+` === null`)
+	if on := eval[string](p, mesh("bembed")+`.querySelector('.nodes').textContent`); !strings.Contains(on, "b") {
+		t.Errorf("bembed is on %q, want node b", on)
+	}
+	p.shot("mesh-models")
+
+	p.do("pull bembed here", chromedp.Click(chromedp.CSS(`#mesh-models tr[data-row="bembed"] button[data-action="pull"]`)))
+	p.waitFor("the confirmation", `document.getElementById('confirm').open && document.getElementById('confirm-text').textContent.includes('bembed')`)
+	p.do("confirm", chromedp.Click(chromedp.ID("confirm-ok")))
+	bar := `document.getElementById('pull-progress')`
+	p.waitFor("the bar at 100%, from the peer", bar+`.classList.contains('done') && `+bar+`.dataset.percent === '100' && (`+bar+`.dataset.from || '').startsWith('peer ')`)
+	own := `document.querySelector('#models tr[data-row="bembed"]')`
+	p.waitFor("bembed among a's own models, out of the mesh list", own+` !== null && `+mesh("bembed")+` === null && `+mesh("btiny")+` !== null`)
+	if k := eval[string](p, own+`.children[1].textContent`); k != "embeddings" {
+		t.Errorf("bembed pulled as %q, want embeddings (as b serves it)", k)
+	}
+	p.shot("mesh-pulled")
+
+	// a serves it now, as an embeddings model (asked to serve it itself: the router would send
+	// the request to b, which has it loaded already).
+	req, err := http.NewRequest("POST", "http://"+a.HTTPAddr()+"/v1/embeddings", strings.NewReader(`{"model":"bembed","input":"hello"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Syn4pse-Local-Only", "true")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Syn4pse-Served-By") != nodeID(t, a.HTTPAddr()) {
+		t.Errorf("embeddings from bembed on a: %s, served by %q", res.Status, res.Header.Get("Syn4pse-Served-By"))
+	}
 	p.noErrors()
 }

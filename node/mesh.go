@@ -248,7 +248,8 @@ func (m *mesh) Offers(ctx context.Context, name, digest string) []pull.Offer {
 		for _, mc := range e.Capability.GetModels() {
 			matches := digest != "" && mc.GetDigest() == digest || digest == "" && mc.GetName() == name
 			if matches && mc.GetDigest() != "" && mc.GetSizeBytes() > 0 {
-				offers = append(offers, pull.Offer{Peer: e.ID, Digest: mc.GetDigest(), Size: mc.GetSizeBytes()})
+				offers = append(offers, pull.Offer{Peer: e.ID, Digest: mc.GetDigest(), Size: mc.GetSizeBytes(),
+					Modality: api.ModalityName(mc.GetModality()), Engine: mc.GetEngine()})
 			}
 		}
 	}

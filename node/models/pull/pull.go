@@ -53,6 +53,10 @@ type Offer struct {
 	Peer   peer.ID
 	Digest string
 	Size   int64
+	// Modality ("llm", "embeddings"...) and Engine are what the peer announces the model as,
+	// when it does: a model this node does not declare is registered as its peer serves it.
+	Modality string
+	Engine   string
 }
 
 // Sink receives a blob: the store's partial file, resumable at Offset.
@@ -110,12 +114,12 @@ func (p *Puller) Pull(ctx context.Context, req *pb.PullModelRequest, progress fu
 	if source == "" && declared {
 		source, sha = decl.Source, decl.SHA256
 	}
-	modality, engineName := "llm", engine.DefaultEngine
+	kind := modelKind{modality: "llm", engine: engine.DefaultEngine, fromOffer: !declared && req.GetEngine() == ""}
 	if declared {
-		modality, engineName = decl.Modality, decl.Engine
+		kind.modality, kind.engine = decl.Modality, decl.Engine
 	}
 	if e := req.GetEngine(); e != "" {
-		engineName = e
+		kind.engine = e
 	}
 	if source != "" {
 		if _, err := store.ResolveSource(source); err != nil {
@@ -127,12 +131,12 @@ func (p *Puller) Pull(ctx context.Context, req *pb.PullModelRequest, progress fu
 		digest = "sha256:" + strings.ToLower(sha)
 	}
 
-	manifest, err := p.fromPeers(ctx, name, digest, source, modality, engineName, progress)
+	manifest, err := p.fromPeers(ctx, name, digest, source, kind, progress)
 	if errors.Is(err, errNoPeer) {
 		if source == "" {
 			return store.Manifest{}, errorf(ErrNoSource, "no peer of the mesh has %q and it has no source: give a source (an http(s) URL or hf://OWNER/REPO/FILE)", name)
 		}
-		manifest, err = p.store.Pull(ctx, store.PullRequest{Name: name, Source: source, SHA256: sha, Modality: modality, Engine: engineName},
+		manifest, err = p.store.Pull(ctx, store.PullRequest{Name: name, Source: source, SHA256: sha, Modality: kind.modality, Engine: kind.engine},
 			func(pr store.Progress) { progress(pullProgress(pr)) })
 	}
 	if err != nil {
@@ -146,10 +150,25 @@ func (p *Puller) Pull(ctx context.Context, req *pb.PullModelRequest, progress fu
 
 var errNoPeer = errors.New("no peer has the model")
 
+// modelKind is what a pulled model is registered as. fromOffer: the model is not declared
+// here and the request names no engine, so a peer's announcement says what it is.
+type modelKind struct {
+	modality, engine string
+	fromOffer        bool
+}
+
+// of is the kind to register a model fetched on offer o as.
+func (k modelKind) of(o Offer) modelKind {
+	if k.fromOffer && o.Modality != "" && o.Engine != "" {
+		k.modality, k.engine = o.Modality, o.Engine
+	}
+	return k
+}
+
 // fromPeers fetches the model's blob from the peers that announce it (or provide its digest
 // in the DHT), best first, falling back to the next on any failure, including a blob whose
 // digest does not verify.
-func (p *Puller) fromPeers(ctx context.Context, name, digest, source, modality, engineName string, progress func(*pb.PullProgress)) (store.Manifest, error) {
+func (p *Puller) fromPeers(ctx context.Context, name, digest, source string, kind modelKind, progress func(*pb.PullProgress)) (store.Manifest, error) {
 	if p.mesh == nil {
 		return store.Manifest{}, errNoPeer
 	}
@@ -163,7 +182,7 @@ func (p *Puller) fromPeers(ctx context.Context, name, digest, source, modality, 
 	}
 	if _, ok := p.store.BlobPath(offers[0].Digest); ok {
 		// already here: only the manifest is missing
-		return p.writeManifest(name, modality, engineName, source, offers[0].Digest, offers[0].Size)
+		return p.writeManifest(name, kind.of(offers[0]), source, offers[0].Digest, offers[0].Size)
 	}
 	var errs []error
 	for _, o := range offers {
@@ -172,7 +191,7 @@ func (p *Puller) fromPeers(ctx context.Context, name, digest, source, modality, 
 		}
 		err := p.fetch(ctx, o.Peer, o.Digest, o.Size, progress)
 		if err == nil {
-			return p.writeManifest(name, modality, engineName, source, o.Digest, o.Size)
+			return p.writeManifest(name, kind.of(o), source, o.Digest, o.Size)
 		}
 		if ctx.Err() != nil {
 			return store.Manifest{}, ctx.Err()
@@ -220,8 +239,8 @@ func (p *Puller) fetch(ctx context.Context, id peer.ID, digest string, size int6
 	return nil
 }
 
-func (p *Puller) writeManifest(name, modality, engineName, source, digest string, size int64) (store.Manifest, error) {
-	m := store.Manifest{Name: name, Modality: modality, Engine: engineName, Source: source, PulledAt: time.Now(),
+func (p *Puller) writeManifest(name string, kind modelKind, source, digest string, size int64) (store.Manifest, error) {
+	m := store.Manifest{Name: name, Modality: kind.modality, Engine: kind.engine, Source: source, PulledAt: time.Now(),
 		Files: []store.File{{Digest: digest, Size: size, Role: store.RoleModel}}}
 	return m, p.store.PutManifest(m)
 }
