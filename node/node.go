@@ -197,8 +197,9 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 	httpHandler := httpapi.New(inference, modelSvc, nodeSvc)
 	httpHandler.FetchImageURLs = cfg.Server.FetchImageURLs
 	httpHandler.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
+	httpHandler.Native.MaxRequestBody = cfg.Server.Limits.MaxRequestBody
 	httpHandler.Metrics = obs.handler()
-	httpHandler.Logs = logtail.Recent
+	httpHandler.Native.Logs = logtail.Recent
 	n.httpServer = httpapi.NewServer(obs.observeHTTP(dashboard.OpenShell(access.HTTP(keys, access.OpenAIErrors, httpHandler), httpHandler), httpHandler.Route), cfg.Server.Limits)
 	n.httpServer.RegisterOnShutdown(httpHandler.StopEvents)
 	if ollamaLn != nil {

@@ -44,7 +44,7 @@ func (h *Handler) embeddings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.inference.Embed(r.Context(), &pb.EmbedRequest{Model: body.Model, Inputs: inputs, Normalize: true,
-		Dimensions: body.Dimensions, Truncate: body.Truncate, Routing: wire.Routing(r), KeepAlive: keepAlive(body.KeepAlive)})
+		Dimensions: body.Dimensions, Truncate: body.Truncate, Routing: wire.Routing(r), KeepAlive: wire.KeepAlive(body.KeepAlive)})
 	if err != nil {
 		wire.WriteStatusError(w, err)
 		return

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/api"
+	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -143,19 +144,6 @@ func (rf *responseFormat) toProto() (*pb.ResponseFormat, error) {
 	return nil, status.Errorf(codes.InvalidArgument, `response_format.type %q: want "text", "json_object" or "json_schema"`, rf.Type)
 }
 
-// keepAlive reads Ollama's keep_alive extra: a duration string ("10m") or a number of seconds
-// (-1 keeps the model loaded); the service checks it.
-func keepAlive(raw json.RawMessage) string {
-	if len(raw) == 0 || string(raw) == "null" {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	return string(raw)
-}
-
 // stringOrList decodes a field that OpenAI allows as a string or a list of strings.
 func stringOrList(raw json.RawMessage, field string) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
@@ -222,7 +210,7 @@ func (r *chatRequest) toProto(routing *pb.Routing) (*pb.ChatRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: keepAlive(r.KeepAlive),
+	req := &pb.ChatRequest{Model: r.Model, Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: wire.KeepAlive(r.KeepAlive),
 		ContinueFinalMessage: r.ContinueFinalMessage}
 	for i, m := range r.Messages {
 		msg := &pb.Message{Role: m.Role, Name: m.Name, ToolCalls: toolCallsToProto(m.ToolCalls), ToolCallId: m.ToolCallID}
@@ -324,7 +312,7 @@ func (r *completionRequest) toProto(routing *pb.Routing) (*pb.CompleteRequest, e
 	if len(prompts) != 1 {
 		return nil, status.Errorf(codes.InvalidArgument, "prompt: want one string (got %d prompts)", len(prompts))
 	}
-	return &pb.CompleteRequest{Model: r.Model, Prompt: prompts[0], Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: keepAlive(r.KeepAlive)}, nil
+	return &pb.CompleteRequest{Model: r.Model, Prompt: prompts[0], Sampling: sp, ResponseFormat: rf, Routing: routing, KeepAlive: wire.KeepAlive(r.KeepAlive)}, nil
 }
 
 type usage struct {

@@ -34,7 +34,7 @@ func (h *Handler) rerank(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.inference.Rerank(r.Context(), &pb.RerankRequest{Model: body.Model, Query: body.Query, Documents: docs,
-		TopN: body.TopN, Truncate: body.Truncate, Routing: wire.Routing(r), KeepAlive: keepAlive(body.KeepAlive)})
+		TopN: body.TopN, Truncate: body.Truncate, Routing: wire.Routing(r), KeepAlive: wire.KeepAlive(body.KeepAlive)})
 	if err != nil {
 		wire.WriteStatusError(w, err)
 		return

@@ -1,19 +1,19 @@
 // Package httpapi serves SYN4PSE over HTTP: the OpenAI-compatible API (/v1/chat/completions,
 // /v1/completions, /v1/models, with SSE streaming) and the node's health route. Every handler
 // calls the same service implementation as gRPC; gRPC status codes become HTTP statuses in
-// package wire. The audio routes are package audioapi's.
+// package wire. The audio routes are package audioapi's, the native routes under /api/ package
+// nativeapi's.
 package httpapi
 
 import (
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/ekisa-team/syn4pse/node/api"
 	"github.com/ekisa-team/syn4pse/node/httpapi/audioapi"
 	"github.com/ekisa-team/syn4pse/node/httpapi/dashboard"
+	"github.com/ekisa-team/syn4pse/node/httpapi/nativeapi"
 	"github.com/ekisa-team/syn4pse/node/httpapi/wire"
-	"github.com/ekisa-team/syn4pse/node/logtail"
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
@@ -30,23 +30,17 @@ type Handler struct {
 	MaxRequestBody int64
 	// Metrics serves GET /metrics (the node's Prometheus registry); nil answers 404.
 	Metrics http.Handler
-	// Logs is the log tail GET /api/logs serves; nil answers 404.
-	Logs *logtail.Ring
-	// stopEvents ends every GET /api/events stream (StopEvents), which would otherwise hold a
-	// graceful shutdown open until its timeout.
-	stopEvents     chan struct{}
-	stopEventsOnce sync.Once
+	// Native is the routes under /api/ (package nativeapi); the node sets its Logs.
+	Native *nativeapi.Handler
 }
 
-// StopEvents ends the open GET /api/events streams and answers new ones at once; the node calls
-// it when it shuts down (http.Server.RegisterOnShutdown).
-func (h *Handler) StopEvents() {
-	h.stopEventsOnce.Do(func() { close(h.stopEvents) })
-}
+// StopEvents ends the open event and log streams of /api/ and answers new ones at once; the
+// node calls it when it shuts down (http.Server.RegisterOnShutdown).
+func (h *Handler) StopEvents() { h.Native.Stop() }
 
 // New returns the HTTP API over the node's services.
 func New(inference *api.InferenceService, models *api.ModelService, node *api.NodeService) *Handler {
-	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux(), stopEvents: make(chan struct{})}
+	h := &Handler{inference: inference, models: models, node: node, mux: http.NewServeMux(), Native: nativeapi.New(models, node)}
 	h.mux.HandleFunc("POST /v1/chat/completions", h.chatCompletions)
 	h.mux.HandleFunc("POST /v1/completions", h.completions)
 	h.mux.HandleFunc("POST /v1/audio/transcriptions", func(w http.ResponseWriter, r *http.Request) { h.audio().Transcriptions(w, r) })
@@ -57,10 +51,7 @@ func New(inference *api.InferenceService, models *api.ModelService, node *api.No
 	h.mux.HandleFunc("GET /v1/models/{model...}", h.getModel)
 	h.mux.HandleFunc("GET /healthz", h.health)
 	h.mux.HandleFunc("GET /metrics", h.metrics)
-	h.registerNative()
-	h.mux.HandleFunc("GET /api/events", h.events)
-	h.mux.HandleFunc("GET /api/config", h.config)
-	h.mux.HandleFunc("GET /api/logs", h.logs)
+	h.Native.Register(h.mux)
 	// The dashboard: the page at / and its files; every other unknown path still answers JSON 404.
 	page := dashboard.Handler()
 	h.mux.Handle("GET /{$}", page)

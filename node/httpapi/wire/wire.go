@@ -169,3 +169,16 @@ func HTTPStatus(err error) int {
 	httpStatus, _ := statusError(err)
 	return httpStatus
 }
+
+// KeepAlive reads Ollama's keep_alive extra: a duration string ("10m") or a number of seconds
+// (-1 keeps the model loaded); the service checks it.
+func KeepAlive(raw json.RawMessage) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return string(raw)
+}

@@ -1,4 +1,4 @@
-package httpapi
+package nativeapi
 
 import (
 	"encoding/json"
@@ -57,7 +57,7 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case <-h.stopEvents:
+		case <-h.stop:
 			return
 		case l := <-lines:
 			send(l)

@@ -1,4 +1,4 @@
-package httpapi
+package nativeapi
 
 import (
 	"bytes"
@@ -65,7 +65,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case <-h.stopEvents:
+		case <-h.stop:
 			return
 		case <-tick.C:
 		}
