@@ -184,6 +184,8 @@ func TestDashboardNodeConfigAndLogs(t *testing.T) {
 	p.do("open the Node page", chromedp.Navigate(p.base+"/#/node"))
 	p.waitFor("the key prompt", `document.getElementById('key-form') !== null`)
 	p.do("the key", chromedp.SendKeys(chromedp.ID("api-key"), testKey), chromedp.Click(chromedp.CSS(`#key-form button`)))
+	// llama.cpp's system info, read into each backend's features.
+	p.waitFor("llama.cpp's backends and features", `document.querySelector('#node-engines dd')?.textContent.startsWith('CPU') && document.querySelectorAll('#node-engines dd .badge').length > 0`)
 
 	cfgCard := `document.querySelector('#node-config')`
 	server := `document.querySelector('#node-config details[data-section="server"]')`

@@ -32,7 +32,7 @@ export function render(main, live, onError) {
         hw.devices.map((d) => ({ key: d.name, cells: [el('span', { title: d.description }, d.name), d.kind,
           `${bytes(d.memory_free_bytes)} / ${bytes(d.memory_total_bytes)}`] }))) : null),
       el('section', { class: 'card', id: 'node-engines' }, el('h2', null, 'Engines'),
-        engines.length ? dl(engines) : el('p', { class: 'muted' }, 'no engine information')),
+        engines.length ? dl(engines.map(([name, info]) => [name, engineInfo(info)])) : el('p', { class: 'muted' }, 'no engine information')),
     ));
     return getJSON('/api/config');
   }).then((cfg) => {
@@ -40,6 +40,24 @@ export function render(main, live, onError) {
     main.append(configCard(cfg), logsCard(ctrl.signal, onError));
   }).catch(onError);
   return () => { stopped = true; ctrl.abort(); };
+}
+
+// engineInfo shows llama.cpp's system info ("CPU : SSE3 = 1 | AVX = 1 | ... | CUDA : ARCHS = 900
+// | ...": a backend names the features after it) as each backend with the features it uses;
+// text in another shape shows as it is.
+function engineInfo(text) {
+  const backends = new Map();
+  let backend = '';
+  for (const item of String(text).split('|').map((s) => s.trim()).filter(Boolean)) {
+    const m = item.match(/^(?:([^:=]+?)\s*:\s*)?([^=]+?)\s*=\s*(.*)$/);
+    if (!m || !(m[1] || backend)) return text;
+    backend = m[1] || backend;
+    const [, , feature, value] = m;
+    if (!backends.has(backend)) backends.set(backend, new Set());
+    if (value !== '0') backends.get(backend).add(value === '1' ? feature : `${feature}=${value}`);
+  }
+  return el('div', { class: 'features' }, [...backends].map(([name, features]) =>
+    el('div', null, el('span', { class: 'muted' }, name + ' '), [...features].map((f) => el('span', { class: 'badge' }, f)))));
 }
 
 // flatten turns nested tables into [dotted.key, text] rows.
