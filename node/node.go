@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -243,7 +244,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		slog.Info("serving Ollama's API", "addr", ollamaLn.Addr().String())
 	}
 	slog.Info("node serving", "peer_id", nodeID, "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
-		"models", len(catalog.List()), "data_dir", cfg.DataDir, "config", cfg.File, "api_keys", len(cfg.Server.APIKeys), "tls", serverTLS != nil)
+		"dashboard", dashboardURL(httpLn.Addr(), serverTLS != nil), "models", len(catalog.List()), "data_dir", cfg.DataDir, "config", cfg.File, "api_keys", len(cfg.Server.APIKeys), "tls", serverTLS != nil)
 	if len(catalog.List()) == 0 {
 		slog.Warn("no model configured: add one to syn4pse.toml, e.g. [models.NAME] path = \"/path/to/model.gguf\" (see the README)")
 	}
@@ -347,4 +348,18 @@ func totalMemory() int64 {
 		return 0
 	}
 	return kb * 1024
+}
+
+// dashboardURL is where a browser on this machine finds the dashboard: the HTTP port, on
+// loopback when the node listens on every address.
+func dashboardURL(addr net.Addr, tls bool) string {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	host := addr.String()
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		host = net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+	}
+	return scheme + "://" + host + "/"
 }
