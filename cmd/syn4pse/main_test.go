@@ -9,6 +9,7 @@ import (
 	"image/color"
 	"image/png"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,6 +168,16 @@ context_length = 512
 	}
 
 	checkCPUVariant(t, dir)
+	// The log says where the dashboard is, and the page is there.
+	dash := fmt.Sprintf("dashboard=http://127.0.0.1:%d/", httpPort)
+	if !strings.Contains(serve.log.String(), dash) {
+		t.Errorf("the serve log does not say %s:\n%s", dash, serve.log.String())
+	}
+	if res, err := http.Get(strings.TrimPrefix(dash, "dashboard=")); err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("GET the dashboard: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
 	if out, stderr, code := syn4pse(t, dir, "", "health"); code != 0 || strings.TrimSpace(out) != "serving" {
 		t.Fatalf("health: code %d, %q %q", code, out, stderr)
 	}
