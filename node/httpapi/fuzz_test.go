@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -91,4 +92,57 @@ func checkErrorResponse(t *testing.T, path string, rec *httptest.ResponseRecorde
 	if out.Error == nil || out.Error.Message == "" || out.Error.Type == "" {
 		t.Fatalf("%s: status %d body has no error object with a message and type: %q", path, code, rec.Body.Bytes())
 	}
+}
+
+// fuzzBoundary is the multipart boundary of FuzzTranscriptionUpload's bodies.
+const fuzzBoundary = "syn4pse-fuzz"
+
+// multipartBody is a transcription upload: the fields in order, then the file part.
+func multipartBody(fields [][2]string, file []byte) []byte {
+	var b bytes.Buffer
+	for _, f := range fields {
+		fmt.Fprintf(&b, "--%s\r\nContent-Disposition: form-data; name=%q\r\n\r\n%s\r\n", fuzzBoundary, f[0], f[1])
+	}
+	if file != nil {
+		fmt.Fprintf(&b, "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n", fuzzBoundary)
+		b.Write(file)
+		b.WriteString("\r\n")
+	}
+	fmt.Fprintf(&b, "--%s--\r\n", fuzzBoundary)
+	return b.Bytes()
+}
+
+// FuzzTranscriptionUpload sends fuzzed multipart bodies to /v1/audio/transcriptions over a node
+// without models: the form is read and checked (fields, sizes, formats) and the request refused,
+// as OpenAI's JSON error and never a 500 or a panic. The audio decoders have their own target
+// (internal/audio FuzzDecode).
+func FuzzTranscriptionUpload(f *testing.F) {
+	wav := []byte("RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80\x3e\x00\x00\x00\x7d\x00\x00\x02\x00\x10\x00data\x00\x00\x00\x00")
+	for _, body := range [][]byte{
+		multipartBody([][2]string{{"model", "s"}}, wav),
+		multipartBody([][2]string{{"model", "s"}, {"language", "en"}, {"prompt", "hello"}, {"temperature", "0.2"}, {"response_format", "verbose_json"}, {"timestamp_granularities[]", "word"}}, wav),
+		multipartBody([][2]string{{"model", "s"}, {"stream", "true"}, {"response_format", "text"}}, wav),
+		multipartBody([][2]string{{"model", "s"}, {"response_format", "srt"}, {"temperature", "NaN"}}, []byte("not audio")),
+		multipartBody([][2]string{{"model", ""}}, nil),
+		multipartBody(nil, wav),
+		[]byte("--" + fuzzBoundary + "\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nRIFF"),
+		[]byte("--" + fuzzBoundary + "--"),
+		{},
+	} {
+		f.Add(body)
+	}
+	var registry engine.Registry
+	catalog := models.New(&registry, nil, models.Options{})
+	f.Cleanup(func() { catalog.Close() })
+	h := httpapi.New(&api.InferenceService{Models: catalog, NodeID: "self"}, &api.ModelService{Models: catalog},
+		&api.NodeService{Models: catalog, NodeID: "self"})
+
+	f.Fuzz(func(t *testing.T, body []byte) {
+		const path = "/v1/audio/transcriptions"
+		req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "multipart/form-data; boundary="+fuzzBoundary)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		checkErrorResponse(t, path, rec)
+	})
 }
