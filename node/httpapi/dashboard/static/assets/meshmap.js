@@ -1,5 +1,5 @@
-// The Mesh page's map: this node in the centre, its peers on a ring around it, and a line for
-// every connection between two of them that anyone reports: this node's own connections, and
+// The Mesh page's map: this node and its peers on a ring, and a line for every connection
+// between two of them that anyone reports: this node's own connections, and
 // the links each peer announces in its capability (the mesh peers it is connected to, with the
 // round trip it measured). Drawn as inline SVG in CSS pixels, so text stays readable at any
 // width; the viewBox lets it shrink further where the page is narrower still.
@@ -61,26 +61,65 @@ export function graph(self, peers) {
   return { nodes, links: [...links.values()].sort((x, y) => x.key.localeCompare(y.key)) };
 }
 
-// layout places the nodes: this one in the centre, the others evenly on a ring from the top,
-// clockwise. With few nodes each label (name, accelerator, load) sits outside the ring, anchored
-// away from the centre; with many, or a few on a narrow screen, only the name shows, written
-// along the node's ray so that neighbours never overlap (the rest is in the node's tooltip and
-// its card). Past the width given, the viewBox scales the map down to fit.
+// layout places every node on one ring, this one first at the top and the rest clockwise (two
+// nodes side by side), so that no link runs through a node. With few nodes each label (name,
+// accelerator, load) sits outside the ring, anchored away from the centre; with many, or a few
+// on a narrow screen, only the name shows, written along the node's ray so that neighbours
+// never overlap (the rest is in the node's tooltip and its card). The viewBox frames the nodes
+// and their labels; past the width given it scales the map down to fit.
 function layout(nodes, width) {
-  const others = nodes.length - 1;
-  const full = others <= (width < 560 ? 4 : 10);
+  const n = nodes.length;
+  const full = n <= (width < 560 ? 5 : 11);
   const labelW = full ? 112 : 84;
-  const r = full ? Math.max(70, 40 + others * 14) : Math.max(70, others * 4.6);
-  const w = Math.max(width, 2 * (r + labelW + 12));
-  const h = others ? 2 * (r + (full ? 58 : labelW + 4)) : 100;
-  const cx = w / 2;
-  const cy = others ? h / 2 : 35;
-  const placed = nodes.map((n, i) => {
-    if (i === 0) return { ...n, x: cx, y: cy, ux: 0, uy: 1 };
-    const a = -Math.PI / 2 + (2 * Math.PI * (i - 1)) / others;
-    return { ...n, x: cx + r * Math.cos(a), y: cy + r * Math.sin(a), ux: Math.cos(a), uy: Math.sin(a) };
+  // Full labels need the ring's arc; names along the rays need little, so the ring takes what
+  // room a wide screen gives.
+  const r = n < 2 ? 0 : full ? Math.max(60, 24 + n * 16) : Math.max(70, n * 4.8, Math.min(220, (width / 2 - labelW) * 0.6));
+  const placed = nodes.map((node, i) => {
+    const a = n === 2 ? Math.PI * (1 - i) : -Math.PI / 2 + (2 * Math.PI * i) / n;
+    const ux = n < 2 ? 0 : Math.cos(a);
+    const uy = n < 2 ? 1 : Math.sin(a);
+    return { ...node, x: r * ux, y: r * uy, ux, uy, radius: node.state === 'self' ? 16 : full ? 11 : 8 };
   });
-  return { w, h, full, nodes: placed };
+  let [minX, maxX, minY, maxY] = [0, 0, 0, 0];
+  for (const p of placed) {
+    const [left, right, up, down] = labelBox(p, full, labelW);
+    minX = Math.min(minX, p.x - left);
+    maxX = Math.max(maxX, p.x + right);
+    minY = Math.min(minY, p.y - up);
+    maxY = Math.max(maxY, p.y + down);
+  }
+  const w = Math.max(width, maxX - minX + 16);
+  const x0 = (minX + maxX) / 2 - w / 2;
+  return { viewBox: [x0, minY - 8, w, maxY - minY + 16].map((v) => v.toFixed(0)).join(' '), full, nodes: placed };
+}
+
+// labelBox is how far a node and its label reach left, right, up and down of its centre.
+function labelBox(p, full, labelW) {
+  const gap = p.radius + 5;
+  if (!full && p.state !== 'self') {
+    const reach = gap + labelW;
+    return [Math.max(p.radius, -p.ux * reach), Math.max(p.radius, p.ux * reach),
+      Math.max(p.radius, -p.uy * reach) + 6, Math.max(p.radius, p.uy * reach) + 6];
+  }
+  const lines = full ? 3 : 1;
+  const textH = 13 * lines;
+  const { anchor } = labelPlace(p, full ? 3 : 1);
+  const left = anchor === 'middle' ? labelW / 2 : anchor === 'end' ? gap + labelW : p.radius;
+  const right = anchor === 'middle' ? labelW / 2 : anchor === 'start' ? gap + labelW : p.radius;
+  const above = p.uy < -0.7;
+  const below = p.uy > 0.7;
+  return [left, right, above ? gap + textH + 2 : below ? p.radius : textH / 2 + 4,
+    below ? gap + textH + 2 : above ? p.radius : textH / 2 + 4];
+}
+
+// labelPlace anchors a stacked label of lines: above a node at the top of the ring, below one
+// at the bottom (and below a node alone), beside one at the sides.
+function labelPlace(p, lines) {
+  const gap = p.radius + 5;
+  const lineH = 13;
+  const anchor = p.ux > 0.3 ? 'start' : p.ux < -0.3 ? 'end' : 'middle';
+  const top = p.uy < -0.7 ? -gap - lineH * (lines - 1) - 3 : p.uy > 0.7 ? gap + 10 : 4 - (lineH * (lines - 1)) / 2;
+  return { anchor, top, x: anchor === 'middle' ? 0 : anchor === 'start' ? gap : -gap };
 }
 
 function truncate(s, n) {
@@ -90,8 +129,8 @@ function truncate(s, n) {
 
 // label writes a node's lines outside its circle: stacked and anchored away from the centre
 // (full), or its name alone along its ray (compact).
-function label(n, full, radius) {
-  const gap = radius + 5;
+function label(n, full) {
+  const gap = n.radius + 5;
   if (!full && n.state !== 'self') {
     const deg = (Math.atan2(n.uy, n.ux) * 180) / Math.PI;
     const left = n.ux < -0.01;
@@ -99,27 +138,20 @@ function label(n, full, radius) {
       transform: `rotate(${(left ? deg + 180 : deg).toFixed(1)})` }, truncate(n.name, 12));
   }
   const lines = full ? [truncate(n.name, 18), n.accel, n.load] : [truncate(n.name, 18)];
-  const lineH = 13;
-  const anchor = n.ux > 0.3 ? 'start' : n.ux < -0.3 ? 'end' : 'middle';
-  // Above a node at the top of the ring, below one at the bottom (and below the centre one),
-  // centred on one at the sides.
-  const top = n.uy < -0.7 ? -gap - lineH * (lines.length - 1) - 3
-    : n.uy > 0.7 || n.state === 'self' ? gap + 10 : 4 - (lineH * (lines.length - 1)) / 2;
-  const x = anchor === 'middle' ? 0 : anchor === 'start' ? gap : -gap;
-  return svg('text', { 'text-anchor': anchor, y: top },
-    lines.map((t, i) => svg('tspan', { x, dy: i ? lineH : 0, class: i ? 'sub' : 'name' }, t)));
+  const { anchor, top, x } = labelPlace(n, lines.length);
+  return svg('text', { 'text-anchor': anchor, y: top.toFixed(1) },
+    lines.map((t, i) => svg('tspan', { x, dy: i ? 13 : 0, class: i ? 'sub' : 'name' }, t)));
 }
 
 const stateText = { self: 'this node', connected: 'connected', down: 'not connected', banned: 'banned' };
 
 function nodeGroup(n, full, onPick) {
-  const radius = n.state === 'self' ? 16 : full ? 11 : 8;
   const g = svg('g', { class: 'node ' + n.state, 'data-node': n.id, 'data-state': n.state,
     transform: `translate(${n.x.toFixed(1)} ${n.y.toFixed(1)})`, tabindex: 0, role: 'button',
     'aria-label': `${n.name}: ${stateText[n.state]}, ${n.accel}, ${n.load}` },
   svg('title', null, [n.name, n.id, n.accel, n.load, stateText[n.state]].join('\n')),
-  svg('circle', { r: radius }),
-  label(n, full, radius));
+  svg('circle', { r: n.radius }),
+  label(n, full));
   g.addEventListener('click', () => onPick(n.id));
   g.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); onPick(n.id); }
@@ -156,10 +188,11 @@ export function meshMap(onPick) {
     const key = width + '|' + JSON.stringify(current);
     if (key === last) return;
     last = key;
-    const { w, h, full, nodes } = layout(current.nodes, width);
+    const { viewBox, full, nodes } = layout(current.nodes, width);
     const at = new Map(nodes.map((n) => [n.id, n]));
-    const labelled = current.links.length <= 40;
-    root.setAttribute('viewBox', `0 0 ${w.toFixed(0)} ${h.toFixed(0)}`);
+    // Round trips written on the links while they stay legible; in each link's tooltip always.
+    const labelled = full && current.links.length <= 20;
+    root.setAttribute('viewBox', viewBox);
     root.setAttribute('data-nodes', nodes.length);
     root.setAttribute('data-links', current.links.length);
     // One swap in one task: the browser paints the old map or the new one, never a blank.
