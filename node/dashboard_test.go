@@ -200,14 +200,16 @@ func TestDashboard(t *testing.T) {
 	cID := nodeID(t, c.HTTPAddr())
 	cCard := `document.querySelector('[data-peer=` + js(cID) + `]')`
 	p.waitFor("peer c on the map", cCard+`?.querySelector('.badge.connected') !== null`)
-	p.waitFor("c on the map, linked to a and b", onMap(cID)+`?.dataset.state === 'connected' && `+mapLink(aID, cID)+` !== null && `+mapLink(bID, cID)+` !== null`)
+	// Three nodes, three links: each reported by both its ends (and a's own view), drawn once.
+	p.waitFor("c on the map, linked to a and b", onMap(cID)+`?.dataset.state === 'connected' && `+mapLink(aID, cID)+` !== null && `+mapLink(bID, cID)+` !== null`+
+		` && document.querySelectorAll('#mesh-map [data-link]').length === 3 && document.querySelectorAll('#mesh-map [data-node]').length === 3`)
 	t.Logf("map with c: %s", eval[string](p, `[...document.querySelectorAll('#mesh-map [data-link]')].map(l => l.dataset.link.split(' ').map(id => id.slice(-6)).join('-') + ' ' + l.dataset.rtt + ' ms').join(', ')`))
 	p.shot("mesh-joined")
 	shutdownC()
 	p.waitFor("peer c gone or down", `(`+cCard+` ?? null) === null || `+cCard+`.querySelector('.badge.down') !== null`)
 	p.waitFor("c gone from the map or down, its links gone",
 		`(`+onMap(cID)+` === null || `+onMap(cID)+`.dataset.state === 'down') && `+mapLink(aID, cID)+` === null && `+mapLink(bID, cID)+` === null`)
-	p.waitFor("the a-b link still there", mapLink(aID, bID)+` !== null`)
+	p.waitFor("the a-b link still there, alone", mapLink(aID, bID)+` !== null && document.querySelectorAll('#mesh-map [data-link]').length === 1`)
 	p.shot("mesh-left")
 
 	p.do("open the Models page", chromedp.Click(chromedp.CSS(`nav a[data-page="models"]`)))
