@@ -154,7 +154,7 @@ type carriedSequence struct {
 
 // NewAnnouncer registers the capability validator on ps, joins and subscribes to
 // Topic, and starts announcing self() and collecting peers' announcements until
-// Close. self returns this node's capability; the Announcer fills peer_id, sequence and
+// Close. self returns this node's capability; the Announcer fills peer_id, links, sequence and
 // timestamp itself.
 func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, opts AnnouncerOptions) (*Announcer, error) {
 	opts = opts.withDefaults()
