@@ -175,7 +175,7 @@ function linkGroup(l, at, labelled) {
  * node is clicked or chosen with the keyboard.
  */
 export function meshMap(onPick) {
-  const root = svg('svg', { class: 'mesh-map', id: 'mesh-map', role: 'img', 'aria-label': 'Map of the mesh' });
+  const root = svg('svg', { class: 'mesh-map', id: 'mesh-map', role: 'group', 'aria-label': 'Map of the mesh' });
   const box = document.createElement('figure');
   box.className = 'mesh-map-box';
   box.append(root);
@@ -195,10 +195,13 @@ export function meshMap(onPick) {
     root.setAttribute('viewBox', viewBox);
     root.setAttribute('data-nodes', nodes.length);
     root.setAttribute('data-links', current.links.length);
-    // One swap in one task: the browser paints the old map or the new one, never a blank.
+    // One swap in one task: the browser paints the old map or the new one, never a blank. A
+    // node that had the keyboard's focus keeps it.
+    const focused = root.contains(document.activeElement) ? document.activeElement.dataset.node : null;
     root.replaceChildren(
       svg('g', { class: 'links' }, current.links.map((l) => linkGroup(l, at, labelled))),
       svg('g', { class: 'nodes' }, nodes.map((n) => nodeGroup(n, full, onPick))));
+    if (focused) [...root.querySelectorAll('[data-node]')].find((g) => g.dataset.node === focused)?.focus();
   };
   const onResize = () => draw();
   window.addEventListener('resize', onResize);
