@@ -17,6 +17,7 @@ import (
 
 	"github.com/ekisa-team/syn4pse/node"
 	"github.com/ekisa-team/syn4pse/node/config"
+	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
 )
 
 // These tests drive the dashboard (package node/httpapi/dashboard) in headless Chromium against
@@ -154,7 +155,8 @@ func nodeID(t *testing.T, httpAddr string) string {
 }
 
 // TestDashboard loads each page of node a's dashboard in a mesh of two: the Node page shows a,
-// the Mesh page shows peer b with its model, and a third node as it joins and leaves, live; the Models page unloads and loads a's model; the Playground streams answers from a's and b's models and names the serving node
+// the Mesh page shows peer b with its model and its link to a on the map, and a third node as
+// it joins (with its links to a and b) and leaves, live; the Models page unloads and loads a's model; the Playground streams answers from a's and b's models and names the serving node
 // through confirmation dialogs; the page is laid out for a phone too; and nothing in the
 // console is an error.
 func TestDashboard(t *testing.T) {
@@ -172,21 +174,42 @@ func TestDashboard(t *testing.T) {
 	p.waitFor("peer b with its model on the Mesh page", peer+`?.textContent.includes('btiny')`)
 	p.waitFor("peer b connected", peer+`?.querySelector('.badge.connected') !== null`)
 	p.waitFor("a's own model on its card", `document.querySelector('.card.self')?.textContent.includes('tiny')`)
+	// The map: a in the centre, b connected, and the a-b link with its round trip.
+	onMap := func(id string) string { return `document.querySelector('#mesh-map [data-node=` + js(id) + `]')` }
+	p.waitFor("a and b on the map", onMap(aID)+`?.dataset.state === 'self' && `+onMap(bID)+`?.dataset.state === 'connected'`)
+	p.waitFor("the a-b link", mapLink(aID, bID)+` !== null`)
+	p.waitFor("b's name, accelerator and load on the map", onMap(bID)+`.querySelector('text').textContent.startsWith('bCPU') && `+onMap(bID)+`.querySelector('text').textContent.includes(' free')`)
 	p.shot("mesh")
+	p.do("click b on the map", chromedp.Click(chromedp.CSS(`#mesh-map [data-node=`+js(bID)+`]`)))
+	p.waitFor("b's card picked", peer+`.classList.contains('picked')`)
 
-	// A third node joins, and the map shows it without a reload; it leaves, and the map drops it.
-	c, err := node.Start(t.Context(), meshConfig(t, key, "c", aAddrs))
+	// A third node joins, bootstrapped from a and b: the map shows it without a reload, with its
+	// link to a (a's own connection) and to b (which a knows only from b's and c's announced
+	// links). It leaves, and the map drops it and its links.
+	bStatus, err := pb.NewNodeServiceClient(grpcConn(t, b)).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := node.Start(t.Context(), meshConfig(t, key, "c", append(aAddrs, bStatus.GetListenAddrs()...)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var stopC sync.Once
 	shutdownC := func() { stopC.Do(func() { c.Shutdown(context.WithoutCancel(t.Context())) }) }
 	t.Cleanup(shutdownC)
-	cCard := `document.querySelector('[data-peer=` + js(nodeID(t, c.HTTPAddr())) + `]')`
+	cID := nodeID(t, c.HTTPAddr())
+	cCard := `document.querySelector('[data-peer=` + js(cID) + `]')`
 	p.waitFor("peer c on the map", cCard+`?.querySelector('.badge.connected') !== null`)
+	// Three nodes, three links: each reported by both its ends (and a's own view), drawn once.
+	p.waitFor("c on the map, linked to a and b", onMap(cID)+`?.dataset.state === 'connected' && `+mapLink(aID, cID)+` !== null && `+mapLink(bID, cID)+` !== null`+
+		` && document.querySelectorAll('#mesh-map [data-link]').length === 3 && document.querySelectorAll('#mesh-map [data-node]').length === 3`)
+	t.Logf("map with c: %s", eval[string](p, `[...document.querySelectorAll('#mesh-map [data-link]')].map(l => l.dataset.link.split(' ').map(id => id.slice(-6)).join('-') + ' ' + l.dataset.rtt + ' ms').join(', ')`))
 	p.shot("mesh-joined")
 	shutdownC()
 	p.waitFor("peer c gone or down", `(`+cCard+` ?? null) === null || `+cCard+`.querySelector('.badge.down') !== null`)
+	p.waitFor("c gone from the map or down, its links gone",
+		`(`+onMap(cID)+` === null || `+onMap(cID)+`.dataset.state === 'down') && `+mapLink(aID, cID)+` === null && `+mapLink(bID, cID)+` === null`)
+	p.waitFor("the a-b link still there, alone", mapLink(aID, bID)+` !== null && document.querySelectorAll('#mesh-map [data-link]').length === 1`)
 	p.shot("mesh-left")
 
 	p.do("open the Models page", chromedp.Click(chromedp.CSS(`nav a[data-page="models"]`)))
@@ -235,6 +258,14 @@ func TestDashboard(t *testing.T) {
 		p.shot("phone-" + name)
 	}
 	p.noErrors()
+}
+
+// mapLink is the Mesh page map's link between two nodes, keyed by their IDs sorted.
+func mapLink(x, y string) string {
+	if y < x {
+		x, y = y, x
+	}
+	return `document.querySelector('#mesh-map [data-link=` + js(x+" "+y) + `]')`
 }
 
 // TestDashboardAPIKey: with server.api_keys set, the page (served without a key) asks for one,

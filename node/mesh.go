@@ -141,8 +141,10 @@ const pokeGap = 100 * time.Millisecond
 
 // watchCapability republishes as soon as what this node serves changes (a model loads, slots
 // fill or free, its queue grows or shrinks): when poked, at most once per pokeGap, and twice a
-// second in any case; the announcer coalesces bursts. It also drops the pooled connections of
-// peers that left the table.
+// second in any case; the announcer coalesces bursts. The links, which the announcer adds to
+// self(), are not compared: a connection that comes or goes, or a round trip that moves, rides
+// on the next periodic republish rather than causing one. It also drops the pooled connections
+// of peers that left the table.
 func (m *mesh) watchCapability(ctx context.Context, self func() *pb.Capability) {
 	var last []byte
 	var looked time.Time

@@ -198,7 +198,7 @@ The mesh runs over TCP: QUIC cannot carry a private-network key.`,
 func newPeersCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "peers",
-		Short: "List the mesh's peers: models, load, round trip, last seen",
+		Short: "List the mesh's peers: models, load, round trip, last seen, links (mesh peers each is connected to)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withNode(cmd, func(ctx context.Context, conn *grpc.ClientConn) error {
@@ -211,7 +211,7 @@ func newPeersCmd() *cobra.Command {
 					fmt.Fprintln(out, "no peers (syn4pse mesh status says why)")
 					return nil
 				}
-				fmt.Fprintf(out, "%-54s %-16s %8s %9s %7s  %s\n", "PEER", "NAME", "RTT", "SEEN", "SCORE", "MODELS (loaded*, free slots/queue)")
+				fmt.Fprintf(out, "%-54s %-16s %8s %9s %7s %5s  %s\n", "PEER", "NAME", "RTT", "SEEN", "SCORE", "LINKS", "MODELS (loaded*, free slots/queue)")
 				for _, p := range res.GetPeers() {
 					var models []string
 					for _, m := range p.GetCapability().GetModels() {
@@ -222,7 +222,8 @@ func newPeersCmd() *cobra.Command {
 						models = append(models, fmt.Sprintf("%s%s %d/%d", m.GetName(), mark, m.GetFreeSlots(), m.GetQueueDepth()))
 					}
 					seen := time.Since(time.UnixMilli(p.GetLastSeenUnixMs())).Round(time.Second)
-					fmt.Fprintf(out, "%-54s %-16s %7.1fms %8s ago %7.1f  %s\n", p.GetPeerId(), p.GetNodeName(), p.GetRttMs(), seen, p.GetGossipScore(), strings.Join(models, ", "))
+					fmt.Fprintf(out, "%-54s %-16s %7.1fms %8s ago %7.1f %5d  %s\n", p.GetPeerId(), p.GetNodeName(), p.GetRttMs(), seen, p.GetGossipScore(),
+						len(p.GetCapability().GetLinks()), strings.Join(models, ", "))
 					if p.GetBanned() {
 						fmt.Fprintf(out, "    banned: left out of routing and pulls after failing router.ban_after times in a row\n")
 					}

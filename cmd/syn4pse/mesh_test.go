@@ -299,7 +299,8 @@ func TestMeshForwardsToThePeerWithTheModel(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, _, code := b.run("peers")
-		if code == 0 && strings.Contains(out, "alpha") && strings.Contains(out, "x* 4/0") &&
+		// alpha's one link is beta: the LINKS column, just before the models.
+		if code == 0 && strings.Contains(out, "alpha") && strings.Contains(out, "LINKS") && strings.Contains(out, "     1  x* 4/0") &&
 			strings.Contains(out, " cores, ") && strings.Contains(out, " RAM, cpu ") {
 			break
 		}

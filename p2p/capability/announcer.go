@@ -1,6 +1,7 @@
 // Package capability is capability gossip: the Announcer publishes this node's signed
-// Capability on the GossipSub topic syn4pse/capabilities/1, validates its peers' (sender, sequence,
-// age, size) and keeps them in a PeerTable whose entries expire after a TTL or a disconnect.
+// Capability on the GossipSub topic syn4pse/capabilities/1 with the mesh peers it is connected
+// to (its links), validates its peers' (sender, sequence, age, size, links) and keeps them in a
+// PeerTable whose entries expire after a TTL or a disconnect.
 package capability
 
 import (
@@ -8,6 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +28,10 @@ import (
 
 // Topic is the GossipSub topic of capability announcements.
 const Topic = "syn4pse/capabilities/1"
+
+// MaxLinks is the most links an announcement carries; the validator refuses one with more. It
+// keeps announcements small (about 4 KiB of links at most) on a node connected to many peers.
+const MaxLinks = 64
 
 const (
 	defaultAnnounceInterval = 3 * time.Second
@@ -146,7 +154,7 @@ type carriedSequence struct {
 
 // NewAnnouncer registers the capability validator on ps, joins and subscribes to
 // Topic, and starts announcing self() and collecting peers' announcements until
-// Close. self returns this node's capability; the Announcer fills peer_id, sequence and
+// Close. self returns this node's capability; the Announcer fills peer_id, links, sequence and
 // timestamp itself.
 func NewAnnouncer(h host.Host, ps *pubsub.PubSub, self func() *pb.Capability, opts AnnouncerOptions) (*Announcer, error) {
 	opts = opts.withDefaults()
@@ -347,6 +355,7 @@ func (a *Announcer) publish(ctx context.Context) {
 		c = proto.Clone(s).(*pb.Capability)
 	}
 	c.PeerId = a.host.ID().String()
+	c.Links = a.links()
 	c.Sequence = a.seq.Add(1)
 	c.TimestampUnixMs = time.Now().UnixMilli()
 	data, err := proto.Marshal(c)
@@ -365,6 +374,27 @@ func (a *Announcer) publish(ctx context.Context) {
 		return
 	}
 	a.log.Debug("capability published", "sequence", c.Sequence, "size", len(data))
+}
+
+// links lists the mesh members this host is connected to, with the round trip the peerstore
+// measured: the peers in the table (they announced on the topic, so they hold the swarm key and
+// run SYN4PSE), not every libp2p connection (a DHT or relay peer is no member of the mesh). The
+// first MaxLinks by peer ID, so that the list, and the announcement, stays the same from one
+// republish to the next while the mesh does.
+func (a *Announcer) links() []*pb.PeerLink {
+	var links []*pb.PeerLink
+	for _, e := range a.table.Peers() {
+		if len(a.host.Network().ConnsToPeer(e.ID)) == 0 {
+			continue
+		}
+		l := &pb.PeerLink{PeerId: e.ID.String()}
+		if rtt := a.host.Peerstore().LatencyEWMA(e.ID); rtt > 0 {
+			l.RttMs = float64(rtt.Microseconds()) / 1000
+		}
+		links = append(links, l)
+	}
+	slices.SortFunc(links, func(x, y *pb.PeerLink) int { return strings.Compare(x.GetPeerId(), y.GetPeerId()) })
+	return links[:min(len(links), MaxLinks)]
 }
 
 // sweep drops peers not heard from within TTL and forgets long-silent peers' sequences.
@@ -494,6 +524,14 @@ func (a *Announcer) validate(_ context.Context, from peer.ID, msg *pubsub.Messag
 	}
 	if c.GetSequence() == 0 {
 		return reject("no sequence")
+	}
+	if len(c.GetLinks()) > MaxLinks {
+		return reject("too many links")
+	}
+	for _, l := range c.GetLinks() {
+		if rtt := l.GetRttMs(); rtt < 0 || math.IsNaN(rtt) || math.IsInf(rtt, 0) {
+			return reject("link round trip not a duration")
+		}
 	}
 	now := time.Now()
 	stamped := time.UnixMilli(c.GetTimestampUnixMs())

@@ -2,7 +2,9 @@ package capability
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pping "github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/ekisa-team/syn4pse/proto/syn4pse/v1"
@@ -320,6 +323,19 @@ func TestCapabilityValidator(t *testing.T) {
 		}
 		return data
 	}
+	// Short link peer IDs keep MaxLinks+1 links under MaxSize, so the bound, not the size, refuses.
+	linked := func(id peer.ID, seq uint64, stamped time.Time, n int, rttMs float64) []byte {
+		c := peerTableTestCapability(id, seq, "m")
+		c.TimestampUnixMs = stamped.UnixMilli()
+		for i := range n {
+			c.Links = append(c.Links, &pb.PeerLink{PeerId: fmt.Sprint(i), RttMs: rttMs})
+		}
+		data, err := proto.Marshal(c)
+		if err != nil || len(data) > 1024 {
+			t.Fatalf("%d links: %d bytes, %v", n, len(data), err)
+		}
+		return data
+	}
 	big := &pb.Capability{PeerId: author.String(), Sequence: 1, NodeName: strings.Repeat("x", 2048)}
 	oversize, _ := proto.Marshal(big)
 
@@ -354,6 +370,12 @@ func TestCapabilityValidator(t *testing.T) {
 		{"older sequence from its author, unseen", author, author, "a7", capability(author, 99, now), pubsub.ValidationIgnore, false},
 		{"same message again", author, author, "a2", capability(author, 101, now), pubsub.ValidationIgnore, false},
 		{"newer sequence", relay, author, "a8", capability(author, 102, now.Add(time.Minute)), pubsub.ValidationAccept, true},
+		// Links: at most MaxLinks, each with a round trip that is a duration.
+		{"links at the bound", relay, author, "k1", linked(author, 103, now, MaxLinks, 0), pubsub.ValidationAccept, true},
+		{"too many links", relay, author, "k2", linked(author, 104, now, MaxLinks+1, 0), pubsub.ValidationReject, false},
+		{"negative link round trip", relay, author, "k3", linked(author, 105, now, 1, -1), pubsub.ValidationReject, false},
+		{"link round trip not a number", relay, author, "k4", linked(author, 106, now, 1, math.NaN()), pubsub.ValidationReject, false},
+		{"measured link round trip", relay, author, "k5", linked(author, 107, now, 2, 1.5), pubsub.ValidationAccept, true},
 	}
 	for _, tt := range tests {
 		msg := &pubsub.Message{Message: &pubsubpb.Message{Data: tt.data, From: []byte(tt.author), Seqno: []byte(tt.carrier)}, ReceivedFrom: tt.from}
@@ -509,5 +531,102 @@ func TestFirstSequence(t *testing.T) {
 	e, _ := nodes[1].ann.Table().Get(nodes[0].host.ID())
 	if seq := e.Capability.GetSequence(); seq <= first {
 		t.Fatalf("sequence %d, want past FirstSequence %d", seq, first)
+	}
+}
+
+// gossipTestLinks returns the peer IDs of the links in observer's entry of subject, and whether
+// every link carries a round trip that is a duration (finite, not negative).
+func gossipTestLinks(observer, subject *gossipTestNode) ([]string, bool) {
+	e, ok := observer.ann.Table().Get(subject.host.ID())
+	if !ok {
+		return nil, false
+	}
+	var ids []string
+	for _, l := range e.Capability.GetLinks() {
+		if l.GetRttMs() < 0 || math.IsNaN(l.GetRttMs()) || math.IsInf(l.GetRttMs(), 0) {
+			return ids, false
+		}
+		ids = append(ids, l.GetPeerId())
+	}
+	return ids, true
+}
+
+// sortedIDs returns the string forms of the hosts' IDs, sorted as links are.
+func sortedIDs(nodes ...*gossipTestNode) []string {
+	var ids []string
+	for _, n := range nodes {
+		ids = append(ids, n.host.ID().String())
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// TestCapabilityLinks: an announcement carries the mesh peers its node is connected to, with
+// the round trip its peerstore measured, so a node learns of connections it is not part of; a
+// connection to a host outside the mesh is no link, and a link goes when its peer does.
+func TestCapabilityLinks(t *testing.T) {
+	nodes := newGossipTestHosts(t, 3)
+	startGossipTestAnnouncers(t, nodes, AnnouncerOptions{Interval: 200 * time.Millisecond, TTL: time.Minute})
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	connectGossipTestHosts(t, a.host, b.host)
+	connectGossipTestHosts(t, b.host, c.host) // a and c are not connected: a learns of b-c from b
+	// A real ping measures a's round trip to b into a's peerstore, where links take it from.
+	ping := <-libp2pping.Ping(t.Context(), a.host, b.host.ID())
+	if ping.Error != nil {
+		t.Fatal(ping.Error)
+	}
+	measured := func() bool {
+		e, ok := b.ann.Table().Get(a.host.ID())
+		links := e.Capability.GetLinks()
+		return ok && len(links) == 1 && links[0].GetPeerId() == b.host.ID().String() && links[0].GetRttMs() > 0
+	}
+	if !waitGossipTest(30*time.Second, measured) {
+		t.Fatalf("b's entry of a does not list the a-b link with the measured round trip (%v)", ping.RTT)
+	}
+	e, _ := b.ann.Table().Get(a.host.ID())
+	t.Logf("a's link to b: %.3f ms (one ping measured %v)", e.Capability.GetLinks()[0].GetRttMs(), ping.RTT)
+	whole := func() bool {
+		ofB, okB := gossipTestLinks(a, b)
+		ofC, okC := gossipTestLinks(a, c)
+		return okB && okC && slices.Equal(ofB, sortedIDs(a, c)) && slices.Equal(ofC, sortedIDs(b))
+	}
+	if !waitGossipTest(30*time.Second, whole) {
+		ofB, _ := gossipTestLinks(a, b)
+		ofC, _ := gossipTestLinks(a, c)
+		t.Fatalf("a's view of the links: b %v, c %v; want b to a and c, c to b", ofB, ofC)
+	}
+
+	// A host outside the mesh (no announcer: a DHT or relay peer, say) connected to a is no link.
+	outsider, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = outsider.Close() })
+	if err := a.host.Connect(t.Context(), peer.AddrInfo{ID: outsider.ID(), Addrs: outsider.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now().UnixMilli()
+	later := func() bool {
+		e, ok := b.ann.Table().Get(a.host.ID())
+		return ok && e.Capability.GetTimestampUnixMs() > since
+	}
+	if !waitGossipTest(30*time.Second, later) {
+		t.Fatal("no announcement of a after the outsider connected")
+	}
+	if got, _ := gossipTestLinks(b, a); !slices.Equal(got, sortedIDs(b)) {
+		t.Errorf("a's links with an outsider connected: %v, want only b", got)
+	}
+
+	// c leaves: b's next announcements no longer carry the b-c link.
+	if err := c.host.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gone := func() bool {
+		got, ok := gossipTestLinks(a, b)
+		return ok && slices.Equal(got, sortedIDs(a))
+	}
+	if !waitGossipTest(30*time.Second, gone) {
+		got, _ := gossipTestLinks(a, b)
+		t.Fatalf("b's links after c left: %v, want only a", got)
 	}
 }

@@ -2,6 +2,7 @@ package capability
 
 import (
 	"bytes"
+	"math"
 	"testing"
 	"time"
 
@@ -54,7 +55,8 @@ func FuzzValidateAnnouncement(f *testing.F) {
 				FreeSlots: 1, QueueDepth: 2, TokensPerSecond: 31.5, Parallel: 4, SizeBytes: 1 << 30, Inputs: []string{"text", "image"}},
 			{Name: "bge", Modality: pb.Modality_MODALITY_EMBEDDING},
 		},
-		Hardware: &pb.Hardware{CpuCores: 8, MemoryBytes: 16 << 30, Accelerators: []string{"CUDA"}, CpuVariant: "haswell"}}
+		Hardware: &pb.Hardware{CpuCores: 8, MemoryBytes: 16 << 30, Accelerators: []string{"CUDA"}, CpuVariant: "haswell"},
+		Links:    []*pb.PeerLink{{PeerId: relay.String(), RttMs: 0.4}, {PeerId: fuzzPeerID(f, 3).String()}}}
 	f.Add(seed(full), true, true)
 	f.Add(seed(full), false, true)
 	f.Add(seed(full), true, false)
@@ -122,6 +124,14 @@ func checkAccepted(t *testing.T, c *pb.Capability, from peer.ID) {
 	}
 	if id, err := peer.Decode(c.GetPeerId()); err != nil || id != from || c.GetSequence() == 0 {
 		t.Fatalf("accepted capability of %q (sequence %d) signed by %s", c.GetPeerId(), c.GetSequence(), from)
+	}
+	if n := len(c.GetLinks()); n > MaxLinks {
+		t.Fatalf("accepted %d links, limit %d", n, MaxLinks)
+	}
+	for _, l := range c.GetLinks() {
+		if rtt := l.GetRttMs(); rtt < 0 || math.IsNaN(rtt) || math.IsInf(rtt, 0) {
+			t.Fatalf("accepted a link round trip of %v ms", rtt)
+		}
 	}
 	now := time.Now()
 	if stamped := time.UnixMilli(c.GetTimestampUnixMs()); stamped.After(now.Add(maxClockSkew)) || stamped.Before(now.Add(-maxAnnounceAge-time.Minute)) {

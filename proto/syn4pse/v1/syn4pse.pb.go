@@ -2673,8 +2673,12 @@ type Capability struct {
 	// Sequence grows with every announcement of a node run; receivers drop older ones.
 	Sequence        uint64 `protobuf:"varint,6,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	TimestampUnixMs int64  `protobuf:"varint,7,opt,name=timestamp_unix_ms,json=timestampUnixMs,proto3" json:"timestamp_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Links are the mesh peers this node holds a connection to, with the measured round trip, so
+	// that any node can draw the whole mesh, not only its own connections. At most 64, sorted by
+	// peer ID; receivers refuse an announcement with more.
+	Links         []*PeerLink `protobuf:"bytes,8,rep,name=links,proto3" json:"links,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Capability) Reset() {
@@ -2756,6 +2760,67 @@ func (x *Capability) GetTimestampUnixMs() int64 {
 	return 0
 }
 
+func (x *Capability) GetLinks() []*PeerLink {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
+// PeerLink is a connection from the announcing node to another mesh member.
+type PeerLink struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	PeerId string                 `protobuf:"bytes,1,opt,name=peer_id,json=peerId,proto3" json:"peer_id,omitempty"`
+	// RttMs is the round trip the announcing node measured to the peer, 0 when unknown.
+	RttMs         float64 `protobuf:"fixed64,2,opt,name=rtt_ms,json=rttMs,proto3" json:"rtt_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PeerLink) Reset() {
+	*x = PeerLink{}
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PeerLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PeerLink) ProtoMessage() {}
+
+func (x *PeerLink) ProtoReflect() protoreflect.Message {
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PeerLink.ProtoReflect.Descriptor instead.
+func (*PeerLink) Descriptor() ([]byte, []int) {
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PeerLink) GetPeerId() string {
+	if x != nil {
+		return x.PeerId
+	}
+	return ""
+}
+
+func (x *PeerLink) GetRttMs() float64 {
+	if x != nil {
+		return x.RttMs
+	}
+	return 0
+}
+
 // ModelCapability is one model a node announces.
 type ModelCapability struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2781,7 +2846,7 @@ type ModelCapability struct {
 
 func (x *ModelCapability) Reset() {
 	*x = ModelCapability{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2793,7 +2858,7 @@ func (x *ModelCapability) String() string {
 func (*ModelCapability) ProtoMessage() {}
 
 func (x *ModelCapability) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[31]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2806,7 +2871,7 @@ func (x *ModelCapability) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelCapability.ProtoReflect.Descriptor instead.
 func (*ModelCapability) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{31}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ModelCapability) GetName() string {
@@ -2894,7 +2959,7 @@ type ListPeersRequest struct {
 
 func (x *ListPeersRequest) Reset() {
 	*x = ListPeersRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +2971,7 @@ func (x *ListPeersRequest) String() string {
 func (*ListPeersRequest) ProtoMessage() {}
 
 func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[32]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +2984,7 @@ func (x *ListPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersRequest.ProtoReflect.Descriptor instead.
 func (*ListPeersRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{32}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
 }
 
 type ListPeersResponse struct {
@@ -2931,7 +2996,7 @@ type ListPeersResponse struct {
 
 func (x *ListPeersResponse) Reset() {
 	*x = ListPeersResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3008,7 @@ func (x *ListPeersResponse) String() string {
 func (*ListPeersResponse) ProtoMessage() {}
 
 func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[33]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3021,7 @@ func (x *ListPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPeersResponse.ProtoReflect.Descriptor instead.
 func (*ListPeersResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{33}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListPeersResponse) GetPeers() []*PeerInfo {
@@ -2993,7 +3058,7 @@ type PeerInfo struct {
 
 func (x *PeerInfo) Reset() {
 	*x = PeerInfo{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3070,7 @@ func (x *PeerInfo) String() string {
 func (*PeerInfo) ProtoMessage() {}
 
 func (x *PeerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[34]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3083,7 @@ func (x *PeerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerInfo.ProtoReflect.Descriptor instead.
 func (*PeerInfo) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{34}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PeerInfo) GetPeerId() string {
@@ -3099,7 +3164,7 @@ type MeshStatusRequest struct {
 
 func (x *MeshStatusRequest) Reset() {
 	*x = MeshStatusRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3176,7 @@ func (x *MeshStatusRequest) String() string {
 func (*MeshStatusRequest) ProtoMessage() {}
 
 func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[35]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3189,7 @@ func (x *MeshStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusRequest.ProtoReflect.Descriptor instead.
 func (*MeshStatusRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{35}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
 }
 
 type MeshStatusResponse struct {
@@ -3146,7 +3211,7 @@ type MeshStatusResponse struct {
 
 func (x *MeshStatusResponse) Reset() {
 	*x = MeshStatusResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3158,7 +3223,7 @@ func (x *MeshStatusResponse) String() string {
 func (*MeshStatusResponse) ProtoMessage() {}
 
 func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[36]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3171,7 +3236,7 @@ func (x *MeshStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeshStatusResponse.ProtoReflect.Descriptor instead.
 func (*MeshStatusResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{36}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MeshStatusResponse) GetEnabled() bool {
@@ -3247,7 +3312,7 @@ type PullModelRequest struct {
 
 func (x *PullModelRequest) Reset() {
 	*x = PullModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3259,7 +3324,7 @@ func (x *PullModelRequest) String() string {
 func (*PullModelRequest) ProtoMessage() {}
 
 func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[37]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3272,7 +3337,7 @@ func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullModelRequest.ProtoReflect.Descriptor instead.
 func (*PullModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{37}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PullModelRequest) GetName() string {
@@ -3328,7 +3393,7 @@ type PullProgress struct {
 
 func (x *PullProgress) Reset() {
 	*x = PullProgress{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3405,7 @@ func (x *PullProgress) String() string {
 func (*PullProgress) ProtoMessage() {}
 
 func (x *PullProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[38]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3418,7 @@ func (x *PullProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullProgress.ProtoReflect.Descriptor instead.
 func (*PullProgress) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{38}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PullProgress) GetStatus() string {
@@ -3416,7 +3481,7 @@ type DeleteModelRequest struct {
 
 func (x *DeleteModelRequest) Reset() {
 	*x = DeleteModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3428,7 +3493,7 @@ func (x *DeleteModelRequest) String() string {
 func (*DeleteModelRequest) ProtoMessage() {}
 
 func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[39]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3441,7 +3506,7 @@ func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{39}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteModelRequest) GetName() string {
@@ -3467,7 +3532,7 @@ type DeleteModelResponse struct {
 
 func (x *DeleteModelResponse) Reset() {
 	*x = DeleteModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3544,7 @@ func (x *DeleteModelResponse) String() string {
 func (*DeleteModelResponse) ProtoMessage() {}
 
 func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[40]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3557,7 @@ func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{40}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteModelResponse) GetFreedBytes() int64 {
@@ -3513,7 +3578,7 @@ type LoadModelRequest struct {
 
 func (x *LoadModelRequest) Reset() {
 	*x = LoadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3525,7 +3590,7 @@ func (x *LoadModelRequest) String() string {
 func (*LoadModelRequest) ProtoMessage() {}
 
 func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[41]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3538,7 +3603,7 @@ func (x *LoadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelRequest.ProtoReflect.Descriptor instead.
 func (*LoadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{41}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LoadModelRequest) GetName() string {
@@ -3564,7 +3629,7 @@ type LoadModelResponse struct {
 
 func (x *LoadModelResponse) Reset() {
 	*x = LoadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3576,7 +3641,7 @@ func (x *LoadModelResponse) String() string {
 func (*LoadModelResponse) ProtoMessage() {}
 
 func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[42]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3589,7 +3654,7 @@ func (x *LoadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoadModelResponse.ProtoReflect.Descriptor instead.
 func (*LoadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{42}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LoadModelResponse) GetModel() *RunningModel {
@@ -3608,7 +3673,7 @@ type UnloadModelRequest struct {
 
 func (x *UnloadModelRequest) Reset() {
 	*x = UnloadModelRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3620,7 +3685,7 @@ func (x *UnloadModelRequest) String() string {
 func (*UnloadModelRequest) ProtoMessage() {}
 
 func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[43]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3633,7 +3698,7 @@ func (x *UnloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelRequest.ProtoReflect.Descriptor instead.
 func (*UnloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{43}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UnloadModelRequest) GetName() string {
@@ -3651,7 +3716,7 @@ type UnloadModelResponse struct {
 
 func (x *UnloadModelResponse) Reset() {
 	*x = UnloadModelResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +3728,7 @@ func (x *UnloadModelResponse) String() string {
 func (*UnloadModelResponse) ProtoMessage() {}
 
 func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[44]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +3741,7 @@ func (x *UnloadModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnloadModelResponse.ProtoReflect.Descriptor instead.
 func (*UnloadModelResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{44}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{45}
 }
 
 type ListRunningRequest struct {
@@ -3687,7 +3752,7 @@ type ListRunningRequest struct {
 
 func (x *ListRunningRequest) Reset() {
 	*x = ListRunningRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3699,7 +3764,7 @@ func (x *ListRunningRequest) String() string {
 func (*ListRunningRequest) ProtoMessage() {}
 
 func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[45]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3712,7 +3777,7 @@ func (x *ListRunningRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningRequest.ProtoReflect.Descriptor instead.
 func (*ListRunningRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{45}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{46}
 }
 
 type ListRunningResponse struct {
@@ -3724,7 +3789,7 @@ type ListRunningResponse struct {
 
 func (x *ListRunningResponse) Reset() {
 	*x = ListRunningResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3736,7 +3801,7 @@ func (x *ListRunningResponse) String() string {
 func (*ListRunningResponse) ProtoMessage() {}
 
 func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[46]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3749,7 +3814,7 @@ func (x *ListRunningResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunningResponse.ProtoReflect.Descriptor instead.
 func (*ListRunningResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{46}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListRunningResponse) GetModels() []*RunningModel {
@@ -3778,7 +3843,7 @@ type RunningModel struct {
 
 func (x *RunningModel) Reset() {
 	*x = RunningModel{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3790,7 +3855,7 @@ func (x *RunningModel) String() string {
 func (*RunningModel) ProtoMessage() {}
 
 func (x *RunningModel) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[47]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3803,7 +3868,7 @@ func (x *RunningModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunningModel.ProtoReflect.Descriptor instead.
 func (*RunningModel) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{47}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RunningModel) GetName() string {
@@ -3868,7 +3933,7 @@ type TranscribeRequest struct {
 
 func (x *TranscribeRequest) Reset() {
 	*x = TranscribeRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +3945,7 @@ func (x *TranscribeRequest) String() string {
 func (*TranscribeRequest) ProtoMessage() {}
 
 func (x *TranscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[48]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +3958,7 @@ func (x *TranscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeRequest.ProtoReflect.Descriptor instead.
 func (*TranscribeRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{48}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TranscribeRequest) GetConfig() *TranscribeConfig {
@@ -3935,7 +4000,7 @@ type TranscribeConfig struct {
 
 func (x *TranscribeConfig) Reset() {
 	*x = TranscribeConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3947,7 +4012,7 @@ func (x *TranscribeConfig) String() string {
 func (*TranscribeConfig) ProtoMessage() {}
 
 func (x *TranscribeConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[49]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3960,7 +4025,7 @@ func (x *TranscribeConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeConfig.ProtoReflect.Descriptor instead.
 func (*TranscribeConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{49}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TranscribeConfig) GetModel() string {
@@ -4049,7 +4114,7 @@ type TranscribeResponse struct {
 
 func (x *TranscribeResponse) Reset() {
 	*x = TranscribeResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4061,7 +4126,7 @@ func (x *TranscribeResponse) String() string {
 func (*TranscribeResponse) ProtoMessage() {}
 
 func (x *TranscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[50]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4074,7 +4139,7 @@ func (x *TranscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeResponse.ProtoReflect.Descriptor instead.
 func (*TranscribeResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{50}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TranscribeResponse) GetModel() string {
@@ -4164,7 +4229,7 @@ type TranscriptSegment struct {
 
 func (x *TranscriptSegment) Reset() {
 	*x = TranscriptSegment{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4176,7 +4241,7 @@ func (x *TranscriptSegment) String() string {
 func (*TranscriptSegment) ProtoMessage() {}
 
 func (x *TranscriptSegment) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[51]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4189,7 +4254,7 @@ func (x *TranscriptSegment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptSegment.ProtoReflect.Descriptor instead.
 func (*TranscriptSegment) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{51}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TranscriptSegment) GetId() int32 {
@@ -4240,7 +4305,7 @@ type TranscriptWord struct {
 
 func (x *TranscriptWord) Reset() {
 	*x = TranscriptWord{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4252,7 +4317,7 @@ func (x *TranscriptWord) String() string {
 func (*TranscriptWord) ProtoMessage() {}
 
 func (x *TranscriptWord) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[52]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4265,7 +4330,7 @@ func (x *TranscriptWord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptWord.ProtoReflect.Descriptor instead.
 func (*TranscriptWord) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{52}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TranscriptWord) GetWord() string {
@@ -4312,7 +4377,7 @@ type TranscribeFinal struct {
 
 func (x *TranscribeFinal) Reset() {
 	*x = TranscribeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4324,7 +4389,7 @@ func (x *TranscribeFinal) String() string {
 func (*TranscribeFinal) ProtoMessage() {}
 
 func (x *TranscribeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[53]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4337,7 +4402,7 @@ func (x *TranscribeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscribeFinal.ProtoReflect.Descriptor instead.
 func (*TranscribeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{53}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TranscribeFinal) GetText() string {
@@ -4403,7 +4468,7 @@ type SynthesizeRequest struct {
 
 func (x *SynthesizeRequest) Reset() {
 	*x = SynthesizeRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +4480,7 @@ func (x *SynthesizeRequest) String() string {
 func (*SynthesizeRequest) ProtoMessage() {}
 
 func (x *SynthesizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[54]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +4493,7 @@ func (x *SynthesizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeRequest.ProtoReflect.Descriptor instead.
 func (*SynthesizeRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{54}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SynthesizeRequest) GetModel() string {
@@ -4495,7 +4560,7 @@ type SynthesizeResponse struct {
 
 func (x *SynthesizeResponse) Reset() {
 	*x = SynthesizeResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4507,7 +4572,7 @@ func (x *SynthesizeResponse) String() string {
 func (*SynthesizeResponse) ProtoMessage() {}
 
 func (x *SynthesizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[55]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4520,7 +4585,7 @@ func (x *SynthesizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeResponse.ProtoReflect.Descriptor instead.
 func (*SynthesizeResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{55}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SynthesizeResponse) GetModel() string {
@@ -4597,7 +4662,7 @@ type EmbedRequest struct {
 
 func (x *EmbedRequest) Reset() {
 	*x = EmbedRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4609,7 +4674,7 @@ func (x *EmbedRequest) String() string {
 func (*EmbedRequest) ProtoMessage() {}
 
 func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[56]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4622,7 +4687,7 @@ func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
 func (*EmbedRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{56}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EmbedRequest) GetModel() string {
@@ -4688,7 +4753,7 @@ type EmbedInput struct {
 
 func (x *EmbedInput) Reset() {
 	*x = EmbedInput{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4700,7 +4765,7 @@ func (x *EmbedInput) String() string {
 func (*EmbedInput) ProtoMessage() {}
 
 func (x *EmbedInput) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[57]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4713,7 +4778,7 @@ func (x *EmbedInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedInput.ProtoReflect.Descriptor instead.
 func (*EmbedInput) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{57}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *EmbedInput) GetInput() isEmbedInput_Input {
@@ -4766,7 +4831,7 @@ type TokenIDs struct {
 
 func (x *TokenIDs) Reset() {
 	*x = TokenIDs{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4778,7 +4843,7 @@ func (x *TokenIDs) String() string {
 func (*TokenIDs) ProtoMessage() {}
 
 func (x *TokenIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[58]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4791,7 +4856,7 @@ func (x *TokenIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenIDs.ProtoReflect.Descriptor instead.
 func (*TokenIDs) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{58}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TokenIDs) GetIds() []int32 {
@@ -4815,7 +4880,7 @@ type EmbedResponse struct {
 
 func (x *EmbedResponse) Reset() {
 	*x = EmbedResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4827,7 +4892,7 @@ func (x *EmbedResponse) String() string {
 func (*EmbedResponse) ProtoMessage() {}
 
 func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[59]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4840,7 +4905,7 @@ func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
 func (*EmbedResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{59}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *EmbedResponse) GetModel() string {
@@ -4887,7 +4952,7 @@ type Embedding struct {
 
 func (x *Embedding) Reset() {
 	*x = Embedding{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4899,7 +4964,7 @@ func (x *Embedding) String() string {
 func (*Embedding) ProtoMessage() {}
 
 func (x *Embedding) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[60]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4912,7 +4977,7 @@ func (x *Embedding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
 func (*Embedding) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{60}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *Embedding) GetValues() []float32 {
@@ -4940,7 +5005,7 @@ type RerankRequest struct {
 
 func (x *RerankRequest) Reset() {
 	*x = RerankRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4952,7 +5017,7 @@ func (x *RerankRequest) String() string {
 func (*RerankRequest) ProtoMessage() {}
 
 func (x *RerankRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[61]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4965,7 +5030,7 @@ func (x *RerankRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankRequest.ProtoReflect.Descriptor instead.
 func (*RerankRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{61}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RerankRequest) GetModel() string {
@@ -5031,7 +5096,7 @@ type RerankResponse struct {
 
 func (x *RerankResponse) Reset() {
 	*x = RerankResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5043,7 +5108,7 @@ func (x *RerankResponse) String() string {
 func (*RerankResponse) ProtoMessage() {}
 
 func (x *RerankResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[62]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5056,7 +5121,7 @@ func (x *RerankResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResponse.ProtoReflect.Descriptor instead.
 func (*RerankResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{62}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RerankResponse) GetModel() string {
@@ -5106,7 +5171,7 @@ type RerankResult struct {
 
 func (x *RerankResult) Reset() {
 	*x = RerankResult{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5118,7 +5183,7 @@ func (x *RerankResult) String() string {
 func (*RerankResult) ProtoMessage() {}
 
 func (x *RerankResult) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[63]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5131,7 +5196,7 @@ func (x *RerankResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RerankResult.ProtoReflect.Descriptor instead.
 func (*RerankResult) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{63}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RerankResult) GetIndex() int32 {
@@ -5163,7 +5228,7 @@ type AudioChunk struct {
 
 func (x *AudioChunk) Reset() {
 	*x = AudioChunk{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5175,7 +5240,7 @@ func (x *AudioChunk) String() string {
 func (*AudioChunk) ProtoMessage() {}
 
 func (x *AudioChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[64]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5188,7 +5253,7 @@ func (x *AudioChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AudioChunk.ProtoReflect.Descriptor instead.
 func (*AudioChunk) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{64}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *AudioChunk) GetData() []byte {
@@ -5231,7 +5296,7 @@ type SynthesizeFinal struct {
 
 func (x *SynthesizeFinal) Reset() {
 	*x = SynthesizeFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5243,7 +5308,7 @@ func (x *SynthesizeFinal) String() string {
 func (*SynthesizeFinal) ProtoMessage() {}
 
 func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[65]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5256,7 +5321,7 @@ func (x *SynthesizeFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SynthesizeFinal.ProtoReflect.Descriptor instead.
 func (*SynthesizeFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{65}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SynthesizeFinal) GetSampleRate() int32 {
@@ -5298,7 +5363,7 @@ type ConverseRequest struct {
 
 func (x *ConverseRequest) Reset() {
 	*x = ConverseRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5310,7 +5375,7 @@ func (x *ConverseRequest) String() string {
 func (*ConverseRequest) ProtoMessage() {}
 
 func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[66]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5323,7 +5388,7 @@ func (x *ConverseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseRequest.ProtoReflect.Descriptor instead.
 func (*ConverseRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{66}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ConverseRequest) GetConfig() *ConverseConfig {
@@ -5365,7 +5430,7 @@ type ConverseConfig struct {
 
 func (x *ConverseConfig) Reset() {
 	*x = ConverseConfig{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5377,7 +5442,7 @@ func (x *ConverseConfig) String() string {
 func (*ConverseConfig) ProtoMessage() {}
 
 func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[67]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5390,7 +5455,7 @@ func (x *ConverseConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseConfig.ProtoReflect.Descriptor instead.
 func (*ConverseConfig) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{67}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ConverseConfig) GetSttModel() string {
@@ -5492,7 +5557,7 @@ type ConverseResponse struct {
 
 func (x *ConverseResponse) Reset() {
 	*x = ConverseResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[68]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5504,7 +5569,7 @@ func (x *ConverseResponse) String() string {
 func (*ConverseResponse) ProtoMessage() {}
 
 func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[68]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5517,7 +5582,7 @@ func (x *ConverseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseResponse.ProtoReflect.Descriptor instead.
 func (*ConverseResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{68}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ConverseResponse) GetEvent() isConverseResponse_Event {
@@ -5612,7 +5677,7 @@ type ConverseFinal struct {
 
 func (x *ConverseFinal) Reset() {
 	*x = ConverseFinal{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[69]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5624,7 +5689,7 @@ func (x *ConverseFinal) String() string {
 func (*ConverseFinal) ProtoMessage() {}
 
 func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[69]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5637,7 +5702,7 @@ func (x *ConverseFinal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConverseFinal.ProtoReflect.Descriptor instead.
 func (*ConverseFinal) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{69}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ConverseFinal) GetSttServedBy() string {
@@ -5697,7 +5762,7 @@ type GetConfigRequest struct {
 
 func (x *GetConfigRequest) Reset() {
 	*x = GetConfigRequest{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[70]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5709,7 +5774,7 @@ func (x *GetConfigRequest) String() string {
 func (*GetConfigRequest) ProtoMessage() {}
 
 func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[70]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5722,7 +5787,7 @@ func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
 func (*GetConfigRequest) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{70}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{71}
 }
 
 type GetConfigResponse struct {
@@ -5737,7 +5802,7 @@ type GetConfigResponse struct {
 
 func (x *GetConfigResponse) Reset() {
 	*x = GetConfigResponse{}
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[71]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5749,7 +5814,7 @@ func (x *GetConfigResponse) String() string {
 func (*GetConfigResponse) ProtoMessage() {}
 
 func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[71]
+	mi := &file_syn4pse_v1_syn4pse_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5762,7 +5827,7 @@ func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
 func (*GetConfigResponse) Descriptor() ([]byte, []int) {
-	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{71}
+	return file_syn4pse_v1_syn4pse_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetConfigResponse) GetConfigJson() string {
@@ -5992,7 +6057,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_SERVING\x10\x01\x12\x16\n" +
-	"\x12STATUS_NOT_SERVING\x10\x02\"\x8b\x02\n" +
+	"\x12STATUS_NOT_SERVING\x10\x02\"\xb7\x02\n" +
 	"\n" +
 	"Capability\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x1b\n" +
@@ -6001,7 +6066,11 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06models\x18\x04 \x03(\v2\x1b.syn4pse.v1.ModelCapabilityR\x06models\x120\n" +
 	"\bhardware\x18\x05 \x01(\v2\x14.syn4pse.v1.HardwareR\bhardware\x12\x1a\n" +
 	"\bsequence\x18\x06 \x01(\x04R\bsequence\x12*\n" +
-	"\x11timestamp_unix_ms\x18\a \x01(\x03R\x0ftimestampUnixMs\"\xde\x02\n" +
+	"\x11timestamp_unix_ms\x18\a \x01(\x03R\x0ftimestampUnixMs\x12*\n" +
+	"\x05links\x18\b \x03(\v2\x14.syn4pse.v1.PeerLinkR\x05links\":\n" +
+	"\bPeerLink\x12\x17\n" +
+	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x15\n" +
+	"\x06rtt_ms\x18\x02 \x01(\x01R\x05rttMs\"\xde\x02\n" +
 	"\x0fModelCapability\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x120\n" +
@@ -6305,7 +6374,7 @@ func file_syn4pse_v1_syn4pse_proto_rawDescGZIP() []byte {
 }
 
 var file_syn4pse_v1_syn4pse_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 73)
+var file_syn4pse_v1_syn4pse_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(Modality)(0),               // 0: syn4pse.v1.Modality
 	(ModelState)(0),             // 1: syn4pse.v1.ModelState
@@ -6343,48 +6412,49 @@ var file_syn4pse_v1_syn4pse_proto_goTypes = []any{
 	(*HealthRequest)(nil),       // 33: syn4pse.v1.HealthRequest
 	(*HealthResponse)(nil),      // 34: syn4pse.v1.HealthResponse
 	(*Capability)(nil),          // 35: syn4pse.v1.Capability
-	(*ModelCapability)(nil),     // 36: syn4pse.v1.ModelCapability
-	(*ListPeersRequest)(nil),    // 37: syn4pse.v1.ListPeersRequest
-	(*ListPeersResponse)(nil),   // 38: syn4pse.v1.ListPeersResponse
-	(*PeerInfo)(nil),            // 39: syn4pse.v1.PeerInfo
-	(*MeshStatusRequest)(nil),   // 40: syn4pse.v1.MeshStatusRequest
-	(*MeshStatusResponse)(nil),  // 41: syn4pse.v1.MeshStatusResponse
-	(*PullModelRequest)(nil),    // 42: syn4pse.v1.PullModelRequest
-	(*PullProgress)(nil),        // 43: syn4pse.v1.PullProgress
-	(*DeleteModelRequest)(nil),  // 44: syn4pse.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil), // 45: syn4pse.v1.DeleteModelResponse
-	(*LoadModelRequest)(nil),    // 46: syn4pse.v1.LoadModelRequest
-	(*LoadModelResponse)(nil),   // 47: syn4pse.v1.LoadModelResponse
-	(*UnloadModelRequest)(nil),  // 48: syn4pse.v1.UnloadModelRequest
-	(*UnloadModelResponse)(nil), // 49: syn4pse.v1.UnloadModelResponse
-	(*ListRunningRequest)(nil),  // 50: syn4pse.v1.ListRunningRequest
-	(*ListRunningResponse)(nil), // 51: syn4pse.v1.ListRunningResponse
-	(*RunningModel)(nil),        // 52: syn4pse.v1.RunningModel
-	(*TranscribeRequest)(nil),   // 53: syn4pse.v1.TranscribeRequest
-	(*TranscribeConfig)(nil),    // 54: syn4pse.v1.TranscribeConfig
-	(*TranscribeResponse)(nil),  // 55: syn4pse.v1.TranscribeResponse
-	(*TranscriptSegment)(nil),   // 56: syn4pse.v1.TranscriptSegment
-	(*TranscriptWord)(nil),      // 57: syn4pse.v1.TranscriptWord
-	(*TranscribeFinal)(nil),     // 58: syn4pse.v1.TranscribeFinal
-	(*SynthesizeRequest)(nil),   // 59: syn4pse.v1.SynthesizeRequest
-	(*SynthesizeResponse)(nil),  // 60: syn4pse.v1.SynthesizeResponse
-	(*EmbedRequest)(nil),        // 61: syn4pse.v1.EmbedRequest
-	(*EmbedInput)(nil),          // 62: syn4pse.v1.EmbedInput
-	(*TokenIDs)(nil),            // 63: syn4pse.v1.TokenIDs
-	(*EmbedResponse)(nil),       // 64: syn4pse.v1.EmbedResponse
-	(*Embedding)(nil),           // 65: syn4pse.v1.Embedding
-	(*RerankRequest)(nil),       // 66: syn4pse.v1.RerankRequest
-	(*RerankResponse)(nil),      // 67: syn4pse.v1.RerankResponse
-	(*RerankResult)(nil),        // 68: syn4pse.v1.RerankResult
-	(*AudioChunk)(nil),          // 69: syn4pse.v1.AudioChunk
-	(*SynthesizeFinal)(nil),     // 70: syn4pse.v1.SynthesizeFinal
-	(*ConverseRequest)(nil),     // 71: syn4pse.v1.ConverseRequest
-	(*ConverseConfig)(nil),      // 72: syn4pse.v1.ConverseConfig
-	(*ConverseResponse)(nil),    // 73: syn4pse.v1.ConverseResponse
-	(*ConverseFinal)(nil),       // 74: syn4pse.v1.ConverseFinal
-	(*GetConfigRequest)(nil),    // 75: syn4pse.v1.GetConfigRequest
-	(*GetConfigResponse)(nil),   // 76: syn4pse.v1.GetConfigResponse
-	nil,                         // 77: syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	(*PeerLink)(nil),            // 36: syn4pse.v1.PeerLink
+	(*ModelCapability)(nil),     // 37: syn4pse.v1.ModelCapability
+	(*ListPeersRequest)(nil),    // 38: syn4pse.v1.ListPeersRequest
+	(*ListPeersResponse)(nil),   // 39: syn4pse.v1.ListPeersResponse
+	(*PeerInfo)(nil),            // 40: syn4pse.v1.PeerInfo
+	(*MeshStatusRequest)(nil),   // 41: syn4pse.v1.MeshStatusRequest
+	(*MeshStatusResponse)(nil),  // 42: syn4pse.v1.MeshStatusResponse
+	(*PullModelRequest)(nil),    // 43: syn4pse.v1.PullModelRequest
+	(*PullProgress)(nil),        // 44: syn4pse.v1.PullProgress
+	(*DeleteModelRequest)(nil),  // 45: syn4pse.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil), // 46: syn4pse.v1.DeleteModelResponse
+	(*LoadModelRequest)(nil),    // 47: syn4pse.v1.LoadModelRequest
+	(*LoadModelResponse)(nil),   // 48: syn4pse.v1.LoadModelResponse
+	(*UnloadModelRequest)(nil),  // 49: syn4pse.v1.UnloadModelRequest
+	(*UnloadModelResponse)(nil), // 50: syn4pse.v1.UnloadModelResponse
+	(*ListRunningRequest)(nil),  // 51: syn4pse.v1.ListRunningRequest
+	(*ListRunningResponse)(nil), // 52: syn4pse.v1.ListRunningResponse
+	(*RunningModel)(nil),        // 53: syn4pse.v1.RunningModel
+	(*TranscribeRequest)(nil),   // 54: syn4pse.v1.TranscribeRequest
+	(*TranscribeConfig)(nil),    // 55: syn4pse.v1.TranscribeConfig
+	(*TranscribeResponse)(nil),  // 56: syn4pse.v1.TranscribeResponse
+	(*TranscriptSegment)(nil),   // 57: syn4pse.v1.TranscriptSegment
+	(*TranscriptWord)(nil),      // 58: syn4pse.v1.TranscriptWord
+	(*TranscribeFinal)(nil),     // 59: syn4pse.v1.TranscribeFinal
+	(*SynthesizeRequest)(nil),   // 60: syn4pse.v1.SynthesizeRequest
+	(*SynthesizeResponse)(nil),  // 61: syn4pse.v1.SynthesizeResponse
+	(*EmbedRequest)(nil),        // 62: syn4pse.v1.EmbedRequest
+	(*EmbedInput)(nil),          // 63: syn4pse.v1.EmbedInput
+	(*TokenIDs)(nil),            // 64: syn4pse.v1.TokenIDs
+	(*EmbedResponse)(nil),       // 65: syn4pse.v1.EmbedResponse
+	(*Embedding)(nil),           // 66: syn4pse.v1.Embedding
+	(*RerankRequest)(nil),       // 67: syn4pse.v1.RerankRequest
+	(*RerankResponse)(nil),      // 68: syn4pse.v1.RerankResponse
+	(*RerankResult)(nil),        // 69: syn4pse.v1.RerankResult
+	(*AudioChunk)(nil),          // 70: syn4pse.v1.AudioChunk
+	(*SynthesizeFinal)(nil),     // 71: syn4pse.v1.SynthesizeFinal
+	(*ConverseRequest)(nil),     // 72: syn4pse.v1.ConverseRequest
+	(*ConverseConfig)(nil),      // 73: syn4pse.v1.ConverseConfig
+	(*ConverseResponse)(nil),    // 74: syn4pse.v1.ConverseResponse
+	(*ConverseFinal)(nil),       // 75: syn4pse.v1.ConverseFinal
+	(*GetConfigRequest)(nil),    // 76: syn4pse.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),   // 77: syn4pse.v1.GetConfigResponse
+	nil,                         // 78: syn4pse.v1.GetInfoResponse.EngineInfoEntry
 }
 var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	10, // 0: syn4pse.v1.Message.parts:type_name -> syn4pse.v1.ContentPart
@@ -6416,82 +6486,83 @@ var file_syn4pse_v1_syn4pse_proto_depIdxs = []int32{
 	28, // 26: syn4pse.v1.ModelInfo.details:type_name -> syn4pse.v1.ModelDetails
 	27, // 27: syn4pse.v1.ModelInfo.stats:type_name -> syn4pse.v1.ModelStats
 	31, // 28: syn4pse.v1.GetInfoResponse.hardware:type_name -> syn4pse.v1.Hardware
-	77, // 29: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
+	78, // 29: syn4pse.v1.GetInfoResponse.engine_info:type_name -> syn4pse.v1.GetInfoResponse.EngineInfoEntry
 	32, // 30: syn4pse.v1.Hardware.devices:type_name -> syn4pse.v1.Device
 	4,  // 31: syn4pse.v1.HealthResponse.status:type_name -> syn4pse.v1.HealthResponse.Status
-	36, // 32: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
+	37, // 32: syn4pse.v1.Capability.models:type_name -> syn4pse.v1.ModelCapability
 	31, // 33: syn4pse.v1.Capability.hardware:type_name -> syn4pse.v1.Hardware
-	0,  // 34: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
-	39, // 35: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
-	35, // 36: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
-	0,  // 37: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
-	52, // 38: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
-	52, // 39: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
-	54, // 40: syn4pse.v1.TranscribeRequest.config:type_name -> syn4pse.v1.TranscribeConfig
-	14, // 41: syn4pse.v1.TranscribeConfig.routing:type_name -> syn4pse.v1.Routing
-	56, // 42: syn4pse.v1.TranscribeResponse.segment:type_name -> syn4pse.v1.TranscriptSegment
-	58, // 43: syn4pse.v1.TranscribeResponse.final:type_name -> syn4pse.v1.TranscribeFinal
-	57, // 44: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
-	56, // 45: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
-	14, // 46: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
-	69, // 47: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	70, // 48: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
-	62, // 49: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
-	14, // 50: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
-	63, // 51: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
-	65, // 52: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
-	14, // 53: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
-	68, // 54: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
-	72, // 55: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
-	5,  // 56: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
-	12, // 57: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
-	14, // 58: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
-	58, // 59: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
-	18, // 60: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
-	69, // 61: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
-	74, // 62: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
-	22, // 63: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
-	15, // 64: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
-	16, // 65: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
-	53, // 66: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
-	59, // 67: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
-	71, // 68: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
-	61, // 69: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
-	66, // 70: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
-	24, // 71: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
-	42, // 72: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
-	44, // 73: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
-	46, // 74: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
-	48, // 75: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
-	50, // 76: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
-	29, // 77: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
-	33, // 78: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
-	37, // 79: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
-	40, // 80: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
-	75, // 81: syn4pse.v1.NodeService.GetConfig:input_type -> syn4pse.v1.GetConfigRequest
-	17, // 82: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
-	17, // 83: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
-	55, // 84: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
-	60, // 85: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
-	73, // 86: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
-	64, // 87: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
-	67, // 88: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
-	25, // 89: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
-	43, // 90: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
-	45, // 91: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
-	47, // 92: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
-	49, // 93: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
-	51, // 94: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
-	30, // 95: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
-	34, // 96: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
-	38, // 97: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
-	41, // 98: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
-	76, // 99: syn4pse.v1.NodeService.GetConfig:output_type -> syn4pse.v1.GetConfigResponse
-	82, // [82:100] is the sub-list for method output_type
-	64, // [64:82] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	36, // 34: syn4pse.v1.Capability.links:type_name -> syn4pse.v1.PeerLink
+	0,  // 35: syn4pse.v1.ModelCapability.modality:type_name -> syn4pse.v1.Modality
+	40, // 36: syn4pse.v1.ListPeersResponse.peers:type_name -> syn4pse.v1.PeerInfo
+	35, // 37: syn4pse.v1.PeerInfo.capability:type_name -> syn4pse.v1.Capability
+	0,  // 38: syn4pse.v1.PullModelRequest.modality:type_name -> syn4pse.v1.Modality
+	53, // 39: syn4pse.v1.LoadModelResponse.model:type_name -> syn4pse.v1.RunningModel
+	53, // 40: syn4pse.v1.ListRunningResponse.models:type_name -> syn4pse.v1.RunningModel
+	55, // 41: syn4pse.v1.TranscribeRequest.config:type_name -> syn4pse.v1.TranscribeConfig
+	14, // 42: syn4pse.v1.TranscribeConfig.routing:type_name -> syn4pse.v1.Routing
+	57, // 43: syn4pse.v1.TranscribeResponse.segment:type_name -> syn4pse.v1.TranscriptSegment
+	59, // 44: syn4pse.v1.TranscribeResponse.final:type_name -> syn4pse.v1.TranscribeFinal
+	58, // 45: syn4pse.v1.TranscriptSegment.words:type_name -> syn4pse.v1.TranscriptWord
+	57, // 46: syn4pse.v1.TranscribeFinal.segments:type_name -> syn4pse.v1.TranscriptSegment
+	14, // 47: syn4pse.v1.SynthesizeRequest.routing:type_name -> syn4pse.v1.Routing
+	70, // 48: syn4pse.v1.SynthesizeResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	71, // 49: syn4pse.v1.SynthesizeResponse.final:type_name -> syn4pse.v1.SynthesizeFinal
+	63, // 50: syn4pse.v1.EmbedRequest.inputs:type_name -> syn4pse.v1.EmbedInput
+	14, // 51: syn4pse.v1.EmbedRequest.routing:type_name -> syn4pse.v1.Routing
+	64, // 52: syn4pse.v1.EmbedInput.tokens:type_name -> syn4pse.v1.TokenIDs
+	66, // 53: syn4pse.v1.EmbedResponse.embeddings:type_name -> syn4pse.v1.Embedding
+	14, // 54: syn4pse.v1.RerankRequest.routing:type_name -> syn4pse.v1.Routing
+	69, // 55: syn4pse.v1.RerankResponse.results:type_name -> syn4pse.v1.RerankResult
+	73, // 56: syn4pse.v1.ConverseRequest.config:type_name -> syn4pse.v1.ConverseConfig
+	5,  // 57: syn4pse.v1.ConverseConfig.messages:type_name -> syn4pse.v1.Message
+	12, // 58: syn4pse.v1.ConverseConfig.sampling:type_name -> syn4pse.v1.SamplingParams
+	14, // 59: syn4pse.v1.ConverseConfig.routing:type_name -> syn4pse.v1.Routing
+	59, // 60: syn4pse.v1.ConverseResponse.transcript:type_name -> syn4pse.v1.TranscribeFinal
+	18, // 61: syn4pse.v1.ConverseResponse.delta:type_name -> syn4pse.v1.Delta
+	70, // 62: syn4pse.v1.ConverseResponse.audio:type_name -> syn4pse.v1.AudioChunk
+	75, // 63: syn4pse.v1.ConverseResponse.final:type_name -> syn4pse.v1.ConverseFinal
+	22, // 64: syn4pse.v1.ConverseFinal.usage:type_name -> syn4pse.v1.Usage
+	15, // 65: syn4pse.v1.InferenceService.Chat:input_type -> syn4pse.v1.ChatRequest
+	16, // 66: syn4pse.v1.InferenceService.Complete:input_type -> syn4pse.v1.CompleteRequest
+	54, // 67: syn4pse.v1.InferenceService.Transcribe:input_type -> syn4pse.v1.TranscribeRequest
+	60, // 68: syn4pse.v1.InferenceService.Synthesize:input_type -> syn4pse.v1.SynthesizeRequest
+	72, // 69: syn4pse.v1.InferenceService.Converse:input_type -> syn4pse.v1.ConverseRequest
+	62, // 70: syn4pse.v1.InferenceService.Embed:input_type -> syn4pse.v1.EmbedRequest
+	67, // 71: syn4pse.v1.InferenceService.Rerank:input_type -> syn4pse.v1.RerankRequest
+	24, // 72: syn4pse.v1.ModelService.ListModels:input_type -> syn4pse.v1.ListModelsRequest
+	43, // 73: syn4pse.v1.ModelService.PullModel:input_type -> syn4pse.v1.PullModelRequest
+	45, // 74: syn4pse.v1.ModelService.DeleteModel:input_type -> syn4pse.v1.DeleteModelRequest
+	47, // 75: syn4pse.v1.ModelService.LoadModel:input_type -> syn4pse.v1.LoadModelRequest
+	49, // 76: syn4pse.v1.ModelService.UnloadModel:input_type -> syn4pse.v1.UnloadModelRequest
+	51, // 77: syn4pse.v1.ModelService.ListRunning:input_type -> syn4pse.v1.ListRunningRequest
+	29, // 78: syn4pse.v1.NodeService.GetInfo:input_type -> syn4pse.v1.GetInfoRequest
+	33, // 79: syn4pse.v1.NodeService.Health:input_type -> syn4pse.v1.HealthRequest
+	38, // 80: syn4pse.v1.NodeService.ListPeers:input_type -> syn4pse.v1.ListPeersRequest
+	41, // 81: syn4pse.v1.NodeService.MeshStatus:input_type -> syn4pse.v1.MeshStatusRequest
+	76, // 82: syn4pse.v1.NodeService.GetConfig:input_type -> syn4pse.v1.GetConfigRequest
+	17, // 83: syn4pse.v1.InferenceService.Chat:output_type -> syn4pse.v1.GenerateResponse
+	17, // 84: syn4pse.v1.InferenceService.Complete:output_type -> syn4pse.v1.GenerateResponse
+	56, // 85: syn4pse.v1.InferenceService.Transcribe:output_type -> syn4pse.v1.TranscribeResponse
+	61, // 86: syn4pse.v1.InferenceService.Synthesize:output_type -> syn4pse.v1.SynthesizeResponse
+	74, // 87: syn4pse.v1.InferenceService.Converse:output_type -> syn4pse.v1.ConverseResponse
+	65, // 88: syn4pse.v1.InferenceService.Embed:output_type -> syn4pse.v1.EmbedResponse
+	68, // 89: syn4pse.v1.InferenceService.Rerank:output_type -> syn4pse.v1.RerankResponse
+	25, // 90: syn4pse.v1.ModelService.ListModels:output_type -> syn4pse.v1.ListModelsResponse
+	44, // 91: syn4pse.v1.ModelService.PullModel:output_type -> syn4pse.v1.PullProgress
+	46, // 92: syn4pse.v1.ModelService.DeleteModel:output_type -> syn4pse.v1.DeleteModelResponse
+	48, // 93: syn4pse.v1.ModelService.LoadModel:output_type -> syn4pse.v1.LoadModelResponse
+	50, // 94: syn4pse.v1.ModelService.UnloadModel:output_type -> syn4pse.v1.UnloadModelResponse
+	52, // 95: syn4pse.v1.ModelService.ListRunning:output_type -> syn4pse.v1.ListRunningResponse
+	30, // 96: syn4pse.v1.NodeService.GetInfo:output_type -> syn4pse.v1.GetInfoResponse
+	34, // 97: syn4pse.v1.NodeService.Health:output_type -> syn4pse.v1.HealthResponse
+	39, // 98: syn4pse.v1.NodeService.ListPeers:output_type -> syn4pse.v1.ListPeersResponse
+	42, // 99: syn4pse.v1.NodeService.MeshStatus:output_type -> syn4pse.v1.MeshStatusResponse
+	77, // 100: syn4pse.v1.NodeService.GetConfig:output_type -> syn4pse.v1.GetConfigResponse
+	83, // [83:101] is the sub-list for method output_type
+	65, // [65:83] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_syn4pse_v1_syn4pse_proto_init() }
@@ -6509,21 +6580,21 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 		(*GenerateResponse_Delta)(nil),
 		(*GenerateResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[49].OneofWrappers = []any{}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[50].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[50].OneofWrappers = []any{}
+	file_syn4pse_v1_syn4pse_proto_msgTypes[51].OneofWrappers = []any{
 		(*TranscribeResponse_Partial)(nil),
 		(*TranscribeResponse_Segment)(nil),
 		(*TranscribeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[55].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[56].OneofWrappers = []any{
 		(*SynthesizeResponse_Audio)(nil),
 		(*SynthesizeResponse_Final)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[57].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[58].OneofWrappers = []any{
 		(*EmbedInput_Text)(nil),
 		(*EmbedInput_Tokens)(nil),
 	}
-	file_syn4pse_v1_syn4pse_proto_msgTypes[68].OneofWrappers = []any{
+	file_syn4pse_v1_syn4pse_proto_msgTypes[69].OneofWrappers = []any{
 		(*ConverseResponse_Transcript)(nil),
 		(*ConverseResponse_Delta)(nil),
 		(*ConverseResponse_Audio)(nil),
@@ -6535,7 +6606,7 @@ func file_syn4pse_v1_syn4pse_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syn4pse_v1_syn4pse_proto_rawDesc), len(file_syn4pse_v1_syn4pse_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   73,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   3,
 		},
