@@ -166,6 +166,7 @@ func TestDashboard(t *testing.T) {
 
 	p.do("open the Node page", chromedp.Navigate(p.base+"/#/node"))
 	p.waitFor("a's node ID on the Node page", `document.querySelector('#node-status')?.textContent.includes(`+js(aID)+`)`)
+	p.waitFor("a's mesh name (p2p.name) as the title", `document.querySelector('#node-status h2')?.textContent === 'a'`)
 	p.waitFor("the hardware card", `document.querySelector('#node-hardware')?.textContent.includes('CPU cores')`)
 	p.shot("node")
 

@@ -167,7 +167,7 @@ func Start(ctx context.Context, cfg *config.Config) (*Node, error) {
 		return err
 	}, Delete: pl.Delete, DiskUsage: modelStore.DiskUsage}
 	nodeSvc := &api.NodeService{
-		Models: catalog, NodeID: nodeID, Version: Version,
+		Models: catalog, NodeID: nodeID, Name: nodeName(cfg), Version: Version,
 		GRPCAddr: grpcLn.Addr().String(), HTTPAddr: httpLn.Addr().String(), Started: time.Now(),
 		EngineInfo: map[string]string{llamacpp.Name: llamacpp.SystemInfo()},
 		Hardware:   func() *pb.Hardware { return hardware(backends) },

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"runtime"
@@ -138,8 +139,10 @@ type NodeService struct {
 	Mesh MeshView
 	// IsRemote tells a call from a mesh peer; nil on a standalone node. Peers may not read
 	// the configuration (paths, limits, what the node is set to allow).
-	IsRemote   func(context.Context) bool
-	NodeID     string
+	IsRemote func(context.Context) bool
+	NodeID   string
+	// Name is the name the node goes by in the mesh (p2p.name, else the hostname).
+	Name       string
 	Version    string
 	GRPCAddr   string
 	HTTPAddr   string
@@ -172,6 +175,7 @@ func (s *NodeService) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoR
 	}
 	return &pb.GetInfoResponse{
 		NodeId:        s.NodeID,
+		NodeName:      cmp.Or(s.Name, host),
 		Version:       s.Version,
 		Hostname:      host,
 		GrpcAddr:      s.GRPCAddr,

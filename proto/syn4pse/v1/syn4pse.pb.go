@@ -2316,7 +2316,10 @@ type GetInfoResponse struct {
 	StartedAtUnix int64     `protobuf:"varint,6,opt,name=started_at_unix,json=startedAtUnix,proto3" json:"started_at_unix,omitempty"`
 	Hardware      *Hardware `protobuf:"bytes,7,opt,name=hardware,proto3" json:"hardware,omitempty"`
 	// EngineInfo describes the compiled engines (llama.cpp system info: SIMD features, backends).
-	EngineInfo    map[string]string `protobuf:"bytes,8,rep,name=engine_info,json=engineInfo,proto3" json:"engine_info,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	EngineInfo map[string]string `protobuf:"bytes,8,rep,name=engine_info,json=engineInfo,proto3" json:"engine_info,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// NodeName is the name the node goes by in the mesh (p2p.name, else the hostname): what its
+	// peers show it as.
+	NodeName      string `protobuf:"bytes,9,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2405,6 +2408,13 @@ func (x *GetInfoResponse) GetEngineInfo() map[string]string {
 		return x.EngineInfo
 	}
 	return nil
+}
+
+func (x *GetInfoResponse) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
 }
 
 type Hardware struct {
@@ -6022,7 +6032,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x06voices\x18\a \x03(\tR\x06voices\x12\x1c\n" +
 	"\tlanguages\x18\b \x03(\tR\tlanguages\x12\x16\n" +
 	"\x06inputs\x18\t \x03(\tR\x06inputs\"\x10\n" +
-	"\x0eGetInfoRequest\"\x81\x03\n" +
+	"\x0eGetInfoRequest\"\x9e\x03\n" +
 	"\x0fGetInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
@@ -6032,7 +6042,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x0fstarted_at_unix\x18\x06 \x01(\x03R\rstartedAtUnix\x120\n" +
 	"\bhardware\x18\a \x01(\v2\x14.syn4pse.v1.HardwareR\bhardware\x12L\n" +
 	"\vengine_info\x18\b \x03(\v2+.syn4pse.v1.GetInfoResponse.EngineInfoEntryR\n" +
-	"engineInfo\x1a=\n" +
+	"engineInfo\x12\x1b\n" +
+	"\tnode_name\x18\t \x01(\tR\bnodeName\x1a=\n" +
 	"\x0fEngineInfoEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbd\x01\n" +

@@ -95,7 +95,7 @@ export function render(main, live, onError) {
   };
   Promise.all([getJSON('/api/status'), getJSON('/api/mesh')]).then(([st, mesh]) => {
     const accel = (st.hardware?.accelerators || []).join(', ') || 'CPU';
-    self = { name: st.hostname, peer_id: mesh.peer_id, enabled: mesh.enabled, accel };
+    self = { name: st.node_name || st.hostname, peer_id: mesh.peer_id, enabled: mesh.enabled, accel };
     draw();
   }).catch(onError);
   const unsubscribe = live.subscribe(draw);

@@ -14,8 +14,9 @@ export function render(main, live, onError) {
     const started = Number(st.started_at_unix) ? new Date(Number(st.started_at_unix) * 1000) : null;
     const engines = Object.entries(st.engine_info || {}).sort(([a], [b]) => a.localeCompare(b));
     main.append(el('div', { class: 'grid' },
-      el('section', { class: 'card', id: 'node-status' }, el('h2', null, st.hostname || 'this node'), dl([
+      el('section', { class: 'card', id: 'node-status' }, el('h2', null, st.node_name || st.hostname || 'this node'), dl([
         ['Node ID', el('span', { class: 'mono' }, st.node_id)],
+        ['Hostname', st.hostname],
         ['Version', st.version],
         ['HTTP', st.http_addr],
         ['gRPC', st.grpc_addr],
