@@ -299,6 +299,14 @@ type Stats struct {
 	GenerateTime time.Duration
 }
 
+// TokensPerSecond is the generation speed the stats measure, 0 before any token.
+func (s Stats) TokensPerSecond() float64 {
+	if s.GenerateTime <= 0 {
+		return 0
+	}
+	return float64(s.GeneratedTokens) / s.GenerateTime.Seconds()
+}
+
 // DefaultEngine is the engine of a model whose declaration names none: llama.cpp.
 const DefaultEngine = "llama_cpp"
 

@@ -247,6 +247,14 @@ func TestDashboard(t *testing.T) {
 	}
 	p.shot("playground")
 
+	// Both models have generated now: the Mesh page shows their speeds, a's from its own
+	// stats (GET /api/models), b's from its announcement.
+	p.do("open the Mesh page", chromedp.Click(chromedp.CSS(`nav a[data-page="mesh"]`)))
+	speed := func(card, model string) string {
+		return `/^[0-9]+\.[0-9]$/.test(document.querySelector('` + card + ` tr[data-row="` + model + `"] td:last-child')?.textContent)`
+	}
+	p.waitFor("tokens/s of a's tiny and b's btiny", speed(".card.self", "tiny")+` && `+speed(`[data-peer="`+bID+`"]`, "btiny"))
+
 	// A phone: nothing wider than the screen, the tables scroll in their own box.
 	p.do("phone width", chromedp.EmulateViewport(390, 844))
 	for _, name := range []string{"node", "mesh", "models", "chat"} {

@@ -333,7 +333,7 @@ func selfCapability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.C
 			// the watcher; the engine's own counts move a moment later.
 			_, free, queued := slotUse(m)
 			mc.FreeSlots, mc.QueueDepth = int32(free), int32(queued)
-			mc.TokensPerSecond = tokensPerSecond(m.Stats)
+			mc.TokensPerSecond = m.Stats.TokensPerSecond()
 		}
 		c.Models = append(c.Models, mc)
 	}

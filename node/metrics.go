@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/ekisa-team/syn4pse/engine"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/ekisa-team/syn4pse/node/router"
 )
@@ -141,7 +140,7 @@ func (c catalogCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(slotsDesc, float64(s.Info.Parallel), s.Name)
 			gauge(slotsInUseDesc, float64(inUse), s.Name)
 			gauge(memoryDesc, float64(s.MemoryBytes), s.Name)
-			gauge(tokensPerSecondDesc, tokensPerSecond(s.Stats), s.Name)
+			gauge(tokensPerSecondDesc, s.Stats.TokensPerSecond(), s.Name)
 		}
 	}
 	for name, t := range c.catalog.Totals() {
@@ -169,12 +168,4 @@ func slotUse(s models.Status) (inUse, free, queued int) {
 	}
 	inUse = min(s.Requests, s.Info.Parallel)
 	return inUse, s.Info.Parallel - inUse, s.Requests - inUse
-}
-
-// tokensPerSecond is a model's generation speed over the requests in stats, 0 before any.
-func tokensPerSecond(stats engine.Stats) float64 {
-	if stats.GenerateTime <= 0 {
-		return 0
-	}
-	return float64(stats.GeneratedTokens) / stats.GenerateTime.Seconds()
 }

@@ -72,6 +72,7 @@ func modelInfo(m models.Status) *pb.ModelInfo {
 			RequestsTotal:        m.Stats.Requests,
 			PromptTokensTotal:    m.Stats.PromptTokens,
 			GeneratedTokensTotal: m.Stats.GeneratedTokens,
+			TokensPerSecond:      m.Stats.TokensPerSecond(),
 		}
 	}
 	return info

@@ -2081,8 +2081,11 @@ type ModelStats struct {
 	RequestsTotal        int64 `protobuf:"varint,4,opt,name=requests_total,json=requestsTotal,proto3" json:"requests_total,omitempty"`
 	PromptTokensTotal    int64 `protobuf:"varint,5,opt,name=prompt_tokens_total,json=promptTokensTotal,proto3" json:"prompt_tokens_total,omitempty"`
 	GeneratedTokensTotal int64 `protobuf:"varint,6,opt,name=generated_tokens_total,json=generatedTokensTotal,proto3" json:"generated_tokens_total,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// TokensPerSecond is the model's generation speed since it loaded (generated tokens over
+	// the time spent generating them), 0 before its first token.
+	TokensPerSecond float64 `protobuf:"fixed64,7,opt,name=tokens_per_second,json=tokensPerSecond,proto3" json:"tokens_per_second,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ModelStats) Reset() {
@@ -2153,6 +2156,13 @@ func (x *ModelStats) GetPromptTokensTotal() int64 {
 func (x *ModelStats) GetGeneratedTokensTotal() int64 {
 	if x != nil {
 		return x.GeneratedTokensTotal
+	}
+	return 0
+}
+
+func (x *ModelStats) GetTokensPerSecond() float64 {
+	if x != nil {
+		return x.TokensPerSecond
 	}
 	return 0
 }
@@ -6012,7 +6022,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\adetails\x18\b \x01(\v2\x18.syn4pse.v1.ModelDetailsR\adetails\x12,\n" +
 	"\x05stats\x18\t \x01(\v2\x16.syn4pse.v1.ModelStatsR\x05stats\x12\x16\n" +
 	"\x06digest\x18\n" +
-	" \x01(\tR\x06digest\"\x87\x02\n" +
+	" \x01(\tR\x06digest\"\xb3\x02\n" +
 	"\n" +
 	"ModelStats\x12'\n" +
 	"\x0factive_requests\x18\x01 \x01(\x05R\x0eactiveRequests\x12'\n" +
@@ -6020,7 +6030,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\bparallel\x18\x03 \x01(\x05R\bparallel\x12%\n" +
 	"\x0erequests_total\x18\x04 \x01(\x03R\rrequestsTotal\x12.\n" +
 	"\x13prompt_tokens_total\x18\x05 \x01(\x03R\x11promptTokensTotal\x124\n" +
-	"\x16generated_tokens_total\x18\x06 \x01(\x03R\x14generatedTokensTotal\"\xc7\x02\n" +
+	"\x16generated_tokens_total\x18\x06 \x01(\x03R\x14generatedTokensTotal\x12*\n" +
+	"\x11tokens_per_second\x18\a \x01(\x01R\x0ftokensPerSecond\"\xc7\x02\n" +
 	"\fModelDetails\x12\"\n" +
 	"\farchitecture\x18\x01 \x01(\tR\farchitecture\x12'\n" +
 	"\x0fparameter_count\x18\x02 \x01(\x03R\x0eparameterCount\x12\"\n" +

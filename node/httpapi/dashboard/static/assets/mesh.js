@@ -20,7 +20,7 @@ function selfRows(models) {
     const s = m.stats || {};
     return { name: m.name, kind: kind(m.modality), loaded: m.state === 'MODEL_STATE_LOADED',
       free: Math.max(0, (s.parallel || 0) - (s.active_requests || 0)), parallel: s.parallel || 0,
-      queue: s.queued_requests || 0, tps: 0 };
+      queue: s.queued_requests || 0, tps: s.tokens_per_second || 0 };
   });
 }
 
