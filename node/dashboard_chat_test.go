@@ -18,6 +18,7 @@ import (
 	"github.com/ekisa-team/syn4pse/engine/speechtest"
 	"github.com/ekisa-team/syn4pse/internal/audio"
 	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+	"github.com/ekisa-team/syn4pse/node/config"
 )
 
 // sentRequest is one request the page sent, as the fetch hook of TestDashboardPlayground
@@ -272,5 +273,28 @@ func TestDashboardPlayground(t *testing.T) {
 		t.Errorf("playground at phone width: %v px wider than the screen", w)
 	}
 	p.shot("phone")
+	p.noErrors()
+}
+
+// TestDashboardPlaygroundPinsANode: in a mesh of two that both serve tiny, the Node select
+// lists both; pinned to peer b, the answer comes from b (a alone would serve it: its own copy is
+// loaded and free); "any" leaves it to the router again.
+func TestDashboardPlaygroundPinsANode(t *testing.T) {
+	a, b, _, _ := startMeshPair(t, []config.Model{tinyDecl("tiny")}, tinyDecl("tiny"))
+	aID, bID := nodeID(t, a.HTTPAddr()), nodeID(t, b.HTTPAddr())
+	p := openDashboard(t, "http://"+a.HTTPAddr())
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	p.waitFor("tiny on a and b in the Node select", `(v => v.includes(`+js(aID)+`) && v.includes(`+js(bID)+`))([...document.querySelectorAll('#chat-node option')].map(o => o.value))`)
+	p.do("few tokens", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '4'`))
+	for i, c := range []struct{ node, servedBy string }{{bID, "served by b"}, {"", "(this node)"}} {
+		p.do("pin "+c.node, chromedp.Evaluate[chromedp.Void](`(s => { s.value = `+js(c.node)+`; s.dispatchEvent(new Event('change')) })(document.getElementById('chat-node'))`))
+		p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Hello"), chromedp.Click(chromedp.ID("chat-send")))
+		answer := fmt.Sprintf(`document.querySelectorAll('.msg.assistant')[%d]`, i)
+		p.waitFor("the answer", answer+`?.classList.contains('done')`)
+		if meta := eval[string](p, answer+`.querySelector('.meta').textContent`); !strings.Contains(meta, c.servedBy) {
+			t.Errorf("pinned to %q: %q, want %q", c.node, meta, c.servedBy)
+		}
+	}
+	p.shot("pinned")
 	p.noErrors()
 }
