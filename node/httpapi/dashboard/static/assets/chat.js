@@ -3,7 +3,7 @@
 // the sampling settings the user set, may pin a node (Syn4pse-Node), attaches images and audio
 // where the model takes them, records the microphone for the mesh's speech-to-text
 // (/v1/audio/transcriptions) and speaks answers with its text-to-speech (/v1/audio/speech).
-import { getJSON, request } from './api.js';
+import { AuthError, getJSON, request } from './api.js';
 import { el, kind, shortID } from './dom.js';
 import { audioFormat, canRecord, dataURL, record } from './audio.js';
 
@@ -142,6 +142,7 @@ export function render(main, live, onError) {
     el('span', { class: 'audio-chip' }, label));
   imageFile.addEventListener('change', async () => {
     for (const f of imageFile.files) {
+      if (!f.type.startsWith('image/')) { say(`${f.name} is not an image`); continue; }
       const url = await dataURL(f);
       attach({ type: 'image_url', image_url: { url } }, el('img', { class: 'thumb', src: url, alt: f.name, title: f.name }));
     }
@@ -176,9 +177,9 @@ export function render(main, live, onError) {
       const text = (res.text || '').trim();
       input.value = [input.value.trim(), text].filter(Boolean).join(' ');
       say(text ? '' : 'Nothing heard.');
-      mic.dataset.heard = text;
     } catch (err) {
-      say('Transcription failed: ' + err.message);
+      if (err instanceof AuthError) onError(err);
+      else say('Transcription failed: ' + err.message);
     } finally {
       mic.disabled = false;
       micState('Mic', 'idle');
@@ -230,7 +231,8 @@ export function render(main, live, onError) {
       const res = await request('/v1/audio/speech', { method: 'POST', headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ model, input: text, voice: v || undefined, response_format: 'wav' }) });
       const player = el('audio', { controls: true, src: URL.createObjectURL(await res.blob()) });
-      bubble.querySelector('audio')?.remove();
+      const old = bubble.querySelector('audio');
+      if (old) { URL.revokeObjectURL(old.src); old.remove(); }
       bubble.append(player);
     } catch (err) {
       onError(err);
