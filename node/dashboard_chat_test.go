@@ -229,7 +229,7 @@ func TestDashboardPlayground(t *testing.T) {
 	long := said.Duration().Seconds() + 2*pad
 	p.waitFor("the whole sentence recorded", fmt.Sprintf(`Number(document.getElementById('chat-mic').dataset.seconds) >= %.2f`, long))
 	p.do("stop", chromedp.Click(chromedp.ID("chat-mic")))
-	p.waitFor("the transcription", `document.getElementById('chat-mic').dataset.state === 'idle' && document.getElementById('chat-input').value !== ''`)
+	p.waitFor("the transcription", `document.getElementById('chat-mic').dataset.state === 'idle'`)
 	heard := eval[string](p, `document.getElementById('chat-input').value`)
 	t.Logf("said %q over the fake microphone (%.1f s), heard %q", "Please open the door.", long, heard)
 	// PocketSphinx hears kal16 well through the HTTP API (maxRoundTripWER); a broken capture,
