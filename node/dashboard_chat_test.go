@@ -273,6 +273,8 @@ func TestDashboardPlayground(t *testing.T) {
 		t.Errorf("playground at phone width: %v px wider than the screen", w)
 	}
 	p.shot("phone")
+	p.do("scroll to the message box", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-form').scrollIntoView({ block: 'end' })`))
+	p.shot("phone-form")
 	p.noErrors()
 }
 
