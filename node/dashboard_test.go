@@ -36,9 +36,9 @@ type page struct {
 	shots string
 }
 
-// openDashboard starts headless Chromium on base (http://host:port), or skips the test when
-// chromium is not installed.
-func openDashboard(t *testing.T, base string) *page {
+// openDashboard starts headless Chromium on base (http://host:port), with any extra flags, or
+// skips the test when chromium is not installed.
+func openDashboard(t *testing.T, base string, extra ...chromedp.ExecAllocatorOption) *page {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -49,6 +49,7 @@ func openDashboard(t *testing.T, base string) *page {
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
 		// Only loopback: every other host name fails to resolve.
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"))
+	opts = append(opts, extra...)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
 	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)

@@ -31,7 +31,7 @@ func Handler() http.Handler {
 		if r.URL.Path == "/" || r.URL.Path == "/index.html" {
 			// The page may change with every build: the browser asks again each time.
 			w.Header().Set("Cache-Control", "no-cache")
-			w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+			w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
 			http.ServeFileFS(w, r, static, "index.html")
 			return
 		}

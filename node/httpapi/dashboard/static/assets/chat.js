@@ -1,80 +1,307 @@
 // Playground: a streaming chat with any LLM of the mesh (POST /v1/chat/completions with
-// stream: true), showing which node served each answer (the Syn4pse-Served-By header).
-import { getJSON, request } from './api.js';
-import { el, shortID } from './dom.js';
+// stream: true), showing which node served each answer (the Syn4pse-Served-By header). It sends
+// the sampling settings the user set, may pin a node (Syn4pse-Node), attaches images and audio
+// where the model takes them, records the microphone for the mesh's speech-to-text
+// (/v1/audio/transcriptions) and speaks answers with its text-to-speech (/v1/audio/speech).
+import { AuthError, getJSON, request } from './api.js';
+import { el, kind, shortID } from './dom.js';
+import { audioFormat, canRecord, dataURL, record } from './audio.js';
 
 // conversation outlives page switches within the tab.
 const conversation = [];
 
+// knobs are the optional sampling fields of the API (samplingFields in node/httpapi/openai.go):
+// JSON name, label, input attributes; int ones are sent as integers.
+const knobs = [
+  ['top_p', 'Top p', { min: 0, max: 1, step: 0.05 }],
+  ['top_k', 'Top k', { min: 0, step: 1 }, true],
+  ['min_p', 'Min p', { min: 0, max: 1, step: 0.01 }],
+  ['repeat_penalty', 'Repeat penalty', { min: 0, step: 0.05 }],
+  ['presence_penalty', 'Presence penalty', { min: -2, max: 2, step: 0.1 }],
+  ['frequency_penalty', 'Frequency penalty', { min: -2, max: 2, step: 0.1 }],
+  ['seed', 'Seed', { min: 0, step: 1 }, true],
+];
+
+// view splits a message's content (a string or OpenAI parts) into what its bubble shows.
+function view(content) {
+  if (typeof content === 'string') return { text: content, images: [], audios: [] };
+  return {
+    text: content.filter((p) => p.type === 'text').map((p) => p.text).join('\n'),
+    images: content.filter((p) => p.type === 'image_url').map((p) => p.image_url.url),
+    audios: content.filter((p) => p.type === 'input_audio').map((p) => p.input_audio.format),
+  };
+}
+
 export function render(main, live, onError) {
   const picker = el('select', { id: 'chat-model', 'aria-label': 'model' });
+  const pin = el('select', { id: 'chat-node', 'aria-label': 'node' });
+  const voice = el('select', { id: 'chat-voice', 'aria-label': 'voice' });
+  const voiceLabel = el('label', { hidden: true }, 'Voice ', voice);
   const system = el('textarea', { id: 'chat-system', rows: 2, placeholder: 'System prompt (optional)' });
   const temperature = el('input', { id: 'chat-temperature', type: 'number', min: 0, max: 2, step: 0.1, value: 0.8, 'aria-label': 'temperature' });
   const maxTokens = el('input', { id: 'chat-max-tokens', type: 'number', min: 1, max: 8192, value: 256, 'aria-label': 'max tokens' });
+  const fields = knobs.map(([name, label, attrs]) => el('input', { id: 'chat-' + name.replaceAll('_', '-'), type: 'number', ...attrs, placeholder: 'default' }));
+  const stopSeqs = el('textarea', { id: 'chat-stop-seq', rows: 2, placeholder: 'one a line' });
+  const sampling = el('details', { id: 'chat-sampling', class: 'sampling' }, el('summary', null, 'Sampling'),
+    el('div', { class: 'knobs' }, knobs.map(([, label], i) => el('label', null, label, fields[i])), el('label', null, 'Stop sequences', stopSeqs)));
   const input = el('textarea', { id: 'chat-input', rows: 2, placeholder: 'Message', required: true });
   const send = el('button', { id: 'chat-send', class: 'primary', type: 'submit' }, 'Send');
   const stop = el('button', { id: 'chat-stop', type: 'button', disabled: true }, 'Stop');
   const clear = el('button', { id: 'chat-clear', type: 'button' }, 'Clear');
+  const imageFile = el('input', { id: 'chat-image', type: 'file', accept: 'image/*', multiple: true, hidden: true });
+  const audioFile = el('input', { id: 'chat-audio', type: 'file', accept: '.wav,.mp3,.flac,audio/wav,audio/mpeg,audio/flac', hidden: true });
+  // A label opens its file input; Enter or Space on it too.
+  const picks = (text, id, file) => el('label', { id, class: 'button', hidden: true, tabIndex: 0,
+    onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); file.click(); } } }, text, file);
+  const imageLabel = picks('Attach image', 'chat-attach-image', imageFile);
+  const audioLabel = picks('Attach audio', 'chat-attach-audio', audioFile);
+  const mic = el('button', { id: 'chat-mic', type: 'button', hidden: true, 'aria-pressed': 'false' }, 'Mic');
+  const strip = el('div', { id: 'chat-attachments', class: 'attachments' });
+  const note = el('p', { id: 'chat-note', class: 'muted', role: 'status' });
   const log = el('div', { id: 'chat-log', class: 'chat-log' });
-  const form = el('form', { id: 'chat-form', class: 'chat-form' }, input, el('div', { class: 'row' }, send, stop, clear));
+  const say = (text) => { note.textContent = text; if (text) note.scrollIntoView({ block: 'nearest' }); };
+  const form = el('form', { id: 'chat-form', class: 'chat-form' }, strip, input,
+    el('div', { class: 'row' }, send, stop, clear, imageLabel, audioLabel, mic), note);
   main.append(el('h1', null, 'Playground'),
-    el('div', { class: 'row settings' }, el('label', null, 'Model ', picker), el('label', null, 'Temperature ', temperature),
-      el('label', null, 'Max tokens ', maxTokens)),
-    system, log, form);
+    el('div', { class: 'row settings' }, el('label', null, 'Model ', picker), el('label', null, 'Node ', pin),
+      el('label', null, 'Temperature ', temperature), el('label', null, 'Max tokens ', maxTokens), voiceLabel),
+    sampling, system, log, form);
 
-  let local = [];
+  let localModels = null;
   let hostname = '';
   let selfID = '';
+  // models: every model of the mesh by name: kind, inputs, voices and the nodes that serve it.
+  let models = new Map();
   const names = () => {
     const m = new Map((live.peers || []).map((p) => [p.peer_id, p.node_name || p.capability?.node_name]));
     if (selfID) m.set(selfID, hostname + ' (this node)');
     return m;
   };
-  const fillPicker = () => {
-    const chosen = picker.value;
-    const options = new Map();
-    for (const m of local) options.set(m.id, 'this node');
+  const collect = () => {
+    const all = new Map();
+    const add = (name, k, inputs, voices, id, where) => {
+      let m = all.get(name);
+      if (!m) all.set(name, m = { kind: k, inputs: new Set(), voices: voices || [], nodes: new Map(), where });
+      for (const i of inputs || []) m.inputs.add(i);
+      m.nodes.set(id, { where, inputs: new Set(inputs || []) });
+    };
+    for (const m of live.models || localModels || []) {
+      if (m.state !== 'MODEL_STATE_UNAVAILABLE') add(m.name, kind(m.modality), m.details?.inputs, m.details?.voices, selfID, 'this node');
+    }
     for (const p of live.peers || []) {
       for (const m of p.capability?.models || []) {
-        if (m.modality !== 'MODALITY_LLM' || options.has(m.name)) continue;
-        options.set(m.name, p.node_name || p.capability?.node_name || shortID(p.peer_id));
+        add(m.name, kind(m.modality), m.inputs, null, p.peer_id, p.node_name || p.capability?.node_name || shortID(p.peer_id));
       }
     }
-    picker.replaceChildren(...[...options].map(([id, where]) => el('option', { value: id, selected: id === chosen }, `${id} — ${where}`)));
+    return all;
   };
+  const first = (k) => [...models].find(([, m]) => m.kind === k)?.[0];
+  // inputs are what the picked model takes on the pinned node (or any node).
+  const inputs = () => {
+    const m = models.get(picker.value);
+    return (m?.nodes.get(pin.value) || m)?.inputs || new Set();
+  };
+  const fill = (select, options) => {
+    const chosen = select.value;
+    select.replaceChildren(...options.map(([value, text]) => el('option', { value, selected: value === chosen }, text)));
+  };
+  const update = () => {
+    models = collect();
+    fill(picker, [...models].filter(([, m]) => m.kind === 'llm').map(([id, m]) => [id, `${id} — ${m.where}`]));
+    const nodes = models.get(picker.value)?.nodes || new Map();
+    fill(pin, [['', 'any (the mesh routes)'], ...[...nodes].map(([id, n]) => [id, n.where])]);
+    fill(voice, [...models].filter(([, m]) => m.kind === 'tts')
+      .flatMap(([id, m]) => (m.voices.length ? m.voices : ['']).map((v) => [JSON.stringify([id, v]), `${v || 'default'} — ${id}`])));
+    const takes = inputs();
+    imageLabel.hidden = !takes.has('image');
+    audioLabel.hidden = !takes.has('audio');
+    mic.hidden = !canRecord || !(first('stt') || takes.has('audio'));
+    voiceLabel.hidden = !first('tts');
+    log.classList.toggle('can-speak', !voiceLabel.hidden);
+  };
+  picker.addEventListener('change', update);
+  pin.addEventListener('change', update);
 
-  const bubble = (role, text) => {
+  // attached: what goes with the next message, each an OpenAI content part and its chip.
+  let attached = [];
+  const attach = (part, chip) => {
+    const item = { part };
+    item.chip = el('span', { class: 'chip' }, chip,
+      el('button', { type: 'button', class: 'remove', 'aria-label': 'remove', onclick: () => detach(item) }, '×'));
+    attached.push(item);
+    strip.append(item.chip);
+    input.required = false;
+    return item;
+  };
+  const detach = (item) => {
+    attached = attached.filter((a) => a !== item);
+    item.chip.remove();
+    input.required = attached.length === 0;
+  };
+  const attachAudio = (data, format, label) => attach({ type: 'input_audio', input_audio: { data: data.slice(data.indexOf(',') + 1), format } },
+    el('span', { class: 'audio-chip' }, label));
+  imageFile.addEventListener('change', async () => {
+    for (const f of imageFile.files) {
+      if (!f.type.startsWith('image/')) { say(`${f.name} is not an image`); continue; }
+      const url = await dataURL(f);
+      attach({ type: 'image_url', image_url: { url } }, el('img', { class: 'thumb', src: url, alt: f.name, title: f.name }));
+    }
+    imageFile.value = '';
+  });
+  audioFile.addEventListener('change', async () => {
+    for (const f of audioFile.files) {
+      const format = audioFormat(f);
+      if (!format) { say(`${f.name}: send WAV, MP3 or FLAC`); continue; }
+      attachAudio(await dataURL(f), format, '♪ ' + f.name);
+    }
+    audioFile.value = '';
+  });
+
+  // The microphone: record, then transcribe into the message box (or attach, for a model that
+  // takes audio, with the transcription a click away).
+  let recording = null;
+  const micState = (text, state) => {
+    mic.textContent = text;
+    mic.dataset.state = state;
+    mic.setAttribute('aria-pressed', String(state === 'recording'));
+  };
+  micState('Mic', 'idle');
+  const transcribe = async (wav) => {
+    micState('Transcribing…', 'busy');
+    mic.disabled = true;
+    try {
+      const form = new FormData();
+      form.append('model', first('stt'));
+      form.append('file', wav, 'recording.wav');
+      const res = await (await request('/v1/audio/transcriptions', { method: 'POST', body: form })).json();
+      const text = (res.text || '').trim();
+      input.value = [input.value.trim(), text].filter(Boolean).join(' ');
+      say(text ? '' : 'Nothing heard.');
+    } catch (err) {
+      if (err instanceof AuthError) onError(err);
+      else say('Transcription failed: ' + err.message);
+    } finally {
+      mic.disabled = false;
+      micState('Mic', 'idle');
+    }
+  };
+  mic.addEventListener('click', async () => {
+    if (recording) {
+      const r = recording;
+      recording = null;
+      micState('…', 'busy');
+      const wav = await r.stop();
+      if (!inputs().has('audio')) { await transcribe(wav); return; }
+      micState('Mic', 'idle');
+      const item = attachAudio(await dataURL(wav), 'wav', '♪ recording');
+      if (first('stt')) {
+        item.chip.firstChild.append(' ', el('button', { type: 'button', onclick: () => { detach(item); transcribe(wav); } }, 'to text'));
+      }
+      return;
+    }
+    say('');
+    delete mic.dataset.seconds;
+    micState('Starting…', 'busy');
+    mic.disabled = true;
+    try {
+      let shown = -1;
+      recording = await record((s) => {
+        if (Math.round(s * 10) === shown || !recording) return;
+        shown = Math.round(s * 10);
+        mic.dataset.seconds = s.toFixed(1);
+        micState(`■ Stop ${s.toFixed(1)} s`, 'recording');
+      });
+      micState('■ Stop', 'recording');
+    } catch (err) {
+      recording = null;
+      micState('Mic', 'idle');
+      say(err.name === 'NotAllowedError'
+        ? 'The microphone was refused: allow it for this page in the browser\'s site settings.'
+        : 'No microphone: ' + err.message);
+    } finally {
+      mic.disabled = false;
+    }
+  });
+
+  const speak = async (button, text, bubble) => {
+    const [model, v] = JSON.parse(voice.value || '[]');
+    if (!model) return;
+    button.disabled = true;
+    try {
+      const res = await request('/v1/audio/speech', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ model, input: text, voice: v || undefined, response_format: 'wav' }) });
+      const player = el('audio', { controls: true, src: URL.createObjectURL(await res.blob()) });
+      const old = bubble.querySelector('audio');
+      if (old) { URL.revokeObjectURL(old.src); old.remove(); }
+      bubble.append(player);
+    } catch (err) {
+      onError(err);
+    } finally {
+      button.disabled = false;
+    }
+  };
+  const bubble = (role, content) => {
+    const { text, images, audios } = view(content);
     const body = el('div', { class: 'text' }, text);
     const meta = el('div', { class: 'meta muted' });
-    const node = el('div', { class: 'msg ' + role, 'data-role': role }, body, meta);
+    const extra = images.length || audios.length
+      ? el('div', { class: 'thumbs' }, images.map((src) => el('img', { class: 'thumb', src, alt: 'image' })), audios.map((f) => el('span', { class: 'audio-chip' }, `♪ audio (${f})`)))
+      : null;
+    const node = el('div', { class: 'msg ' + role, 'data-role': role }, extra, body, meta);
     log.append(node);
     node.scrollIntoView({ block: 'end' });
     return { node, body, meta };
   };
-  for (const m of conversation) bubble(m.role, m.content).meta.textContent = m.meta || '';
+  const finished = (answer, content) => {
+    const button = el('button', { type: 'button', class: 'speak' }, 'Speak');
+    button.addEventListener('click', () => speak(button, content, answer.node));
+    answer.node.append(button);
+  };
+  for (const m of conversation) {
+    const b = bubble(m.role, m.content);
+    b.meta.textContent = m.meta || '';
+    if (m.role === 'assistant') finished(b, m.content);
+  }
+
+  // options are the request's settings beyond the messages: only those the user set.
+  const options = () => {
+    const o = { temperature: Number(temperature.value), max_tokens: Number(maxTokens.value) };
+    knobs.forEach(([name, , , int], i) => {
+      if (fields[i].value !== '') o[name] = int ? Math.trunc(Number(fields[i].value)) : Number(fields[i].value);
+    });
+    const stops = stopSeqs.value.split('\n').filter((s) => s !== '');
+    if (stops.length) o.stop = stops;
+    return o;
+  };
 
   let ctrl = null;
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value.trim();
-    if (!text || ctrl || !picker.value) return;
+    if ((!text && !attached.length) || ctrl || !picker.value) return;
+    const sent = attached;
+    const content = sent.length ? [...(text ? [{ type: 'text', text }] : []), ...sent.map((a) => a.part)] : text;
     input.value = '';
-    conversation.push({ role: 'user', content: text });
-    bubble('user', text);
+    for (const a of sent) a.chip.remove();
+    attached = [];
+    input.required = true;
+    conversation.push({ role: 'user', content });
+    const question = bubble('user', content);
     const answer = bubble('assistant', '');
     answer.node.classList.add('streaming');
     const messages = system.value.trim() ? [{ role: 'system', content: system.value.trim() }, ...conversation] : [...conversation];
     ctrl = new AbortController();
     send.disabled = true;
     stop.disabled = false;
-    let content = '';
+    let reply = '';
     let chunks = 0;
     let meta = '';
     try {
+      const headers = { 'Content-Type': 'application/json' };
+      if (pin.value) headers['Syn4pse-Node'] = pin.value;
       const res = await request('/v1/chat/completions', {
-        method: 'POST', signal: ctrl.signal, headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ model: picker.value, messages, stream: true, stream_options: { include_usage: true },
-          temperature: Number(temperature.value), max_tokens: Number(maxTokens.value) }),
+        method: 'POST', signal: ctrl.signal, headers,
+        body: JSON.stringify({ model: picker.value, messages, stream: true, stream_options: { include_usage: true }, ...options() }),
       });
       const by = res.headers.get('Syn4pse-Served-By') || '';
       const served = el('span', { class: 'served-by', title: by }, 'served by ' + (names().get(by) || shortID(by) || 'unknown'));
@@ -95,21 +322,27 @@ export function render(main, live, onError) {
           const ev = JSON.parse(line.slice(6));
           if (ev.error) throw new Error(ev.error.message || String(ev.error));
           const delta = ev.choices?.[0]?.delta?.content;
-          if (delta) { content += delta; chunks++; answer.body.textContent = content; }
+          if (delta) { reply += delta; chunks++; answer.body.textContent = reply; }
           if (ev.usage) usage = ev.usage;
         }
       }
       if (usage) {
-        meta += ` · ${usage.completion_tokens} tokens`;
-        answer.meta.append(` · ${usage.completion_tokens} tokens`);
+        const u = ` · ${usage.prompt_tokens} prompt · ${usage.completion_tokens} tokens`;
+        meta += u;
+        answer.meta.append(u);
+        answer.node.dataset.promptTokens = String(usage.prompt_tokens);
       }
     } catch (err) {
       if (err.name === 'AbortError') {
         answer.meta.append(' · stopped');
         meta += ' · stopped';
       } else {
+        // The message goes back to the box, with its attachments, to fix and send again.
         answer.node.remove();
+        question.node.remove();
         conversation.pop();
+        input.value = text;
+        for (const a of sent) attach(a.part, a.chip.firstChild);
         ctrl = null;
         send.disabled = false;
         stop.disabled = true;
@@ -120,7 +353,8 @@ export function render(main, live, onError) {
     answer.node.dataset.chunks = String(chunks);
     answer.node.classList.remove('streaming');
     answer.node.classList.add('done');
-    conversation.push({ role: 'assistant', content, meta });
+    finished(answer, reply);
+    conversation.push({ role: 'assistant', content: reply, meta });
     ctrl = null;
     send.disabled = false;
     stop.disabled = true;
@@ -131,12 +365,12 @@ export function render(main, live, onError) {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
   });
 
-  Promise.all([getJSON('/v1/models'), getJSON('/api/status'), getJSON('/api/mesh')]).then(([models, st, mesh]) => {
-    local = (models.data || []).filter((m) => !m.kind || m.kind === 'llm');
+  Promise.all([live.models ? null : getJSON('/api/models'), getJSON('/api/status'), getJSON('/api/mesh')]).then(([list, st, mesh]) => {
+    localModels = list?.models || null;
     hostname = st.hostname;
     selfID = mesh.peer_id || st.node_id;
-    fillPicker();
+    update();
   }).catch(onError);
-  const unsubscribe = live.subscribe(fillPicker);
-  return () => { unsubscribe(); ctrl?.abort(); };
+  const unsubscribe = live.subscribe(() => { if (selfID) update(); });
+  return () => { unsubscribe(); ctrl?.abort(); recording?.cancel(); };
 }

@@ -1,0 +1,302 @@
+package node_test
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+
+	"github.com/ekisa-team/syn4pse/engine/speechtest"
+	"github.com/ekisa-team/syn4pse/internal/audio"
+	"github.com/ekisa-team/syn4pse/internal/tinygguf"
+	"github.com/ekisa-team/syn4pse/node/config"
+)
+
+// sentRequest is one request the page sent, as the fetch hook of TestDashboardPlayground
+// recorded it.
+type sentRequest struct {
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers"`
+	Body    string            `json:"body"`
+}
+
+// recordFetch wraps the page's fetch to keep each request's URL, headers and JSON body in
+// window.sent, so the test reads what the page really sent.
+const recordFetch = `(() => {
+  window.sent = [];
+  const real = window.fetch;
+  window.fetch = (url, opts = {}) => {
+    window.sent.push({ url: String(url), headers: Object.fromEntries(new Headers(opts.headers || {})),
+      body: typeof opts.body === 'string' ? opts.body : '' });
+    return real(url, opts);
+  };
+})()`
+
+// lastSent is the last request the page sent to a URL holding path.
+func lastSent(t *testing.T, p *page, path string) sentRequest {
+	t.Helper()
+	raw := eval[string](p, `JSON.stringify(window.sent.filter(r => r.url.includes(`+js(path)+`)).at(-1) || null)`)
+	var r sentRequest
+	if err := json.Unmarshal([]byte(raw), &r); err != nil || r.URL == "" {
+		t.Fatalf("no request to %s recorded (%s): %v", path, raw, err)
+	}
+	return r
+}
+
+// writeWAV writes mono audio as a 16-bit PCM WAV with its sizes filled in (the node's speech
+// streams with unknown sizes; Chromium's fake microphone wants a plain file), with pad seconds
+// of silence before and after.
+func writeWAV(t *testing.T, path string, a audio.Audio, pad float64) {
+	t.Helper()
+	silence := make([]float32, int(pad*float64(a.Rate)))
+	samples := append(append(append([]float32{}, silence...), a.Mono().Samples...), silence...)
+	b := make([]byte, 44, 44+2*len(samples))
+	copy(b, "RIFF")
+	binary.LittleEndian.PutUint32(b[4:], uint32(36+2*len(samples)))
+	copy(b[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(b[16:], 16)
+	binary.LittleEndian.PutUint16(b[20:], 1)
+	binary.LittleEndian.PutUint16(b[22:], 1)
+	binary.LittleEndian.PutUint32(b[24:], uint32(a.Rate))
+	binary.LittleEndian.PutUint32(b[28:], uint32(2*a.Rate))
+	binary.LittleEndian.PutUint16(b[32:], 2)
+	binary.LittleEndian.PutUint16(b[34:], 16)
+	copy(b[36:], "data")
+	binary.LittleEndian.PutUint32(b[40:], uint32(2*len(samples)))
+	for _, s := range samples {
+		b = binary.LittleEndian.AppendUint16(b, uint16(int16(math.Round(float64(max(-1, min(1, s)))*32767))))
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDashboardPlayground drives the Playground's media against one real node with a vision
+// LLM, a text-only one, PocketSphinx and flite: the sampling settings and the pinned node go
+// out with the request; an image attached through the file input shows in the user's bubble and
+// costs the image's positions in the prompt; the attach control hides for a text-only model;
+// an answer is spoken into a playable <audio>; the microphone, refused, says so, and allowed
+// (Chromium's fake device playing the node's own speech) fills the message box with the words
+// PocketSphinx heard; the page fits a phone and logs no error.
+func TestDashboardPlayground(t *testing.T) {
+	projector := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := tinygguf.WriteVisionProjector(projector, 4); err != nil {
+		t.Fatal(err)
+	}
+	viewer := tinyDecl("viewer")
+	viewer.Projector = projector
+	audioProjector := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := tinygguf.WriteAudioProjector(audioProjector, 4); err != nil {
+		t.Fatal(err)
+	}
+	listener := tinyDecl("listener")
+	listener.Projector, listener.ContextLength = audioProjector, 4096
+	n := startNode(t, viewer, tinyDecl("tiny"), listener, sttDecl("ears"), ttsDecl("voice", "flite", "kal16"))
+	addr := n.HTTPAddr()
+	self := nodeID(t, addr)
+
+	// The microphone will hear the node's own voice say a sentence.
+	dir := t.TempDir()
+	res, wav := speak(t, addr, map[string]any{"model": "voice", "input": "Please open the door.", "response_format": "wav"})
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("speech: %d %s", res.StatusCode, wav)
+	}
+	said, err := audio.Decode(wav)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pad = 0.5
+	door := filepath.Join(dir, "door.wav")
+	writeWAV(t, door, said, pad)
+	picture := filepath.Join(dir, "picture.png")
+	png, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(pngDataURL(t, 24, 16), "data:image/png;base64,"))
+	if err := os.WriteFile(picture, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// No --use-fake-ui-for-media-stream: it would accept every request, and the test refuses
+	// one first (Browser.setPermission answers for the user instead).
+	p := openDashboard(t, "http://"+addr, chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", door+"%noloop"), chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	p.waitFor("the LLMs in the picker, not the speech models", `[...document.querySelectorAll('#chat-model option')].map(o => o.value).sort().join() === 'listener,tiny,viewer'`)
+	p.waitFor("the voice select", `!document.getElementById('chat-voice').closest('label').hidden`)
+	p.do("record what the page sends", chromedp.Evaluate[chromedp.Void](recordFetch))
+
+	// Sampling settings and a pinned node go out with a text-only question to viewer.
+	pick := func(id, value string) {
+		p.do("pick "+value, chromedp.Evaluate[chromedp.Void](`(() => { const s = document.getElementById(`+js(id)+`); s.value = `+js(value)+
+			`; s.dispatchEvent(new Event('change')); return s.value === `+js(value)+` || (() => { throw new Error('no option ' + `+js(value)+`) })() })()`))
+	}
+	pick("chat-model", "viewer")
+	pick("chat-node", self)
+	p.do("few tokens", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '4'`))
+	p.do("open Sampling", chromedp.Click(chromedp.CSS(`#chat-sampling summary`)))
+	p.do("set seed, top k and a stop", chromedp.SendKeys(chromedp.ID("chat-seed"), "7"), chromedp.SendKeys(chromedp.ID("chat-top-k"), "20"),
+		chromedp.SendKeys(chromedp.ID("chat-stop-seq"), "###"))
+	p.shot("sampling")
+	answer := func(i int) string { return fmt.Sprintf(`document.querySelectorAll('.msg.assistant')[%d]`, i) }
+	ask := func(i int, text string) (prompt float64) {
+		p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), text), chromedp.Click(chromedp.ID("chat-send")))
+		p.waitFor("answer done", answer(i)+`?.classList.contains('done')`)
+		meta := eval[string](p, answer(i)+`.querySelector('.meta').textContent`)
+		t.Logf("answer %q: %s", eval[string](p, answer(i)+`.querySelector('.text').textContent`), meta)
+		if !strings.Contains(meta, "(this node)") {
+			t.Errorf("meta %q: want served by this node", meta)
+		}
+		return eval[float64](p, `Number(`+answer(i)+`.dataset.promptTokens)`)
+	}
+	textOnly := ask(0, "Describe")
+	sent := lastSent(t, p, "/v1/chat/completions")
+	var body map[string]any
+	if err := json.Unmarshal([]byte(sent.Body), &body); err != nil {
+		t.Fatalf("request body %q: %v", sent.Body, err)
+	}
+	stops, _ := json.Marshal(body["stop"])
+	if body["seed"] != 7.0 || body["top_k"] != 20.0 || string(stops) != `["###"]` || body["max_tokens"] != 4.0 || body["model"] != "viewer" {
+		t.Errorf("request body %s: want seed 7, top_k 20, stop [###], max_tokens 4, model viewer", sent.Body)
+	}
+	for _, unset := range []string{"top_p", "min_p", "repeat_penalty", "presence_penalty", "frequency_penalty"} {
+		if _, ok := body[unset]; ok {
+			t.Errorf("request body %s: %s sent though the user did not set it", sent.Body, unset)
+		}
+	}
+	if sent.Headers["syn4pse-node"] != self {
+		t.Errorf("request headers %v: want Syn4pse-Node %s", sent.Headers, self)
+	}
+
+	// viewer is loaded now, and the live feed says it takes images: attach one.
+	p.waitFor("the attach-image control", `!document.getElementById('chat-attach-image').hidden`)
+	p.do("clear the chat", chromedp.Click(chromedp.ID("chat-clear")))
+	p.do("attach a PNG", chromedp.SetUploadFiles(chromedp.ID("chat-image"), []string{picture}))
+	p.waitFor("the thumbnail in the strip", `document.querySelector('#chat-attachments img.thumb')?.src.startsWith('data:image/png;base64,')`)
+	p.shot("attached")
+	withImage := ask(0, "Describe")
+	if n := eval[int](p, `document.querySelectorAll('.msg.user img.thumb').length`); n != 1 {
+		t.Errorf("%d thumbnails in the user's bubble, want 1", n)
+	}
+	if eval[int](p, `document.querySelectorAll('#chat-attachments .chip').length`) != 0 {
+		t.Errorf("the attachment strip still holds the sent image")
+	}
+	if !strings.Contains(lastSent(t, p, "/v1/chat/completions").Body, `"image_url":{"url":"data:image/png;base64,`) {
+		t.Errorf("the request carries no image_url part")
+	}
+	t.Logf("prompt tokens: %v text only, %v with the image", textOnly, withImage)
+	if withImage-textOnly < tinygguf.VisionImageTokens {
+		t.Errorf("prompt tokens %v with the image, %v without: want at least %d more", withImage, textOnly, tinygguf.VisionImageTokens)
+	}
+	p.shot("image-answer")
+
+	// A text-only model takes no image.
+	pick("chat-model", "tiny")
+	p.waitFor("the attach-image control hidden", `document.getElementById('chat-attach-image').hidden && getComputedStyle(document.getElementById('chat-attach-image')).display === 'none'`)
+
+	// Speak the answer: flite's WAV plays in the bubble.
+	p.do("speak", chromedp.Click(chromedp.CSS(`.msg.assistant.done button.speak`)))
+	p.waitFor("a playable answer", `(a => a && a.readyState >= 1 && a.duration > 0)(document.querySelector('.msg.assistant audio'))`)
+	t.Logf("spoken answer: %v s", eval[float64](p, `document.querySelector('.msg.assistant audio').duration`))
+	if !strings.Contains(lastSent(t, p, "/v1/audio/speech").Body, `"response_format":"wav"`) {
+		t.Errorf("speech request: %s", lastSent(t, p, "/v1/audio/speech").Body)
+	}
+	p.shot("spoken")
+
+	// The microphone: refused first, then allowed.
+	origin := p.base
+	permission := func(setting browser.PermissionSetting) {
+		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: "microphone"}, Setting: setting, Origin: origin}); err != nil {
+			t.Fatalf("set the microphone permission %s: %v", setting, err)
+		}
+	}
+	p.waitFor("the mic button", `!document.getElementById('chat-mic').hidden`)
+	permission(browser.PermissionSettingDenied)
+	p.do("mic, refused", chromedp.Click(chromedp.ID("chat-mic")))
+	p.waitFor("the refusal said", `document.getElementById('chat-note').textContent.includes('refused') && document.getElementById('chat-mic').dataset.state === 'idle'`)
+	p.shot("mic-refused")
+	permission(browser.PermissionSettingGranted)
+	p.do("mic", chromedp.Click(chromedp.ID("chat-mic")))
+	p.waitFor("recording", `document.getElementById('chat-mic').dataset.state === 'recording'`)
+	p.shot("recording")
+	long := said.Duration().Seconds() + 2*pad
+	p.waitFor("the whole sentence recorded", fmt.Sprintf(`Number(document.getElementById('chat-mic').dataset.seconds) >= %.2f`, long))
+	p.do("stop", chromedp.Click(chromedp.ID("chat-mic")))
+	p.waitFor("the transcription", `document.getElementById('chat-mic').dataset.state === 'idle'`)
+	heard := eval[string](p, `document.getElementById('chat-input').value`)
+	t.Logf("said %q over the fake microphone (%.1f s), heard %q", "Please open the door.", long, heard)
+	// PocketSphinx hears kal16 well through the HTTP API (maxRoundTripWER); a broken capture,
+	// resampler or WAV encoder in the page gives rates near 1.
+	if rate, _, _ := speechtest.WER("Please open the door.", heard); rate > 0.5 {
+		t.Errorf("heard %q for %q: word error rate %.2f", heard, "Please open the door.", rate)
+	}
+	lastSent(t, p, "/v1/audio/transcriptions")
+	p.shot("transcribed")
+
+	// A model that takes audio: a WAV file goes as an input_audio part, and the microphone's
+	// recording is attached (removable) rather than transcribed.
+	httpStatus(t, http.DefaultClient, "POST", "http://"+addr+"/api/models/listener/load", "", http.StatusOK)
+	p.do("clear", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-input').value = ''`), chromedp.Click(chromedp.ID("chat-clear")))
+	p.waitFor("listener in the picker", `[...document.querySelectorAll('#chat-model option')].some(o => o.value === 'listener')`)
+	pick("chat-model", "listener")
+	p.waitFor("the attach-audio control", `!document.getElementById('chat-attach-audio').hidden && document.getElementById('chat-attach-image').hidden`)
+	p.do("attach the WAV", chromedp.SetUploadFiles(chromedp.ID("chat-audio"), []string{door}))
+	p.waitFor("the audio chip", `document.querySelector('#chat-attachments .chip')?.textContent.includes('door.wav')`)
+	if heard := ask(0, "What is said?"); heard < 700 {
+		t.Errorf("prompt tokens %v with the audio: want hundreds (one 30-second window of the encoder)", heard)
+	}
+	if !strings.Contains(lastSent(t, p, "/v1/chat/completions").Body, `"input_audio":{"data":"UklGR`) {
+		t.Errorf("the request carries no input_audio WAV part")
+	}
+	if !strings.Contains(eval[string](p, `document.querySelector('.msg.user').textContent`), "wav") {
+		t.Errorf("the user's bubble does not show the audio")
+	}
+	p.do("mic", chromedp.Click(chromedp.ID("chat-mic")))
+	p.waitFor("recording", `document.getElementById('chat-mic').dataset.state === 'recording' && Number(document.getElementById('chat-mic').dataset.seconds) >= 0.5`)
+	p.do("stop", chromedp.Click(chromedp.ID("chat-mic")))
+	p.waitFor("the recording attached", `document.querySelector('#chat-attachments .chip')?.textContent.includes('recording') && document.getElementById('chat-input').value === ''`)
+	p.shot("recording-attached")
+	p.do("remove it", chromedp.Click(chromedp.CSS(`#chat-attachments .chip button.remove`)))
+	p.waitFor("the strip empty", `document.querySelectorAll('#chat-attachments .chip').length === 0`)
+
+	// A phone: the playground, sampling open, is no wider than the screen.
+	p.do("phone width", chromedp.EmulateViewport(390, 844))
+	p.waitFor("laid out", `document.documentElement.clientWidth <= 390`)
+	if w := eval[float64](p, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+		t.Errorf("playground at phone width: %v px wider than the screen", w)
+	}
+	p.shot("phone")
+	p.do("scroll to the message box", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-form').scrollIntoView({ block: 'end' })`))
+	p.shot("phone-form")
+	p.noErrors()
+}
+
+// TestDashboardPlaygroundPinsANode: in a mesh of two that both serve tiny, the Node select
+// lists both; pinned to peer b, the answer comes from b (a alone would serve it: its own copy is
+// loaded and free); "any" leaves it to the router again.
+func TestDashboardPlaygroundPinsANode(t *testing.T) {
+	a, b, _, _ := startMeshPair(t, []config.Model{tinyDecl("tiny")}, tinyDecl("tiny"))
+	aID, bID := nodeID(t, a.HTTPAddr()), nodeID(t, b.HTTPAddr())
+	p := openDashboard(t, "http://"+a.HTTPAddr())
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	p.waitFor("tiny on a and b in the Node select", `(v => v.includes(`+js(aID)+`) && v.includes(`+js(bID)+`))([...document.querySelectorAll('#chat-node option')].map(o => o.value))`)
+	p.do("few tokens", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '4'`))
+	for i, c := range []struct{ node, servedBy string }{{bID, "served by b"}, {"", "(this node)"}} {
+		p.do("pin "+c.node, chromedp.Evaluate[chromedp.Void](`(s => { s.value = `+js(c.node)+`; s.dispatchEvent(new Event('change')) })(document.getElementById('chat-node'))`))
+		p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Hello"), chromedp.Click(chromedp.ID("chat-send")))
+		answer := fmt.Sprintf(`document.querySelectorAll('.msg.assistant')[%d]`, i)
+		p.waitFor("the answer", answer+`?.classList.contains('done')`)
+		if meta := eval[string](p, answer+`.querySelector('.meta').textContent`); !strings.Contains(meta, c.servedBy) {
+			t.Errorf("pinned to %q: %q, want %q", c.node, meta, c.servedBy)
+		}
+	}
+	p.shot("pinned")
+	p.noErrors()
+}
