@@ -367,7 +367,7 @@ export function render(main, live, onError) {
 
   Promise.all([live.models ? null : getJSON('/api/models'), getJSON('/api/status'), getJSON('/api/mesh')]).then(([list, st, mesh]) => {
     localModels = list?.models || null;
-    hostname = st.hostname;
+    hostname = st.node_name || st.hostname;
     selfID = mesh.peer_id || st.node_id;
     update();
   }).catch(onError);

@@ -62,20 +62,21 @@ function peerCard(p) {
     modelTable(rows));
 }
 
-// showCard scrolls to a node's card and marks it for a moment: what a click on the map does.
-function showCard(id) {
-  const card = [...document.querySelectorAll('#mesh .card')].find((c) => c.dataset.peer === id);
-  if (!card) return;
-  card.scrollIntoView({ behavior: 'smooth', block: 'start' });
-  card.classList.remove('picked');
-  void card.offsetWidth; // restart the highlight's animation
-  card.classList.add('picked');
+// markCard outlines the card of the node picked on the map (id), and no other.
+function markCard(id) {
+  for (const c of document.querySelectorAll('#mesh .card')) c.classList.toggle('picked', c.dataset.peer === id);
 }
 
 export function render(main, live, onError) {
   const grid = el('div', { class: 'grid', id: 'mesh' });
   const summary = el('p', { class: 'muted', id: 'mesh-summary' }, 'Waiting for the mesh…');
-  const map = meshMap(showCard);
+  // picked is the node last clicked on the map: its card stays outlined across redraws.
+  let picked = null;
+  const map = meshMap((id) => {
+    picked = id;
+    markCard(id);
+    document.querySelector('#mesh .card.picked')?.scrollIntoView({ behavior: 'smooth', block: 'start' });
+  });
   map.element.hidden = true;
   main.append(el('h1', null, 'Mesh'), summary, map.element, grid);
   let self = null;
@@ -87,6 +88,7 @@ export function render(main, live, onError) {
       ? `${peers.length} peer${peers.length === 1 ? '' : 's'} known, ${connected} connected · live`
       : 'The mesh is off on this node (mesh.enabled): it serves its own models only.';
     grid.replaceChildren(selfCard(self, live.models), ...peers.map(peerCard));
+    markCard(picked);
     map.element.hidden = !self.enabled;
     if (self.enabled) {
       map.draw(graph({ id: self.peer_id, name: self.name || 'this node', accel: self.accel, load: loadText(selfRows(live.models)) },
