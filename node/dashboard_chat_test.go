@@ -280,9 +280,10 @@ func TestDashboardPlayground(t *testing.T) {
 
 // TestDashboardPlaygroundPinsANode: in a mesh of two that both serve tiny, the Node select
 // lists both; pinned to peer b, the answer comes from b (a alone would serve it: its own copy is
-// loaded and free); "any" leaves it to the router again.
+// loaded and free); "any" leaves it to the router again. b's speech model, which a lacks, shows
+// with the voices b announces, and speaks an answer through a.
 func TestDashboardPlaygroundPinsANode(t *testing.T) {
-	a, b, _, _ := startMeshPair(t, []config.Model{tinyDecl("tiny")}, tinyDecl("tiny"))
+	a, b, _, _ := startMeshPair(t, []config.Model{tinyDecl("tiny")}, tinyDecl("tiny"), ttsDecl("bvoice", "flite", "slt"))
 	aID, bID := nodeID(t, a.HTTPAddr()), nodeID(t, b.HTTPAddr())
 	p := openDashboard(t, "http://"+a.HTTPAddr())
 	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
@@ -298,5 +299,13 @@ func TestDashboardPlaygroundPinsANode(t *testing.T) {
 		}
 	}
 	p.shot("pinned")
+
+	// b's voices, from its announcement; flite speaks the answer on b, asked through a.
+	voices := `[...document.querySelectorAll('#chat-voice option')].map(o => o.textContent)`
+	p.waitFor("b's flite voices in the voice select", `(v => v.includes('slt — bvoice') && v.includes('kal16 — bvoice') && !v.includes('default — bvoice'))(`+voices+`)`)
+	p.do("pick slt", chromedp.Evaluate[chromedp.Void](`(s => { s.value = JSON.stringify(['bvoice', 'slt']); s.dispatchEvent(new Event('change')) })(document.getElementById('chat-voice'))`))
+	p.do("speak", chromedp.Click(chromedp.CSS(`.msg.assistant.done button.speak`)))
+	p.waitFor("a playable answer", `(a => a && a.readyState >= 1 && a.duration > 0)(document.querySelector('.msg.assistant audio'))`)
+	p.shot("spoken-by-b")
 	p.noErrors()
 }

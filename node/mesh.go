@@ -327,7 +327,7 @@ func selfCapability(catalog *models.Manager, name string, hw *pb.Hardware) *pb.C
 			continue
 		}
 		mc := &pb.ModelCapability{Name: m.Name, Digest: m.Digest, SizeBytes: m.SizeBytes, Modality: api.Modality(m.Modality), Engine: m.Engine,
-			Loaded: m.State == models.StateLoaded, Parallel: int32(m.Info.Parallel), Inputs: m.Info.Inputs}
+			Loaded: m.State == models.StateLoaded, Parallel: int32(m.Info.Parallel), Inputs: m.Info.Inputs, Voices: m.Info.Voices}
 		if mc.Loaded {
 			// From the catalog's count of admitted requests, which moves before the catalog pokes
 			// the watcher; the engine's own counts move a moment later.

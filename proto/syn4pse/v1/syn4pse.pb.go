@@ -2859,7 +2859,9 @@ type ModelCapability struct {
 	// SizeBytes is the model file's size, for peers that fetch it.
 	SizeBytes int64 `protobuf:"varint,10,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// Inputs are what a loaded LLM's messages may carry: "text", "image", "audio".
-	Inputs        []string `protobuf:"bytes,11,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Inputs []string `protobuf:"bytes,11,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	// Voices are a text-to-speech model's voices, the default first.
+	Voices        []string `protobuf:"bytes,12,rep,name=voices,proto3" json:"voices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2967,6 +2969,13 @@ func (x *ModelCapability) GetSizeBytes() int64 {
 func (x *ModelCapability) GetInputs() []string {
 	if x != nil {
 		return x.Inputs
+	}
+	return nil
+}
+
+func (x *ModelCapability) GetVoices() []string {
+	if x != nil {
+		return x.Voices
 	}
 	return nil
 }
@@ -6092,7 +6101,7 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\x05links\x18\b \x03(\v2\x14.syn4pse.v1.PeerLinkR\x05links\":\n" +
 	"\bPeerLink\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12\x15\n" +
-	"\x06rtt_ms\x18\x02 \x01(\x01R\x05rttMs\"\xde\x02\n" +
+	"\x06rtt_ms\x18\x02 \x01(\x01R\x05rttMs\"\xf6\x02\n" +
 	"\x0fModelCapability\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06digest\x18\x02 \x01(\tR\x06digest\x120\n" +
@@ -6108,7 +6117,8 @@ const file_syn4pse_v1_syn4pse_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\n" +
 	" \x01(\x03R\tsizeBytes\x12\x16\n" +
-	"\x06inputs\x18\v \x03(\tR\x06inputs\"\x12\n" +
+	"\x06inputs\x18\v \x03(\tR\x06inputs\x12\x16\n" +
+	"\x06voices\x18\f \x03(\tR\x06voices\"\x12\n" +
 	"\x10ListPeersRequest\"?\n" +
 	"\x11ListPeersResponse\x12*\n" +
 	"\x05peers\x18\x01 \x03(\v2\x14.syn4pse.v1.PeerInfoR\x05peers\"\xd2\x02\n" +

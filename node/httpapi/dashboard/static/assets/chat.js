@@ -81,7 +81,8 @@ export function render(main, live, onError) {
     const all = new Map();
     const add = (name, k, inputs, voices, id, where) => {
       let m = all.get(name);
-      if (!m) all.set(name, m = { kind: k, inputs: new Set(), voices: voices || [], nodes: new Map(), where });
+      if (!m) all.set(name, m = { kind: k, inputs: new Set(), voices: [], nodes: new Map(), where });
+      if (!m.voices.length && voices?.length) m.voices = voices;
       for (const i of inputs || []) m.inputs.add(i);
       m.nodes.set(id, { where, inputs: new Set(inputs || []) });
     };
@@ -90,7 +91,7 @@ export function render(main, live, onError) {
     }
     for (const p of live.peers || []) {
       for (const m of p.capability?.models || []) {
-        add(m.name, kind(m.modality), m.inputs, null, p.peer_id, p.node_name || p.capability?.node_name || shortID(p.peer_id));
+        add(m.name, kind(m.modality), m.inputs, m.voices, p.peer_id, p.node_name || p.capability?.node_name || shortID(p.peer_id));
       }
     }
     return all;
