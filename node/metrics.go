@@ -45,7 +45,7 @@ func newMetrics(catalog *models.Manager, mesh func() *mesh) *metrics {
 		peerRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syn4pse_peer_rpc_requests_total",
 			Help: "gRPC calls served to peers over the mesh, by full method and status code."}, []string{"method", "code"}),
 		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syn4pse_forwarded_requests_total",
-			Help: "Requests this node forwarded to peers, by outcome (ok, peer_fault, busy, broken, rejected, canceled), and local_fallback: requests served here after every peer tried failed."},
+			Help: "Requests this node forwarded to peers, by outcome (ok, peer_fault, busy, broken, resumed, rejected, canceled, too_large), and local_fallback: requests served here after every peer tried failed."},
 			[]string{"outcome"}),
 	}
 	for _, o := range router.ForwardOutcomes {

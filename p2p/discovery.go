@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,6 +47,11 @@ const (
 	maxRememberedAddrs = 16
 	// mdnsDialDelay is how long the peer with the larger ID leaves the other to dial first.
 	mdnsDialDelay = 2 * time.Second
+	// knownDialDelay is, on average, how long the peer with the larger ID leaves a known peer
+	// to dial first (dialAll); each wait is drawn between half and one and a half of it, so
+	// two peers never stay in step. It is far longer than a dial takes to reach a peer of the
+	// LAN, and short enough not to slow a node's start much when the other side does not dial.
+	knownDialDelay = 500 * time.Millisecond
 	// bootstrapTag protects connections to bootstrap peers from the connection manager.
 	bootstrapTag = "syn4pse-bootstrap"
 )
@@ -180,10 +186,29 @@ func (h *Host) knownPeers() []peer.AddrInfo {
 
 // dialAll dials every peer in parallel, each bounded by DialTimeout, and waits for them all;
 // onConnected (if not nil) runs after each success.
+//
+// Two peers that know each other dial each other at the same moment when they start together
+// (or one restarts as the other redials it). libp2p dials from its listen port (for hole
+// punching), so the two dials can meet as one TCP connection, a simultaneous open, on which
+// both sides start the security handshake as its client and both fail ("tls: received
+// unexpected handshake message of type *tls.clientHelloMsg"); libp2p then backs off the
+// address for seconds (go-libp2p#2925: no fix in libp2p). So, as for mDNS, the peer with the
+// smaller ID dials at once and the other leaves it a jittered knownDialDelay, dialling only if
+// no connection has come by then.
 func (h *Host) dialAll(ctx context.Context, infos []peer.AddrInfo, onConnected func()) {
 	var wg sync.WaitGroup
 	for _, ai := range infos {
 		wg.Go(func() {
+			if h.ID() > ai.ID && h.awaitPeer(ctx, ai.ID, knownDialDelay/2+rand.N(knownDialDelay)) {
+				h.log.Debug("known peer dialled first", "peer", ai.ID)
+				if onConnected != nil {
+					onConnected()
+				}
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
 			if err := h.Connect(ctx, ai); err != nil {
 				if ctx.Err() == nil {
 					h.log.Debug("known peer unreachable", "peer", ai.ID, "err", err)
@@ -197,6 +222,36 @@ func (h *Host) dialAll(ctx context.Context, infos []peer.AddrInfo, onConnected f
 		})
 	}
 	wg.Wait()
+}
+
+// awaitPeer waits up to d for a connection with id, from either side, and reports whether
+// there is one.
+func (h *Host) awaitPeer(ctx context.Context, id peer.ID, d time.Duration) bool {
+	sub, err := h.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
+	if err != nil {
+		return false // the host is closing
+	}
+	defer sub.Close()
+	if h.host.Network().Connectedness(id) == network.Connected {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return h.host.Network().Connectedness(id) == network.Connected
+		case e, ok := <-sub.Out():
+			if !ok {
+				return false
+			}
+			if ev := e.(event.EvtPeerConnectednessChanged); ev.Peer == id && ev.Connectedness == network.Connected {
+				return true
+			}
+		}
+	}
 }
 
 // admits reports whether the allowlist (if any) lets id in.

@@ -173,7 +173,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	h.dht, err = dht.New(lh,
 		dht.ProtocolPrefix(DHTProtocolPrefix),
 		dht.Mode(dht.ModeServer),
-		dht.BootstrapPeers(bootstrap...),
+		// No dht.BootstrapPeers: the DHT would dial them itself the moment it starts, without
+		// the tie-break of dialAll; the dial loop dials and redials them.
 	)
 	if err != nil {
 		return fail(fmt.Errorf("start DHT: %w", err))

@@ -16,7 +16,8 @@
 // full (RESOURCE_EXHAUSTED, at once): a busy node's requests spill to its peers. After the first
 // event, an error reaches the client as a stream error, except that a chat or completion whose
 // peer fails mid-stream is continued on the next node from the text generated so far, as one
-// stream (resume.go). A peer that fails router.ban_after times in a row is banned (Bans) and
+// stream (resume.go). A reply over a gRPC message size limit (server.grpc_max_message) ends the
+// request with OUT_OF_RANGE: any other node would send the same reply (toolarge.go). A peer that fails router.ban_after times in a row is banned (Bans) and
 // left out of step 3 for router.ban_duration; a busy answer is no failure.
 package router
 
@@ -126,10 +127,14 @@ const (
 	// ForwardResumed: a stream whose peer failed mid-stream (broken) was continued on another
 	// node, and the client got one whole stream.
 	ForwardResumed = "resumed"
+	// ForwardTooLarge: the peer's reply (or the request) was over a gRPC message size limit
+	// (server.grpc_max_message); every node would give the same, so none other was tried and
+	// the client got OUT_OF_RANGE.
+	ForwardTooLarge = "too_large"
 )
 
 // ForwardOutcomes lists every outcome OnForward reports.
-var ForwardOutcomes = []string{ForwardOK, ForwardPeerFault, ForwardBusy, ForwardBroken, ForwardRejected, ForwardCanceled, ForwardLocalFallback, ForwardResumed}
+var ForwardOutcomes = []string{ForwardOK, ForwardPeerFault, ForwardBusy, ForwardBroken, ForwardRejected, ForwardCanceled, ForwardLocalFallback, ForwardResumed, ForwardTooLarge}
 
 // reportForward tells OnForward an outcome.
 func (r *Router) reportForward(outcome string) {
@@ -145,6 +150,8 @@ func forwardOutcome(ctx context.Context, final bool, err error) string {
 		return ForwardOK
 	case ctx.Err() != nil:
 		return ForwardCanceled
+	case errors.As(err, new(*tooLargeError)):
+		return ForwardTooLarge
 	case !final && status.Code(err) == codes.ResourceExhausted:
 		return ForwardBusy
 	case !final:
@@ -393,6 +400,9 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := call(ctx, conn, fwdRouting)
+	if overSizeLimit(err) {
+		return true, &tooLargeError{peer: c.Peer, err: err}
+	}
 	if err != nil {
 		if status.Code(err) != codes.ResourceExhausted {
 			r.recordFault(c.Peer, err)
@@ -407,6 +417,9 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 			return true, nil
 		}
 		if err != nil {
+			if overSizeLimit(err) {
+				return true, &tooLargeError{peer: c.Peer, err: err}
+			}
 			st := status.Convert(err)
 			if !started && st.Code() == codes.ResourceExhausted {
 				return false, err // busy, or at its limit for this node's calls: no fault
