@@ -84,7 +84,7 @@ func TestOllamaAPI(t *testing.T) {
 		stream := false
 		var got []ollama.ChatResponse
 		err := c.Chat(ctx, &ollama.ChatRequest{Model: "tiny", Stream: &stream, Messages: []ollama.Message{{Role: "user", Content: "hello"}},
-			Options: map[string]any{"num_predict": 3}, KeepAlive: &ollama.Duration{Duration: time.Minute}}, func(r ollama.ChatResponse) error {
+			Options: map[string]any{"num_predict": 3, "seed": 1}, KeepAlive: &ollama.Duration{Duration: time.Minute}}, func(r ollama.ChatResponse) error {
 			got = append(got, r)
 			return nil
 		})
@@ -95,7 +95,7 @@ func TestOllamaAPI(t *testing.T) {
 	t.Run("generate", func(t *testing.T) {
 		var text strings.Builder
 		var last ollama.GenerateResponse
-		err := c.Generate(ctx, &ollama.GenerateRequest{Model: "tiny", Prompt: "once upon", System: "be brief", Options: map[string]any{"num_predict": 3}},
+		err := c.Generate(ctx, &ollama.GenerateRequest{Model: "tiny", Prompt: "once upon", System: "be brief", Options: map[string]any{"num_predict": 3, "seed": 1}},
 			func(r ollama.GenerateResponse) error {
 				text.WriteString(r.Response)
 				last = r
