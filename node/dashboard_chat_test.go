@@ -85,8 +85,9 @@ func writeWAV(t *testing.T, path string, a audio.Audio, pad float64) {
 // out with the request; an image attached through the file input shows in the user's bubble and
 // costs the image's positions in the prompt; the attach control hides for a text-only model;
 // an answer is spoken into a playable <audio>; the microphone, refused, says so, and allowed
-// (Chromium's fake device playing the node's own speech) fills the message box with the words
-// PocketSphinx heard; the page fits a phone and logs no error.
+// (Chromium's fake device playing the node's own speech) shows interim words while it records
+// and fills the message box with the words PocketSphinx heard; the page fits a phone and logs
+// no error.
 func TestDashboardPlayground(t *testing.T) {
 	projector := filepath.Join(t.TempDir(), "mmproj.gguf")
 	if err := tinygguf.WriteVisionProjector(projector, 4); err != nil {
@@ -114,7 +115,8 @@ func TestDashboardPlayground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const pad = 0.5
+	// Padded so that the page transcribes the recording so far at least once while it plays.
+	const pad = 1.0
 	door := filepath.Join(dir, "door.wav")
 	writeWAV(t, door, said, pad)
 	picture := filepath.Join(dir, "picture.png")
@@ -226,12 +228,21 @@ func TestDashboardPlayground(t *testing.T) {
 	p.do("mic", chromedp.Click(chromedp.ID("chat-mic")))
 	p.waitFor("recording", `document.getElementById('chat-mic').dataset.state === 'recording'`)
 	p.shot("recording")
+	// While it records, the recording so far is transcribed into the box, marked interim.
+	p.waitFor("interim words", `(i => i.dataset.interim === 'true' && i.classList.contains('interim') && i.value.trim() !== '')(document.getElementById('chat-input'))`)
+	interim := eval[string](p, `document.getElementById('chat-input').value`)
+	interimAt := eval[string](p, `document.getElementById('chat-mic').dataset.seconds`)
+	p.shot("interim")
 	long := said.Duration().Seconds() + 2*pad
 	p.waitFor("the whole sentence recorded", fmt.Sprintf(`Number(document.getElementById('chat-mic').dataset.seconds) >= %.2f`, long))
 	p.do("stop", chromedp.Click(chromedp.ID("chat-mic")))
 	p.waitFor("the transcription", `document.getElementById('chat-mic').dataset.state === 'idle'`)
 	heard := eval[string](p, `document.getElementById('chat-input').value`)
-	t.Logf("said %q over the fake microphone (%.1f s), heard %q", "Please open the door.", long, heard)
+	t.Logf("said %q over the fake microphone (%.1f s), heard %q (interim %q at %s s, %s interim transcriptions)", "Please open the door.", long, heard,
+		interim, interimAt, eval[string](p, `document.getElementById('chat-mic').dataset.interims`))
+	if eval[bool](p, `'interim' in document.getElementById('chat-input').dataset || document.getElementById('chat-input').classList.contains('interim')`) {
+		t.Errorf("the final transcription is still marked interim")
+	}
 	// PocketSphinx hears kal16 well through the HTTP API (maxRoundTripWER); a broken capture,
 	// resampler or WAV encoder in the page gives rates near 1.
 	if rate, _, _ := speechtest.WER("Please open the door.", heard); rate > 0.5 {
@@ -275,6 +286,79 @@ func TestDashboardPlayground(t *testing.T) {
 	p.shot("phone")
 	p.do("scroll to the message box", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-form').scrollIntoView({ block: 'end' })`))
 	p.shot("phone-form")
+	p.noErrors()
+}
+
+// TestDashboardPlaygroundReadsAloud: with "Read aloud" on, the chat asks for the audio chat
+// (modalities text and audio, a WAV stream in the chosen voice); the answer's text streams into
+// its bubble while flite's speech arrives sentence by sentence and is scheduled in Web Audio;
+// the serving node and the token counts show as for a text chat.
+func TestDashboardPlaygroundReadsAloud(t *testing.T) {
+	n := startNode(t, tinyDecl("tiny"), ttsDecl("voice", "flite", "kal16"))
+	p := openDashboard(t, "http://"+n.HTTPAddr(), chromedp.Flag("autoplay-policy", "no-user-gesture-required"))
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	p.waitFor("the Read aloud toggle", `!document.getElementById('chat-aloud').closest('label').hidden && document.getElementById('chat-voice').value !== '' && document.getElementById('chat-model').value === 'tiny'`)
+	p.do("record what the page sends", chromedp.Evaluate[chromedp.Void](recordFetch))
+	p.do("read aloud, 24 tokens, seed 3", chromedp.Click(chromedp.ID("chat-aloud")),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '24'; document.getElementById('chat-seed').value = '3'`))
+	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Tell me a story."), chromedp.Click(chromedp.ID("chat-send")))
+	answer := `document.querySelector('.msg.assistant')`
+	p.waitFor("speech scheduled", answer+`?.dataset.audioChunks >= 1`)
+	p.shot("reading")
+	p.waitFor("the answer done", answer+`.classList.contains('done')`)
+	p.shot("read")
+
+	var got struct {
+		Text, Meta                          string
+		Chunks, AudioChunks, PromptTokens   int
+		AudioSeconds, FirstText, FirstAudio float64
+	}
+	raw := eval[string](p, `(a => JSON.stringify({Text: a.querySelector('.text').textContent, Meta: a.querySelector('.meta').textContent,
+		Chunks: Number(a.dataset.chunks), AudioChunks: Number(a.dataset.audioChunks), PromptTokens: Number(a.dataset.promptTokens),
+		AudioSeconds: Number(a.dataset.audioSeconds), FirstText: Number(a.dataset.firstTextMs), FirstAudio: Number(a.dataset.firstAudioMs)}))(`+answer+`)`)
+	if err := json.Unmarshal([]byte(raw), &got); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("answer %q: %s; %d text chunks, %d audio chunks, %.2f s of speech; first text after %v ms, first audio after %v ms",
+		got.Text, got.Meta, got.Chunks, got.AudioChunks, got.AudioSeconds, got.FirstText, got.FirstAudio)
+	if got.Chunks == 0 || strings.TrimSpace(got.Text) == "" {
+		t.Errorf("no text streamed: %+v", got)
+	}
+	if got.AudioChunks < 1 || got.AudioSeconds <= 0 {
+		t.Errorf("no speech scheduled: %+v", got)
+	}
+	// Each sentence goes to be spoken only after its text went out.
+	if got.FirstAudio < got.FirstText {
+		t.Errorf("first audio at %v ms before the first text at %v ms", got.FirstAudio, got.FirstText)
+	}
+	if !strings.Contains(got.Meta, "(this node)") || !strings.Contains(got.Meta, " tokens") || got.PromptTokens <= 0 {
+		t.Errorf("meta %q, prompt tokens %d: want served by this node and the token counts", got.Meta, got.PromptTokens)
+	}
+	var body struct {
+		Modalities []string
+		Audio      struct{ Model, Voice, Format string }
+		Stream     bool
+	}
+	if err := json.Unmarshal([]byte(lastSent(t, p, "/v1/chat/completions").Body), &body); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(body.Modalities, ",") != "text,audio" || body.Audio.Model != "voice" || body.Audio.Format != "wav" || !body.Stream {
+		t.Errorf("request %+v: want a streamed audio chat with voice's WAV", body)
+	}
+
+	// Off again: a plain text chat.
+	p.do("read aloud off", chromedp.Click(chromedp.ID("chat-aloud")))
+	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "And another."), chromedp.Click(chromedp.ID("chat-send")))
+	p.waitFor("the second answer", `document.querySelectorAll('.msg.assistant')[1]?.classList.contains('done')`)
+	if b := lastSent(t, p, "/v1/chat/completions").Body; strings.Contains(b, "modalities") || eval[bool](p, `'audioChunks' in document.querySelectorAll('.msg.assistant')[1].dataset`) {
+		t.Errorf("read aloud off, the chat still asked for speech: %s", b)
+	}
+	p.do("phone width", chromedp.EmulateViewport(390, 844))
+	p.waitFor("laid out", `document.documentElement.clientWidth <= 390`)
+	if w := eval[float64](p, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+		t.Errorf("playground at phone width: %v px wider than the screen", w)
+	}
+	p.shot("phone")
 	p.noErrors()
 }
 

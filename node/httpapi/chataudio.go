@@ -58,7 +58,7 @@ func (h *Handler) chatWithAudio(w http.ResponseWriter, r *http.Request, req *cha
 		return
 	}
 	if req.Stream {
-		h.streamChatWithAudio(w, r, preq, speech)
+		h.streamChatWithAudio(w, r, preq, speech, req.includeUsage())
 		return
 	}
 	var text strings.Builder
@@ -151,26 +151,35 @@ func (h *Handler) synthesizeAll(ctx context.Context, req *pb.SynthesizeRequest) 
 }
 
 // streamChatWithAudio streams the transcript as the model writes it and the speech, sentence
-// by sentence, as each sentence is complete (package speech's ChatAloud).
-func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, req *pb.ChatRequest, speech *pb.SynthesizeRequest) {
+// by sentence, as each sentence is complete (package speech's ChatAloud). Like a text stream, it
+// names the serving node in Syn4pse-Served-By and ends with the usage (in its own chunk when
+// includeUsage, else in the last).
+func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, req *pb.ChatRequest, speech *pb.SynthesizeRequest, includeUsage bool) {
 	s := &sseStream{Events: wire.Events{W: w}}
 	var mu sync.Mutex // text and audio come from two goroutines
 	created := time.Now().Unix()
 	id := newChunkID()
 	audioID := "audio_" + id
-	chunk := func(delta *audioMessage, reason *string) error {
+	servedBy := "" // the text's node, known with the first piece (before any audio)
+	write := func(delta *audioMessage, reason *string, u *usage) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if !s.Started {
-			s.Start("")
-			if err := s.Write(audioChunkObject(id, created, req.GetModel(), &audioMessage{Role: "assistant"}, nil)); err != nil {
+			s.Start(servedBy)
+			if err := s.Write(audioChunkObject(id, created, req.GetModel(), &audioMessage{Role: "assistant"}, nil, nil)); err != nil {
 				return err
 			}
 		}
-		return s.Write(audioChunkObject(id, created, req.GetModel(), delta, reason))
+		return s.Write(audioChunkObject(id, created, req.GetModel(), delta, reason, u))
 	}
+	chunk := func(delta *audioMessage, reason *string) error { return write(delta, reason, nil) }
 	aloud, err := h.inference.Speech().ChatAloud(r.Context(), req, speech, time.Now(),
-		func(text string) error {
+		func(text, by string) error {
+			mu.Lock()
+			if servedBy == "" {
+				servedBy = by
+			}
+			mu.Unlock()
 			return chunk(&audioMessage{Audio: &messageAudio{ID: audioID, Transcript: text}}, nil)
 		},
 		func(a *pb.AudioChunk) error {
@@ -181,15 +190,36 @@ func (h *Handler) streamChatWithAudio(w http.ResponseWriter, r *http.Request, re
 		s.Fail(err)
 	default:
 		reason := finishReason(aloud.Final)
-		if chunk(&audioMessage{Audio: &messageAudio{ID: audioID, ExpiresAt: time.Now().Add(time.Hour).Unix()}}, &reason) == nil {
+		if servedBy == "" {
+			servedBy = aloud.Final.GetServedBy()
+		}
+		last := &audioMessage{Audio: &messageAudio{ID: audioID, ExpiresAt: time.Now().Add(time.Hour).Unix()}}
+		var err error
+		if includeUsage {
+			if err = write(last, &reason, nil); err == nil {
+				err = write(nil, nil, usageOf(aloud.Final))
+			}
+		} else {
+			err = write(last, &reason, usageOf(aloud.Final))
+		}
+		if err == nil {
 			s.WriteRaw([]byte("data: [DONE]\n\n"))
 		}
 	}
 }
 
-func audioChunkObject(id string, created int64, model string, delta *audioMessage, reason *string) map[string]any {
-	return map[string]any{"id": "chatcmpl-" + id, "object": "chat.completion.chunk", "created": created,
-		"model": model, "system_fingerprint": fingerprint, "choices": []audioChoice{{Delta: delta, FinishReason: reason}}}
+// audioChunkObject is one chunk of a streamed audio chat; a nil delta makes OpenAI's usage
+// chunk, with empty choices.
+func audioChunkObject(id string, created int64, model string, delta *audioMessage, reason *string, u *usage) map[string]any {
+	obj := map[string]any{"id": "chatcmpl-" + id, "object": "chat.completion.chunk", "created": created,
+		"model": model, "system_fingerprint": fingerprint, "choices": []audioChoice{}}
+	if delta != nil {
+		obj["choices"] = []audioChoice{{Delta: delta, FinishReason: reason}}
+	}
+	if u != nil {
+		obj["usage"] = u
+	}
+	return obj
 }
 
 // newChunkID names a streamed audio chat (the chat's own id arrives with its first event, after

@@ -83,7 +83,7 @@ func (s *Service) converse(ctx context.Context, cfg *pb.ConverseConfig, buf *Aud
 		Messages: append(append([]*pb.Message(nil), cfg.GetMessages()...), &pb.Message{Role: "user", Content: transcript.GetText()})}
 	speech := &pb.SynthesizeRequest{Model: cfg.GetTtsModel(), Voice: cfg.GetVoice(), Format: cfg.GetAudioFormat(), Routing: cfg.GetRouting()}
 	aloud, err := s.ChatAloud(ctx, chat, speech, heard,
-		func(text string) error {
+		func(text, _ string) error {
 			return send(&pb.ConverseResponse{Event: &pb.ConverseResponse_Delta{Delta: &pb.Delta{Text: text}}})
 		},
 		func(c *pb.AudioChunk) error {
@@ -110,10 +110,11 @@ type Aloud struct {
 // ChatAloud runs a chat and speaks its answer sentence by sentence as the model writes it: each
 // sentence is its own routed synthesis (speech names the model, voice, output format and
 // routing; its input is ignored), encoded here into one stream in speech's format. text gets the
-// answer's pieces, audio the chunks; they may be called from two goroutines at once. since is
-// when the clock of FirstText and FirstAudio starts.
+// answer's pieces and the node that wrote them, each before its sentence goes to be spoken,
+// audio the chunks; they may be called from two goroutines at once. since is when the clock of
+// FirstText and FirstAudio starts.
 func (s *Service) ChatAloud(ctx context.Context, chat *pb.ChatRequest, speech *pb.SynthesizeRequest, since time.Time,
-	text func(string) error, audio func(*pb.AudioChunk) error) (Aloud, error) {
+	text func(piece, servedBy string) error, audio func(*pb.AudioChunk) error) (Aloud, error) {
 	var out Aloud
 	speaker := s.newSpeaker(ctx, speech, audio, since)
 	var splitter sentenceSplitter
@@ -128,10 +129,13 @@ func (s *Service) ChatAloud(ctx context.Context, chat *pb.ChatRequest, speech *p
 			out.FirstText = time.Since(since)
 		}
 		answer.WriteString(piece)
+		if err := text(piece, ev.GetServedBy()); err != nil {
+			return err
+		}
 		for _, sentence := range splitter.Add(piece) {
 			speaker.say(sentence)
 		}
-		return text(piece)
+		return nil
 	})
 	if rest := splitter.Flush(); rest != "" && err == nil {
 		speaker.say(rest)

@@ -1,13 +1,15 @@
 // Audio for the Playground: record the microphone as 16 kHz 16-bit mono WAV (a format the
-// node decodes; MediaRecorder's webm/opus is not), and read files as base64 for the API.
+// node decodes; MediaRecorder's webm/opus is not), play a streamed spoken answer, and read
+// files as base64 for the API.
 
 /** canRecord says whether this page may ask for the microphone (https or localhost only). */
 export const canRecord = Boolean(navigator.mediaDevices?.getUserMedia && window.AudioWorkletNode);
 
 /**
  * record opens the microphone and captures its samples until stop() resolves with the WAV
- * (a Blob) or cancel() drops them; onTick(seconds) follows the recording's length. It rejects
- * (NotAllowedError...) when the user or the browser refuses the microphone.
+ * (a Blob) or cancel() drops them; so far() is the WAV of what it has heard yet, recording on;
+ * onTick(seconds) follows the recording's length. It rejects (NotAllowedError...) when the
+ * user or the browser refuses the microphone.
  */
 export async function record(onTick) {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
@@ -29,17 +31,64 @@ export async function record(onTick) {
     await close();
     throw err;
   }
-  return {
-    async stop() {
-      await close();
-      const pcm = new Float32Array(frames);
-      let at = 0;
-      for (const b of blocks) { pcm.set(b, at); at += b.length; }
-      const rate = Math.min(ctx.sampleRate, 16000);
-      return wav(downsample(pcm, ctx.sampleRate, rate), rate);
-    },
-    cancel: close,
+  const far = () => {
+    const pcm = new Float32Array(frames);
+    let at = 0;
+    for (const b of blocks) { pcm.set(b, at); at += b.length; }
+    const rate = Math.min(ctx.sampleRate, 16000);
+    return wav(downsample(pcm, ctx.sampleRate, rate), rate);
   };
+  return { async stop() { await close(); return far(); }, far, cancel: close };
+}
+
+/**
+ * player plays a WAV stream as its base64 pieces arrive (a chat's delta.audio.data: the 44-byte
+ * header with the rate, then 16-bit mono PCM), gaplessly: each piece an AudioBufferSourceNode
+ * started where the one before ends. chunks and seconds count what it scheduled; ended()
+ * resolves when the last piece has played; stop() silences it at once.
+ */
+export function player() {
+  const ctx = new AudioContext();
+  let rate = 0;
+  let rest = new Uint8Array(0);
+  let end = 0;
+  let closed = false;
+  const p = {
+    chunks: 0,
+    seconds: 0,
+    push(b64) {
+      if (closed) return;
+      const bin = atob(b64);
+      let bytes = new Uint8Array(rest.length + bin.length);
+      bytes.set(rest);
+      for (let i = 0; i < bin.length; i++) bytes[rest.length + i] = bin.charCodeAt(i);
+      if (!rate) {
+        if (bytes.length < 44) { rest = bytes; return; }
+        const head = new DataView(bytes.buffer);
+        if (head.getUint32(0) !== 0x52494646 || head.getUint32(36) !== 0x64617461) throw new Error('the speech is not a WAV stream');
+        rate = head.getUint32(24, true);
+        bytes = bytes.subarray(44);
+      }
+      const n = bytes.length >> 1;
+      rest = bytes.slice(2 * n); // an odd byte waits for the next piece
+      if (!n) return;
+      const pcm = new DataView(bytes.buffer, bytes.byteOffset, 2 * n);
+      const buf = ctx.createBuffer(1, n, rate);
+      const out = buf.getChannelData(0);
+      for (let i = 0; i < n; i++) out[i] = pcm.getInt16(2 * i, true) / 32768;
+      const src = ctx.createBufferSource();
+      src.buffer = buf;
+      src.connect(ctx.destination);
+      end = Math.max(end, ctx.currentTime);
+      src.start(end);
+      end += buf.duration;
+      p.chunks++;
+      p.seconds += buf.duration;
+    },
+    ended: () => new Promise((resolve) => setTimeout(resolve, Math.max(0, end - ctx.currentTime) * 1000)),
+    stop() { if (!closed) { closed = true; ctx.close(); } },
+  };
+  return p;
 }
 
 /** downsample averages each window of the input that makes one output sample (from > to). */

@@ -2,10 +2,11 @@
 // stream: true), showing which node served each answer (the Syn4pse-Served-By header). It sends
 // the sampling settings the user set, may pin a node (Syn4pse-Node), attaches images and audio
 // where the model takes them, records the microphone for the mesh's speech-to-text
-// (/v1/audio/transcriptions) and speaks answers with its text-to-speech (/v1/audio/speech).
+// (/v1/audio/transcriptions, the words shown as they are spoken) and speaks answers with its
+// text-to-speech (/v1/audio/speech), or reads them aloud as they stream (the audio chat).
 import { AuthError, getJSON, request } from './api.js';
 import { el, kind, shortID } from './dom.js';
-import { audioFormat, canRecord, dataURL, record } from './audio.js';
+import { audioFormat, canRecord, dataURL, player, record } from './audio.js';
 
 // conversation outlives page switches within the tab.
 const conversation = [];
@@ -37,6 +38,8 @@ export function render(main, live, onError) {
   const pin = el('select', { id: 'chat-node', 'aria-label': 'node' });
   const voice = el('select', { id: 'chat-voice', 'aria-label': 'voice' });
   const voiceLabel = el('label', { hidden: true }, 'Voice ', voice);
+  const aloud = el('input', { id: 'chat-aloud', type: 'checkbox' });
+  const aloudLabel = el('label', { hidden: true }, aloud, ' Read aloud');
   const system = el('textarea', { id: 'chat-system', rows: 2, placeholder: 'System prompt (optional)' });
   const temperature = el('input', { id: 'chat-temperature', type: 'number', min: 0, max: 2, step: 0.1, value: 0.8, 'aria-label': 'temperature' });
   const maxTokens = el('input', { id: 'chat-max-tokens', type: 'number', min: 1, max: 8192, value: 256, 'aria-label': 'max tokens' });
@@ -64,7 +67,7 @@ export function render(main, live, onError) {
     el('div', { class: 'row' }, send, stop, clear, imageLabel, audioLabel, mic), note);
   main.append(el('h1', null, 'Playground'),
     el('div', { class: 'row settings' }, el('label', null, 'Model ', picker), el('label', null, 'Node ', pin),
-      el('label', null, 'Temperature ', temperature), el('label', null, 'Max tokens ', maxTokens), voiceLabel),
+      el('label', null, 'Temperature ', temperature), el('label', null, 'Max tokens ', maxTokens), voiceLabel, aloudLabel),
     sampling, system, log, form);
 
   let localModels = null;
@@ -117,7 +120,7 @@ export function render(main, live, onError) {
     imageLabel.hidden = !takes.has('image');
     audioLabel.hidden = !takes.has('audio');
     mic.hidden = !canRecord || !(first('stt') || takes.has('audio'));
-    voiceLabel.hidden = !first('tts');
+    voiceLabel.hidden = aloudLabel.hidden = !first('tts');
     log.classList.toggle('can-speak', !voiceLabel.hidden);
   };
   picker.addEventListener('change', update);
@@ -167,18 +170,51 @@ export function render(main, live, onError) {
     mic.setAttribute('aria-pressed', String(state === 'recording'));
   };
   micState('Mic', 'idle');
+  // base is the message box's text before the recording: what is heard goes after it, interim
+  // (muted) while the recording goes on.
+  let base = '';
+  const heard = (text, interim) => {
+    input.value = [base, text].filter(Boolean).join(' ');
+    input.classList.toggle('interim', interim);
+    if (interim) input.dataset.interim = 'true';
+    else delete input.dataset.interim;
+  };
+  const hear = async (wav, signal) => {
+    const form = new FormData();
+    form.append('model', first('stt'));
+    form.append('file', wav, 'recording.wav');
+    const res = await (await request('/v1/audio/transcriptions', { method: 'POST', body: form, signal })).json();
+    return (res.text || '').trim();
+  };
+  // listen transcribes the whole recording so far every 1.75 s while it goes on; a tick is
+  // skipped while the one before is still being heard.
+  let interim = null;
+  const listen = (r) => {
+    let busy = false;
+    let n = 0;
+    const ctrl = new AbortController();
+    const timer = setInterval(async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        const text = await hear(r.far(), ctrl.signal);
+        if (recording === r && text) { heard(text, true); mic.dataset.interims = String(++n); }
+      } catch {
+        // An interim guess may fail (or be cancelled); the final transcription says what failed.
+      }
+      busy = false;
+    }, 1750);
+    interim = () => { clearInterval(timer); ctrl.abort(); };
+  };
   const transcribe = async (wav) => {
     micState('Transcribing…', 'busy');
     mic.disabled = true;
     try {
-      const form = new FormData();
-      form.append('model', first('stt'));
-      form.append('file', wav, 'recording.wav');
-      const res = await (await request('/v1/audio/transcriptions', { method: 'POST', body: form })).json();
-      const text = (res.text || '').trim();
-      input.value = [input.value.trim(), text].filter(Boolean).join(' ');
+      const text = await hear(wav);
+      heard(text, false);
       say(text ? '' : 'Nothing heard.');
     } catch (err) {
+      heard('', false);
       if (err instanceof AuthError) onError(err);
       else say('Transcription failed: ' + err.message);
     } finally {
@@ -190,18 +226,22 @@ export function render(main, live, onError) {
     if (recording) {
       const r = recording;
       recording = null;
+      interim?.();
+      interim = null;
       micState('…', 'busy');
       const wav = await r.stop();
       if (!inputs().has('audio')) { await transcribe(wav); return; }
       micState('Mic', 'idle');
       const item = attachAudio(await dataURL(wav), 'wav', '♪ recording');
       if (first('stt')) {
-        item.chip.firstChild.append(' ', el('button', { type: 'button', onclick: () => { detach(item); transcribe(wav); } }, 'to text'));
+        item.chip.firstChild.append(' ', el('button', { type: 'button', onclick: () => { detach(item); base = input.value.trim(); transcribe(wav); } }, 'to text'));
       }
       return;
     }
     say('');
     delete mic.dataset.seconds;
+    delete mic.dataset.interims;
+    base = input.value.trim();
     micState('Starting…', 'busy');
     mic.disabled = true;
     try {
@@ -213,6 +253,7 @@ export function render(main, live, onError) {
         micState(`■ Stop ${s.toFixed(1)} s`, 'recording');
       });
       micState('■ Stop', 'recording');
+      if (first('stt') && !inputs().has('audio')) listen(recording);
     } catch (err) {
       recording = null;
       micState('Mic', 'idle');
@@ -276,6 +317,9 @@ export function render(main, live, onError) {
   };
 
   let ctrl = null;
+  // speaking plays the answer read aloud, which may go on after its text has ended.
+  let speaking = null;
+  const quiet = () => { speaking?.stop(); speaking = null; stop.disabled = !ctrl; };
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value.trim();
@@ -297,12 +341,20 @@ export function render(main, live, onError) {
     let reply = '';
     let chunks = 0;
     let meta = '';
+    // Read aloud: the audio chat speaks each sentence as it is written. It asks for WAV, whose
+    // header gives the rate of the PCM after it (peers do not announce their voices' rates).
+    const [tts, v] = aloud.checked && !aloudLabel.hidden ? JSON.parse(voice.value || '[]') : [];
+    quiet();
+    const voicer = tts ? (speaking = player()) : null;
+    const spoken = voicer ? { modalities: ['text', 'audio'], audio: { model: tts, voice: v || undefined, format: 'wav' } } : {};
+    const sentAt = performance.now();
+    const since = () => String(Math.round(performance.now() - sentAt));
     try {
       const headers = { 'Content-Type': 'application/json' };
       if (pin.value) headers['Syn4pse-Node'] = pin.value;
       const res = await request('/v1/chat/completions', {
         method: 'POST', signal: ctrl.signal, headers,
-        body: JSON.stringify({ model: picker.value, messages, stream: true, stream_options: { include_usage: true }, ...options() }),
+        body: JSON.stringify({ model: picker.value, messages, stream: true, stream_options: { include_usage: true }, ...options(), ...spoken }),
       });
       const by = res.headers.get('Syn4pse-Served-By') || '';
       const served = el('span', { class: 'served-by', title: by }, 'served by ' + (names().get(by) || shortID(by) || 'unknown'));
@@ -322,8 +374,20 @@ export function render(main, live, onError) {
           if (!line || line === 'data: [DONE]') continue;
           const ev = JSON.parse(line.slice(6));
           if (ev.error) throw new Error(ev.error.message || String(ev.error));
-          const delta = ev.choices?.[0]?.delta?.content;
-          if (delta) { reply += delta; chunks++; answer.body.textContent = reply; }
+          const d = ev.choices?.[0]?.delta;
+          const piece = d?.content || d?.audio?.transcript;
+          if (piece) {
+            if (!chunks) answer.node.dataset.firstTextMs = since();
+            reply += piece;
+            chunks++;
+            answer.body.textContent = reply;
+          }
+          if (d?.audio?.data && voicer) {
+            voicer.push(d.audio.data);
+            if (voicer.chunks && !answer.node.dataset.firstAudioMs) answer.node.dataset.firstAudioMs = since();
+            answer.node.dataset.audioChunks = String(voicer.chunks);
+            answer.node.dataset.audioSeconds = voicer.seconds.toFixed(2);
+          }
           if (ev.usage) usage = ev.usage;
         }
       }
@@ -334,6 +398,7 @@ export function render(main, live, onError) {
         answer.node.dataset.promptTokens = String(usage.prompt_tokens);
       }
     } catch (err) {
+      if (voicer === speaking) quiet();
       if (err.name === 'AbortError') {
         answer.meta.append(' · stopped');
         meta += ' · stopped';
@@ -358,9 +423,10 @@ export function render(main, live, onError) {
     conversation.push({ role: 'assistant', content: reply, meta });
     ctrl = null;
     send.disabled = false;
-    stop.disabled = true;
+    stop.disabled = !speaking;
+    voicer?.ended().then(() => { if (voicer === speaking) quiet(); else voicer.stop(); });
   });
-  stop.addEventListener('click', () => ctrl?.abort());
+  stop.addEventListener('click', () => { ctrl?.abort(); quiet(); });
   clear.addEventListener('click', () => { conversation.length = 0; log.replaceChildren(); });
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
@@ -373,5 +439,5 @@ export function render(main, live, onError) {
     update();
   }).catch(onError);
   const unsubscribe = live.subscribe(() => { if (selfID) update(); });
-  return () => { unsubscribe(); ctrl?.abort(); recording?.cancel(); };
+  return () => { unsubscribe(); ctrl?.abort(); speaking?.stop(); interim?.(); recording?.cancel(); };
 }
