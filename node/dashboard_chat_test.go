@@ -346,11 +346,32 @@ func TestDashboardPlaygroundReadsAloud(t *testing.T) {
 		t.Errorf("request %+v: want a streamed audio chat with voice's WAV", body)
 	}
 
+	// Stop, while the answer streams and speaks, ends both: the request and the audio. (The
+	// random model may end early: the test adds ignore_eos to the request so that it writes on.)
+	p.do("clear, 200 tokens, keep the audio contexts", chromedp.Click(chromedp.ID("chat-clear")),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '200';
+		window.contexts = []; window.AudioContext = class extends AudioContext { constructor(...a) { super(...a); window.contexts.push(this) } };
+		const f = window.fetch;
+		window.fetch = (url, opts = {}) => f(url, String(url).includes('/v1/chat/') ? { ...opts, body: JSON.stringify({ ...JSON.parse(opts.body), ignore_eos: true }) } : opts)`))
+	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Go on."), chromedp.Click(chromedp.ID("chat-send")))
+	p.waitFor("speech scheduled", answer+`?.dataset.audioChunks >= 1`)
+	if !eval[bool](p, `(() => { const streaming = document.getElementById('chat-send').disabled; document.getElementById('chat-stop').click(); return streaming })()`) {
+		t.Fatalf("the 200-token answer ended before its first audio was scheduled")
+	}
+	p.waitFor("stopped", answer+`?.classList.contains('done') && document.getElementById('chat-stop').disabled`)
+	if meta := eval[string](p, answer+`.querySelector('.meta').textContent`); !strings.Contains(meta, "stopped") {
+		t.Errorf("meta %q after Stop: want stopped", meta)
+	}
+	if state := eval[string](p, `window.contexts.map(c => c.state).join()`); state != "closed" {
+		t.Errorf("audio contexts after Stop: %q, want one closed", state)
+	}
+
 	// Off again: a plain text chat.
-	p.do("read aloud off", chromedp.Click(chromedp.ID("chat-aloud")))
+	p.do("read aloud off, clear, 24 tokens", chromedp.Click(chromedp.ID("chat-aloud")), chromedp.Click(chromedp.ID("chat-clear")),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '24'`))
 	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "And another."), chromedp.Click(chromedp.ID("chat-send")))
-	p.waitFor("the second answer", `document.querySelectorAll('.msg.assistant')[1]?.classList.contains('done')`)
-	if b := lastSent(t, p, "/v1/chat/completions").Body; strings.Contains(b, "modalities") || eval[bool](p, `'audioChunks' in document.querySelectorAll('.msg.assistant')[1].dataset`) {
+	p.waitFor("the answer", answer+`?.classList.contains('done')`)
+	if b := lastSent(t, p, "/v1/chat/completions").Body; strings.Contains(b, "modalities") || eval[bool](p, `'audioChunks' in `+answer+`.dataset`) {
 		t.Errorf("read aloud off, the chat still asked for speech: %s", b)
 	}
 	p.do("phone width", chromedp.EmulateViewport(390, 844))
