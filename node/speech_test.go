@@ -597,10 +597,17 @@ func TestChatAnswersWithAudio(t *testing.T) {
 		t.Errorf("audio of %q: %v", msg.Audio.Transcript, err)
 	}
 
-	// Streamed: the transcript in pieces, then the audio in base64 pieces.
-	stream := client.Chat.Completions.NewStreaming(t.Context(), params)
+	// Streamed: the transcript in pieces, then the audio in base64 pieces; the serving node in
+	// Syn4pse-Served-By and the usage in its own chunk, as for a text stream.
+	params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	var head *http.Response
+	stream := client.Chat.Completions.NewStreaming(t.Context(), params, option.WithResponseInto(&head))
 	var transcript, data strings.Builder
+	var usage openai.CompletionUsage
 	for stream.Next() {
+		if u := stream.Current().Usage; u.TotalTokens > 0 {
+			usage = u
+		}
 		var chunk struct {
 			Choices []struct {
 				Delta struct {
@@ -621,6 +628,9 @@ func TestChatAnswersWithAudio(t *testing.T) {
 	}
 	if transcript.String() != msg.Audio.Transcript {
 		t.Errorf("streamed transcript %q, want %q", transcript.String(), msg.Audio.Transcript)
+	}
+	if usage.CompletionTokens != 12 || head.Header.Get("Syn4pse-Served-By") != nodeID(t, n.HTTPAddr()) {
+		t.Errorf("streamed usage %+v, Syn4pse-Served-By %q: want 12 completion tokens from this node", usage, head.Header.Get("Syn4pse-Served-By"))
 	}
 	// Each delta's data is its own base64 piece of one WAV stream.
 	if data.Len() == 0 {
