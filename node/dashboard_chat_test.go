@@ -346,16 +346,25 @@ func TestDashboardPlaygroundReadsAloud(t *testing.T) {
 		t.Errorf("request %+v: want a streamed audio chat with voice's WAV", body)
 	}
 
-	// Stop, while the answer streams and speaks, ends both: the request and the audio. (The
-	// random model may end early: the test adds ignore_eos to the request so that it writes on.)
+	// Stop, while the answer streams and speaks, ends both: the request and the audio. Stop is
+	// clicked as the first audio is scheduled (a polled click could come after the stream, which
+	// takes well under a second), and the test adds ignore_eos to the request so that the random
+	// model writes on.
 	p.do("clear, 200 tokens, keep the audio contexts", chromedp.Click(chromedp.ID("chat-clear")),
 		chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '200';
 		window.contexts = []; window.AudioContext = class extends AudioContext { constructor(...a) { super(...a); window.contexts.push(this) } };
 		const f = window.fetch;
 		window.fetch = (url, opts = {}) => f(url, String(url).includes('/v1/chat/') ? { ...opts, body: JSON.stringify({ ...JSON.parse(opts.body), ignore_eos: true }) } : opts)`))
+	p.do("stop at the first audio", chromedp.Evaluate[chromedp.Void](`window.streaming = null;
+		new MutationObserver((_, o) => {
+			if (!(document.querySelector('.msg.assistant')?.dataset.audioChunks >= 1)) return;
+			o.disconnect();
+			window.streaming = document.getElementById('chat-send').disabled;
+			document.getElementById('chat-stop').click();
+		}).observe(document.getElementById('chat-log'), { subtree: true, attributeFilter: ['data-audio-chunks'] })`))
 	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Go on."), chromedp.Click(chromedp.ID("chat-send")))
-	p.waitFor("speech scheduled", answer+`?.dataset.audioChunks >= 1`)
-	if !eval[bool](p, `(() => { const streaming = document.getElementById('chat-send').disabled; document.getElementById('chat-stop').click(); return streaming })()`) {
+	p.waitFor("speech scheduled and stopped", `window.streaming !== null`)
+	if !eval[bool](p, `window.streaming`) {
 		t.Fatalf("the 200-token answer ended before its first audio was scheduled")
 	}
 	p.waitFor("stopped", answer+`?.classList.contains('done') && document.getElementById('chat-stop').disabled`)
