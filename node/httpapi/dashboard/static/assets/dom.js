@@ -57,12 +57,31 @@ export function kind(modality) {
   return kinds[k] || k;
 }
 
+// answer resolves the question the confirmation dialog shows, until it is answered.
+let answer = null;
+
+// settle gives the question its answer once the dialog has closed. The dialog's close event
+// comes a moment after it closes, and may come only after the next question is on screen:
+// asking again settles the last question first, and a late event finds the dialog open.
+function settle() {
+  const dialog = document.getElementById('confirm');
+  if (!answer || dialog.open) return;
+  const resolve = answer;
+  answer = null;
+  resolve(dialog.returnValue === 'ok');
+}
+
 /** confirmAction asks in the page's own dialog; resolves true when the user confirms. */
 export function confirmAction(text) {
   const dialog = document.getElementById('confirm');
+  if (!dialog.dataset.wired) {
+    dialog.addEventListener('close', settle);
+    dialog.dataset.wired = 'true';
+  }
+  settle();
   document.getElementById('confirm-text').textContent = text;
   return new Promise((resolve) => {
-    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+    answer = resolve;
     dialog.returnValue = '';
     dialog.showModal();
   });
