@@ -79,6 +79,7 @@ func TestForwardedReplyTooLarge(t *testing.T) {
 		t.Cleanup(func() { n.Shutdown(context.WithoutCancel(t.Context())) })
 		return n
 	}
+	logs := captureLogs(t)
 	const small = 64 << 10
 	a := start("a", small, nil, embedDecl(t, "vec"))
 	st, err := pb.NewNodeServiceClient(grpcConn(t, a)).MeshStatus(t.Context(), &pb.MeshStatusRequest{})
@@ -130,6 +131,10 @@ func TestForwardedReplyTooLarge(t *testing.T) {
 	wantTooLarge("a, over its send limit", err)
 	if !strings.Contains(err.Error(), "trying to send message larger than max") {
 		t.Errorf("a's refusal: %v; want its send limit", err)
+	}
+	// a logs it as a reply it did not send, not as a request it refused.
+	if !strings.Contains(logs.String(), "reply not sent: over a limit") {
+		t.Errorf("a's log does not say it did not send the reply:\n%s", logs.String())
 	}
 	_, err = embed(400, c.PeerID())
 	wantTooLarge("c, over b's receive limit", err)

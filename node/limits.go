@@ -8,13 +8,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
-	"google.golang.org/grpc/status"
 
 	"github.com/ekisa-team/syn4pse/node/config"
+	"github.com/ekisa-team/syn4pse/node/router"
 )
 
 // grpcLimits are the gRPC server's options from the limit keys. They hold for local clients
@@ -55,7 +54,7 @@ func (messageSizeLog) TagRPC(ctx context.Context, info *stats.RPCTagInfo) contex
 // HandleRPC implements stats.Handler.
 func (h messageSizeLog) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	end, ok := s.(*stats.End)
-	if !ok || status.Code(end.Error) != codes.ResourceExhausted || !strings.Contains(end.Error.Error(), "larger than max") {
+	if !ok || !router.OverSizeLimit(end.Error) {
 		return
 	}
 	method, _ := ctx.Value(methodKey{}).(string)
@@ -63,7 +62,12 @@ func (h messageSizeLog) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		remote = p.Addr.String()
 	}
-	slog.Warn("request refused: over a limit", "route", method, "limit_key", "server.grpc_max_message", "limit", h.limit, "remote", remote)
+	// gRPC's own words tell which message it was: "trying to send" for the reply.
+	what := "request refused: over a limit"
+	if strings.Contains(end.Error.Error(), "trying to send") {
+		what = "reply not sent: over a limit (the client asked for more than one message may hold)"
+	}
+	slog.Warn(what, "route", method, "limit_key", "server.grpc_max_message", "limit", h.limit, "remote", remote)
 }
 
 // TagConn implements stats.Handler.

@@ -311,19 +311,11 @@ func (h *Host) connectFound(ctx context.Context, found <-chan peer.AddrInfo) {
 // two TCP dials between the same listen ports (libp2p dials from its listen port, for hole
 // punching) merge into one connection where both sides act as initiator and the handshake fails;
 // mDNS reports a peer only once, so neither would retry. The peer with the smaller ID dials at
-// once; the other dials only if no connection has come after mdnsDialDelay.
+// once; the other dials only if no connection has come after mdnsDialDelay (and stops waiting
+// as soon as one does).
 func (h *Host) connectLANPeer(ctx context.Context, ai peer.AddrInfo) {
-	if h.ID() > ai.ID {
-		wait := time.NewTimer(mdnsDialDelay)
-		defer wait.Stop()
-		select {
-		case <-ctx.Done():
-			return
-		case <-wait.C:
-		}
-		if h.host.Network().Connectedness(ai.ID) == network.Connected {
-			return
-		}
+	if h.ID() > ai.ID && (h.awaitPeer(ctx, ai.ID, mdnsDialDelay) || ctx.Err() != nil) {
+		return
 	}
 	if err := h.Connect(ctx, ai); err != nil {
 		if ctx.Err() == nil {

@@ -400,7 +400,7 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := call(ctx, conn, fwdRouting)
-	if overSizeLimit(err) {
+	if OverSizeLimit(err) {
 		return true, &tooLargeError{peer: c.Peer, err: err}
 	}
 	if err != nil {
@@ -417,7 +417,7 @@ func forward[E any](ctx context.Context, r *Router, c Candidate, routing *pb.Rou
 			return true, nil
 		}
 		if err != nil {
-			if overSizeLimit(err) {
+			if OverSizeLimit(err) {
 				return true, &tooLargeError{peer: c.Peer, err: err}
 			}
 			st := status.Convert(err)

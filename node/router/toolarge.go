@@ -31,7 +31,7 @@ func (e *tooLargeError) GRPCStatus() *status.Status {
 		"on this node and on the nodes that serve the model", e.peer, status.Convert(e.err).Message())
 }
 
-// overSizeLimit tells whether err is gRPC refusing a message over a size limit.
+// OverSizeLimit tells whether err is gRPC refusing a message over a size limit.
 //
 // gRPC marks these with nothing but their text: they are status errors built with
 // status.Errorf(codes.ResourceExhausted, ...), no details, no error type, and come either from
@@ -47,8 +47,8 @@ func (e *tooLargeError) GRPCStatus() *status.Status {
 //   - stream.go, (*clientStream).SendMsg, (*addrConnStream).SendMsg and
 //     (*serverStream).SendMsg: "trying to send message larger than max (%d vs. %d)".
 //
-// node/limits.go's messageSizeLog matches the same text on the server side.
-func overSizeLimit(err error) bool {
+// node/limits.go's messageSizeLog uses it on the server side.
+func OverSizeLimit(err error) bool {
 	if err == nil {
 		return false
 	}
