@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/ekisa-team/syn4pse/node/config/schema"
 )
 
 // Variables the CLI's client commands read. They are not keys of a node's configuration, so
@@ -44,7 +46,7 @@ func (s Server) CheckAccess() error {
 	if s.Host == "" {
 		where = `"" (every interface)`
 	}
-	return invalidf("server.host is %s, reachable from other machines, and no API key is set: "+
+	return schema.Invalidf("server.host is %s, reachable from other machines, and no API key is set: "+
 		"set server.api_keys = [\"KEY\"] (or SYN4PSE_API_KEYS=KEY) so that clients must send \"Authorization: Bearer KEY\", "+
 		"or set server.allow_unauthenticated = true (SYN4PSE_SERVER_ALLOW_UNAUTHENTICATED=true) to serve without keys on a trusted LAN "+
 		"(or listen on 127.0.0.1 only)", where)
@@ -55,19 +57,19 @@ func (s Server) checkAccess() []error {
 	var errs []error
 	for i, key := range s.APIKeys {
 		if key == "" {
-			errs = append(errs, invalidf("server.api_keys: key %d is empty", i+1))
+			errs = append(errs, schema.Invalidf("server.api_keys: key %d is empty", i+1))
 			continue
 		}
 		for _, r := range key {
 			if r <= ' ' || r > '~' {
-				errs = append(errs, invalidf("server.api_keys: key %d has a space, a control or a non-ASCII character; "+
+				errs = append(errs, schema.Invalidf("server.api_keys: key %d has a space, a control or a non-ASCII character; "+
 					"keys travel in an HTTP header (Authorization: Bearer KEY): use letters, digits and punctuation", i+1))
 				break
 			}
 		}
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
-		errs = append(errs, invalidf("server.tls_cert and server.tls_key go together: set both (a PEM certificate and its private key) or neither"))
+		errs = append(errs, schema.Invalidf("server.tls_cert and server.tls_key go together: set both (a PEM certificate and its private key) or neither"))
 	}
 	return errs
 }

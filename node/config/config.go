@@ -11,12 +11,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/config/schema"
 	"github.com/ekisa-team/syn4pse/node/models"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/v2"
@@ -25,7 +24,7 @@ import (
 
 // ErrInvalid is wrapped by every error that Load reports about the configuration itself, so a
 // caller can exit with a usage code rather than a runtime failure.
-var ErrInvalid = errors.New("invalid configuration")
+var ErrInvalid = schema.ErrInvalid
 
 // Config is the node's whole configuration, validated.
 type Config struct {
@@ -267,77 +266,51 @@ func Load(opts LoadOptions) (*Config, error) {
 	}
 
 	var file *fileLayer
-	var layers []*layerValues
+	var declared map[string]any // only the file declares models
+	var layers []*schema.Layer
 	if path != "" {
-		if file, err = readFile(path, displayName(path, cwd)); err != nil {
+		file = &fileLayer{path: path, name: displayName(path, cwd)}
+		if file.Layer, err = schema.ReadFile(keySchema, file.path, file.name); err != nil {
 			return nil, err
 		}
-		layers = append(layers, &file.layerValues)
+		declared = file.Values
+		layers = append(layers, file.Layer)
 	}
-	layers = append(layers, readEnv(opts.Env, file, cwd), readFlags(opts.Flags, cwd))
+	layers = append(layers, environment.Read(keySchema, opts.Env, declared, cwd),
+		schema.ReadFlags(keySchema, opts.Flags, flagKeys, cwd))
 	var errs []error
 	for _, layer := range layers {
-		errs = append(errs, layer.errs...)
+		errs = append(errs, layer.Errs...)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	for _, layer := range layers {
-		if err := k.Load(confmap.Provider(layer.values, ""), nil); err != nil {
+		if err := k.Load(confmap.Provider(layer.Values, ""), nil); err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 	}
 	return decode(k, file)
 }
 
-// configPath picks the config file; "" means none.
-func configPath(opts LoadOptions) string {
-	if opts.Path != "" {
-		return opts.Path
-	}
-	if opts.Flags != nil {
-		if f := opts.Flags.Lookup(configFlag); f != nil && f.Changed && f.Value.String() != "" {
-			return f.Value.String()
-		}
-	}
-	if v, ok := lookupEnv(opts.Env, configEnv); ok && v != "" {
-		return v
-	}
-	if info, err := os.Stat(defaultFile); err == nil && !info.IsDir() {
-		return defaultFile
-	}
-	return ""
-}
-
-// displayName is how messages name the config file: as short as is still unambiguous.
-func displayName(abs, cwd string) string {
-	if rel, err := filepath.Rel(cwd, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return rel
-	}
-	return abs
-}
-
-// lookupEnv finds name in an environ-style list; the last one wins, as in os.Getenv.
-func lookupEnv(environ []string, name string) (string, bool) {
-	for _, kv := range slices.Backward(environ) {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
-			return v, true
-		}
-	}
-	return "", false
+// fileLayer is the config file's layer.
+type fileLayer struct {
+	*schema.Layer
+	path string // absolute
+	name string // how messages name the file
 }
 
 // decode turns the merged, already checked values into a Config and runs the checks that
 // span several keys.
 func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
-	dataDir, err := expandHome(k.String("data_dir"))
+	dataDir, err := schema.ExpandHome(k.String("data_dir"))
 	if err != nil {
-		return nil, invalidf("data_dir: %v; set data_dir or SYN4PSE_DATA_DIR", err)
+		return nil, schema.Invalidf("data_dir: %v; set data_dir or SYN4PSE_DATA_DIR", err)
 	}
 	if !filepath.IsAbs(dataDir) {
 		// Only the built-in default can still be relative here; layers resolve their own.
 		if dataDir, err = filepath.Abs(dataDir); err != nil {
-			return nil, invalidf("data_dir: %v", err)
+			return nil, schema.Invalidf("data_dir: %v", err)
 		}
 	}
 	cfg := &Config{
@@ -375,7 +348,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 		Engine: Engine{LibraryPath: k.String("engine.library_path"), CPUVariant: k.String("engine.cpu_variant")},
 	}
 	cfg.Lifecycle.KeepAlive, _ = ParseKeepAlive(k.String("models.keep_alive"))
-	cfg.Lifecycle.MaxMemory, _ = parseSize(k.String("models.max_memory"))
+	cfg.Lifecycle.MaxMemory, _ = schema.ParseSize(k.String("models.max_memory"))
 	cfg.Lifecycle.AllowRemote = k.Strings("models.allow_remote")
 	cfg.Lifecycle.MaxQueue = k.Int("models.max_queue")
 	cfg.Lifecycle.LoadProbe = k.Bool("models.load_probe")
@@ -385,7 +358,7 @@ func decode(k *koanf.Koanf, file *fileLayer) (*Config, error) {
 	}
 	errs := cfg.Server.checkAccess()
 	if p := cfg.Server.HTTPPort; p != 0 && p == cfg.Server.GRPCPort {
-		errs = append(errs, invalidf("server.http_port and server.grpc_port are both %d; the two servers need different ports", p))
+		errs = append(errs, schema.Invalidf("server.http_port and server.grpc_port are both %d; the two servers need different ports", p))
 	}
 	if file != nil {
 		cfg.File = file.path

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/ekisa-team/syn4pse/node/config/schema"
 )
 
 // writeConfig writes content as syn4pse.toml in a fresh directory and returns its path.
@@ -344,12 +346,12 @@ func TestCommittedFile(t *testing.T) {
 		if !strings.Contains(string(text), "\n"+parts[len(parts)-1]+" = ") {
 			t.Errorf("syn4pse.toml does not set %s", key)
 		}
-		if env := envName(parts); !strings.Contains(string(text), env) {
+		if env := environment.Name(parts); !strings.Contains(string(text), env) {
 			t.Errorf("syn4pse.toml does not mention %s", env)
 		}
 	}
-	for _, table := range []*node{modelTable(), backendTables().children["llm"].each} {
-		for key := range table.children {
+	for _, table := range []*schema.Node{modelTable(), backendTables().Children["llm"].Each} {
+		for key := range table.Children {
 			if !strings.Contains(string(text), key) {
 				t.Errorf("syn4pse.toml does not document the model key %s", key)
 			}

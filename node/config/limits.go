@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/knadh/koanf/v2"
+
+	"github.com/ekisa-team/syn4pse/node/config/schema"
 )
 
 // Limits are the [server] keys that bound the API servers (HTTP, Ollama's, gRPC on TCP and over
@@ -88,7 +90,7 @@ func orDefault[T comparable](v *T, def T) {
 // decodeLimits reads the limit keys of [server].
 func decodeLimits(k *koanf.Koanf) Limits {
 	size := func(key string) int64 {
-		n, _ := parseSize(k.String(key))
+		n, _ := schema.ParseSize(k.String(key))
 		return n
 	}
 	return Limits{

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ekisa-team/syn4pse/node/config/schema"
 )
 
 func TestLimitKeys(t *testing.T) {
@@ -60,8 +62,8 @@ func TestFormatSize(t *testing.T) {
 		if got := FormatSize(n); got != want {
 			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
 		}
-		if back, err := parseSize(FormatSize(n)); err != nil || back != n {
-			t.Errorf("parseSize(FormatSize(%d)) = %d, %v", n, back, err)
+		if back, err := schema.ParseSize(FormatSize(n)); err != nil || back != n {
+			t.Errorf("ParseSize(FormatSize(%d)) = %d, %v", n, back, err)
 		}
 	}
 }

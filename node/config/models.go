@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ekisa-team/syn4pse/engine"
+	"github.com/ekisa-team/syn4pse/node/config/schema"
 	"github.com/ekisa-team/syn4pse/node/models/store"
 )
 
@@ -29,8 +30,8 @@ const (
 func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 	var models []Model
 	var errs []error
-	label := func(path ...string) string { return fileName + ": " + keyString(path) }
-	declared := func(path ...string) string { return fmt.Sprintf("%s [%s]", fileName, keyString(path)) }
+	label := func(path ...string) string { return fileName + ": " + schema.KeyString(path) }
+	declared := func(path ...string) string { return fmt.Sprintf("%s [%s]", fileName, schema.KeyString(path)) }
 
 	named, _ := raw["models"].(map[string]any)
 	for _, name := range slices.Sorted(maps.Keys(named)) {
@@ -46,7 +47,7 @@ func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 		m.Source = stringOr(table, "source", "")
 		m.SHA256 = stringOr(table, "sha256", "")
 		if m.Enabled && m.Path == "" && m.Source == "" && !ownsModel(m.Engine) {
-			errs = append(errs, invalidf("%s: missing: set it to the model file, set source to pull it, or enabled = false", label("models", name, "path")))
+			errs = append(errs, schema.Invalidf("%s: missing: set it to the model file, set source to pull it, or enabled = false", label("models", name, "path")))
 		}
 		models = append(models, m)
 	}
@@ -66,7 +67,7 @@ func decodeModels(raw map[string]any, fileName string) ([]Model, []error) {
 	slices.SortStableFunc(models, func(a, b Model) int { return cmp.Compare(a.Name, b.Name) })
 	for i := 1; i < len(models); i++ {
 		if a, b := models[i-1], models[i]; a.Name == b.Name {
-			errs = append(errs, invalidf("duplicate model name %q: %s and %s", a.Name, a.Declared, b.Declared))
+			errs = append(errs, schema.Invalidf("duplicate model name %q: %s and %s", a.Name, a.Declared, b.Declared))
 		}
 	}
 	return models, errs
@@ -83,10 +84,10 @@ func decodeBackend(raw any, modality, id string, label, declared func(...string)
 	m.Name = stringOr(table, "name", "")
 	switch {
 	case !engineNameRE.MatchString(m.Engine):
-		return m, invalidf("%s: the engine defaults to the table name %q, which is not an engine name: set engine",
+		return m, schema.Invalidf("%s: the engine defaults to the table name %q, which is not an engine name: set engine",
 			label("backends", modality, id), id)
 	case m.Enabled && m.Path == "" && !ownsModel(m.Engine):
-		return m, invalidf("%s: missing: set it to the model file, or enabled = false", label("backends", modality, id, "model"))
+		return m, schema.Invalidf("%s: missing: set it to the model file, or enabled = false", label("backends", modality, id, "model"))
 	case m.Name != "":
 		return m, nil
 	case m.Path == "":
@@ -95,7 +96,7 @@ func decodeBackend(raw any, modality, id string, label, declared func(...string)
 		m.Name = nameFromFile(m.Path)
 	}
 	if !store.ValidModelName(m.Name) {
-		return m, invalidf("%s: the model name defaults to %q, which is not a valid name: set name",
+		return m, schema.Invalidf("%s: the model name defaults to %q, which is not a valid name: set name",
 			label("backends", modality, id), m.Name)
 	}
 	return m, nil

@@ -1,11 +1,15 @@
-package config
+package schema
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 )
+
+// ErrInvalid is wrapped by every error the package reports about the configuration itself.
+var ErrInvalid = errors.New("invalid configuration")
 
 // invalidError is a configuration problem: its message is written for the user, and it
 // matches ErrInvalid and, when set, the error that caused it.
@@ -23,15 +27,15 @@ func (e *invalidError) Unwrap() []error {
 	return []error{ErrInvalid, e.cause}
 }
 
-// invalidf makes an error that wraps ErrInvalid.
-func invalidf(format string, args ...any) error {
+// Invalidf makes an error about the configuration, written for the user, that wraps ErrInvalid.
+func Invalidf(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
 var bareKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// keyString writes a key path the way TOML would: server.http_port, models."qwen2.5".path.
-func keyString(path []string) string {
+// KeyString writes a key path the way TOML would: server.http_port, models."qwen2.5".path.
+func KeyString(path []string) string {
 	parts := make([]string, len(path))
 	for i, p := range path {
 		if bareKeyRE.MatchString(p) {
@@ -41,32 +45,6 @@ func keyString(path []string) string {
 		}
 	}
 	return strings.Join(parts, ".")
-}
-
-// envPrefix starts every environment variable of the configuration.
-const envPrefix = "SYN4PSE_"
-
-// envName is the environment variable of a key path: SYN4PSE_ and the path in upper case,
-// with every character other than a letter or digit written as "_".
-func envName(path []string) string {
-	var b strings.Builder
-	b.WriteString(envPrefix)
-	for i, part := range path {
-		if i > 0 {
-			b.WriteByte('_')
-		}
-		for _, r := range part {
-			switch {
-			case r >= 'a' && r <= 'z':
-				b.WriteRune(r - 'a' + 'A')
-			case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-				b.WriteRune(r)
-			default:
-				b.WriteByte('_')
-			}
-		}
-	}
-	return b.String()
 }
 
 // suggest returns the candidate closest to word when it is close enough to be a likely typo,
