@@ -2,6 +2,9 @@
 // SYN4PSE_* environment variables, then command-line flags, each layer overriding the one
 // before. Every value is checked where it is read, so an error names the file, variable or
 // flag it came from, and the result is validated once, in Load, before anything starts.
+//
+// keys.go defines SYN4PSE's keys and their defaults; reading each layer and checking it against
+// them is node/config/schema's work, which knows no key of its own.
 package config
 
 import (
