@@ -30,17 +30,7 @@ func TestForwardedReplyOverFourMiB(t *testing.T) {
 	}
 	a, b, _, _ := startMeshPair(t, []config.Model{embedDecl(t, "vec")})
 	bConn := grpcConn(t, b)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		peers, _ := pb.NewNodeServiceClient(bConn).ListPeers(t.Context(), &pb.ListPeersRequest{})
-		if ps := peers.GetPeers(); len(ps) == 1 && len(ps[0].GetCapability().GetModels()) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("b never saw a's model: %v", peers)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForPeerModel(t, bConn)
 
 	inputs := make([]*pb.EmbedInput, 20000)
 	for i := range inputs {

@@ -3,7 +3,6 @@ package node_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc/codes"
@@ -23,17 +22,7 @@ func TestClientCancelWhileForwarded(t *testing.T) {
 	decl.ContextLength = maxTokens + 96 // room for far more tokens than the client waits for
 	a, b, _, _ := startMeshPair(t, []config.Model{decl})
 	bConn := grpcConn(t, b)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		peers, _ := pb.NewNodeServiceClient(bConn).ListPeers(t.Context(), &pb.ListPeersRequest{})
-		if ps := peers.GetPeers(); len(ps) == 1 && len(ps[0].GetCapability().GetModels()) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("b never saw a's model: %v", peers)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForPeerModel(t, bConn)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

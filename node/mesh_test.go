@@ -168,3 +168,20 @@ func startMeshPair(t *testing.T, aModels []config.Model, bModels ...config.Model
 	t.Cleanup(func() { b.Shutdown(context.WithoutCancel(t.Context())) })
 	return a, b, key, st.GetListenAddrs()
 }
+
+// waitForPeerModel waits, for at most a minute, until the node on conn sees its one peer
+// announce its one model.
+func waitForPeerModel(t *testing.T, conn grpc.ClientConnInterface) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		peers, _ := pb.NewNodeServiceClient(conn).ListPeers(t.Context(), &pb.ListPeersRequest{})
+		if ps := peers.GetPeers(); len(ps) == 1 && len(ps[0].GetCapability().GetModels()) == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the peer's model never showed: %v", peers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
