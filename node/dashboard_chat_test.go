@@ -423,3 +423,139 @@ func TestDashboardPlaygroundPinsANode(t *testing.T) {
 	p.shot("spoken-by-b")
 	p.noErrors()
 }
+
+// renderMarkdown renders markdown with the page's own markdown.js into a box on the page, and
+// returns the box's HTML as the browser serialises it (the test reads it; the page never
+// writes HTML).
+func renderMarkdown(p *page, text string) string {
+	p.t.Helper()
+	html, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ markdown }) => {
+		const box = document.createElement('div');
+		document.body.append(box);
+		markdown(box)(`+js(text)+`);
+		return box.innerHTML;
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("render %q: %v", text, err)
+	}
+	return html
+}
+
+// TestDashboardPlaygroundMarkdown: answers render as markdown, built as DOM nodes from the text
+// and never parsed as HTML: fenced code with its language and a Copy button that fills the
+// clipboard, inline code, bold, italic, headings, nested and numbered lists, http(s) links that
+// open in a new tab; a javascript: link, a <script> and an <img onerror> stay literal text,
+// create no element and run nothing. A real streamed answer renders into its bubble; a code
+// block's long line scrolls in its own box at phone width. It logs what rendering a
+// 4,000-character answer as it streams costs.
+func TestDashboardPlaygroundMarkdown(t *testing.T) {
+	n := startNode(t, tinyDecl("tiny"))
+	p := openDashboard(t, "http://"+n.HTTPAddr())
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	p.waitFor("tiny in the picker", `document.getElementById('chat-model').value === 'tiny'`)
+	p.do("a trap for anything that runs", chromedp.Evaluate[chromedp.Void](`window.pwned = false`))
+	scripts := eval[int](p, `document.scripts.length`)
+
+	const link = `target="_blank" rel="noopener noreferrer"`
+	const copy = `<button type="button" class="copy">Copy</button>`
+	for _, c := range []struct{ name, text, want string }{
+		{"code fence", "```go\nfmt.Println(\"<b>hi</b>\")\n\n  x := 1\n```\nafter",
+			`<div class="code"><div class="code-bar"><span>go</span>` + copy + `</div><pre><code data-lang="go">fmt.Println("&lt;b&gt;hi&lt;/b&gt;")` + "\n\n  x := 1</code></pre></div><p>after</p>"},
+		{"open fence, as it streams", "```\nlet a", `<div class="code"><div class="code-bar"><span></span>` + copy + `</div><pre><code>let a</code></pre></div>`},
+		{"inline", "Use `a < b` and **bold**, *italic*, _em_, __strong__ but snake_case_name and 2 * 3 * 4",
+			`<p>Use <code>a &lt; b</code> and <strong>bold</strong>, <em>italic</em>, <em>em</em>, <strong>strong</strong> but snake_case_name and 2 * 3 * 4</p>`},
+		{"nesting", "**bold `code` *it* end**", `<p><strong>bold <code>code</code> <em>it</em> end</strong></p>`},
+		{"headings", "# One\n## Two\n### Three\n#### Four", `<h1>One</h1><h2>Two</h2><h3>Three</h3><p>#### Four</p>`},
+		{"lists", "- a\n- b\n  - c\n* d\n\n3. x\n\n4. y\n   ```sh\n   make\n   ```",
+			`<ul><li>a</li><li><p>b</p><ul><li>c</li></ul></li><li>d</li></ul><ol start="3"><li>x</li><li><p>y</p><div class="code"><div class="code-bar"><span>sh</span>` + copy +
+				`</div><pre><code data-lang="sh">make</code></pre></div></li></ol>`},
+		{"paragraphs", "one\ntwo\n\n\nthree", `<p>one<br>two</p><p>three</p>`},
+		{"links", "[site](https://example.com/a?b=1) [bad](javascript:alert(1)) see http://127.0.0.1:8080/x. [ftp](ftp://h/f)",
+			`<p><a href="https://example.com/a?b=1" ` + link + `>site</a> [bad](javascript:alert(1)) see <a href="http://127.0.0.1:8080/x" ` + link + `>http://127.0.0.1:8080/x</a>. [ftp](ftp://h/f)</p>`},
+		{"html", "<script>window.pwned = true</script>\n<img src=x onerror=\"window.pwned = true\"> <a href=\"javascript:1\">x</a>",
+			`<p>&lt;script&gt;window.pwned = true&lt;/script&gt;<br>&lt;img src=x onerror="window.pwned = true"&gt; &lt;a href="javascript:1"&gt;x&lt;/a&gt;</p>`},
+		{"html in markdown", "**<img src=x onerror=\"window.pwned = true\">** `<script>`\n- <script>window.pwned = true</script>",
+			`<p><strong>&lt;img src=x onerror="window.pwned = true"&gt;</strong> <code>&lt;script&gt;</code></p><ul><li>&lt;script&gt;window.pwned = true&lt;/script&gt;</li></ul>`},
+	} {
+		if got := renderMarkdown(p, c.text); got != c.want {
+			t.Errorf("%s: %q renders\n%s\nwant\n%s", c.name, c.text, got, c.want)
+		}
+	}
+	// Nothing the text held became an element, and nothing ran.
+	if got := eval[string](p, `JSON.stringify([document.scripts.length, document.querySelectorAll('img, [onerror], a[href^="javascript"]').length, window.pwned])`); got != fmt.Sprintf("[%d,0,false]", scripts) {
+		t.Errorf("[scripts, img/onerror/javascript: elements, ran] = %s, want [%d,0,false]", got, scripts)
+	}
+
+	// The Copy button writes the code to the clipboard.
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: name}, Setting: browser.PermissionSettingGranted, Origin: p.base}); err != nil {
+			t.Fatalf("grant %s: %v", name, err)
+		}
+	}
+	p.do("only one code block in the page", chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('body > div').forEach(d => d.remove())`))
+	renderMarkdown(p, "```sh\ncurl http://127.0.0.1/v1/models\n```")
+	p.do("copy", chromedp.Click(chromedp.CSS(`body > div .code button.copy`)))
+	p.waitFor("Copied", `document.querySelector('body > div .code button.copy').textContent === 'Copied'`)
+	clip, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if err != nil || clip != "curl http://127.0.0.1/v1/models" {
+		t.Errorf("clipboard %q (%v), want the code", clip, err)
+	}
+	p.do("remove the test's boxes", chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('body > div').forEach(d => d.remove())`))
+
+	// What rendering costs as a 4,000-character answer streams in 4-character pieces: this
+	// renderer (which rebuilds the blocks that changed) against rebuilding all, in a bubble.
+	cost, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ markdown }) => {
+		const part = '## Step\nRun **this** with ` + "`go test`" + `, then *check*:\n\n- one [link](https://example.com)\n- two\n  - nested\n\n` +
+			"```go\\nfunc main() {\\n\\tfmt.Println(\\\"hi\\\")\\n}\\n```" + `\n\nA paragraph of plain words that goes on for a while to fill the answer out.\n\n';
+		const text = part.repeat(Math.ceil(4000 / part.length)).slice(0, 4000);
+		const bubble = () => { const b = document.createElement('div'); b.className = 'text'; const m = document.createElement('div'); m.className = 'msg assistant'; m.append(b); document.getElementById('chat-log').append(m); return b; };
+		const time = (step) => { const t0 = performance.now(); for (let i = 4; i <= text.length; i += 4) { step(text.slice(0, i)); document.body.offsetHeight; } return performance.now() - t0; };
+		const box = bubble(); const draw = markdown(box);
+		const incremental = time(draw);
+		const again = bubble();
+		const full = time((s) => { again.replaceChildren(); markdown(again)(s); });
+		const bare = markdown(bubble());
+		const t1 = performance.now(); for (let i = 4; i <= text.length; i += 4) bare(text.slice(0, i)); const noLayout = performance.now() - t1;
+		const t0 = performance.now(); markdown(bubble())(text); const once = performance.now() - t0;
+		document.querySelectorAll('#chat-log .msg').forEach((m) => m.remove());
+		return JSON.stringify({ chars: text.length, deltas: text.length / 4, blocks: box.children.length, incremental_ms: +incremental.toFixed(1), per_delta_ms: +(incremental / (text.length / 4)).toFixed(3), rebuild_all_ms: +full.toFixed(1), incremental_without_layout_ms: +noLayout.toFixed(1), once_ms: +once.toFixed(2) });
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("measure the render cost: %v", err)
+	}
+	t.Logf("markdown render cost (with layout after each delta): %s", cost)
+
+	// A real answer streams into its bubble as markdown.
+	p.do("few tokens", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '16'`))
+	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Hello"), chromedp.Click(chromedp.ID("chat-send")))
+	p.waitFor("the answer", `document.querySelector('.msg.assistant')?.classList.contains('done')`)
+	answer := eval[string](p, `(a => JSON.stringify([a.classList.contains('md'), a.textContent, a.children.length]))(document.querySelector('.msg.assistant .text'))`)
+	t.Logf("streamed answer [markdown, text, blocks]: %s", answer)
+	if !strings.HasPrefix(answer, "[true,") || strings.HasSuffix(answer, ",0]") {
+		t.Errorf("streamed answer %s: want a markdown box with blocks", answer)
+	}
+	if eval[string](p, `document.querySelector('.msg.user .text').className`) != "text" {
+		t.Errorf("the user's message is not plain text")
+	}
+	p.shot("streamed")
+
+	// How an answer looks; a long line of code scrolls in its block at phone width, not the page.
+	p.do("a markdown answer with a long code line", chromedp.Evaluate[chromedp.Void](`import('/assets/markdown.js').then(({ markdown }) => {
+		const b = document.querySelector('.msg.assistant .text');
+		b.replaceChildren();
+		markdown(b)('## Build it\nRun **this** with `+"`go test`"+`, then *check* [the docs](https://example.com):\n\n1. one\n2. two\n   - nested\n\n`+"```sh\\n"+`curl ' + 'x'.repeat(300) + '`+"\\n```"+`\nDone.');
+	})`, chromedp.EvalAwaitPromise))
+	p.shot("rendered")
+	p.do("phone width", chromedp.EmulateViewport(390, 844))
+	p.waitFor("laid out", `document.documentElement.clientWidth <= 390 && document.querySelector('.msg.assistant pre') !== null`)
+	if w := eval[float64](p, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+		t.Errorf("a long code line at phone width: the page is %v px wider than the screen", w)
+	}
+	if !eval[bool](p, `(pre => pre.scrollWidth > pre.clientWidth)(document.querySelector('.msg.assistant pre'))`) {
+		t.Errorf("the long code line does not scroll in its block")
+	}
+	p.do("scroll to it", chromedp.Evaluate[chromedp.Void](`document.querySelector('.msg.assistant').scrollIntoView()`))
+	p.shot("phone-code")
+	p.noErrors()
+}
