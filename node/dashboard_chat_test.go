@@ -1,11 +1,15 @@
 package node_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -557,5 +561,148 @@ func TestDashboardPlaygroundMarkdown(t *testing.T) {
 	}
 	p.do("scroll to it", chromedp.Evaluate[chromedp.Void](`document.querySelector('.msg.assistant').scrollIntoView()`))
 	p.shot("phone-code")
+	p.noErrors()
+}
+
+// noisePNG writes a w×h PNG of random pixels (which PNG cannot compress) and returns its path.
+func noisePNG(t *testing.T, w, h int) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(rng.Uint32())
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "noise.png")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDashboardPlaygroundKeeps: the conversation (its image too, while small) and the settings
+// (model, pinned node, system prompt, temperature, max tokens, sampling, voice, read aloud)
+// survive a reload; an image that would take the saved copy past 2 MB is left out of it for
+// "[image]"; Clear empties it for good; a corrupt or foreign value in storage is ignored, and the
+// page works on with no console error.
+func TestDashboardPlaygroundKeeps(t *testing.T) {
+	projector := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := tinygguf.WriteVisionProjector(projector, 4); err != nil {
+		t.Fatal(err)
+	}
+	viewer := tinyDecl("viewer")
+	viewer.Projector = projector
+	n := startNode(t, viewer, tinyDecl("tiny"), ttsDecl("voice", "flite", "kal16"))
+	self := nodeID(t, n.HTTPAddr())
+	small := filepath.Join(t.TempDir(), "small.png")
+	png, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(pngDataURL(t, 24, 16), "data:image/png;base64,"))
+	if err := os.WriteFile(small, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := noisePNG(t, 900, 600) // 2.1 MB, 2.9 MB as a data URL
+
+	p := openDashboard(t, "http://"+n.HTTPAddr())
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	ready := `[...document.querySelectorAll('#chat-model option')].map(o => o.value).sort().join() === 'tiny,viewer' && !document.getElementById('chat-voice').closest('label').hidden`
+	p.waitFor("the models and the voices", ready)
+	// set changes a field as the user does, with its input and change events.
+	set := func(id, value string) {
+		p.do("set "+id, chromedp.Evaluate[chromedp.Void](`(e => { e.value = `+js(value)+`; e.dispatchEvent(new Event('input', { bubbles: true })); e.dispatchEvent(new Event('change', { bubbles: true }));
+			if (e.value !== `+js(value)+`) throw new Error('no value ' + `+js(value)+` + ' for ' + e.id) })(document.getElementById(`+js(id)+`))`))
+	}
+	ask := func(text, file string) {
+		if file != "" {
+			p.do("attach", chromedp.SetUploadFiles(chromedp.ID("chat-image"), []string{file}))
+			p.waitFor("the thumbnail", `document.querySelector('#chat-attachments img.thumb') !== null`)
+		}
+		done := eval[int](p, `document.querySelectorAll('.msg.assistant.done').length`)
+		p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), text), chromedp.Click(chromedp.ID("chat-send")))
+		p.waitFor("the answer", fmt.Sprintf(`document.querySelectorAll('.msg.assistant.done').length === %d`, done+1))
+	}
+	// log is the conversation as the page shows it: each bubble's role, text, images and meta.
+	const log = `JSON.stringify([...document.querySelectorAll('#chat-log .msg')].map(m => [m.dataset.role, m.querySelector('.text').textContent,
+		[...m.querySelectorAll('img.thumb')].map(i => i.src.slice(0, 22)).join(), m.querySelector('.meta').textContent]))`
+	const settings = `JSON.stringify(['chat-model', 'chat-node', 'chat-system', 'chat-temperature', 'chat-max-tokens', 'chat-top-k', 'chat-seed', 'chat-stop-seq', 'chat-voice']
+		.map(id => document.getElementById(id).value).concat(document.getElementById('chat-aloud').checked))`
+	reload := func(what string) {
+		p.do("reload: "+what, chromedp.Reload())
+		p.waitFor("the page again", ready)
+	}
+
+	set("chat-model", "viewer")
+	set("chat-max-tokens", "4")
+	ask("Describe", small)
+	ask("Hello", "")
+	// The other settings, picked where a default would differ.
+	other := "tiny"
+	if eval[string](p, `document.querySelector('#chat-model option').value`) == "tiny" {
+		other = "viewer"
+	}
+	set("chat-model", other)
+	set("chat-node", self)
+	set("chat-system", "Be brief.")
+	set("chat-temperature", "0.3")
+	set("chat-top-k", "20")
+	set("chat-seed", "7")
+	set("chat-stop-seq", "###\nEND")
+	set("chat-voice", eval[string](p, `document.querySelector('#chat-voice option:last-child').value`))
+	p.do("read aloud", chromedp.Click(chromedp.ID("chat-aloud")))
+	before, kept := eval[string](p, log), eval[string](p, settings)
+	t.Logf("before the reload: %s, settings %s", before, kept)
+	p.shot("before")
+	reload("the conversation and the settings")
+	p.waitFor("the conversation back", log+` === `+js(before))
+	p.waitFor("the settings back", settings+` === `+js(kept))
+	if !strings.Contains(before, `"data:image/png;base64,"`) || strings.Count(before, `"assistant"`) != 2 || !strings.Contains(before, "(this node)") {
+		t.Errorf("conversation %s: want the image, two answers and who served them", before)
+	}
+	if !eval[bool](p, `document.querySelector('.msg.assistant .text').classList.contains('md') && document.querySelector('.msg.user .text').className === 'text'`) {
+		t.Errorf("restored answers are not markdown, or questions not plain text")
+	}
+	p.shot("restored")
+
+	// An image that would take the saved copy past 2 MB: left out of it, oldest first.
+	set("chat-model", "viewer")
+	p.do("read aloud off", chromedp.Evaluate[chromedp.Void](`(a => { if (a.checked) a.click() })(document.getElementById('chat-aloud'))`))
+	ask("And this?", big)
+	if n := eval[int](p, `document.querySelectorAll('.msg.user img.thumb').length`); n != 2 {
+		t.Errorf("%d images shown before the reload, want both", n)
+	}
+	stored := eval[string](p, `JSON.stringify([localStorage.getItem('syn4pse.playground.conversation').length, (localStorage.getItem('syn4pse.playground.conversation').match(/\[image\]/g) || []).length])`)
+	t.Logf("saved copy with the big image [characters, placeholders]: %s", stored)
+	reload("the big image")
+	shown := eval[string](p, log)
+	if strings.Count(shown, `"user"`) != 3 || strings.Contains(shown, "data:image") || strings.Count(shown, `[image]`) != 2 || !strings.Contains(shown, "And this?") {
+		t.Errorf("after the reload: %s; want three questions, the images as [image] placeholders, the text kept", shown)
+	}
+	p.shot("placeholders")
+
+	p.do("clear", chromedp.Click(chromedp.ID("chat-clear")))
+	reload("cleared")
+	if got := eval[string](p, `JSON.stringify([document.querySelectorAll('#chat-log .msg').length, localStorage.getItem('syn4pse.playground.conversation')])`); got != "[0,null]" {
+		t.Errorf("after Clear and a reload: [bubbles, saved] = %s, want [0,null]", got)
+	}
+
+	// Corrupt and foreign values are ignored: the defaults show and a chat works.
+	for _, bad := range [][2]string{
+		{`{"role": "user", "content": `, `[1, 2`},
+		{`[{"role": "system", "content": "x"}]`, `"a string"`},
+		{`[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "javascript:alert(1)"}}]}]`, `{"model": 5, "temperature": {"x": 1}, "aloud": "yes"}`},
+	} {
+		p.do("corrupt storage", chromedp.Evaluate[chromedp.Void](`localStorage.setItem('syn4pse.playground.conversation', `+js(bad[0])+`);
+			localStorage.setItem('syn4pse.playground.settings', `+js(bad[1])+`)`))
+		reload("corrupt " + bad[0])
+		if got := eval[string](p, `JSON.stringify([document.querySelectorAll('#chat-log .msg').length, document.getElementById('chat-temperature').value, document.getElementById('chat-aloud').checked])`); got != `[0,"0.8",false]` {
+			t.Errorf("storage %q / %q: [bubbles, temperature, read aloud] = %s, want the defaults [0,\"0.8\",false]", bad[0], bad[1], got)
+		}
+	}
+	set("chat-max-tokens", "4")
+	ask("Hello", "")
+	reload("after the corrupt values")
+	p.waitFor("the new conversation kept", `document.querySelectorAll('#chat-log .msg').length === 2`)
+	p.shot("after-corrupt")
 	p.noErrors()
 }
