@@ -1,7 +1,6 @@
-// Markdown for the Playground's answers, built with el() and never parsed as HTML: whatever a
-// model writes shows as text or as one of these elements. Fenced code (with a Copy button),
-// inline code, **bold**, *italic*, headings # to ###, bullet and numbered lists (nested by
-// indent), http(s) links, paragraphs and line breaks; anything else stays literal.
+// Markdown for the Playground's answers, built with el(), never parsed as HTML: fenced code
+// (with Copy), inline code, bold, italic, headings # to ###, lists (nested by indent), http(s)
+// links, paragraphs and line breaks. Anything else stays literal text.
 import { el } from './dom.js';
 
 const fence = /^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)/;
@@ -11,16 +10,15 @@ const span = new RegExp([/`([^`\n]+)`/, /\*\*(?=\S)(.+?)(?<=\S)\*\*/, /(?<!\w)__
   /\*(?=[^\s*])(.+?)(?<=\S)\*/, /(?<!\w)_(?=[^\s_])(.+?)(?<=\S)_(?!\w)/, /\[([^\]\n]+)\]\((https?:\/\/[^\s()]+)\)/,
   /https?:\/\/[^\s<>()"'`]*[^\s<>()"'`.,;:!?*_]/].map((r) => r.source).join('|'), 'g');
 
-// blocks splits text into blocks, each with src, the lines it came from: a block's nodes
-// depend on its src alone, so a streaming answer rebuilds only the blocks whose src changed.
+// blocks splits text into blocks, each with src, its lines: a block's nodes depend on src
+// alone, so a streaming answer rebuilds only the blocks whose src changed.
 function blocks(text) {
   const lines = text.split('\n');
   const out = [];
   for (let i = 0; i < lines.length;) {
     const start = i;
     const line = lines[i];
-    let m;
-    let b;
+    let m, b;
     if ((m = fence.exec(line))) {
       const close = new RegExp(`^ {0,3}${m[1][0]}{${m[1].length},}\\s*$`);
       while (++i < lines.length && !close.test(lines[i]));
@@ -35,7 +33,7 @@ function blocks(text) {
       b = list(lines, i, m);
       i = b.end;
     } else {
-      while (++i < lines.length && lines[i].trim() && !fence.test(lines[i]) && !heading.test(lines[i]) && !item.test(lines[i]));
+      while (++i < lines.length && lines[i].trim() && ![fence, heading, item].some((r) => r.test(lines[i])));
       b = { p: lines.slice(start, i) };
     }
     b.src = lines.slice(start, i).join('\n');
@@ -44,8 +42,8 @@ function blocks(text) {
   return out;
 }
 
-// list reads the list that starts at lines[i]: its items, each the text after the marker with
-// the lines indented under it (dedented; blank lines kept), up to a line that is neither.
+// list reads the list at lines[i]: each item is the text after its marker and the lines
+// indented under it, dedented.
 function list(lines, i, m) {
   const indent = m[1].length;
   const ordered = m[3] !== undefined;
@@ -55,34 +53,33 @@ function list(lines, i, m) {
     const l = lines[i];
     const n = item.exec(l);
     if (n && lead(l) < indent + 2) {
-      if ((n[3] !== undefined) !== ordered) break;
+      if (!n[3] === ordered) break;
       items.push([l.slice(n[0].length)]);
       items.width = n[0].length;
     } else if (l.trim() && lead(l) >= indent + 2) {
       items.at(-1).push(l.slice(Math.min(lead(l), items.width)));
-    } else if (!l.trim()) {
+    } else {
       const next = lines.slice(i + 1).find((x) => x.trim());
-      if (next === undefined || (lead(next) < indent + 2 && !item.test(next))) break;
+      if (l.trim() || !next || (lead(next) < indent + 2 && !item.test(next))) break;
       items.at(-1).push('');
-    } else break;
+    }
   }
-  return { items: items.map((x) => x.join('\n').trimEnd()), start: ordered ? Number(m[3]) : 0, end: i };
+  return { items: items.map((x) => x.join('\n').trimEnd()), ordered, start: Number(m[3]), end: i };
 }
 
 function build(b) {
   if (b.code !== undefined) return code(b.code, b.lang);
   if (b.h) return el('h' + b.h, null, inline(b.text));
-  if (b.items) return el(b.start ? 'ol' : 'ul', { start: b.start > 1 ? b.start : undefined }, b.items.map((x) => el('li', null, nodes(x, true))));
+  if (b.items) return el(b.ordered ? 'ol' : 'ul', { start: b.ordered && b.start !== 1 && b.start }, b.items.map((x) => el('li', null, nodes(x, true))));
   return el('p', null, paragraph(b.p));
 }
 
-// nodes renders text as blocks; tight (a list item) leaves a lone paragraph unwrapped.
+// nodes renders text; tight (a list item) leaves a lone paragraph unwrapped.
 function nodes(text, tight) {
   const bs = blocks(text);
   return tight && bs.length === 1 && bs[0].p ? paragraph(bs[0].p) : bs.map(build);
 }
 
-// paragraph is a paragraph's lines, a line break between each two.
 const paragraph = (ls) => ls.flatMap((l, i) => (i ? [el('br'), inline(l.trim())] : inline(l.trim())));
 
 function inline(s) {
@@ -108,7 +105,7 @@ function code(text, lang) {
       await navigator.clipboard.writeText(text);
       copy.textContent = 'Copied';
     } catch {
-      // No clipboard (a page served over plain http to another host): select it for Ctrl+C.
+      // No clipboard (plain http to another host): selected, for Ctrl+C.
       getSelection().selectAllChildren(body);
       copy.textContent = 'Selected';
     }
@@ -117,12 +114,9 @@ function code(text, lang) {
   return el('div', { class: 'code' }, el('div', { class: 'code-bar' }, el('span', null, lang), copy), el('pre', null, body));
 }
 
-/**
- * markdown returns a function that renders text (the answer so far) into box: it keeps the
- * blocks that have not changed since the last call and rebuilds the rest, the last one mostly.
- */
+/** markdown returns a function that renders text into box, rebuilding the blocks that changed. */
 export function markdown(box) {
-  let shown = [];
+  const shown = [];
   box.classList.add('md');
   return (text) => {
     const bs = blocks(text);
