@@ -445,6 +445,13 @@ func renderMarkdown(p *page, text string) string {
 	return html
 }
 
+// streamingSample is a piece of a markdown answer, repeated to measure what rendering costs.
+const streamingSample = "## Step\nRun **this** with `go test`, then *check*:\n\n- one [link](https://example.com)\n- two\n  - nested\n\n" +
+	"```go\nfunc main() {\n\tfmt.Println(\"hi\")\n}\n```\n\nA paragraph of plain words that goes on for a while to fill the answer out.\n\n"
+
+// wideSample is an answer with a code line made LONG.
+const wideSample = "## Build it\nRun **this** with `go test`, then *check* [the docs](https://example.com):\n\n1. one\n2. two\n   - nested\n\n```sh\ncurl LONG\n```\nDone."
+
 // TestDashboardPlaygroundMarkdown: answers render as markdown, built as DOM nodes from the text
 // and never parsed as HTML: fenced code with its language and a Copy button that fills the
 // clipboard, inline code, bold, italic, headings, nested and numbered lists, http(s) links that
@@ -510,8 +517,7 @@ func TestDashboardPlaygroundMarkdown(t *testing.T) {
 	// What rendering costs as a 4,000-character answer streams in 4-character pieces: this
 	// renderer (which rebuilds the blocks that changed) against rebuilding all, in a bubble.
 	cost, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ markdown }) => {
-		const part = '## Step\nRun **this** with ` + "`go test`" + `, then *check*:\n\n- one [link](https://example.com)\n- two\n  - nested\n\n` +
-			"```go\\nfunc main() {\\n\\tfmt.Println(\\\"hi\\\")\\n}\\n```" + `\n\nA paragraph of plain words that goes on for a while to fill the answer out.\n\n';
+		const part = `+js(streamingSample)+`;
 		const text = part.repeat(Math.ceil(4000 / part.length)).slice(0, 4000);
 		const bubble = () => { const b = document.createElement('div'); b.className = 'text'; const m = document.createElement('div'); m.className = 'msg assistant'; m.append(b); document.getElementById('chat-log').append(m); return b; };
 		const time = (step) => { const t0 = performance.now(); for (let i = 4; i <= text.length; i += 4) { step(text.slice(0, i)); document.body.offsetHeight; } return performance.now() - t0; };
@@ -519,25 +525,38 @@ func TestDashboardPlaygroundMarkdown(t *testing.T) {
 		const incremental = time(draw);
 		const again = bubble();
 		const full = time((s) => { again.replaceChildren(); markdown(again)(s); });
-		const bare = markdown(bubble());
-		const t1 = performance.now(); for (let i = 4; i <= text.length; i += 4) bare(text.slice(0, i)); const noLayout = performance.now() - t1;
-		const t0 = performance.now(); markdown(bubble())(text); const once = performance.now() - t0;
+		const bare = bubble(); const drawBare = markdown(bare);
+		const t1 = performance.now(); for (let i = 4; i <= text.length; i += 4) drawBare(text.slice(0, i)); const noLayout = performance.now() - t1;
+		const whole = bubble();
+		const t0 = performance.now(); markdown(whole)(text); const once = performance.now() - t0;
+		const same = box.innerHTML === whole.innerHTML && again.innerHTML === whole.innerHTML && bare.innerHTML === whole.innerHTML;
 		document.querySelectorAll('#chat-log .msg').forEach((m) => m.remove());
-		return JSON.stringify({ chars: text.length, deltas: text.length / 4, blocks: box.children.length, incremental_ms: +incremental.toFixed(1), per_delta_ms: +(incremental / (text.length / 4)).toFixed(3), rebuild_all_ms: +full.toFixed(1), incremental_without_layout_ms: +noLayout.toFixed(1), once_ms: +once.toFixed(2) });
+		return JSON.stringify({ same, chars: text.length, deltas: text.length / 4, blocks: box.children.length, incremental_ms: +incremental.toFixed(1), per_delta_ms: +(incremental / (text.length / 4)).toFixed(3), rebuild_all_ms: +full.toFixed(1), incremental_without_layout_ms: +noLayout.toFixed(1), once_ms: +once.toFixed(2) });
 	})`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("measure the render cost: %v", err)
 	}
 	t.Logf("markdown render cost (with layout after each delta): %s", cost)
+	// Rebuilding only the changed blocks, piece by piece, ends as rendering the whole at once.
+	if !strings.HasPrefix(cost, `{"same":true,`) {
+		t.Errorf("rendered as it streamed, the answer differs from the answer rendered whole: %s", cost)
+	}
 
 	// A real answer streams into its bubble as markdown.
 	p.do("few tokens", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '16'`))
 	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Hello"), chromedp.Click(chromedp.ID("chat-send")))
 	p.waitFor("the answer", `document.querySelector('.msg.assistant')?.classList.contains('done')`)
-	answer := eval[string](p, `(a => JSON.stringify([a.classList.contains('md'), a.textContent, a.children.length]))(document.querySelector('.msg.assistant .text'))`)
-	t.Logf("streamed answer [markdown, text, blocks]: %s", answer)
-	if !strings.HasPrefix(answer, "[true,") || strings.HasSuffix(answer, ",0]") {
-		t.Errorf("streamed answer %s: want a markdown box with blocks", answer)
+	// Its bubble, rendered delta by delta, is the markdown of the whole answer (as saved).
+	answer, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ markdown }) => {
+		const shown = document.querySelector('.msg.assistant .text');
+		const text = JSON.parse(localStorage.getItem('syn4pse.playground.conversation')).at(-1).content;
+		const whole = document.createElement('div');
+		markdown(whole)(text);
+		return JSON.stringify([shown.classList.contains('md'), shown.innerHTML === whole.innerHTML, text]);
+	})`, chromedp.EvalAwaitPromise))
+	t.Logf("streamed answer [markdown, as rendered whole, text]: %s, %s chunks", answer, eval[string](p, `document.querySelector('.msg.assistant').dataset.chunks`))
+	if err != nil || !strings.HasPrefix(answer, "[true,true,") {
+		t.Errorf("streamed answer %s (%v): want a markdown box, as the whole answer renders", answer, err)
 	}
 	if eval[string](p, `document.querySelector('.msg.user .text').className`) != "text" {
 		t.Errorf("the user's message is not plain text")
@@ -548,7 +567,7 @@ func TestDashboardPlaygroundMarkdown(t *testing.T) {
 	p.do("a markdown answer with a long code line", chromedp.Evaluate[chromedp.Void](`import('/assets/markdown.js').then(({ markdown }) => {
 		const b = document.querySelector('.msg.assistant .text');
 		b.replaceChildren();
-		markdown(b)('## Build it\nRun **this** with `+"`go test`"+`, then *check* [the docs](https://example.com):\n\n1. one\n2. two\n   - nested\n\n`+"```sh\\n"+`curl ' + 'x'.repeat(300) + '`+"\\n```"+`\nDone.');
+		markdown(b)(`+js(wideSample)+`.replace('LONG', 'x'.repeat(300)));
 	})`, chromedp.EvalAwaitPromise))
 	p.shot("rendered")
 	p.do("phone width", chromedp.EmulateViewport(390, 844))
