@@ -709,6 +709,7 @@ func TestDashboardPlaygroundKeeps(t *testing.T) {
 	for _, bad := range [][2]string{
 		{`{"role": "user", "content": `, `[1, 2`},
 		{`[{"role": "system", "content": "x"}]`, `"a string"`},
+		{`[{"role": "assistant", "content": [{"type": "text", "text": "x"}]}]`, `null`},
 		{`[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "javascript:alert(1)"}}]}]`, `{"model": 5, "temperature": {"x": 1}, "aloud": "yes"}`},
 	} {
 		p.do("corrupt storage", chromedp.Evaluate[chromedp.Void](`localStorage.setItem('syn4pse.playground.conversation', `+js(bad[0])+`);

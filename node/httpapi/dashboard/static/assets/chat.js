@@ -41,7 +41,7 @@ const part = (p) => (p?.type === 'text' ? typeof p.text === 'string'
   : p?.type === 'image_url' ? /^data:image\//.test(p.image_url?.url)
     : p?.type === 'input_audio' && typeof p.input_audio?.data === 'string' && ['wav', 'mp3', 'flac'].includes(p.input_audio.format));
 const message = (m) => ['user', 'assistant'].includes(m?.role) && ['string', 'undefined'].includes(typeof m.meta)
-  && (typeof m.content === 'string' || (Array.isArray(m.content) && m.content.every(part)));
+  && (typeof m.content === 'string' || (m.role === 'user' && Array.isArray(m.content) && m.content.every(part)));
 const bare = (p) => (p.type === 'image_url' ? { type: 'text', text: '[image]' }
   : p.type === 'input_audio' ? { type: 'text', text: `[audio (${p.input_audio.format})]` } : p);
 
