@@ -1,11 +1,15 @@
 package node_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -421,5 +425,304 @@ func TestDashboardPlaygroundPinsANode(t *testing.T) {
 	p.do("speak", chromedp.Click(chromedp.CSS(`.msg.assistant.done button.speak`)))
 	p.waitFor("a playable answer", `(a => a && a.readyState >= 1 && a.duration > 0)(document.querySelector('.msg.assistant audio'))`)
 	p.shot("spoken-by-b")
+	p.noErrors()
+}
+
+// renderMarkdown renders markdown with the page's own markdown.js into a box on the page, and
+// returns the box's HTML as the browser serialises it (the test reads it; the page never
+// writes HTML).
+func renderMarkdown(p *page, text string) string {
+	p.t.Helper()
+	html, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ markdown }) => {
+		const box = document.createElement('div');
+		document.body.append(box);
+		markdown(box)(`+js(text)+`);
+		return box.innerHTML;
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		p.t.Fatalf("render %q: %v", text, err)
+	}
+	return html
+}
+
+// streamingSample is a piece of a markdown answer, repeated to measure what rendering costs.
+const streamingSample = "## Step\nRun **this** with `go test`, then *check*:\n\n- one [link](https://example.com)\n- two\n  - nested\n\n" +
+	"```go\nfunc main() {\n\tfmt.Println(\"hi\")\n}\n```\n\nA paragraph of plain words that goes on for a while to fill the answer out.\n\n"
+
+// wideSample is an answer with a code line made LONG.
+const wideSample = "## Build it\nRun **this** with `go test`, then *check* [the docs](https://example.com):\n\n1. one\n2. two\n   - nested\n\n```sh\ncurl LONG\n```\nDone."
+
+// TestDashboardPlaygroundMarkdown: answers render as markdown, built as DOM nodes from the text
+// and never parsed as HTML: fenced code with its language and a Copy button that fills the
+// clipboard, inline code, bold, italic, headings, nested and numbered lists, http(s) links that
+// open in a new tab; a javascript: link, a <script> and an <img onerror> stay literal text,
+// create no element and run nothing. A real streamed answer renders into its bubble; a code
+// block's long line scrolls in its own box at phone width. It logs what rendering a
+// 4,000-character answer as it streams costs.
+func TestDashboardPlaygroundMarkdown(t *testing.T) {
+	n := startNode(t, tinyDecl("tiny"))
+	p := openDashboard(t, "http://"+n.HTTPAddr())
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	p.waitFor("tiny in the picker", `document.getElementById('chat-model').value === 'tiny'`)
+	p.do("a trap for anything that runs", chromedp.Evaluate[chromedp.Void](`window.pwned = false`))
+	scripts := eval[int](p, `document.scripts.length`)
+
+	const link = `target="_blank" rel="noopener noreferrer"`
+	const copy = `<button type="button" class="copy">Copy</button>`
+	for _, c := range []struct{ name, text, want string }{
+		{"code fence", "```go\nfmt.Println(\"<b>hi</b>\")\n\n  x := 1\n```\nafter",
+			`<div class="code"><div class="code-bar"><span>go</span>` + copy + `</div><pre><code data-lang="go">fmt.Println("&lt;b&gt;hi&lt;/b&gt;")` + "\n\n  x := 1</code></pre></div><p>after</p>"},
+		{"open fence, as it streams", "```\nlet a", `<div class="code"><div class="code-bar"><span></span>` + copy + `</div><pre><code>let a</code></pre></div>`},
+		{"inline", "Use `a < b` and **bold**, *italic*, _em_, __strong__ but snake_case_name and 2 * 3 * 4",
+			`<p>Use <code>a &lt; b</code> and <strong>bold</strong>, <em>italic</em>, <em>em</em>, <strong>strong</strong> but snake_case_name and 2 * 3 * 4</p>`},
+		{"nesting", "**bold `code` *it* end**", `<p><strong>bold <code>code</code> <em>it</em> end</strong></p>`},
+		{"headings", "# One\n## Two\n### Three\n#### Four", `<h1>One</h1><h2>Two</h2><h3>Three</h3><p>#### Four</p>`},
+		{"lists", "- a\n- b\n  - c\n* d\n\n3. x\n\n4. y\n   ```sh\n   make\n   ```",
+			`<ul><li>a</li><li><p>b</p><ul><li>c</li></ul></li><li>d</li></ul><ol start="3"><li>x</li><li><p>y</p><div class="code"><div class="code-bar"><span>sh</span>` + copy +
+				`</div><pre><code data-lang="sh">make</code></pre></div></li></ol>`},
+		{"paragraphs", "one\ntwo\n\n\nthree", `<p>one<br>two</p><p>three</p>`},
+		{"links", "[site](https://example.com/a?b=1) [bad](javascript:alert(1)) see http://127.0.0.1:8080/x. [ftp](ftp://h/f)",
+			`<p><a href="https://example.com/a?b=1" ` + link + `>site</a> [bad](javascript:alert(1)) see <a href="http://127.0.0.1:8080/x" ` + link + `>http://127.0.0.1:8080/x</a>. [ftp](ftp://h/f)</p>`},
+		{"html", "<script>window.pwned = true</script>\n<img src=x onerror=\"window.pwned = true\"> <a href=\"javascript:1\">x</a>",
+			`<p>&lt;script&gt;window.pwned = true&lt;/script&gt;<br>&lt;img src=x onerror="window.pwned = true"&gt; &lt;a href="javascript:1"&gt;x&lt;/a&gt;</p>`},
+		{"html in markdown", "**<img src=x onerror=\"window.pwned = true\">** `<script>`\n- <script>window.pwned = true</script>",
+			`<p><strong>&lt;img src=x onerror="window.pwned = true"&gt;</strong> <code>&lt;script&gt;</code></p><ul><li>&lt;script&gt;window.pwned = true&lt;/script&gt;</li></ul>`},
+	} {
+		if got := renderMarkdown(p, c.text); got != c.want {
+			t.Errorf("%s: %q renders\n%s\nwant\n%s", c.name, c.text, got, c.want)
+		}
+	}
+	// Nothing the text held became an element, and nothing ran.
+	if got := eval[string](p, `JSON.stringify([document.scripts.length, document.querySelectorAll('img, [onerror], a[href^="javascript"]').length, window.pwned])`); got != fmt.Sprintf("[%d,0,false]", scripts) {
+		t.Errorf("[scripts, img/onerror/javascript: elements, ran] = %s, want [%d,0,false]", got, scripts)
+	}
+
+	// The Copy button writes the code to the clipboard.
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(p.ctx, browser.SetPermission, browser.SetPermissionParams{
+			Permission: &browser.PermissionDescriptor{Name: name}, Setting: browser.PermissionSettingGranted, Origin: p.base}); err != nil {
+			t.Fatalf("grant %s: %v", name, err)
+		}
+	}
+	p.do("only one code block in the page", chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('body > div').forEach(d => d.remove())`))
+	renderMarkdown(p, "```sh\ncurl http://127.0.0.1/v1/models\n```")
+	p.do("copy", chromedp.Click(chromedp.CSS(`body > div .code button.copy`)))
+	p.waitFor("Copied", `document.querySelector('body > div .code button.copy').textContent === 'Copied'`)
+	clip, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if err != nil || clip != "curl http://127.0.0.1/v1/models" {
+		t.Errorf("clipboard %q (%v), want the code", clip, err)
+	}
+	p.do("remove the test's boxes", chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('body > div').forEach(d => d.remove())`))
+
+	// What rendering costs as a 4,000-character answer streams in 4-character pieces: this
+	// renderer (which rebuilds the blocks that changed) against rebuilding all, in a bubble.
+	cost, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ markdown }) => {
+		const part = `+js(streamingSample)+`;
+		const text = part.repeat(Math.ceil(4000 / part.length)).slice(0, 4000);
+		const bubble = () => { const b = document.createElement('div'); b.className = 'text'; const m = document.createElement('div'); m.className = 'msg assistant'; m.append(b); document.getElementById('chat-log').append(m); return b; };
+		const time = (step) => { const t0 = performance.now(); for (let i = 4; i <= text.length; i += 4) { step(text.slice(0, i)); document.body.offsetHeight; } return performance.now() - t0; };
+		const box = bubble(); const draw = markdown(box);
+		const incremental = time(draw);
+		const again = bubble();
+		const full = time((s) => { again.replaceChildren(); markdown(again)(s); });
+		const bare = bubble(); const drawBare = markdown(bare);
+		const t1 = performance.now(); for (let i = 4; i <= text.length; i += 4) drawBare(text.slice(0, i)); const noLayout = performance.now() - t1;
+		const whole = bubble();
+		const t0 = performance.now(); markdown(whole)(text); const once = performance.now() - t0;
+		const same = box.innerHTML === whole.innerHTML && again.innerHTML === whole.innerHTML && bare.innerHTML === whole.innerHTML;
+		document.querySelectorAll('#chat-log .msg').forEach((m) => m.remove());
+		return JSON.stringify({ same, chars: text.length, deltas: text.length / 4, blocks: box.children.length, incremental_ms: +incremental.toFixed(1), per_delta_ms: +(incremental / (text.length / 4)).toFixed(3), rebuild_all_ms: +full.toFixed(1), incremental_without_layout_ms: +noLayout.toFixed(1), once_ms: +once.toFixed(2) });
+	})`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("measure the render cost: %v", err)
+	}
+	t.Logf("markdown render cost (with layout after each delta): %s", cost)
+	// Rebuilding only the changed blocks, piece by piece, ends as rendering the whole at once.
+	if !strings.HasPrefix(cost, `{"same":true,`) {
+		t.Errorf("rendered as it streamed, the answer differs from the answer rendered whole: %s", cost)
+	}
+
+	// A real answer streams into its bubble as markdown.
+	p.do("few tokens", chromedp.Evaluate[chromedp.Void](`document.getElementById('chat-max-tokens').value = '16'`))
+	p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), "Hello"), chromedp.Click(chromedp.ID("chat-send")))
+	p.waitFor("the answer", `document.querySelector('.msg.assistant')?.classList.contains('done')`)
+	// Its bubble, rendered delta by delta, is the markdown of the whole answer (as saved).
+	answer, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ markdown }) => {
+		const shown = document.querySelector('.msg.assistant .text');
+		const text = JSON.parse(localStorage.getItem('syn4pse.playground.conversation')).at(-1).content;
+		const whole = document.createElement('div');
+		markdown(whole)(text);
+		return JSON.stringify([shown.classList.contains('md'), shown.innerHTML === whole.innerHTML, text]);
+	})`, chromedp.EvalAwaitPromise))
+	t.Logf("streamed answer [markdown, as rendered whole, text]: %s, %s chunks", answer, eval[string](p, `document.querySelector('.msg.assistant').dataset.chunks`))
+	if err != nil || !strings.HasPrefix(answer, "[true,true,") {
+		t.Errorf("streamed answer %s (%v): want a markdown box, as the whole answer renders", answer, err)
+	}
+	if eval[string](p, `document.querySelector('.msg.user .text').className`) != "text" {
+		t.Errorf("the user's message is not plain text")
+	}
+	p.shot("streamed")
+
+	// How an answer looks; a long line of code scrolls in its block at phone width, not the page.
+	p.do("a markdown answer with a long code line", chromedp.Evaluate[chromedp.Void](`import('/assets/markdown.js').then(({ markdown }) => {
+		const b = document.querySelector('.msg.assistant .text');
+		b.replaceChildren();
+		markdown(b)(`+js(wideSample)+`.replace('LONG', 'x'.repeat(300)));
+	})`, chromedp.EvalAwaitPromise))
+	p.shot("rendered")
+	p.do("phone width", chromedp.EmulateViewport(390, 844))
+	p.waitFor("laid out", `document.documentElement.clientWidth <= 390 && document.querySelector('.msg.assistant pre') !== null`)
+	if w := eval[float64](p, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
+		t.Errorf("a long code line at phone width: the page is %v px wider than the screen", w)
+	}
+	if !eval[bool](p, `(pre => pre.scrollWidth > pre.clientWidth)(document.querySelector('.msg.assistant pre'))`) {
+		t.Errorf("the long code line does not scroll in its block")
+	}
+	p.do("scroll to it", chromedp.Evaluate[chromedp.Void](`document.querySelector('.msg.assistant').scrollIntoView()`))
+	p.shot("phone-code")
+	p.noErrors()
+}
+
+// noisePNG writes a w×h PNG of random pixels (which PNG cannot compress) and returns its path.
+func noisePNG(t *testing.T, w, h int) string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(rng.Uint32())
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "noise.png")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDashboardPlaygroundKeeps: the conversation (its image too, while small) and the settings
+// (model, pinned node, system prompt, temperature, max tokens, sampling, voice, read aloud)
+// survive a reload; an image that would take the saved copy past 2 MB is left out of it for
+// "[image]"; Clear empties it for good; a corrupt or foreign value in storage is ignored, and the
+// page works on with no console error.
+func TestDashboardPlaygroundKeeps(t *testing.T) {
+	projector := filepath.Join(t.TempDir(), "mmproj.gguf")
+	if err := tinygguf.WriteVisionProjector(projector, 4); err != nil {
+		t.Fatal(err)
+	}
+	viewer := tinyDecl("viewer")
+	viewer.Projector = projector
+	n := startNode(t, viewer, tinyDecl("tiny"), ttsDecl("voice", "flite", "kal16"))
+	self := nodeID(t, n.HTTPAddr())
+	small := filepath.Join(t.TempDir(), "small.png")
+	png, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(pngDataURL(t, 24, 16), "data:image/png;base64,"))
+	if err := os.WriteFile(small, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := noisePNG(t, 900, 600) // 2.1 MB, 2.9 MB as a data URL
+
+	p := openDashboard(t, "http://"+n.HTTPAddr())
+	p.do("open the Playground", chromedp.Navigate(p.base+"/#/chat"))
+	ready := `[...document.querySelectorAll('#chat-model option')].map(o => o.value).sort().join() === 'tiny,viewer' && !document.getElementById('chat-voice').closest('label').hidden`
+	p.waitFor("the models and the voices", ready)
+	// set changes a field as the user does, with its input and change events.
+	set := func(id, value string) {
+		p.do("set "+id, chromedp.Evaluate[chromedp.Void](`(e => { e.value = `+js(value)+`; e.dispatchEvent(new Event('input', { bubbles: true })); e.dispatchEvent(new Event('change', { bubbles: true }));
+			if (e.value !== `+js(value)+`) throw new Error('no value ' + `+js(value)+` + ' for ' + e.id) })(document.getElementById(`+js(id)+`))`))
+	}
+	ask := func(text, file string) {
+		if file != "" {
+			p.do("attach", chromedp.SetUploadFiles(chromedp.ID("chat-image"), []string{file}))
+			p.waitFor("the thumbnail", `document.querySelector('#chat-attachments img.thumb') !== null`)
+		}
+		done := eval[int](p, `document.querySelectorAll('.msg.assistant.done').length`)
+		p.do("send", chromedp.SendKeys(chromedp.ID("chat-input"), text), chromedp.Click(chromedp.ID("chat-send")))
+		p.waitFor("the answer", fmt.Sprintf(`document.querySelectorAll('.msg.assistant.done').length === %d`, done+1))
+	}
+	// log is the conversation as the page shows it: each bubble's role, text, images and meta.
+	const log = `JSON.stringify([...document.querySelectorAll('#chat-log .msg')].map(m => [m.dataset.role, m.querySelector('.text').textContent,
+		[...m.querySelectorAll('img.thumb')].map(i => i.src.slice(0, 22)).join(), m.querySelector('.meta').textContent]))`
+	const settings = `JSON.stringify(['chat-model', 'chat-node', 'chat-system', 'chat-temperature', 'chat-max-tokens', 'chat-top-k', 'chat-seed', 'chat-stop-seq', 'chat-voice']
+		.map(id => document.getElementById(id).value).concat(document.getElementById('chat-aloud').checked))`
+	reload := func(what string) {
+		p.do("reload: "+what, chromedp.Reload())
+		p.waitFor("the page again", ready)
+	}
+
+	set("chat-model", "viewer")
+	set("chat-max-tokens", "4")
+	ask("Describe", small)
+	ask("Hello", "")
+	// The other settings, picked where a default would differ.
+	other := "tiny"
+	if eval[string](p, `document.querySelector('#chat-model option').value`) == "tiny" {
+		other = "viewer"
+	}
+	set("chat-model", other)
+	set("chat-node", self)
+	set("chat-system", "Be brief.")
+	set("chat-temperature", "0.3")
+	set("chat-top-k", "20")
+	set("chat-seed", "7")
+	set("chat-stop-seq", "###\nEND")
+	set("chat-voice", eval[string](p, `document.querySelector('#chat-voice option:last-child').value`))
+	p.do("read aloud", chromedp.Click(chromedp.ID("chat-aloud")))
+	before, kept := eval[string](p, log), eval[string](p, settings)
+	t.Logf("before the reload: %s, settings %s", before, kept)
+	p.shot("before")
+	reload("the conversation and the settings")
+	p.waitFor("the conversation back", log+` === `+js(before))
+	p.waitFor("the settings back", settings+` === `+js(kept))
+	if !strings.Contains(before, `"data:image/png;base64,"`) || strings.Count(before, `"assistant"`) != 2 || !strings.Contains(before, "(this node)") {
+		t.Errorf("conversation %s: want the image, two answers and who served them", before)
+	}
+	if !eval[bool](p, `document.querySelector('.msg.assistant .text').classList.contains('md') && document.querySelector('.msg.user .text').className === 'text'`) {
+		t.Errorf("restored answers are not markdown, or questions not plain text")
+	}
+	p.shot("restored")
+
+	// An image that would take the saved copy past 2 MB: left out of it, oldest first.
+	set("chat-model", "viewer")
+	p.do("read aloud off", chromedp.Evaluate[chromedp.Void](`(a => { if (a.checked) a.click() })(document.getElementById('chat-aloud'))`))
+	ask("And this?", big)
+	if n := eval[int](p, `document.querySelectorAll('.msg.user img.thumb').length`); n != 2 {
+		t.Errorf("%d images shown before the reload, want both", n)
+	}
+	stored := eval[string](p, `JSON.stringify([localStorage.getItem('syn4pse.playground.conversation').length, (localStorage.getItem('syn4pse.playground.conversation').match(/\[image\]/g) || []).length])`)
+	t.Logf("saved copy with the big image [characters, placeholders]: %s", stored)
+	reload("the big image")
+	shown := eval[string](p, log)
+	if strings.Count(shown, `"user"`) != 3 || strings.Contains(shown, "data:image") || strings.Count(shown, `[image]`) != 2 || !strings.Contains(shown, "And this?") {
+		t.Errorf("after the reload: %s; want three questions, the images as [image] placeholders, the text kept", shown)
+	}
+	p.shot("placeholders")
+
+	p.do("clear", chromedp.Click(chromedp.ID("chat-clear")))
+	reload("cleared")
+	if got := eval[string](p, `JSON.stringify([document.querySelectorAll('#chat-log .msg').length, localStorage.getItem('syn4pse.playground.conversation')])`); got != "[0,null]" {
+		t.Errorf("after Clear and a reload: [bubbles, saved] = %s, want [0,null]", got)
+	}
+
+	// Corrupt and foreign values are ignored: the defaults show and a chat works.
+	for _, bad := range [][2]string{
+		{`{"role": "user", "content": `, `[1, 2`},
+		{`[{"role": "system", "content": "x"}]`, `"a string"`},
+		{`[{"role": "assistant", "content": [{"type": "text", "text": "x"}]}]`, `null`},
+		{`[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "javascript:alert(1)"}}]}]`, `{"model": 5, "temperature": {"x": 1}, "aloud": "yes"}`},
+	} {
+		p.do("corrupt storage", chromedp.Evaluate[chromedp.Void](`localStorage.setItem('syn4pse.playground.conversation', `+js(bad[0])+`);
+			localStorage.setItem('syn4pse.playground.settings', `+js(bad[1])+`)`))
+		reload("corrupt " + bad[0])
+		if got := eval[string](p, `JSON.stringify([document.querySelectorAll('#chat-log .msg').length, document.getElementById('chat-temperature').value, document.getElementById('chat-aloud').checked])`); got != `[0,"0.8",false]` {
+			t.Errorf("storage %q / %q: [bubbles, temperature, read aloud] = %s, want the defaults [0,\"0.8\",false]", bad[0], bad[1], got)
+		}
+	}
+	set("chat-max-tokens", "4")
+	ask("Hello", "")
+	reload("after the corrupt values")
+	p.waitFor("the new conversation kept", `document.querySelectorAll('#chat-log .msg').length === 2`)
+	p.shot("after-corrupt")
 	p.noErrors()
 }

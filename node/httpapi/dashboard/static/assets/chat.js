@@ -4,12 +4,59 @@
 // where the model takes them, records the microphone for the mesh's speech-to-text
 // (/v1/audio/transcriptions, the words shown as they are spoken) and speaks answers with its
 // text-to-speech (/v1/audio/speech), or reads them aloud as they stream (the audio chat).
+// Answers show as markdown; the conversation and the settings are kept in localStorage.
 import { AuthError, getJSON, request } from './api.js';
 import { el, kind, shortID } from './dom.js';
 import { audioFormat, canRecord, dataURL, player, record } from './audio.js';
+import { markdown } from './markdown.js';
 
-// conversation outlives page switches within the tab.
-const conversation = [];
+const chatKey = 'syn4pse.playground.conversation';
+const settingsKey = 'syn4pse.playground.settings';
+// maxSaved is the most characters the saved conversation takes of localStorage's ~5 MB with its
+// images and audio: beyond it they are left out, oldest first, each for a placeholder.
+const maxSaved = 2e6;
+
+// saved is the value this page stored under key, or null for none, or for one it cannot read
+// or did not write (valid says).
+function saved(key, valid) {
+  try {
+    const v = JSON.parse(localStorage.getItem(key));
+    return valid(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+// store keeps value under key (null removes it); when storage is full or off, it is not kept.
+function store(key, value) {
+  try {
+    localStorage.removeItem(key);
+    if (value !== null) localStorage.setItem(key, value);
+  } catch {
+    // Not kept: the page works on without it.
+  }
+}
+
+const part = (p) => (p?.type === 'text' ? typeof p.text === 'string'
+  : p?.type === 'image_url' ? /^data:image\//.test(p.image_url?.url)
+    : p?.type === 'input_audio' && typeof p.input_audio?.data === 'string' && ['wav', 'mp3', 'flac'].includes(p.input_audio.format));
+const message = (m) => ['user', 'assistant'].includes(m?.role) && ['string', 'undefined'].includes(typeof m.meta)
+  && (typeof m.content === 'string' || (m.role === 'user' && Array.isArray(m.content) && m.content.every(part)));
+const bare = (p) => (p.type === 'image_url' ? { type: 'text', text: '[image]' }
+  : p.type === 'input_audio' ? { type: 'text', text: `[audio (${p.input_audio.format})]` } : p);
+
+// conversation outlives page switches within the tab, and reloads (saveConversation).
+const conversation = saved(chatKey, (v) => Array.isArray(v) && v.every(message)) || [];
+
+function saveConversation() {
+  let copy = conversation;
+  let json = JSON.stringify(copy);
+  for (let i = 0; json.length > maxSaved && i < copy.length; i++) {
+    copy = copy.map((m, j) => (j === i && Array.isArray(m.content) ? { ...m, content: m.content.map(bare) } : m));
+    json = JSON.stringify(copy);
+  }
+  store(chatKey, copy.length ? json : null);
+}
 
 // knobs are the optional sampling fields of the API (samplingFields in node/httpapi/openai.go):
 // JSON name, label, input attributes; int ones are sent as integers.
@@ -70,6 +117,19 @@ export function render(main, live, onError) {
       el('label', null, 'Temperature ', temperature), el('label', null, 'Max tokens ', maxTokens), voiceLabel, aloudLabel),
     sampling, system, log, form);
 
+  // The settings are kept across reloads. A select's kept value waits in wanted until its option
+  // shows (the mesh's models come with the live feed), or until the user picks another.
+  const kept = { system, temperature, max_tokens: maxTokens, stop: stopSeqs, ...Object.fromEntries(knobs.map(([name], i) => [name, fields[i]])) };
+  const settings = saved(settingsKey, (v) => typeof v === 'object' && v !== null) || {};
+  for (const [k, e] of Object.entries(kept)) if (typeof settings[k] === 'string') e.value = settings[k];
+  aloud.checked = settings.aloud === true;
+  const wanted = new Map([[picker, settings.model], [pin, settings.node], [voice, settings.voice]].filter(([, v]) => typeof v === 'string'));
+  const choice = (select) => wanted.get(select) ?? select.value;
+  const saveSettings = () => store(settingsKey, JSON.stringify({ model: choice(picker), node: choice(pin), voice: choice(voice), aloud: aloud.checked,
+    ...Object.fromEntries(Object.entries(kept).map(([k, e]) => [k, e.value])) }));
+  for (const e of Object.values(kept)) e.addEventListener('input', saveSettings);
+  for (const e of [picker, pin, voice, aloud]) e.addEventListener('change', () => { wanted.delete(e); saveSettings(); });
+
   let localModels = null;
   let hostname = '';
   let selfID = '';
@@ -106,7 +166,11 @@ export function render(main, live, onError) {
     return (m?.nodes.get(pin.value) || m)?.inputs || new Set();
   };
   const fill = (select, options) => {
-    const chosen = select.value;
+    let chosen = select.value;
+    if (options.some(([value]) => value === wanted.get(select))) {
+      chosen = wanted.get(select);
+      wanted.delete(select);
+    }
     select.replaceChildren(...options.map(([value, text]) => el('option', { value, selected: value === chosen }, text)));
   };
   const update = () => {
@@ -284,7 +348,7 @@ export function render(main, live, onError) {
   };
   const bubble = (role, content) => {
     const { text, images, audios } = view(content);
-    const body = el('div', { class: 'text' }, text);
+    const body = el('div', { class: 'text' }, role === 'user' ? text : null);
     const meta = el('div', { class: 'meta muted' });
     const extra = images.length || audios.length
       ? el('div', { class: 'thumbs' }, images.map((src) => el('img', { class: 'thumb', src, alt: 'image' })), audios.map((f) => el('span', { class: 'audio-chip' }, `♪ audio (${f})`)))
@@ -292,7 +356,9 @@ export function render(main, live, onError) {
     const node = el('div', { class: 'msg ' + role, 'data-role': role }, extra, body, meta);
     log.append(node);
     node.scrollIntoView({ block: 'end' });
-    return { node, body, meta };
+    const draw = role === 'user' ? null : markdown(body);
+    draw?.(text);
+    return { node, body, meta, draw };
   };
   const finished = (answer, content) => {
     const button = el('button', { type: 'button', class: 'speak' }, 'Speak');
@@ -324,6 +390,7 @@ export function render(main, live, onError) {
     e.preventDefault();
     const text = input.value.trim();
     if ((!text && !attached.length) || ctrl || !picker.value) return;
+    saveSettings();
     const sent = attached;
     const content = sent.length ? [...(text ? [{ type: 'text', text }] : []), ...sent.map((a) => a.part)] : text;
     input.value = '';
@@ -380,7 +447,7 @@ export function render(main, live, onError) {
             if (!chunks) answer.node.dataset.firstTextMs = since();
             reply += piece;
             chunks++;
-            answer.body.textContent = reply;
+            answer.draw(reply);
           }
           if (d?.audio?.data && voicer) {
             voicer.push(d.audio.data);
@@ -421,13 +488,14 @@ export function render(main, live, onError) {
     answer.node.classList.add('done');
     finished(answer, reply);
     conversation.push({ role: 'assistant', content: reply, meta });
+    saveConversation();
     ctrl = null;
     send.disabled = false;
     stop.disabled = !speaking;
     voicer?.ended().then(() => { if (voicer === speaking) quiet(); else voicer.stop(); });
   });
   stop.addEventListener('click', () => { ctrl?.abort(); quiet(); });
-  clear.addEventListener('click', () => { conversation.length = 0; log.replaceChildren(); });
+  clear.addEventListener('click', () => { conversation.length = 0; log.replaceChildren(); saveConversation(); });
   input.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
   });
