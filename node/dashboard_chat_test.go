@@ -580,6 +580,16 @@ func TestDashboardPlaygroundMarkdown(t *testing.T) {
 	}
 	p.do("scroll to it", chromedp.Evaluate[chromedp.Void](`document.querySelector('.msg.assistant').scrollIntoView()`))
 	p.shot("phone-code")
+	// Speak reads the words, not the marks: no code blocks, a link says its label.
+	said, err := chromedp.Run(p.ctx, chromedp.Evaluate[string](`import('/assets/markdown.js').then(({ spoken }) => spoken(`+
+		js("# Title\nSome **bold** and *it* with `x`.\n\n```sh\nrm -rf /\n```\n- [docs](https://example.com) item\n- 2 * 3")+`))`,
+		chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Title\nSome bold and it with x.\ndocs item\n2 * 3"; said != want {
+		t.Errorf("spoken: %q, want %q", said, want)
+	}
 	p.noErrors()
 }
 

@@ -8,7 +8,7 @@
 import { AuthError, getJSON, request } from './api.js';
 import { el, kind, shortID } from './dom.js';
 import { audioFormat, canRecord, dataURL, player, record } from './audio.js';
-import { markdown } from './markdown.js';
+import { markdown, spoken } from './markdown.js';
 
 const chatKey = 'syn4pse.playground.conversation';
 const settingsKey = 'syn4pse.playground.settings';
@@ -331,7 +331,7 @@ export function render(main, live, onError) {
 
   const speak = async (button, text, bubble) => {
     const [model, v] = JSON.parse(voice.value || '[]');
-    if (!model) return;
+    if (!model || !text.trim()) return; // nothing but code: nothing to say
     button.disabled = true;
     try {
       const res = await request('/v1/audio/speech', { method: 'POST', headers: { 'Content-Type': 'application/json' },
@@ -362,7 +362,7 @@ export function render(main, live, onError) {
   };
   const finished = (answer, content) => {
     const button = el('button', { type: 'button', class: 'speak' }, 'Speak');
-    button.addEventListener('click', () => speak(button, content, answer.node));
+    button.addEventListener('click', () => speak(button, spoken(content), answer.node));
     answer.node.append(button);
   };
   for (const m of conversation) {

@@ -130,3 +130,14 @@ export function markdown(box) {
     }
   };
 }
+
+/**
+ * spoken is what an answer says aloud: its words without markdown's marks (a link says its
+ * label), code blocks and bare URLs left out, one line per block.
+ */
+export function spoken(text) {
+  const words = (s) => s.replace(span, (all, c, b1, b2, i1, i2, label) => c ?? (b1 || b2 || i1 || i2 ? words(b1 || b2 || i1 || i2) : label ? words(label) : ''));
+  const say = (b) => (b.code !== undefined ? [] : b.h ? [words(b.text)]
+    : b.items ? b.items.flatMap((x) => blocks(x).flatMap(say)) : [b.p.map((l) => words(l.trim())).join(' ')]);
+  return blocks(text).flatMap(say).filter((l) => l.trim()).join('\n');
+}
