@@ -118,6 +118,12 @@ func (s *Service) ChatAloud(ctx context.Context, chat *pb.ChatRequest, speech *p
 	var out Aloud
 	speaker := s.newSpeaker(ctx, speech, audio, since)
 	var splitter sentenceSplitter
+	var words markdownWords
+	say := func(sentence string) {
+		if w := words.say(sentence); w != "" {
+			speaker.say(w)
+		}
+	}
 	var answer strings.Builder
 	err := s.Chat(ctx, chat, func(ev *pb.GenerateResponse) error {
 		if f := ev.GetFinal(); f != nil {
@@ -133,12 +139,12 @@ func (s *Service) ChatAloud(ctx context.Context, chat *pb.ChatRequest, speech *p
 			return err
 		}
 		for _, sentence := range splitter.Add(piece) {
-			speaker.say(sentence)
+			say(sentence)
 		}
 		return nil
 	})
 	if rest := splitter.Flush(); rest != "" && err == nil {
-		speaker.say(rest)
+		say(rest)
 	}
 	spoken := speaker.finish(err != nil)
 	if err != nil {

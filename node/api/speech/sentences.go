@@ -1,6 +1,7 @@
 package speech
 
 import (
+	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -92,4 +93,35 @@ func abbreviation(before string) bool {
 		return true
 	}
 	return false
+}
+
+// markdownWords turns the sentences of an LLM's answer, as the splitter cuts them, into what is
+// said aloud: markdown's marks left out (emphasis, code ticks, heading hashes, list bullets and
+// numbers, quote marks, a link's URL: its label is said) and code blocks not said at all. A
+// speech model would read "**" as "asterisk asterisk". The zero value is ready; it remembers
+// whether a code block is open, as the splitter ends a sentence at every line break.
+type markdownWords struct{ inCode bool }
+
+var (
+	mdFence    = regexp.MustCompile("^ {0,3}(```|~~~)")
+	mdLead     = regexp.MustCompile(`^(#{1,6}\s+|[-*+]\s+|\d{1,9}[.)](\s+|$)|>\s?)`)
+	mdLink     = regexp.MustCompile(`\[([^\]\n]+)\]\([^)\s]+\)`)
+	mdStrong   = regexp.MustCompile("\\*\\*|__|`")
+	mdEmphasis = regexp.MustCompile(`(^|[^\w*])[*_]([^*_\s](?:[^*_]*[^*_\s])?)[*_]($|[^\w*])`)
+)
+
+// say is sentence as said aloud, "" when nothing of it is.
+func (m *markdownWords) say(sentence string) string {
+	if mdFence.MatchString(sentence) {
+		m.inCode = !m.inCode
+		return ""
+	}
+	if m.inCode {
+		return ""
+	}
+	t := mdLead.ReplaceAllString(strings.TrimSpace(sentence), "")
+	t = mdLink.ReplaceAllString(t, "$1")
+	t = mdStrong.ReplaceAllString(t, "")
+	t = mdEmphasis.ReplaceAllString(t, "$1$2$3")
+	return strings.TrimSpace(t)
 }

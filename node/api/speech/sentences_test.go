@@ -31,6 +31,31 @@ func TestSplitSentences(t *testing.T) {
 	}
 }
 
+// An answer in markdown is said without its marks, its code blocks not at all, as the chat
+// aloud cuts it (streamed in pieces, sentence by sentence).
+func TestMarkdownWordsAreSaid(t *testing.T) {
+	answer := "## Steps\nRun **this** once, then *that* with `make`.\n\n```sh\nmake all. Then rm -rf /\n```\n" +
+		"1. First [the docs](https://example.com/docs) now.\n- Keep 2 * 3 * 4 and snake_case_name.\n> Quoted __strong__ _word_ here."
+	var s sentenceSplitter
+	var m markdownWords
+	var said []string
+	say := func(sentence string) {
+		if w := m.say(sentence); w != "" {
+			said = append(said, w)
+		}
+	}
+	for i := 0; i < len(answer); i += 5 {
+		for _, sentence := range s.Add(answer[i:min(i+5, len(answer))]) {
+			say(sentence)
+		}
+	}
+	say(s.Flush())
+	want := []string{"Steps", "Run this once, then that with make.", "First the docs now.", "Keep 2 * 3 * 4 and snake_case_name.", "Quoted strong word here."}
+	if !slices.Equal(said, want) {
+		t.Errorf("said %q\nwant %q", said, want)
+	}
+}
+
 // Text that arrives in pieces splits as the whole text does: a full stop waits for the next
 // piece to know whether a space follows.
 func TestSentenceSplitterStreams(t *testing.T) {
