@@ -88,6 +88,7 @@ export function render(main, live, onError) {
       }
     }
     meshSection.hidden = found.size === 0;
+    if (same('mesh', [pulling, [...found.values()].map(({ m, nodes }) => [m.name, m.modality, m.size_bytes, m.digest, nodes])])) return;
     const rows = [...found.values()].sort((a, b) => a.m.name.localeCompare(b.m.name)).map(({ m, nodes }) => {
       const pullable = Boolean(m.digest && Number(m.size_bytes) > 0);
       const digest = m.digest ? el('span', { class: 'mono', title: m.digest }, m.digest.replace('sha256:', '').slice(0, 12)) : '—';
@@ -155,8 +156,20 @@ export function render(main, live, onError) {
     }
   };
 
+  // drawn holds what each table shows, so a live event that changes nothing shown (peers'
+  // load, a model's counters) leaves the table as it is: no flicker, and no button replaced
+  // under a click.
+  const drawn = {};
+  const same = (table, shown) => {
+    const key = JSON.stringify(shown);
+    if (drawn[table] === key) return true;
+    drawn[table] = key;
+    return false;
+  };
+
   const draw = () => {
     if (live.models === null) return;
+    if (same('models', [[...busy], live.models.map((m) => [m.name, m.modality, m.state, m.size_bytes, m.digest, m.unavailable_reason, elsewhere(m.name)])])) return;
     if (!live.models.length) { holder.replaceChildren(el('p', { class: 'muted' }, 'No models on this node.')); return; }
     const rows = [...live.models].sort((a, b) => a.name.localeCompare(b.name)).map((m) => {
       const state = enumName(m.state, 'MODEL_STATE_');
