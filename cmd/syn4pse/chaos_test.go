@@ -64,14 +64,7 @@ func labMesh(t *testing.T, lab *netlab.Lab, models []map[string]string) []*meshN
 		}
 		nodes = append(nodes, newMeshNodeAt(t, ns, fmt.Sprintf("n%d", i+1), m))
 	}
-	if out, stderr, code := nodes[0].run("mesh", "init"); code != 0 {
-		t.Fatalf("mesh init: %s %s", out, stderr)
-	}
-	nodes[0].start()
-	token := nodes[0].invite()
-	for _, n := range nodes[1:] {
-		n.join(token)
-	}
+	joinMesh(t, nodes[0], nodes[1:]...)
 	return nodes
 }
 

@@ -232,13 +232,7 @@ func TestMeshForwardsToThePeerWithTheModel(t *testing.T) {
 	b := newMeshNode(t, "beta", nil)
 	stranger := newMeshNode(t, "stranger", nil)
 
-	if out, stderr, code := a.run("mesh", "init"); code != 0 {
-		t.Fatalf("mesh init: %s %s", out, stderr)
-	}
-	a.start()
-	token := a.invite()
-	b.join(token)
-	b.start()
+	token := formMesh(t, a, b)
 	aID := a.peerID()
 	took := b.waitFor("alpha's model in beta's table", func() bool { return len(b.peers("x")) == 1 })
 	t.Logf("beta saw alpha's model %v after start", took)
@@ -343,15 +337,7 @@ func TestMeshFailover(t *testing.T) {
 	a := newMeshNode(t, "alpha", map[string]string{"x": model})
 	c := newMeshNode(t, "gamma", map[string]string{"x": model})
 	b := newMeshNode(t, "beta", nil)
-	if out, stderr, code := a.run("mesh", "init"); code != 0 {
-		t.Fatalf("mesh init: %s %s", out, stderr)
-	}
-	a.start()
-	token := a.invite()
-	c.join(token)
-	b.join(token)
-	c.start()
-	b.start()
+	formMesh(t, a, c, b)
 	b.waitFor("both servers of x", func() bool { return len(b.peers("x")) == 2 })
 
 	servers := map[string]*meshNode{a.peerID(): a, c.peerID(): c}
@@ -451,4 +437,29 @@ func (n *meshNode) declare(toml string) {
 	if _, err := f.WriteString("\n" + toml + "\n"); err != nil {
 		n.t.Fatal(err)
 	}
+}
+
+// joinMesh makes first a mesh's founder (mesh init, then started) and joins the others to it
+// with one invite, returned; they are not started.
+func joinMesh(t *testing.T, first *meshNode, others ...*meshNode) (token string) {
+	t.Helper()
+	if out, stderr, code := first.run("mesh", "init"); code != 0 {
+		t.Fatalf("mesh init: %s %s", out, stderr)
+	}
+	first.start()
+	token = first.invite()
+	for _, n := range others {
+		n.join(token)
+	}
+	return token
+}
+
+// formMesh is joinMesh with the others started, in order.
+func formMesh(t *testing.T, first *meshNode, others ...*meshNode) (token string) {
+	t.Helper()
+	token = joinMesh(t, first, others...)
+	for _, n := range others {
+		n.start()
+	}
+	return token
 }

@@ -101,15 +101,7 @@ func TestModelsSpreadThroughTheMesh(t *testing.T) {
 	model := writeModel(t, "tiny")
 	server := serveModel(t, model, 0)
 	a, b, c := newMeshNode(t, "alpha", nil), newMeshNode(t, "beta", nil), newMeshNode(t, "gamma", nil)
-	if out, stderr, code := a.run("mesh", "init"); code != 0 {
-		t.Fatalf("mesh init: %s %s", out, stderr)
-	}
-	a.start()
-	token := a.invite()
-	b.join(token)
-	c.join(token)
-	b.start()
-	c.start()
+	token := formMesh(t, a, b, c)
 
 	// alpha pulls from the web; then the web goes away.
 	out, stderr, code := a.run("models", "pull", "x", "--source", server.URL+"/tiny.gguf")

@@ -41,12 +41,7 @@ func TestRequestIDAcrossNodeProcesses(t *testing.T) {
 	for _, n := range []*meshNode{a, b} {
 		n.declare("[log]\nformat = \"json\"")
 	}
-	if out, stderr, code := a.run("mesh", "init"); code != 0 {
-		t.Fatalf("mesh init: %s %s", out, stderr)
-	}
-	a.start()
-	b.join(a.invite())
-	b.start()
+	formMesh(t, a, b)
 	b.waitFor("alpha's model in beta's table", func() bool { return len(b.peers("x")) == 1 })
 
 	const id = "cli-trace-0001"

@@ -29,15 +29,7 @@ func TestMeshStreamSurvivesItsNode(t *testing.T) {
 	a := newMeshNode(t, "alpha", nil)
 	b := newMeshNode(t, "beta", map[string]string{"x": model})
 	c := newMeshNode(t, "gamma", map[string]string{"x": model})
-	if out, stderr, code := a.run("mesh", "init"); code != 0 {
-		t.Fatalf("mesh init: %s %s", out, stderr)
-	}
-	a.start()
-	token := a.invite()
-	b.join(token)
-	c.join(token)
-	b.start()
-	c.start()
+	formMesh(t, a, b, c)
 	a.waitFor("both servers of x", func() bool { return len(a.peers("x")) == 2 })
 	servers := map[string]*meshNode{b.peerID(): b, c.peerID(): c}
 

@@ -23,15 +23,7 @@ func TestMeshConverseAcrossThreeNodes(t *testing.T) {
 	b := newMeshNode(t, "beta", nil)
 	b.declare("[backends.stt.pocketsphinx]")
 	c := newMeshNode(t, "gamma", map[string]string{"x": writeModel(t, "tiny")})
-	if out, stderr, code := a.run("mesh", "init"); code != 0 {
-		t.Fatalf("mesh init: %s %s", out, stderr)
-	}
-	a.start()
-	token := a.invite()
-	for _, n := range []*meshNode{b, c} {
-		n.join(token)
-		n.start()
-	}
+	formMesh(t, a, b, c)
 	a.waitFor("beta's and gamma's models in alpha's table", func() bool {
 		return len(a.peers("pocketsphinx")) == 1 && len(a.peers("x")) == 1
 	})
