@@ -256,6 +256,15 @@ func TestDashboard(t *testing.T) {
 	}
 	p.waitFor("tokens/s of a's tiny and b's btiny", speed(".card.self", "tiny")+` && `+speed(`[data-peer="`+bID+`"]`, "btiny"))
 
+	// The Node page's traffic, from a's /metrics: the chats it took, the one it forwarded to b,
+	// and the tokens its own model generated.
+	p.do("open the Node page", chromedp.Click(chromedp.CSS(`nav a[data-page="node"]`)))
+	cell := func(row string, col int) string {
+		return fmt.Sprintf(`Number(document.querySelector('#node-traffic tr[data-row=%s] td:nth-child(%d)')?.textContent.replaceAll(',', ''))`, js(row), col)
+	}
+	p.waitFor("the chats, the forward to b and tiny's tokens", cell("http:POST /v1/chat/completions", 2)+` >= 2 && `+cell("fwd:ok", 2)+` >= 1 && `+cell("tokens:tiny", 3)+` > 0`)
+	p.shot("node-traffic")
+
 	// A phone: nothing wider than the screen, the tables scroll in their own box.
 	p.do("phone width", chromedp.EmulateViewport(390, 844))
 	for _, name := range []string{"node", "mesh", "models", "chat"} {

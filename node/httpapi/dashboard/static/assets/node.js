@@ -1,8 +1,9 @@
 // Node page: who this node is, its hardware and its engines (GET /api/status, /api/mesh), its
-// configuration in effect (GET /api/config, secrets hidden) and a live tail of its log
-// (GET /api/logs?follow=1).
+// traffic since start (GET /metrics, traffic.js), its configuration in effect (GET /api/config,
+// secrets hidden) and a live tail of its log (GET /api/logs?follow=1).
 import { AuthError, events, getJSON } from './api.js';
 import { bytes, dl, el, table } from './dom.js';
+import { trafficCard } from './traffic.js';
 
 export function render(main, live, onError) {
   main.append(el('h1', null, 'Node'));
@@ -38,7 +39,7 @@ export function render(main, live, onError) {
     return getJSON('/api/config');
   }).then((cfg) => {
     if (stopped || !cfg) return;
-    main.append(configCard(cfg), logsCard(ctrl.signal, onError));
+    main.append(trafficCard(ctrl.signal, onError), configCard(cfg), logsCard(ctrl.signal, onError));
   }).catch(onError);
   return () => { stopped = true; ctrl.abort(); };
 }
