@@ -53,11 +53,7 @@ func FuzzOpenAIRequest(f *testing.F) {
 		f.Add(s.route, []byte(s.body))
 	}
 
-	var registry engine.Registry
-	catalog := models.New(&registry, nil, models.Options{})
-	f.Cleanup(func() { catalog.Close() })
-	h := httpapi.New(&api.InferenceService{Models: catalog, NodeID: "self"}, &api.ModelService{Models: catalog},
-		&api.NodeService{Models: catalog, NodeID: "self"})
+	h := handlerWithoutModels(f)
 
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
 		path := fuzzRoutes[int(route)%len(fuzzRoutes)]
@@ -67,6 +63,16 @@ func FuzzOpenAIRequest(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		checkErrorResponse(t, path, rec)
 	})
+}
+
+// handlerWithoutModels is the real HTTP API over a node that holds no models: every request is
+// decoded and validated, then refused.
+func handlerWithoutModels(f *testing.F) *httpapi.Handler {
+	var registry engine.Registry
+	catalog := models.New(&registry, nil, models.Options{})
+	f.Cleanup(func() { catalog.Close() })
+	return httpapi.New(&api.InferenceService{Models: catalog, NodeID: "self"}, &api.ModelService{Models: catalog},
+		&api.NodeService{Models: catalog, NodeID: "self"})
 }
 
 // checkErrorResponse asserts that rec is a refusal a client can read: a 4xx or a 503 (no model
@@ -131,11 +137,7 @@ func FuzzTranscriptionUpload(f *testing.F) {
 	} {
 		f.Add(body)
 	}
-	var registry engine.Registry
-	catalog := models.New(&registry, nil, models.Options{})
-	f.Cleanup(func() { catalog.Close() })
-	h := httpapi.New(&api.InferenceService{Models: catalog, NodeID: "self"}, &api.ModelService{Models: catalog},
-		&api.NodeService{Models: catalog, NodeID: "self"})
+	h := handlerWithoutModels(f)
 
 	f.Fuzz(func(t *testing.T, body []byte) {
 		const path = "/v1/audio/transcriptions"
